@@ -1,0 +1,74 @@
+/* include/tftpgw/config.h - the INI configuration (inih), validated once. */
+#ifndef TFTPGW_CONFIG_H
+#define TFTPGW_CONFIG_H
+
+#include "tftpgw/route.h"
+
+enum tg_log_format { TG_LOG_TEXT = 0, TG_LOG_JSON = 1 };
+
+struct tg_kv {
+    char *key;
+    char *value;
+    int line;
+};
+
+/* A [backend NAME] section. Keys beyond `type` are kept raw and checked by
+ * the backend type itself when it is created (tg_backend_create). */
+struct tg_backend_cfg {
+    char *name;
+    char *type;
+    int line;
+    struct tg_kv *kv;
+    size_t nkv;
+};
+
+struct tg_server_cfg {
+    char **listen;             /* "127.0.0.1:6969", "[::]:69"; default 0.0.0.0:69 and [::]:69 */
+    size_t nlisten;
+    unsigned port_lo, port_hi; /* session ports; 0, 0: kernel's ephemeral ports */
+    unsigned max_sessions;     /* default 1000 */
+    unsigned max_sessions_per_client; /* default 0: no limit */
+    unsigned timeout_ms;       /* first retransmission interval without a timeout option; default 1000 */
+    unsigned retries;          /* retransmissions before giving up; default 5 */
+    unsigned max_blksize;      /* default 65464 */
+    unsigned max_windowsize;   /* default 64, at most TG_WINDOW_MAX */
+    size_t max_window_bytes;   /* default 4 MiB */
+    unsigned rollover;         /* 0 (default) or 1 */
+    char *user;                /* drop privileges to this user after bind; NULL: stay */
+    int log_level;             /* enum tg_log_level; default info */
+    enum tg_log_format log_format;
+};
+
+struct tg_config {
+    char *file;                /* NULL for the embedded default */
+    struct tg_server_cfg server;
+    struct tg_backend_cfg *backends;
+    size_t nbackends;
+    struct tg_route *routes;   /* in file order: first match wins */
+    size_t nroutes;
+};
+
+/* Parse INI text. On error returns TG_EINVAL and writes
+ * "FILE:LINE: [section] key: what is wrong" into err. Unknown sections or
+ * [server]/[route] keys, bad values, duplicate names, a route naming a
+ * missing backend, and a config without routes are all errors. */
+int tg_config_parse_string(const char *text, const char *filename,
+                           struct tg_config **out, char *err, size_t errlen);
+int tg_config_load(const char *path, struct tg_config **out, char *err,
+                   size_t errlen);
+
+/* The embedded default for `tftpgw --root DIR`: one file backend "root" at
+ * DIR and one route "default" matching everything, read-only unless write
+ * is TG_WRITE_CREATE or TG_WRITE_OVERWRITE. */
+struct tg_config *tg_config_embedded(const char *root, enum tg_write_mode write);
+
+void tg_config_free(struct tg_config *cfg);
+
+/* Look up a raw backend key; NULL when absent. */
+const struct tg_kv *tg_config_kv(const struct tg_backend_cfg *b, const char *key);
+
+/* Shared value parsers for config code (backends use them too). */
+int tg_config_parse_bool(const char *s, bool *out);        /* yes/no/true/false/on/off/1/0 */
+int tg_config_parse_size(const char *s, int64_t *out);     /* 123, 4k, 8M, 1G (powers of 1024) */
+
+#endif

@@ -1,0 +1,20 @@
+/* include/tftpgw/path.h - turning a client's filename into a safe relative path. */
+#ifndef TFTPGW_PATH_H
+#define TFTPGW_PATH_H
+
+#include "tftpgw/common.h"
+
+#define TG_PATH_MAX 1024
+
+/* Normalise a client filename into "a/b/c": leading '/' stripped, '\\' read
+ * as '/' (Windows boot programs, digest K7), empty and "." segments dropped.
+ * Refused with TG_EACCES: a ".." segment, control characters (< 0x20, 0x7f),
+ * invalid or overlong UTF-8. TG_ENAMETOOLONG when the result does not fit in
+ * cap (or exceeds TG_PATH_MAX - 1), TG_ENOENT when nothing is left ("", "/").
+ * The result never starts with '/', never contains "//", "." or ".." segments. */
+int tg_path_normalize(const char *in, char *out, size_t cap);
+
+/* Last segment of a normalised path (points into it). */
+const char *tg_path_basename(const char *norm);
+
+#endif

@@ -1,0 +1,62 @@
+/* include/tftpgw/route.h - first-match routing of a request to a backend key. */
+#ifndef TFTPGW_ROUTE_H
+#define TFTPGW_ROUTE_H
+
+#include <sys/socket.h>
+
+#include "tftpgw/packet.h"
+#include "tftpgw/path.h"
+
+enum tg_write_mode { TG_WRITE_OFF = 0, TG_WRITE_CREATE, TG_WRITE_OVERWRITE };
+
+struct tg_cidr {
+    int family;        /* AF_INET or AF_INET6 */
+    uint8_t addr[16];  /* network byte order, host bits cleared */
+    unsigned bits;
+};
+
+struct tg_route {
+    char *name;
+    int line;            /* of its [route NAME] header, for messages */
+    char *match;         /* "" matches all; a glob if it has * ? or [ (fnmatch,
+                            '*' crosses '/'); otherwise a path prefix */
+    bool is_glob;
+    char *backend;       /* name of a [backend NAME] section */
+    char *key;           /* template: {path} {rest} {basename} {client_ip}; default "{path}" */
+    bool read;           /* RRQ allowed (default yes) */
+    enum tg_write_mode write; /* default off */
+    struct tg_cidr *allow;    /* empty: every client */
+    size_t nallow;
+    int64_t max_size;    /* upload cap in bytes, -1: none */
+    unsigned refuse;     /* TG_OPT_* bits this route never negotiates */
+};
+
+struct tg_route_match {
+    const struct tg_route *route;
+    char key[TG_PATH_MAX];
+};
+
+/* Pick the first route whose match fits `normpath` (already normalised) and
+ * whose allow list holds the client, then check the operation:
+ *  - no route fits the path: ERROR 1 (RRQ) / ERROR 2 (WRQ), TG_ENOENT/TG_EACCES;
+ *  - routes fit the path but none admits the client: ERROR 2, TG_EACCES;
+ *  - the winning route forbids the op (read = no, write = off): ERROR 2.
+ * The key is expanded and normalised again, so a template can never produce
+ * a path that climbs out of the backend's root (invariant 5); ERROR 2 if it
+ * would. {path} is the whole path, {rest} the path after a prefix match
+ * ({path} for globs), {basename} its last segment, {client_ip} the client's
+ * address text (IPv4-mapped IPv6 shown as IPv4). */
+int tg_route_resolve(const struct tg_route *routes, size_t n,
+                     const char *normpath, const struct sockaddr *client,
+                     enum tg_opcode op, struct tg_route_match *out,
+                     struct tg_error *err);
+
+/* "10.0.0.0/8", "2001:db8::/32", or a bare address (host route). */
+int tg_cidr_parse(const char *s, struct tg_cidr *out);
+/* IPv4-mapped IPv6 clients match IPv4 networks. */
+bool tg_cidr_contains(const struct tg_cidr *c, const struct sockaddr *sa);
+
+/* Address text without port; IPv4-mapped IPv6 as plain IPv4. */
+int tg_sockaddr_ip(const struct sockaddr *sa, char *out, size_t cap);
+
+#endif
