@@ -1,0 +1,318 @@
+/* gateway/listener.c - the request sockets (port 69): parse, dedupe, limits,
+ * then hand over to a session. Uses its own non-blocking socket under a
+ * uv_poll_t, because libuv's UDP receive path cannot report the destination
+ * address of a datagram (IP_PKTINFO), and replies must come from the address
+ * the client asked (digest C7). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server.h"
+#include "tftpgw/log.h"
+#include "tftpgw/packet.h"
+#include "tftpgw/path.h"
+
+#define BURST 64 /* datagrams taken per wakeup, so one busy socket cannot starve the loop */
+
+int tg_sockaddr_parse(const char *spec, struct sockaddr_storage *out)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon, *h;
+    size_t hl;
+    uint64_t port;
+
+    memset(out, 0, sizeof(*out));
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+
+        if (!close || close[1] != ':')
+            return TG_EINVAL;
+        h = spec + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (!colon)
+            return TG_EINVAL;
+        h = spec;
+        hl = (size_t)(colon - spec);
+    }
+    if (hl == 0 || hl >= sizeof(host) || tg_parse_u64(colon + 1, 65535, &port) != 0 || port == 0)
+        return TG_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (spec[0] == '[') {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+
+        if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+            return TG_EINVAL;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+
+        if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+            return TG_EINVAL;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+    }
+    return 0;
+}
+
+void tg_sockaddr_str(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, cap, "[%s]:%u", ip, ntohs(s6->sin6_port));
+    } else if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        snprintf(out, cap, "%s:%u", ip, ntohs(s4->sin_port));
+    } else {
+        snprintf(out, cap, "?");
+    }
+}
+
+bool tg_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return false;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return false;
+}
+
+static socklen_t sa_len(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                     : sizeof(struct sockaddr_in);
+}
+
+void tg_listener_send_error(struct tg_listener *l, const struct sockaddr *peer,
+                            uint16_t code, const char *msg)
+{
+    uint8_t pkt[512];
+    size_t n = tg_pkt_build_error(pkt, sizeof(pkt), code, msg);
+
+    /* Best effort: an ERROR is never retransmitted (RFC 1350 7). */
+    if (n)
+        (void)sendto(l->fd, pkt, n, 0, peer, sa_len(peer));
+}
+
+/* Broadcast and multicast requests are not ours to answer (RFC 1123 4.2.3.5). */
+static bool dst_is_group(const struct sockaddr *dst)
+{
+    if (dst->sa_family == AF_INET) {
+        uint32_t a = ntohl(((const struct sockaddr_in *)dst)->sin_addr.s_addr);
+
+        return a == 0xffffffffu || (a >> 28) == 0xe;
+    }
+    if (dst->sa_family == AF_INET6)
+        return ((const struct sockaddr_in6 *)dst)->sin6_addr.s6_addr[0] == 0xff;
+    return false;
+}
+
+static void refuse(struct tg_listener *l, const struct sockaddr *peer,
+                   const char *what, const char *file, const struct tg_error *e)
+{
+    char ps[INET6_ADDRSTRLEN + 8], fs[160];
+
+    l->srv->stats.requests_refused++;
+    tg_sockaddr_str(peer, ps, sizeof(ps));
+    tg_log(TG_LOG_INFO, "refused client=%s op=%s file=\"%s\" code=%u msg=\"%s\"",
+           ps, what, file ? tg_log_sanitize(file, fs, sizeof(fs)) : "",
+           e->code, e->msg);
+    tg_listener_send_error(l, peer, e->code, e->msg);
+}
+
+static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t len,
+                            const struct sockaddr *peer,
+                            const struct sockaddr *local, unsigned ifindex)
+{
+    struct tg_server *srv = l->srv;
+    struct tg_packet pkt;
+    struct tg_error err;
+    struct tg_session *dup;
+    struct tg_request_ctx rc;
+    unsigned per_client = srv->cfg->server.max_sessions_per_client;
+    uint16_t port = peer->sa_family == AF_INET6
+                        ? ((const struct sockaddr_in6 *)peer)->sin6_port
+                        : ((const struct sockaddr_in *)peer)->sin_port;
+
+    if (port == 0 || dst_is_group(local))
+        return; /* nowhere to answer, or not addressed to us alone */
+    if (tg_pkt_parse(buf, len, &pkt) != 0) {
+        tg_error_set(&err, TG_TFTP_EBADOP, "malformed request");
+        refuse(l, peer, "?", NULL, &err);
+        return;
+    }
+    if (pkt.op == TG_OP_ERROR)
+        return; /* never answer an ERROR (digest A12) */
+    if (pkt.op != TG_OP_RRQ && pkt.op != TG_OP_WRQ) {
+        tg_error_set(&err, TG_TFTP_EBADOP, "only RRQ and WRQ are served on this port");
+        refuse(l, peer, tg_pkt_opname(pkt.op), NULL, &err);
+        return;
+    }
+    dup = tg_session_find_dup(srv, peer, pkt.op, pkt.u.req.filename);
+    if (dup) {
+        /* The client did not hear our first answer (digest C6). */
+        tg_session_retransmit(dup);
+        return;
+    }
+    if (srv->draining) {
+        tg_error_set(&err, TG_TFTP_EUNDEF, "server is shutting down");
+        refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
+        return;
+    }
+    if (srv->nsessions >= srv->cfg->server.max_sessions ||
+        (per_client && tg_session_count_client(srv, peer) >= per_client)) {
+        tg_error_set(&err, TG_TFTP_EUNDEF, "server busy, try again later");
+        refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
+        return;
+    }
+    rc.op = pkt.op;
+    rc.req = &pkt.u.req;
+    rc.peer = peer;
+    rc.local = local;
+    rc.ifindex = ifindex;
+    if (tg_session_start(srv, l, &rc, &err) != 0)
+        refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    struct tg_listener *l = h->data;
+    union {
+        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+                 CMSG_SPACE(sizeof(struct in_pktinfo))];
+        struct cmsghdr align;
+    } ctl;
+    int i;
+
+    if (status < 0) {
+        tg_log(TG_LOG_WARN, "listener %s: poll: %s", l->label, uv_strerror(status));
+        return;
+    }
+    if (!(events & UV_READABLE))
+        return;
+    for (i = 0; i < BURST; i++) {
+        struct sockaddr_storage peer, local;
+        struct iovec iov = {l->srv->rxbuf, sizeof(l->srv->rxbuf)};
+        struct msghdr mh;
+        struct cmsghdr *c;
+        unsigned ifindex = 0;
+        ssize_t n;
+
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_name = &peer;
+        mh.msg_namelen = sizeof(peer);
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = ctl.buf;
+        mh.msg_controllen = sizeof(ctl.buf);
+        n = recvmsg(l->fd, &mh, MSG_DONTWAIT);
+        if (n < 0)
+            break; /* EAGAIN: drained; errors from ICMP are of no use here */
+        local = l->addr;
+        for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+            if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+                struct in_pktinfo pi;
+
+                memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+                ((struct sockaddr_in *)&local)->sin_addr = pi.ipi_addr;
+                ifindex = (unsigned)pi.ipi_ifindex;
+            } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+                struct in6_pktinfo pi;
+
+                memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+                ((struct sockaddr_in6 *)&local)->sin6_addr = pi.ipi6_addr;
+                ifindex = pi.ipi6_ifindex;
+            }
+        }
+        handle_datagram(l, l->srv->rxbuf, (size_t)n, (struct sockaddr *)&peer,
+                        (struct sockaddr *)&local, ifindex);
+        if (!l->open)
+            break;
+    }
+}
+
+int tg_listener_open(struct tg_listener *l, struct tg_server *srv,
+                     const char *spec, char *err, size_t errlen)
+{
+    int one = 1, fd, rc;
+
+    memset(l, 0, sizeof(*l));
+    l->srv = srv;
+    l->fd = -1;
+    snprintf(l->label, sizeof(l->label), "%s", spec);
+    if (tg_sockaddr_parse(spec, &l->addr) != 0) {
+        snprintf(err, errlen, "listen %s: not ADDR:PORT", spec);
+        return TG_EINVAL;
+    }
+    fd = socket(l->addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "listen %s: socket: %s", spec, strerror(errno));
+        return -errno;
+    }
+    if (l->addr.ss_family == AF_INET6) {
+        /* One socket per family keeps addresses unmapped and pktinfo simple. */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+    } else {
+        setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+    }
+    if (bind(fd, (struct sockaddr *)&l->addr, sa_len((struct sockaddr *)&l->addr)) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "listen %s: bind: %s", spec, strerror(errno));
+        close(fd);
+        return rc;
+    }
+    rc = uv_poll_init_socket(srv->loop, &l->poll, fd);
+    if (rc == 0)
+        rc = uv_poll_start(&l->poll, UV_READABLE, on_readable);
+    if (rc != 0) {
+        snprintf(err, errlen, "listen %s: poll: %s", spec, uv_strerror(rc));
+        close(fd);
+        return rc;
+    }
+    l->poll.data = l;
+    l->fd = fd;
+    l->open = true;
+    tg_log(TG_LOG_INFO, "listening on %s", spec);
+    return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct tg_listener *l = h->data;
+
+    /* The descriptor outlives its poll handle (libuv poll.rst). */
+    close(l->fd);
+    l->fd = -1;
+}
+
+void tg_listener_close(struct tg_listener *l)
+{
+    if (!l->open)
+        return;
+    l->open = false;
+    uv_poll_stop(&l->poll);
+    uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+}

@@ -1,0 +1,195 @@
+/* gateway/main.c - command line, configuration, privilege drop, the loop. */
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server.h"
+#include "tftpgw/log.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: tftpgw --config FILE [options]\n"
+            "       tftpgw --root DIR [options]\n"
+            "\n"
+            "  -c, --config FILE      INI configuration (see etc/tftpgw.ini)\n"
+            "  -r, --root DIR         serve DIR with no config file (read-only unless --write)\n"
+            "  -w, --write MODE       with --root: allow uploads, MODE create|overwrite\n"
+            "  -l, --listen ADDR:PORT listen here instead of the configured addresses\n"
+            "                         (repeatable; IPv6 as [addr]:port)\n"
+            "  -p, --port-range LO:HI session ports (default: kernel ephemeral ports)\n"
+            "  -v, --verbose          log every session transition (debug level)\n"
+            "  -h, --help             this text\n"
+            "  -V, --version          print the version\n");
+}
+
+static int drop_privileges(const char *user)
+{
+    struct passwd *pw = getpwnam(user);
+
+    if (!pw) {
+        fprintf(stderr, "tftpgw: user '%s' not found\n", user);
+        return -1;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0) {
+        perror("tftpgw: dropping privileges");
+        return -1;
+    }
+    tg_log(TG_LOG_INFO, "running as user %s", user);
+    return 0;
+}
+
+static int set_listen(struct tg_config *cfg, char **list, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < cfg->server.nlisten; i++)
+        tg_free(cfg->server.listen[i]);
+    tg_free(cfg->server.listen);
+    cfg->server.listen = tg_calloc(n, sizeof(char *));
+    if (!cfg->server.listen)
+        return -1;
+    cfg->server.nlisten = n;
+    for (i = 0; i < n; i++)
+        if (!(cfg->server.listen[i] = tg_strdup(list[i])))
+            return -1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"root", required_argument, NULL, 'r'},
+        {"write", required_argument, NULL, 'w'},
+        {"listen", required_argument, NULL, 'l'},
+        {"port-range", required_argument, NULL, 'p'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+    const char *config = NULL, *root = NULL, *range = NULL;
+    enum tg_write_mode write = TG_WRITE_OFF;
+    char *listen[16];
+    size_t nlisten = 0;
+    int verbose = 0, c, rc;
+    struct tg_config *cfg = NULL;
+    struct tg_server srv;
+    char err[512];
+    uv_loop_t loop;
+
+    while ((c = getopt_long(argc, argv, "c:r:w:l:p:vhV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'r':
+            root = optarg;
+            break;
+        case 'w':
+            if (!strcmp(optarg, "create"))
+                write = TG_WRITE_CREATE;
+            else if (!strcmp(optarg, "overwrite"))
+                write = TG_WRITE_OVERWRITE;
+            else {
+                fprintf(stderr, "tftpgw: --write takes create or overwrite\n");
+                return 2;
+            }
+            break;
+        case 'l':
+            if (nlisten == TG_ARRAY_LEN(listen)) {
+                fprintf(stderr, "tftpgw: too many --listen\n");
+                return 2;
+            }
+            listen[nlisten++] = optarg;
+            break;
+        case 'p':
+            range = optarg;
+            break;
+        case 'v':
+            verbose++;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("tftpgw %s\n", TG_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc || (!config == !root)) {
+        fprintf(stderr, "tftpgw: give exactly one of --config FILE or --root DIR\n");
+        usage(stderr);
+        return 2;
+    }
+    if (write != TG_WRITE_OFF && !root) {
+        fprintf(stderr, "tftpgw: --write goes with --root; a config file sets write per route\n");
+        return 2;
+    }
+    if (config) {
+        if (tg_config_load(config, &cfg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "tftpgw: %s\n", err);
+            return 1;
+        }
+    } else if (!(cfg = tg_config_embedded(root, write))) {
+        fprintf(stderr, "tftpgw: out of memory\n");
+        return 1;
+    }
+    if (nlisten && set_listen(cfg, listen, nlisten) != 0) {
+        fprintf(stderr, "tftpgw: out of memory\n");
+        return 1;
+    }
+    if (range) {
+        unsigned lo, hi;
+        char extra;
+
+        if (sscanf(range, "%u:%u%c", &lo, &hi, &extra) != 2 || lo == 0 || lo > hi || hi > 65535) {
+            fprintf(stderr, "tftpgw: --port-range takes LO:HI within 1..65535\n");
+            return 2;
+        }
+        cfg->server.port_lo = lo;
+        cfg->server.port_hi = hi;
+    }
+    tg_log_init(verbose ? TG_LOG_DEBUG : cfg->server.log_level, cfg->server.log_format);
+    /* A client that vanishes must not kill us through a failed send. */
+    signal(SIGPIPE, SIG_IGN);
+
+    uv_loop_init(&loop);
+    rc = tg_server_init(&srv, &loop, cfg, err, sizeof(err));
+    if (rc == 0)
+        rc = tg_server_start(&srv, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "tftpgw: %s\n", err);
+        tg_server_close(&srv);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        tg_server_free(&srv);
+        uv_loop_close(&loop);
+        tg_config_free(cfg);
+        return 1;
+    }
+    if (cfg->server.user && drop_privileges(cfg->server.user) != 0)
+        return 1;
+    tg_log(TG_LOG_INFO, "tftpgw %s ready (%s)", TG_VERSION,
+           cfg->file ? cfg->file : "built-in configuration");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    tg_server_free(&srv);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    rc = uv_loop_close(&loop);
+    if (rc != 0)
+        tg_log(TG_LOG_WARN, "loop did not close cleanly: %s", uv_strerror(rc));
+    tg_log(TG_LOG_INFO, "stopped: %llu ok, %llu failed, %llu refused",
+           (unsigned long long)srv.stats.transfers_ok,
+           (unsigned long long)srv.stats.transfers_failed,
+           (unsigned long long)srv.stats.requests_refused);
+    tg_config_free(cfg);
+    return 0;
+}

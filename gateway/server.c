@@ -1,0 +1,152 @@
+/* gateway/server.c - owns the loop-wide objects: backends, listeners, the
+ * session list, signals, and the drain on shutdown. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "server.h"
+#include "tftpgw/log.h"
+
+#define DRAIN_MS 30000
+
+int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg,
+                   char *err, size_t errlen)
+{
+    size_t i;
+
+    memset(srv, 0, sizeof(*srv));
+    srv->loop = loop;
+    srv->cfg = cfg;
+    srv->drain_ms = DRAIN_MS;
+    srv->backends = tg_calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof(*srv->backends));
+    srv->listeners = tg_calloc(cfg->server.nlisten ? cfg->server.nlisten : 1,
+                               sizeof(*srv->listeners));
+    if (!srv->backends || !srv->listeners) {
+        snprintf(err, errlen, "out of memory");
+        return TG_ENOMEM;
+    }
+    for (i = 0; i < cfg->nbackends; i++) {
+        char e[256];
+        int rc = tg_backend_create(loop, &cfg->backends[i], &srv->backends[i], e, sizeof(e));
+
+        if (rc != 0) {
+            snprintf(err, errlen, "%s: [backend %s] %s", cfg->file ? cfg->file : "(built-in)",
+                     cfg->backends[i].name, e);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct tg_server *srv = h->data;
+
+    if (signum == SIGHUP) {
+        tg_log(TG_LOG_WARN, "SIGHUP: configuration reload is not implemented yet; "
+                            "running configuration unchanged");
+        return;
+    }
+    if (!srv->draining) {
+        tg_log(TG_LOG_INFO, "signal %d: draining %u session(s), at most %u ms",
+               signum, srv->nsessions, srv->drain_ms);
+        tg_server_drain(srv);
+        return;
+    }
+    tg_log(TG_LOG_WARN, "signal %d again: ending %u session(s) now", signum, srv->nsessions);
+    tg_sessions_abort_all(srv, "server is shutting down");
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    struct tg_server *srv = t->data;
+
+    tg_log(TG_LOG_WARN, "drain timeout: ending %u session(s)", srv->nsessions);
+    tg_sessions_abort_all(srv, "server is shutting down");
+}
+
+int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
+{
+    const struct tg_server_cfg *sc = &srv->cfg->server;
+    size_t i;
+    int rc;
+
+    for (i = 0; i < sc->nlisten; i++) {
+        rc = tg_listener_open(&srv->listeners[i], srv, sc->listen[i], err, errlen);
+        if (rc != 0)
+            return rc;
+        srv->nlisteners++;
+    }
+    uv_signal_init(srv->loop, &srv->sig_int);
+    uv_signal_init(srv->loop, &srv->sig_term);
+    uv_signal_init(srv->loop, &srv->sig_hup);
+    uv_timer_init(srv->loop, &srv->drain_timer);
+    srv->sig_int.data = srv->sig_term.data = srv->sig_hup.data = srv;
+    srv->drain_timer.data = srv;
+    uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+    uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
+    return 0;
+}
+
+void tg_server_drain(struct tg_server *srv)
+{
+    size_t i;
+
+    if (srv->draining)
+        return;
+    srv->draining = true;
+    for (i = 0; i < srv->nlisteners; i++)
+        tg_listener_close(&srv->listeners[i]);
+    /* Dallying sessions only wait for a lost final ACK's echo. */
+    tg_sessions_end_dallying(srv);
+    if (srv->nsessions == 0) {
+        tg_server_close(srv);
+        return;
+    }
+    uv_timer_start(&srv->drain_timer, on_drain_timeout, srv->drain_ms, 0);
+}
+
+void tg_server_session_ended(struct tg_server *srv)
+{
+    if (srv->draining && srv->nsessions == 0)
+        tg_server_close(srv);
+}
+
+void tg_server_close(struct tg_server *srv)
+{
+    size_t i;
+
+    if (uv_is_closing((uv_handle_t *)&srv->sig_int))
+        return;
+    for (i = 0; i < srv->nlisteners; i++)
+        tg_listener_close(&srv->listeners[i]);
+    uv_close((uv_handle_t *)&srv->sig_int, NULL);
+    uv_close((uv_handle_t *)&srv->sig_term, NULL);
+    uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+    uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+}
+
+/* After the loop has stopped: nothing of a stream can still be in flight. */
+void tg_server_free(struct tg_server *srv)
+{
+    size_t i;
+
+    for (i = 0; srv->backends && i < srv->cfg->nbackends; i++)
+        if (srv->backends[i])
+            tg_backend_destroy(srv->backends[i]);
+    tg_free(srv->backends);
+    tg_free(srv->listeners);
+    srv->backends = NULL;
+    srv->listeners = NULL;
+}
+
+struct tg_backend *tg_server_backend(struct tg_server *srv, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < srv->cfg->nbackends; i++)
+        if (strcmp(srv->cfg->backends[i].name, name) == 0)
+            return srv->backends[i];
+    return NULL;
+}

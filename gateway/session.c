@@ -1,0 +1,981 @@
+/* gateway/session.c - one transfer: its socket (the server's TID), its timer,
+ * its window, and its backend stream. Two roles share one state machine:
+ * sender (RRQ) and receiver (WRQ).
+ *
+ *   OPENING ──▶ NEGOTIATED ──▶ TRANSFER ──▶ DRAINING ──▶ DALLY ──▶ DONE
+ *   (backend   (OACK sent,     (window /    (WRQ: commit  (WRQ: final
+ *    opening)   wait ACK 0 /    lock-step)   in progress)   ACK sent,
+ *               DATA 1)                                     re-ACK dups)
+ *
+ * The state decides what the one timer means; every transition goes through
+ * set_state(). */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "server.h"
+#include "tftpgw/log.h"
+#include "tftpgw/packet.h"
+#include "tftpgw/path.h"
+#include "tftpgw/route.h"
+
+#define BURST 64
+#define RTO_CAP_MS 16000u
+#define CTL_MAX 512
+
+enum tg_sess_state {
+    TG_SS_OPENING,
+    TG_SS_NEGOTIATED,
+    TG_SS_TRANSFER,
+    TG_SS_DRAINING,
+    TG_SS_DALLY,
+    TG_SS_DONE
+};
+
+static const char *const state_names[] = {"opening", "negotiated", "transfer",
+                                          "draining", "dally", "done"};
+
+struct tg_session {
+    struct tg_session *prev, *next;
+    struct tg_server *srv;
+    enum tg_opcode op;
+    enum tg_sess_state state;
+    struct sockaddr_storage peer;
+    char peer_str[INET6_ADDRSTRLEN + 8];
+    char client_ip[INET6_ADDRSTRLEN];
+    int fd;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int open_handles;    /* freed when the last uv_close callback ran */
+    bool reading;        /* poll started for UV_READABLE */
+    char *reqname;       /* the filename as the client sent it (dedupe) */
+    char path[TG_PATH_MAX];
+    struct tg_route_match match;
+    struct tg_negotiated neg;
+    struct tg_stream *stream;
+    bool heard;          /* a packet came from the client's TID */
+    unsigned rto_init, rto, tries;
+    uint64_t retransmits;
+    uint64_t started_ms;
+    const char *result;  /* "ok", "error", ... for the log line */
+    struct tg_error why;
+    uint8_t ctl[CTL_MAX]; /* OACK or ACK: what the timer resends */
+    size_t ctl_len;
+
+    /* sender (RRQ) */
+    struct tg_win win;
+    bool wait_readable;
+    uint64_t src_bytes;  /* bytes pulled from the stream */
+    struct tg_na_enc na_enc;
+    uint8_t *na_raw;     /* netascii: source bytes not yet encoded */
+    size_t na_len, na_off;
+    bool src_eof;
+
+    /* receiver (WRQ) */
+    struct tg_rx rx;
+    uint8_t *hold;       /* a block the stream could not take yet */
+    size_t hold_len;
+    bool hold_last, hold_ack, blocked;
+    struct tg_na_dec na_dec;
+    uint8_t *na_out;
+    int64_t stored;      /* bytes pushed to the stream (after decoding) */
+};
+
+static void pump(struct tg_session *s);
+static void finish(struct tg_session *s, const char *result);
+
+static socklen_t sa_len(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                     : sizeof(struct sockaddr_in);
+}
+
+static void set_state(struct tg_session *s, enum tg_sess_state st)
+{
+    if (tg_log_enabled(TG_LOG_DEBUG))
+        tg_log(TG_LOG_DEBUG, "session %s: %s -> %s", s->peer_str,
+               state_names[s->state], state_names[st]);
+    s->state = st;
+}
+
+static void send_raw(struct tg_session *s, const uint8_t *buf, size_t len)
+{
+    /* A full socket buffer is a lost packet; the timer covers it. */
+    (void)sendto(s->fd, buf, len, 0, (const struct sockaddr *)&s->peer,
+                 sa_len((const struct sockaddr *)&s->peer));
+}
+
+static void send_ctl(struct tg_session *s)
+{
+    send_raw(s, s->ctl, s->ctl_len);
+}
+
+static void send_error(struct tg_session *s, uint16_t code, const char *msg)
+{
+    uint8_t pkt[CTL_MAX];
+    size_t n = tg_pkt_build_error(pkt, sizeof(pkt), code, msg);
+
+    if (n)
+        send_raw(s, pkt, n);
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void arm(struct tg_session *s, unsigned ms)
+{
+    uv_timer_start(&s->timer, on_timer, ms, 0);
+}
+
+static void disarm(struct tg_session *s)
+{
+    uv_timer_stop(&s->timer);
+}
+
+/* Progress from the client: back to the first interval (RFC 1123 4.2.3.2
+ * asks for adaptive backoff, which restarts once the path works again). */
+static void progress(struct tg_session *s)
+{
+    s->tries = 0;
+    s->rto = s->rto_init;
+}
+
+/* One more retransmission allowed? A session that never heard from its
+ * client sends its first packet and one retry at most (digest D16). */
+static bool backoff(struct tg_session *s)
+{
+    unsigned max = s->heard ? s->srv->cfg->server.retries : 1;
+    unsigned cap = s->rto_init > RTO_CAP_MS ? s->rto_init : RTO_CAP_MS;
+
+    if (s->tries >= max)
+        return false;
+    s->tries++;
+    s->retransmits++;
+    s->srv->stats.retransmits++;
+    s->rto = s->rto * 2 > cap ? cap : s->rto * 2;
+    return true;
+}
+
+static void fail(struct tg_session *s, uint16_t code, const char *msg, bool tell)
+{
+    tg_error_set(&s->why, code, "%s", msg);
+    if (tell)
+        send_error(s, code, msg);
+    finish(s, "error");
+}
+
+/* ---- sender (RRQ) ---- */
+
+static bool fill_octet(struct tg_session *s)
+{
+    uint8_t *p;
+    size_t room;
+
+    while ((p = tg_win_fill_ptr(&s->win, &room)) != NULL) {
+        ssize_t n = tg_stream_pull(s->stream, p, room);
+
+        if (n == TG_EAGAIN) {
+            s->wait_readable = true;
+            return true;
+        }
+        if (n < 0) {
+            fail(s, s->stream->err.code, s->stream->err.msg, true);
+            return false;
+        }
+        if (n == 0) {
+            /* digest G10: the OACK promised a size; a file that changed
+             * under us must not be passed off as complete. */
+            if ((s->neg.accepted & TG_OPT_TSIZE) && (int64_t)s->src_bytes != s->neg.tsize) {
+                fail(s, TG_TFTP_EUNDEF, "file changed during transfer", true);
+                return false;
+            }
+            tg_win_fill_eof(&s->win);
+            return true;
+        }
+        s->src_bytes += (uint64_t)n;
+        if ((s->neg.accepted & TG_OPT_TSIZE) && (int64_t)s->src_bytes > s->neg.tsize) {
+            fail(s, TG_TFTP_EUNDEF, "file changed during transfer", true);
+            return false;
+        }
+        tg_win_fill_commit(&s->win, (size_t)n);
+    }
+    return true;
+}
+
+/* netascii grows the data, so source bytes go through a staging buffer and
+ * the encoder carries a split CR LF / CR NUL pair across blocks (digest J5). */
+static bool fill_netascii(struct tg_session *s)
+{
+    uint8_t *p;
+    size_t room;
+
+    while ((p = tg_win_fill_ptr(&s->win, &room)) != NULL) {
+        size_t used = 0, wrote;
+
+        if (s->na_off == s->na_len && !s->src_eof) {
+            ssize_t n = tg_stream_pull(s->stream, s->na_raw, s->win.blksize);
+
+            if (n == TG_EAGAIN) {
+                s->wait_readable = true;
+                return true;
+            }
+            if (n < 0) {
+                fail(s, s->stream->err.code, s->stream->err.msg, true);
+                return false;
+            }
+            s->na_off = 0;
+            s->na_len = (size_t)n;
+            s->src_eof = n == 0;
+            s->src_bytes += (uint64_t)n;
+        }
+        wrote = tg_na_encode(&s->na_enc, s->na_raw + s->na_off, s->na_len - s->na_off,
+                             &used, p, room);
+        s->na_off += used;
+        tg_win_fill_commit(&s->win, wrote);
+        if (s->src_eof && s->na_off == s->na_len && !tg_na_enc_pending(&s->na_enc)) {
+            tg_win_fill_eof(&s->win);
+            return true;
+        }
+    }
+    return true;
+}
+
+static void send_window(struct tg_session *s)
+{
+    uint64_t seq;
+
+    while ((seq = tg_win_sendable(&s->win)) != 0) {
+        size_t len;
+        const uint8_t *d = tg_win_datagram(&s->win, seq, &len);
+
+        send_raw(s, d, len);
+        s->srv->stats.bytes_sent += len - TG_HDR;
+        tg_win_sent(&s->win);
+    }
+    if (s->win.next_send > s->win.acked + 1) {
+        if (!uv_is_active((uv_handle_t *)&s->timer))
+            arm(s, s->rto);
+    } else {
+        disarm(s); /* nothing in flight: waiting for the backend */
+    }
+}
+
+static void pump(struct tg_session *s)
+{
+    /* Even while the backend is behind, blocks already filled go out and
+     * the retransmit timer covers what is in flight. */
+    if (!s->wait_readable &&
+        !(s->neg.mode == TG_MODE_NETASCII ? fill_netascii(s) : fill_octet(s)))
+        return;
+    send_window(s);
+}
+
+static void on_ack(struct tg_session *s, uint16_t wire)
+{
+    if (s->state == TG_SS_NEGOTIATED) {
+        if (wire != 0)
+            return; /* only ACK 0 confirms the OACK (RFC 2347) */
+        progress(s);
+        disarm(s);
+        set_state(s, TG_SS_TRANSFER);
+        pump(s);
+        return;
+    }
+    if (s->state != TG_SS_TRANSFER)
+        return;
+    if (tg_win_ack(&s->win, wire) == 0)
+        return; /* duplicate or stale: never resend on it (RFC 1123 4.2.3.1) */
+    progress(s);
+    if (tg_win_done(&s->win)) {
+        finish(s, "ok");
+        return;
+    }
+    disarm(s);
+    pump(s);
+}
+
+/* ---- receiver (WRQ) ---- */
+
+static void send_ack(struct tg_session *s)
+{
+    s->ctl_len = tg_pkt_build_ack(s->ctl, sizeof(s->ctl), tg_rx_ack_wire(&s->rx));
+    send_ctl(s);
+}
+
+static void set_reading(struct tg_session *s, bool on);
+
+static void after_push(struct tg_session *s, bool last, bool ack)
+{
+    if (last) {
+        int rc;
+
+        /* Invariant 3: the final ACK waits for the commit. */
+        disarm(s);
+        set_state(s, TG_SS_DRAINING);
+        rc = tg_stream_commit(s->stream);
+        if (rc < 0)
+            fail(s, s->stream->err.code ? s->stream->err.code : TG_TFTP_EUNDEF,
+                 s->stream->err.msg[0] ? s->stream->err.msg : "storage commit failed", true);
+        return;
+    }
+    if (ack)
+        send_ack(s);
+    arm(s, s->rto);
+}
+
+static void deliver(struct tg_session *s, const uint8_t *data, size_t len,
+                    bool last, bool ack)
+{
+    const uint8_t *p = data;
+    size_t n = len;
+    int64_t max = s->match.route->max_size;
+    int rc = 0;
+
+    if (s->neg.mode == TG_MODE_NETASCII) {
+        n = tg_na_decode(&s->na_dec, data, len, s->na_out);
+        if (last)
+            n += tg_na_decode_finish(&s->na_dec, s->na_out + n);
+        p = s->na_out;
+    }
+    if (max >= 0 && s->stored + (int64_t)n > max) {
+        char msg[96];
+
+        snprintf(msg, sizeof(msg), "file too large (limit %lld bytes)", (long long)max);
+        fail(s, TG_TFTP_ENOSPACE, msg, true);
+        return;
+    }
+    s->stored += (int64_t)n;
+    s->srv->stats.bytes_received += len;
+    if (n > 0)
+        rc = tg_stream_push(s->stream, p, n);
+    if (rc == TG_EAGAIN) {
+        /* Backpressure: keep this block, stop reading; the kernel's socket
+         * buffer holds the rest of the window until WRITABLE. */
+        memcpy(s->hold, p, n);
+        s->hold_len = n;
+        s->hold_last = last;
+        s->hold_ack = ack;
+        s->blocked = true;
+        set_reading(s, false);
+        return;
+    }
+    if (rc < 0) {
+        fail(s, s->stream->err.code, s->stream->err.msg, true);
+        return;
+    }
+    after_push(s, last, ack);
+}
+
+static void on_data(struct tg_session *s, uint16_t wire, const uint8_t *data, size_t len)
+{
+    bool ack, last;
+    enum tg_rx_action act;
+
+    if (s->state == TG_SS_DALLY) {
+        /* Our final ACK was lost: say it again (digest D9). */
+        if (wire == tg_rx_ack_wire(&s->rx))
+            send_ctl(s);
+        return;
+    }
+    if (s->state != TG_SS_NEGOTIATED && s->state != TG_SS_TRANSFER)
+        return; /* DRAINING: no ACK before the commit */
+    if (len > s->neg.blksize) {
+        fail(s, TG_TFTP_EBADOP, "DATA larger than the negotiated blksize", true);
+        return;
+    }
+    last = len < s->neg.blksize;
+    act = tg_rx_on_data(&s->rx, wire, last, &ack);
+    if (act != TG_RX_ACCEPT) {
+        /* Before DATA 1 an ACK would be ACK 0, which this client never
+         * expects after an OACK (RFC 2347): let the OACK timer work. */
+        if (ack && s->state == TG_SS_TRANSFER)
+            send_ack(s);
+        return;
+    }
+    if (s->state == TG_SS_NEGOTIATED)
+        set_state(s, TG_SS_TRANSFER);
+    progress(s);
+    deliver(s, data, len, last, ack);
+}
+
+static void on_writable(struct tg_session *s)
+{
+    int rc;
+
+    if (!s->blocked)
+        return;
+    rc = s->hold_len ? tg_stream_push(s->stream, s->hold, s->hold_len) : 0;
+    if (rc == TG_EAGAIN)
+        return;
+    if (rc < 0) {
+        fail(s, s->stream->err.code, s->stream->err.msg, true);
+        return;
+    }
+    s->blocked = false;
+    set_reading(s, true);
+    after_push(s, s->hold_last, s->hold_ack);
+}
+
+static void on_committed(struct tg_session *s)
+{
+    unsigned dally;
+
+    tg_stream_close(s->stream);
+    s->stream = NULL;
+    send_ack(s);
+    set_state(s, TG_SS_DALLY);
+    /* Linger long enough for the client's own retransmission of its last
+     * DATA, in case this ACK is lost (RFC 1350 6). */
+    dally = s->rto_init * 2;
+    if (dally < 3000)
+        dally = 3000;
+    arm(s, dally);
+}
+
+/* ---- events ---- */
+
+static void on_opened(struct tg_session *s)
+{
+    if (s->op == TG_OP_RRQ && (s->neg.accepted & TG_OPT_TSIZE)) {
+        /* digest G8: tsize only when the size is really known. */
+        if (s->stream->size >= 0 && s->neg.mode == TG_MODE_OCTET)
+            s->neg.tsize = s->stream->size;
+        else
+            s->neg.accepted &= ~TG_OPT_TSIZE;
+    }
+    if (s->neg.accepted) {
+        s->ctl_len = tg_opt_build_oack(&s->neg, s->ctl, sizeof(s->ctl));
+        set_state(s, TG_SS_NEGOTIATED);
+        send_ctl(s);
+        arm(s, s->rto);
+        return;
+    }
+    set_state(s, TG_SS_TRANSFER);
+    if (s->op == TG_OP_RRQ) {
+        pump(s);
+    } else {
+        send_ack(s); /* ACK 0 (RFC 1350 4) */
+        arm(s, s->rto);
+    }
+}
+
+static void on_stream(struct tg_stream *st, enum tg_stream_ev ev, void *arg)
+{
+    struct tg_session *s = arg;
+
+    (void)st;
+    if (s->state == TG_SS_DONE)
+        return;
+    switch (ev) {
+    case TG_STREAM_OPENED:
+        if (s->state == TG_SS_OPENING) {
+            disarm(s);
+            on_opened(s);
+        }
+        break;
+    case TG_STREAM_READABLE:
+        s->wait_readable = false;
+        if (s->state == TG_SS_TRANSFER)
+            pump(s);
+        break;
+    case TG_STREAM_WRITABLE:
+        on_writable(s);
+        break;
+    case TG_STREAM_COMMITTED:
+        on_committed(s);
+        break;
+    case TG_STREAM_FAILED:
+        fail(s, s->stream->err.code, s->stream->err.msg, true);
+        break;
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct tg_session *s = t->data;
+
+    switch (s->state) {
+    case TG_SS_OPENING:
+        fail(s, TG_TFTP_EUNDEF, "storage did not answer in time", true);
+        return;
+    case TG_SS_NEGOTIATED:
+        if (!backoff(s)) {
+            finish(s, "timeout");
+            return;
+        }
+        send_ctl(s);
+        arm(s, s->rto);
+        return;
+    case TG_SS_TRANSFER:
+        if (!backoff(s)) {
+            /* digest D8: with only the last block unconfirmed the client
+             * may well have it all. */
+            if (s->op == TG_OP_RRQ && s->win.last && s->win.acked + 1 == s->win.last)
+                finish(s, "unconfirmed");
+            else
+                finish(s, "timeout");
+            return;
+        }
+        if (s->op == TG_OP_RRQ) {
+            tg_win_rewind(&s->win); /* RFC 7440 4: resend after the last ACK */
+            disarm(s);
+            send_window(s);
+        } else {
+            send_ctl(s);
+            arm(s, s->rto);
+        }
+        return;
+    case TG_SS_DALLY:
+        finish(s, "ok");
+        return;
+    case TG_SS_DRAINING:
+    case TG_SS_DONE:
+        return;
+    }
+}
+
+static void on_packet(struct tg_session *s, const uint8_t *buf, size_t len)
+{
+    struct tg_packet pkt;
+
+    if (tg_pkt_parse(buf, len, &pkt) != 0) {
+        /* From the right TID but unreadable: ignore it rather than let a
+         * stray datagram end a good transfer. */
+        tg_log(TG_LOG_DEBUG, "session %s: malformed packet ignored", s->peer_str);
+        return;
+    }
+    switch (pkt.op) {
+    case TG_OP_ERROR: {
+        char m[96];
+
+        /* Never answered (digest A12). ERROR 8 is a client declining our
+         * OACK, normal for UEFI tsize probes (digest E10). */
+        tg_log_sanitize(pkt.u.error.msg, m, sizeof(m));
+        tg_error_set(&s->why, pkt.u.error.code, "client: %s", m);
+        if (s->state == TG_SS_DALLY)
+            finish(s, "ok");
+        else
+            finish(s, pkt.u.error.code == TG_TFTP_EOPTNEG ? "declined" : "aborted");
+        return;
+    }
+    case TG_OP_ACK:
+        if (s->op == TG_OP_RRQ)
+            on_ack(s, pkt.u.ack.block);
+        return;
+    case TG_OP_DATA:
+        if (s->op == TG_OP_WRQ)
+            on_data(s, pkt.u.data.block, pkt.u.data.data, pkt.u.data.len);
+        return;
+    default:
+        tg_log(TG_LOG_DEBUG, "session %s: unexpected %s ignored", s->peer_str,
+               tg_pkt_opname(pkt.op));
+        return;
+    }
+}
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    struct tg_session *s = h->data;
+    int i;
+
+    if (status < 0 || !(events & UV_READABLE))
+        return;
+    for (i = 0; i < BURST && s->state != TG_SS_DONE && !s->blocked; i++) {
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof(from);
+        ssize_t n = recvfrom(s->fd, s->srv->rxbuf, sizeof(s->srv->rxbuf), MSG_DONTWAIT,
+                             (struct sockaddr *)&from, &fl);
+
+        if (n < 0)
+            break;
+        if (!tg_sockaddr_equal((struct sockaddr *)&from, (struct sockaddr *)&s->peer)) {
+            /* RFC 1350 4: a foreign TID gets ERROR 5; the transfer goes on.
+             * An ERROR is never answered (digest A12). */
+            uint8_t pkt[64];
+            size_t m;
+
+            if (n >= 2 && s->srv->rxbuf[0] == 0 && s->srv->rxbuf[1] == TG_OP_ERROR)
+                continue;
+            m = tg_pkt_build_error(pkt, sizeof(pkt), TG_TFTP_EBADID, "unknown transfer ID");
+            (void)sendto(s->fd, pkt, m, 0, (struct sockaddr *)&from, fl);
+            continue;
+        }
+        s->heard = true;
+        on_packet(s, s->srv->rxbuf, (size_t)n);
+    }
+}
+
+static void set_reading(struct tg_session *s, bool on)
+{
+    if (on == s->reading)
+        return;
+    s->reading = on;
+    if (on)
+        uv_poll_start(&s->poll, UV_READABLE, on_readable);
+    else
+        uv_poll_stop(&s->poll);
+}
+
+/* ---- lifetime ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct tg_session *s = h->data;
+
+    if (--s->open_handles > 0)
+        return;
+    if (s->fd >= 0)
+        close(s->fd);
+    tg_win_free(&s->win);
+    tg_free(s->na_raw);
+    tg_free(s->hold);
+    tg_free(s->na_out);
+    tg_free(s->reqname);
+    tg_free(s);
+}
+
+static void unlink_session(struct tg_session *s)
+{
+    struct tg_server *srv = s->srv;
+
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (srv->sessions == s)
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    srv->nsessions--;
+}
+
+static void log_transfer(struct tg_session *s, const char *result)
+{
+    char fn[160], key[160], opts[128] = "";
+    uint64_t bytes;
+    int lvl;
+
+    if (s->op == TG_OP_RRQ) {
+        /* File bytes ACKed by the client (netascii: as sent on the wire). */
+        if (tg_win_done(&s->win))
+            bytes = (s->win.last - 1) * s->win.blksize + s->win.len[s->win.last % s->win.size];
+        else
+            bytes = s->win.acked * s->win.blksize;
+    } else {
+        bytes = (uint64_t)s->stored;
+    }
+    if (s->neg.accepted & TG_OPT_TSIZE)
+        snprintf(opts, sizeof(opts), " tsize=%lld", (long long)s->neg.tsize);
+    if (s->neg.accepted & TG_OPT_TIMEOUT)
+        snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), " timeout=%u",
+                 s->neg.timeout_s);
+    lvl = (!strcmp(result, "ok") || !strcmp(result, "declined")) ? TG_LOG_INFO : TG_LOG_WARN;
+    tg_log(lvl,
+           "transfer client=%s op=%s file=\"%s\" route=%s key=\"%s\" mode=%s "
+           "blksize=%u windowsize=%u%s bytes=%llu duration_ms=%llu retransmits=%llu "
+           "result=%s%s%s%s",
+           s->peer_str, tg_pkt_opname(s->op), tg_log_sanitize(s->path, fn, sizeof(fn)),
+           s->match.route ? s->match.route->name : "-",
+           tg_log_sanitize(s->match.key, key, sizeof(key)),
+           s->neg.mode == TG_MODE_NETASCII ? "netascii" : "octet", s->neg.blksize,
+           s->neg.windowsize, opts, (unsigned long long)bytes,
+           (unsigned long long)(uv_now(s->srv->loop) - s->started_ms),
+           (unsigned long long)s->retransmits, result, s->why.msg[0] ? " error=\"" : "",
+           s->why.msg, s->why.msg[0] ? "\"" : "");
+}
+
+static void finish(struct tg_session *s, const char *result)
+{
+    if (s->state == TG_SS_DONE)
+        return;
+    set_state(s, TG_SS_DONE);
+    s->result = result;
+    if (s->stream) {
+        /* Closing an uncommitted write stream aborts it (invariant 3). */
+        tg_stream_close(s->stream);
+        s->stream = NULL;
+    }
+    log_transfer(s, result);
+    if (!strcmp(result, "ok") || !strcmp(result, "unconfirmed"))
+        s->srv->stats.transfers_ok++;
+    else
+        s->srv->stats.transfers_failed++;
+    unlink_session(s);
+    uv_timer_stop(&s->timer);
+    if (s->reading)
+        uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+    tg_server_session_ended(s->srv);
+}
+
+static uint32_t random_u32(void)
+{
+    uint32_t r = 0;
+
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = (uint32_t)rand();
+    return r;
+}
+
+/* The session's own socket, bound to the address the request came to
+ * (digest C7), on an ephemeral port or one from port_range: its TID. */
+static int open_socket(struct tg_session *s, const struct tg_request_ctx *rc)
+{
+    const struct tg_server_cfg *sc = &s->srv->cfg->server;
+    struct sockaddr_storage la;
+    int fd, err = 0;
+
+    memset(&la, 0, sizeof(la));
+    memcpy(&la, rc->local, sa_len(rc->local));
+    if (la.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&la;
+
+        if (IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr))
+            s6->sin6_scope_id = rc->ifindex;
+    }
+    fd = socket(la.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (sc->port_lo) {
+        unsigned span = sc->port_hi - sc->port_lo + 1, start = random_u32() % span, i;
+
+        err = -EADDRINUSE;
+        for (i = 0; i < span; i++) {
+            uint16_t port = htons((uint16_t)(sc->port_lo + (start + i) % span));
+
+            if (la.ss_family == AF_INET6)
+                ((struct sockaddr_in6 *)&la)->sin6_port = port;
+            else
+                ((struct sockaddr_in *)&la)->sin_port = port;
+            if (bind(fd, (struct sockaddr *)&la, sa_len((struct sockaddr *)&la)) == 0) {
+                err = 0;
+                break;
+            }
+            if (errno != EADDRINUSE) {
+                err = -errno;
+                break;
+            }
+        }
+    } else {
+        if (la.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&la)->sin6_port = 0;
+        else
+            ((struct sockaddr_in *)&la)->sin_port = 0;
+        if (bind(fd, (struct sockaddr *)&la, sa_len((struct sockaddr *)&la)) != 0)
+            err = -errno;
+    }
+    if (err) {
+        close(fd);
+        return err;
+    }
+    s->fd = fd;
+    return 0;
+}
+
+static void path_error(int rc, struct tg_error *err)
+{
+    switch (rc) {
+    case TG_ENOENT:
+        tg_error_set(err, TG_TFTP_ENOTFOUND, "file not found");
+        break;
+    case TG_ENAMETOOLONG:
+        tg_error_set(err, TG_TFTP_EACCESS, "file name too long");
+        break;
+    default:
+        tg_error_set(err, TG_TFTP_EACCESS, "access violation: illegal file name");
+        break;
+    }
+}
+
+int tg_session_start(struct tg_server *srv, struct tg_listener *l,
+                     const struct tg_request_ctx *rc, struct tg_error *err)
+{
+    const struct tg_server_cfg *sc = &srv->cfg->server;
+    struct tg_opt_limits lim;
+    struct tg_open_args oa;
+    struct tg_backend *be;
+    struct tg_session *s;
+    int r;
+
+    (void)l;
+    s = tg_calloc(1, sizeof(*s));
+    if (!s) {
+        tg_error_set(err, TG_TFTP_EUNDEF, "out of memory");
+        return TG_ENOMEM;
+    }
+    s->fd = -1;
+    s->srv = srv;
+    s->op = rc->op;
+    memcpy(&s->peer, rc->peer, sa_len(rc->peer));
+    tg_sockaddr_str(rc->peer, s->peer_str, sizeof(s->peer_str));
+    tg_sockaddr_ip(rc->peer, s->client_ip, sizeof(s->client_ip));
+
+    r = tg_path_normalize(rc->req->filename, s->path, sizeof(s->path));
+    if (r != 0) {
+        path_error(r, err);
+        goto refuse;
+    }
+    r = tg_route_resolve(srv->cfg->routes, srv->cfg->nroutes, s->path, rc->peer,
+                         rc->op, &s->match, err);
+    if (r != 0)
+        goto refuse;
+    lim.max_blksize = sc->max_blksize;
+    lim.max_windowsize = sc->max_windowsize;
+    lim.max_window_bytes = sc->max_window_bytes;
+    lim.refuse = s->match.route->refuse;
+    if (tg_opt_negotiate(rc->op, rc->req, &lim, &s->neg, err) != 0)
+        goto refuse;
+    if (rc->op == TG_OP_WRQ && s->neg.tsize >= 0 && s->match.route->max_size >= 0 &&
+        s->neg.tsize > s->match.route->max_size) {
+        /* RFC 2349: a size the server cannot take is refused with ERROR 3. */
+        tg_error_set(err, TG_TFTP_ENOSPACE, "file too large (limit %lld bytes)",
+                     (long long)s->match.route->max_size);
+        goto refuse;
+    }
+    be = tg_server_backend(srv, s->match.route->backend);
+    s->reqname = tg_strdup(rc->req->filename);
+    if (!be || !s->reqname) {
+        tg_error_set(err, TG_TFTP_EUNDEF, be ? "out of memory" : "route has no backend");
+        goto refuse;
+    }
+    if (rc->op == TG_OP_RRQ) {
+        r = tg_win_init(&s->win, s->neg.windowsize, s->neg.blksize, sc->rollover);
+        if (r == 0 && s->neg.mode == TG_MODE_NETASCII &&
+            !(s->na_raw = tg_malloc(s->neg.blksize)))
+            r = TG_ENOMEM;
+    } else {
+        tg_rx_init(&s->rx, s->neg.windowsize, sc->rollover);
+        r = (s->hold = tg_malloc(s->neg.blksize + 1)) ? 0 : TG_ENOMEM;
+        if (r == 0 && s->neg.mode == TG_MODE_NETASCII &&
+            !(s->na_out = tg_malloc(s->neg.blksize + 1)))
+            r = TG_ENOMEM;
+    }
+    if (r != 0) {
+        tg_error_set(err, TG_TFTP_EUNDEF, "out of memory");
+        goto refuse;
+    }
+    r = open_socket(s, rc);
+    if (r != 0) {
+        tg_log(TG_LOG_WARN, "session %s: no socket: %s", s->peer_str, strerror(-r));
+        tg_error_set(err, TG_TFTP_EUNDEF, "server cannot open a transfer socket");
+        goto refuse;
+    }
+    uv_poll_init_socket(srv->loop, &s->poll, s->fd);
+    uv_timer_init(srv->loop, &s->timer);
+    s->poll.data = s;
+    s->timer.data = s;
+    s->open_handles = 2;
+    set_reading(s, true);
+    s->rto_init = (s->neg.accepted & TG_OPT_TIMEOUT) ? s->neg.timeout_s * 1000u : sc->timeout_ms;
+    s->rto = s->rto_init;
+    s->started_ms = uv_now(srv->loop);
+    s->state = TG_SS_OPENING;
+    s->next = srv->sessions;
+    if (srv->sessions)
+        srv->sessions->prev = s;
+    srv->sessions = s;
+    srv->nsessions++;
+    srv->stats.sessions_started++;
+
+    memset(&oa, 0, sizeof(oa));
+    oa.key = s->match.key;
+    oa.client_ip = s->client_ip;
+    oa.filename = s->path;
+    oa.size_hint = rc->op == TG_OP_WRQ ? s->neg.tsize : -1;
+    oa.overwrite = s->match.route->write == TG_WRITE_OVERWRITE;
+    oa.blksize = s->neg.blksize;
+    r = rc->op == TG_OP_RRQ
+            ? be->ops->open_read(be, &oa, on_stream, s, &s->stream)
+            : be->ops->open_write(be, &oa, on_stream, s, &s->stream);
+    if (r != 0) {
+        s->stream = NULL;
+        fail(s, TG_TFTP_EUNDEF, "storage unavailable", true);
+        return 0;
+    }
+    /* A storage that never answers must not pin the session. */
+    arm(s, s->rto_init * (sc->retries + 2) > 5000 ? s->rto_init * (sc->retries + 2) : 5000);
+    return 0;
+
+refuse:
+    if (s->fd >= 0)
+        close(s->fd);
+    tg_win_free(&s->win);
+    tg_free(s->na_raw);
+    tg_free(s->hold);
+    tg_free(s->na_out);
+    tg_free(s->reqname);
+    tg_free(s);
+    return TG_EINVAL;
+}
+
+struct tg_session *tg_session_find_dup(struct tg_server *srv,
+                                       const struct sockaddr *peer,
+                                       enum tg_opcode op, const char *filename)
+{
+    struct tg_session *s;
+
+    for (s = srv->sessions; s; s = s->next)
+        if (!s->heard && s->op == op &&
+            tg_sockaddr_equal((const struct sockaddr *)&s->peer, peer) &&
+            strcmp(s->reqname, filename) == 0)
+            return s;
+    return NULL;
+}
+
+void tg_session_retransmit(struct tg_session *s)
+{
+    /* Client-driven, one answer per request: no amplification, no tries. */
+    switch (s->state) {
+    case TG_SS_NEGOTIATED:
+        send_ctl(s);
+        break;
+    case TG_SS_TRANSFER:
+        if (s->op == TG_OP_RRQ) {
+            tg_win_rewind(&s->win);
+            send_window(s);
+        } else {
+            send_ctl(s);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+unsigned tg_session_count_client(struct tg_server *srv, const struct sockaddr *peer)
+{
+    struct tg_session *s;
+    unsigned n = 0;
+    char ip[INET6_ADDRSTRLEN];
+
+    tg_sockaddr_ip(peer, ip, sizeof(ip));
+    for (s = srv->sessions; s; s = s->next)
+        if (s->state != TG_SS_DALLY && strcmp(s->client_ip, ip) == 0)
+            n++;
+    return n;
+}
+
+void tg_sessions_abort_all(struct tg_server *srv, const char *msg)
+{
+    struct tg_session *s;
+
+    while ((s = srv->sessions) != NULL) {
+        if (s->state == TG_SS_DALLY)
+            finish(s, "ok");
+        else
+            fail(s, TG_TFTP_EUNDEF, msg, true);
+    }
+}
+
+void tg_sessions_end_dallying(struct tg_server *srv)
+{
+    struct tg_session *s, *next;
+
+    for (s = srv->sessions; s; s = next) {
+        next = s->next;
+        if (s->state == TG_SS_DALLY)
+            finish(s, "ok");
+    }
+}
