@@ -27,7 +27,7 @@ struct tg_negotiated {
     unsigned blksize;    /* 512 unless accepted */
     unsigned windowsize; /* 1 unless accepted */
     unsigned timeout_s;  /* 0 unless accepted (then 1..255, echoed as sent) */
-    int64_t tsize;       /* WRQ: the client's size, -1 if none; RRQ: set by the server before the OACK */
+    int64_t tsize;       /* WRQ: the client's size, -1 if none or not accepted (E11); RRQ: -1, set by the server before the OACK */
 };
 
 /* Check mode and options of a request against the limits.
@@ -42,8 +42,9 @@ int tg_opt_negotiate(enum tg_opcode op, const struct tg_request *req,
                      struct tg_error *err);
 
 /* Build the OACK for n->accepted (names lower case, order blksize, timeout,
- * tsize, windowsize; tsize carries n->tsize). Returns the datagram length,
- * or 0 when nothing is accepted (E4: then no OACK is sent) or cap is short. */
+ * tsize, windowsize; tsize carries n->tsize, and is left out while it is
+ * still negative: size unknown, G8). Returns the datagram length, or 0 when
+ * nothing is left to acknowledge (E4: then no OACK is sent) or cap is short. */
 size_t tg_opt_build_oack(const struct tg_negotiated *n, uint8_t *buf, size_t cap);
 
 /* Strict decimal parse for option values and config: digits only, no sign,

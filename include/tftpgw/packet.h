@@ -56,14 +56,18 @@ struct tg_packet {
 };
 
 /* Parse one datagram. Returns 0, or TG_EINVAL when it is malformed (unknown
- * opcode, too short, filename or mode without NUL, ACK not 4 bytes long).
- * Request options stop at the first incomplete pair (OpenFirmware sends
- * trailing garbage); the buffer is read, never written. */
+ * opcode, too short, filename or mode without NUL, DATA/ACK/ERROR shorter
+ * than 4 bytes; bytes after an ACK's block number are ignored, as some
+ * clients pad). Request and OACK options stop at the first incomplete pair
+ * or empty name (OpenFirmware sends trailing garbage); pairs beyond
+ * TG_MAX_OPTS are ignored. An ERROR without a NUL-terminated message gets
+ * msg "". The buffer is read, never written. */
 int tg_pkt_parse(const uint8_t *buf, size_t len, struct tg_packet *out);
 
 /* Builders write into buf and return the datagram length, or 0 when cap is
- * too small. tg_pkt_build_error truncates the message to keep the datagram
- * under 512 bytes. */
+ * too small. tg_pkt_build_error truncates the message (msg may be NULL) to
+ * keep the datagram under 512 bytes and within cap; it returns 0 only when
+ * cap < 5. tg_pkt_build_request accepts only RRQ and WRQ. */
 size_t tg_pkt_build_ack(uint8_t *buf, size_t cap, uint16_t block);
 size_t tg_pkt_build_data_hdr(uint8_t *buf, size_t cap, uint16_t block);
 size_t tg_pkt_build_error(uint8_t *buf, size_t cap, uint16_t code,

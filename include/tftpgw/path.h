@@ -11,7 +11,8 @@
  * Refused with TG_EACCES: a ".." segment, control characters (< 0x20, 0x7f),
  * invalid or overlong UTF-8. TG_ENAMETOOLONG when the result does not fit in
  * cap (or exceeds TG_PATH_MAX - 1), TG_ENOENT when nothing is left ("", "/").
- * The result never starts with '/', never contains "//", "." or ".." segments. */
+ * The result never starts with '/', never contains "//", "." or ".." segments.
+ * On any error out holds "" (when cap > 0); TG_EINVAL for a NULL argument. */
 int tg_path_normalize(const char *in, char *out, size_t cap);
 
 /* Last segment of a normalised path (points into it). */

@@ -39,7 +39,8 @@ void tg_win_free(struct tg_win *w);
 uint8_t *tg_win_fill_ptr(struct tg_win *w, size_t *room);
 /* Account n bytes written at tg_win_fill_ptr; completes the slot when full. */
 void tg_win_fill_commit(struct tg_win *w, size_t n);
-/* End of the source: the partly filled slot (perhaps empty) becomes the last. */
+/* End of the source: the partly filled slot (perhaps empty) becomes the last.
+ * Only call it while tg_win_fill_ptr() returns a slot. */
 void tg_win_fill_eof(struct tg_win *w);
 /* The datagram for sequence seq (header written), and its length. */
 const uint8_t *tg_win_datagram(struct tg_win *w, uint64_t seq, size_t *len);
