@@ -77,6 +77,7 @@ int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
             return rc;
         srv->nlisteners++;
     }
+    srv->handles_ready = true;
     uv_signal_init(srv->loop, &srv->sig_int);
     uv_signal_init(srv->loop, &srv->sig_term);
     uv_signal_init(srv->loop, &srv->sig_hup);
@@ -117,10 +118,13 @@ void tg_server_close(struct tg_server *srv)
 {
     size_t i;
 
-    if (uv_is_closing((uv_handle_t *)&srv->sig_int))
+    if (srv->closed)
         return;
+    srv->closed = true;
     for (i = 0; i < srv->nlisteners; i++)
         tg_listener_close(&srv->listeners[i]);
+    if (!srv->handles_ready)
+        return;
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);

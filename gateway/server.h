@@ -45,6 +45,8 @@ struct tg_server {
     struct tg_session *sessions;  /* intrusive doubly linked list */
     unsigned nsessions;
     bool draining;
+    bool handles_ready; /* signals and drain timer initialised */
+    bool closed;
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t drain_timer;
     unsigned drain_ms;

@@ -51,7 +51,9 @@ struct tg_config {
 /* Parse INI text. On error returns TG_EINVAL and writes
  * "FILE:LINE: [section] key: what is wrong" into err. Unknown sections or
  * [server]/[route] keys, bad values, duplicate names, a route naming a
- * missing backend, and a config without routes are all errors. */
+ * missing backend, and a config without routes are all errors.
+ * TG_ENOMEM when out of memory; tg_config_load also returns the negated
+ * errno when the file cannot be opened or read. *out is NULL on error. */
 int tg_config_parse_string(const char *text, const char *filename,
                            struct tg_config **out, char *err, size_t errlen);
 int tg_config_load(const char *path, struct tg_config **out, char *err,
