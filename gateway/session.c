@@ -665,7 +665,7 @@ static void log_transfer(struct tg_session *s, const char *result)
     } else {
         bytes = (uint64_t)s->stored;
     }
-    if (s->neg.accepted & TG_OPT_TSIZE)
+    if ((s->neg.accepted & TG_OPT_TSIZE) && s->neg.tsize >= 0)
         snprintf(opts, sizeof(opts), " tsize=%lld", (long long)s->neg.tsize);
     if (s->neg.accepted & TG_OPT_TIMEOUT)
         snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), " timeout=%u",
