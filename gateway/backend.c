@@ -1,0 +1,30 @@
+/* gateway/backend.c - from a [backend NAME] section to a live backend. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tftpgw/backend.h"
+
+/* Types with an implementation; config.c may accept names not here yet,
+ * and those fail at create time with the message below. */
+static const struct tg_backend_ops *const backend_types[] = {
+    &tg_file_backend_ops,
+};
+
+int tg_backend_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
+                      struct tg_backend **out, char *err, size_t errlen)
+{
+    const char *type = cfg->type ? cfg->type : "";
+
+    for (size_t i = 0; i < TG_ARRAY_LEN(backend_types); i++)
+        if (strcmp(type, backend_types[i]->type) == 0)
+            return backend_types[i]->create(loop, cfg, out, err, errlen);
+    /* The type key is not kept with a line of its own: name the section's. */
+    snprintf(err, errlen, "line %d: type: unknown backend type '%s'", cfg->line, type);
+    return TG_EINVAL;
+}
+
+void tg_backend_destroy(struct tg_backend *b)
+{
+    if (b)
+        b->ops->destroy(b);
+}
