@@ -207,7 +207,9 @@ static void on_readable(uv_poll_t *h, int status, int events)
     int i;
 
     if (status < 0) {
-        tg_log(TG_LOG_WARN, "listener %s: poll: %s", l->label, uv_strerror(status));
+        /* libuv stops watching after an error; say so loudly. */
+        tg_log(TG_LOG_ERROR, "listener %s: poll: %s; no longer receiving requests",
+               l->label, uv_strerror(status));
         return;
     }
     if (!(events & UV_READABLE))
@@ -218,6 +220,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
         struct msghdr mh;
         struct cmsghdr *c;
         unsigned ifindex = 0;
+        bool directed = false;
         ssize_t n;
 
         memset(&mh, 0, sizeof(mh));
@@ -238,6 +241,10 @@ static void on_readable(uv_poll_t *h, int status, int events)
                 memcpy(&pi, CMSG_DATA(c), sizeof(pi));
                 ((struct sockaddr_in *)&local)->sin_addr = pi.ipi_addr;
                 ifindex = (unsigned)pi.ipi_ifindex;
+                /* Linux sets spec_dst to the header's destination for local
+                 * unicast and to an interface address for a subnet-directed
+                 * broadcast, which must not be answered (RFC 1123 4.2.3.5). */
+                directed = pi.ipi_spec_dst.s_addr != pi.ipi_addr.s_addr;
             } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
                 struct in6_pktinfo pi;
 
@@ -246,6 +253,8 @@ static void on_readable(uv_poll_t *h, int status, int events)
                 ifindex = pi.ipi6_ifindex;
             }
         }
+        if (directed)
+            continue;
         handle_datagram(l, l->srv->rxbuf, (size_t)n, (struct sockaddr *)&peer,
                         (struct sockaddr *)&local, ifindex);
         if (!l->open)
@@ -285,8 +294,6 @@ int tg_listener_open(struct tg_listener *l, struct tg_server *srv,
         return rc;
     }
     rc = uv_poll_init_socket(srv->loop, &l->poll, fd);
-    if (rc == 0)
-        rc = uv_poll_start(&l->poll, UV_READABLE, on_readable);
     if (rc != 0) {
         snprintf(err, errlen, "listen %s: poll: %s", spec, uv_strerror(rc));
         close(fd);
@@ -295,6 +302,12 @@ int tg_listener_open(struct tg_listener *l, struct tg_server *srv,
     l->poll.data = l;
     l->fd = fd;
     l->open = true;
+    rc = uv_poll_start(&l->poll, UV_READABLE, on_readable);
+    if (rc != 0) {
+        snprintf(err, errlen, "listen %s: poll: %s", spec, uv_strerror(rc));
+        tg_listener_close(l); /* the handle is live: close it through libuv */
+        return rc;
+    }
     tg_log(TG_LOG_INFO, "listening on %s", spec);
     return 0;
 }

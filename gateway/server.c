@@ -92,13 +92,11 @@ int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
 
 void tg_server_drain(struct tg_server *srv)
 {
-    size_t i;
-
     if (srv->draining)
         return;
     srv->draining = true;
-    for (i = 0; i < srv->nlisteners; i++)
-        tg_listener_close(&srv->listeners[i]);
+    /* Listeners stay open until the end so new requests hear why they are
+     * refused instead of timing out. */
     /* Dallying sessions only wait for a lost final ACK's echo. */
     tg_sessions_end_dallying(srv);
     if (srv->nsessions == 0) {

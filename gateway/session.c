@@ -59,7 +59,8 @@ struct tg_session {
     bool heard;          /* a packet came from the client's TID */
     unsigned rto_init, rto, tries;
     uint64_t retransmits;
-    uint64_t started_ms;
+    uint64_t started_ms, ended_ms;
+    bool guard;          /* the timer waits on the backend, not the client */
     const char *result;  /* "ok", "error", ... for the log line */
     struct tg_error why;
     uint8_t ctl[CTL_MAX]; /* OACK or ACK: what the timer resends */
@@ -126,12 +127,25 @@ static void on_timer(uv_timer_t *t);
 
 static void arm(struct tg_session *s, unsigned ms)
 {
+    s->guard = false;
     uv_timer_start(&s->timer, on_timer, ms, 0);
 }
 
 static void disarm(struct tg_session *s)
 {
+    s->guard = false;
     uv_timer_stop(&s->timer);
+}
+
+/* While the session waits on its backend (opening, a read with nothing in
+ * flight, a blocked write, a commit), the one timer bounds that wait, so a
+ * stalled store cannot pin a session. */
+static void arm_guard(struct tg_session *s)
+{
+    unsigned ms = s->rto_init * (s->srv->cfg->server.retries + 2);
+
+    uv_timer_start(&s->timer, on_timer, ms > 5000 ? ms : 5000, 0);
+    s->guard = true;
 }
 
 /* Progress from the client: back to the first interval (RFC 1123 4.2.3.2
@@ -255,10 +269,12 @@ static void send_window(struct tg_session *s)
         tg_win_sent(&s->win);
     }
     if (s->win.next_send > s->win.acked + 1) {
-        if (!uv_is_active((uv_handle_t *)&s->timer))
+        if (s->guard || !uv_is_active((uv_handle_t *)&s->timer))
             arm(s, s->rto);
+    } else if (s->wait_readable) {
+        arm_guard(s); /* nothing in flight: waiting for the backend */
     } else {
-        disarm(s); /* nothing in flight: waiting for the backend */
+        disarm(s);
     }
 }
 
@@ -312,7 +328,7 @@ static void after_push(struct tg_session *s, bool last, bool ack)
         int rc;
 
         /* Invariant 3: the final ACK waits for the commit. */
-        disarm(s);
+        arm_guard(s);
         set_state(s, TG_SS_DRAINING);
         rc = tg_stream_commit(s->stream);
         if (rc < 0)
@@ -339,6 +355,14 @@ static void deliver(struct tg_session *s, const uint8_t *data, size_t len,
             n += tg_na_decode_finish(&s->na_dec, s->na_out + n);
         p = s->na_out;
     }
+    if ((s->neg.accepted & TG_OPT_TSIZE) &&
+        (s->stored + (int64_t)n > s->neg.tsize || (last && s->stored + (int64_t)n != s->neg.tsize))) {
+        /* digest G10: the client's tsize sized the store (free-space check,
+         * Content-Length upstream); data that disagrees is not stored. */
+        fail(s, s->stored + (int64_t)n > s->neg.tsize ? TG_TFTP_ENOSPACE : TG_TFTP_EUNDEF,
+             "data does not match the announced tsize", true);
+        return;
+    }
     if (max >= 0 && s->stored + (int64_t)n > max) {
         char msg[96];
 
@@ -359,6 +383,9 @@ static void deliver(struct tg_session *s, const uint8_t *data, size_t len,
         s->hold_ack = ack;
         s->blocked = true;
         set_reading(s, false);
+        /* The client is not at fault: bound the wait on the store instead
+         * of spending the client's retries. */
+        arm_guard(s);
         return;
     }
     if (rc < 0) {
@@ -415,6 +442,7 @@ static void on_writable(struct tg_session *s)
     }
     s->blocked = false;
     set_reading(s, true);
+    progress(s);
     after_push(s, s->hold_last, s->hold_ack);
 }
 
@@ -425,6 +453,7 @@ static void on_committed(struct tg_session *s)
     tg_stream_close(s->stream);
     s->stream = NULL;
     send_ack(s);
+    s->ended_ms = uv_now(s->srv->loop);
     set_state(s, TG_SS_DALLY);
     /* Linger long enough for the client's own retransmission of its last
      * DATA, in case this ACK is lost (RFC 1350 6). */
@@ -440,7 +469,9 @@ static void on_opened(struct tg_session *s)
 {
     if (s->op == TG_OP_RRQ && (s->neg.accepted & TG_OPT_TSIZE)) {
         /* digest G8: tsize only when the size is really known. */
-        if (s->stream->size >= 0 && s->neg.mode == TG_MODE_OCTET)
+        /* An empty file's size is left out too: curl rejects "tsize 0"
+         * in an OACK as invalid and abandons the transfer. */
+        if (s->stream->size > 0 && s->neg.mode == TG_MODE_OCTET)
             s->neg.tsize = s->stream->size;
         else
             s->neg.accepted &= ~TG_OPT_TSIZE;
@@ -496,9 +527,12 @@ static void on_timer(uv_timer_t *t)
 {
     struct tg_session *s = t->data;
 
+    if (s->guard || s->state == TG_SS_OPENING) {
+        fail(s, TG_TFTP_EUNDEF, "storage did not answer in time", true);
+        return;
+    }
     switch (s->state) {
     case TG_SS_OPENING:
-        fail(s, TG_TFTP_EUNDEF, "storage did not answer in time", true);
         return;
     case TG_SS_NEGOTIATED:
         if (!backoff(s)) {
@@ -512,7 +546,8 @@ static void on_timer(uv_timer_t *t)
         if (!backoff(s)) {
             /* digest D8: with only the last block unconfirmed the client
              * may well have it all. */
-            if (s->op == TG_OP_RRQ && s->win.last && s->win.acked + 1 == s->win.last)
+            if (s->op == TG_OP_RRQ && s->heard && s->win.last &&
+                s->win.acked + 1 == s->win.last)
                 finish(s, "unconfirmed");
             else
                 finish(s, "timeout");
@@ -523,7 +558,9 @@ static void on_timer(uv_timer_t *t)
             disarm(s);
             send_window(s);
         } else {
-            send_ctl(s);
+            /* From the receive state: with a window, blocks are accepted
+             * without an ACK, and ctl may still hold the OACK. */
+            send_ack(s);
             arm(s, s->rto);
         }
         return;
@@ -580,7 +617,13 @@ static void on_readable(uv_poll_t *h, int status, int events)
     struct tg_session *s = h->data;
     int i;
 
-    if (status < 0 || !(events & UV_READABLE))
+    if (status < 0) {
+        /* libuv has stopped watching this socket: the session is deaf. */
+        tg_log(TG_LOG_WARN, "session %s: socket error: %s", s->peer_str, uv_strerror(status));
+        fail(s, TG_TFTP_EUNDEF, "server socket error", false);
+        return;
+    }
+    if (!(events & UV_READABLE))
         return;
     for (i = 0; i < BURST && s->state != TG_SS_DONE && !s->blocked; i++) {
         struct sockaddr_storage from;
@@ -680,7 +723,8 @@ static void log_transfer(struct tg_session *s, const char *result)
            tg_log_sanitize(s->match.key, key, sizeof(key)),
            s->neg.mode == TG_MODE_NETASCII ? "netascii" : "octet", s->neg.blksize,
            s->neg.windowsize, opts, (unsigned long long)bytes,
-           (unsigned long long)(uv_now(s->srv->loop) - s->started_ms),
+           (unsigned long long)((s->ended_ms ? s->ended_ms : uv_now(s->srv->loop)) -
+                                s->started_ms),
            (unsigned long long)s->retransmits, result, s->why.msg[0] ? " error=\"" : "",
            s->why.msg, s->why.msg[0] ? "\"" : "");
 }
@@ -862,7 +906,11 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
         tg_error_set(err, TG_TFTP_EUNDEF, "server cannot open a transfer socket");
         goto refuse;
     }
-    uv_poll_init_socket(srv->loop, &s->poll, s->fd);
+    r = uv_poll_init_socket(srv->loop, &s->poll, s->fd);
+    if (r != 0) {
+        tg_error_set(err, TG_TFTP_EUNDEF, "server cannot watch a transfer socket");
+        goto refuse;
+    }
     uv_timer_init(srv->loop, &s->timer);
     s->poll.data = s;
     s->timer.data = s;
@@ -936,7 +984,7 @@ void tg_session_retransmit(struct tg_session *s)
             tg_win_rewind(&s->win);
             send_window(s);
         } else {
-            send_ctl(s);
+            send_ack(s);
         }
         break;
     default:
