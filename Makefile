@@ -3,7 +3,9 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CC ?= cc
 PKGS := libuv libcurl inih
-BUILD := build
+BUILD ?= build
+BIN ?= tftpgw
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -31,11 +33,11 @@ UT_route := gateway/util gateway/path gateway/route
 UT_config := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config
 UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend backends/file
 
-.PHONY: all deps run test unit integration install clean check-build
+.PHONY: all deps run test unit integration install clean test-asan test-valgrind
 
-all: tftpgw
+all: $(BIN)
 
-tftpgw: $(OBJS) $(BUILD)/obj/gateway/main.o
+$(BIN): $(OBJS) $(BUILD)/obj/gateway/main.o
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/%.o: %.c $(HDRS)
@@ -79,6 +81,20 @@ test: deps
 	@$(MAKE) --no-print-directory tftpgw $(UNIT_BINS)
 	@sh tests/run-unit.sh $(UNIT_BINS)
 	@bash tests/integration/run.sh
+
+# The whole suite again with ASan+UBSan: unit tests and the gateway under test.
+test-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/tftpgw \
+	    EXTRA_CFLAGS="$(SAN)" EXTRA_LDFLAGS="$(SAN)" build-asan/tftpgw $(UNIT_TESTS:%=build-asan/test_%)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    sh tests/run-unit.sh $(UNIT_TESTS:%=build-asan/test_%)
+	@ASAN_OPTIONS=detect_leaks=1 TFTPGW_BIN=$(CURDIR)/build-asan/tftpgw bash tests/integration/run.sh
+
+# Unit tests under valgrind (memcheck, leaks are errors).
+test-valgrind: $(UNIT_BINS)
+	@for t in $(UNIT_BINS); do echo "== valgrind $$t"; \
+	    valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect $$t > /dev/null || exit 1; done
+	@echo "valgrind: all unit tests clean"
 
 install: tftpgw
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/tftpgw $(DESTDIR)$(PREFIX)/share/tftpgw
