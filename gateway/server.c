@@ -72,10 +72,20 @@ int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
     int rc;
 
     for (i = 0; i < sc->nlisten; i++) {
-        rc = tg_listener_open(&srv->listeners[i], srv, sc->listen[i], err, errlen);
+        rc = tg_listener_open(&srv->listeners[srv->nlisteners], srv, sc->listen[i], err, errlen);
+        if (rc == -EAFNOSUPPORT && sc->nlisten > 1) {
+            /* A host without IPv6 still serves IPv4 with the default
+             * "0.0.0.0:69 [::]:69". */
+            tg_log(TG_LOG_WARN, "%s; skipped", err);
+            continue;
+        }
         if (rc != 0)
             return rc;
         srv->nlisteners++;
+    }
+    if (srv->nlisteners == 0) {
+        snprintf(err, errlen, "no address to listen on");
+        return TG_EINVAL;
     }
     srv->handles_ready = true;
     uv_signal_init(srv->loop, &srv->sig_int);
