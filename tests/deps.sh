@@ -2,7 +2,7 @@
 # Install the Debian packages tftpgw builds and tests with, when missing.
 set -e
 PKGS="gcc make pkg-config libc6-dev libuv1-dev libcurl4-openssl-dev libinih-dev libcmocka-dev
-      tftp-hpa atftp busybox curl python3 iproute2"
+      tftp-hpa atftp busybox curl python3 iproute2 valgrind"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
