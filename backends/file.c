@@ -749,7 +749,10 @@ static int file_open_read(struct tg_backend *b, const struct tg_open_args *a,
     return 0;
 }
 
-static void write_open_after(uv_work_t *w, int status)
+/* A write-side job is over: report its failure, or move to `next` and
+ * tell the session with `ev`. */
+static void write_job_after(uv_work_t *w, int status, enum fstream_state next,
+                            enum tg_stream_ev ev)
 {
     struct file_stream *fs = tg_container_of(w, struct file_stream, work);
 
@@ -763,8 +766,13 @@ static void write_open_after(uv_work_t *w, int status)
         notify(fs, TG_STREAM_FAILED);
         return;
     }
-    fs->state = FS_OPEN;
-    notify(fs, TG_STREAM_OPENED);
+    fs->state = next;
+    notify(fs, ev);
+}
+
+static void write_open_after(uv_work_t *w, int status)
+{
+    write_job_after(w, status, FS_OPEN, TG_STREAM_OPENED);
 }
 
 static int file_open_write(struct tg_backend *b, const struct tg_open_args *a,
@@ -958,20 +966,7 @@ static bool writes_busy(const struct file_stream *fs)
 
 static void commit_after(uv_work_t *w, int status)
 {
-    struct file_stream *fs = tg_container_of(w, struct file_stream, work);
-
-    fs->work_busy = false;
-    if (req_done(fs))
-        return;
-    if (status < 0 && !fs->werr)
-        fs->werr = -status;
-    if (fs->werr) {
-        fail(fs, fs->werr);
-        notify(fs, TG_STREAM_FAILED);
-        return;
-    }
-    fs->state = FS_COMMITTED;
-    notify(fs, TG_STREAM_COMMITTED);
+    write_job_after(w, status, FS_COMMITTED, TG_STREAM_COMMITTED);
 }
 
 static int start_commit(struct file_stream *fs)

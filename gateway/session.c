@@ -663,12 +663,8 @@ static void set_reading(struct tg_session *s, bool on)
 
 /* ---- lifetime ---- */
 
-static void on_handle_closed(uv_handle_t *h)
+static void session_free(struct tg_session *s)
 {
-    struct tg_session *s = h->data;
-
-    if (--s->open_handles > 0)
-        return;
     if (s->fd >= 0)
         close(s->fd);
     tg_win_free(&s->win);
@@ -677,6 +673,15 @@ static void on_handle_closed(uv_handle_t *h)
     tg_free(s->na_out);
     tg_free(s->reqname);
     tg_free(s);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct tg_session *s = h->data;
+
+    /* The descriptor and memory outlive both handles (libuv poll.rst). */
+    if (--s->open_handles == 0)
+        session_free(s);
 }
 
 static void unlink_session(struct tg_session *s)
@@ -947,14 +952,7 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
     return 0;
 
 refuse:
-    if (s->fd >= 0)
-        close(s->fd);
-    tg_win_free(&s->win);
-    tg_free(s->na_raw);
-    tg_free(s->hold);
-    tg_free(s->na_out);
-    tg_free(s->reqname);
-    tg_free(s);
+    session_free(s);
     return TG_EINVAL;
 }
 
