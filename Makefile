@@ -18,12 +18,13 @@ LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 
 CORE := gateway/util gateway/log gateway/packet gateway/options gateway/netascii \
         gateway/path gateway/window gateway/route gateway/config gateway/backend \
-        gateway/session gateway/listener gateway/server backends/file
+        gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
+        backends/file backends/http
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
-UNIT_TESTS := packet options netascii path window route config file_backend
+UNIT_TESTS := packet options netascii path window route config file_backend uri
 UT_packet := gateway/util gateway/packet
 UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
@@ -31,7 +32,8 @@ UT_path := gateway/util gateway/path
 UT_window := gateway/util gateway/packet gateway/window
 UT_route := gateway/util gateway/path gateway/route
 UT_config := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config
-UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend backends/file
+UT_uri := gateway/util gateway/uri
+UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv backends/file backends/http
 
 .PHONY: all deps run test unit integration install clean test-asan test-valgrind
 

@@ -939,7 +939,8 @@ static int backend_key(struct parse_ctx *c, const char *name, const char *v)
         c->seen[0] = c->line;
         return 0;
     }
-    for (i = 0; i < b->nkv; i++)
+    /* `header` is the one key a backend may repeat: one per HTTP header. */
+    for (i = 0; i < b->nkv && strcmp(name, "header") != 0; i++)
         if (strcmp(b->kv[i].key, name) == 0)
             return fail(c, TG_EINVAL, c->line, c->sect, name,
                         "duplicate key (first at line %d)", b->kv[i].line);

@@ -1,0 +1,298 @@
+/* gateway/curl_uv.c - libcurl's multi-socket API driven by libuv
+ * (digest M1-M8, M30-M34; curl's multi-uv.c example is the model).
+ *
+ * Every uv handle here is unref'd: idle keep-alive connections and curl's
+ * timers must not keep the loop alive once the server has shut down. A
+ * transfer in flight always belongs to a session whose own handles are
+ * referenced. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tftpgw/curl_uv.h"
+#include "tftpgw/log.h"
+
+struct poll_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct tg_curl *cu;
+};
+
+struct tg_curl {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    int refs;
+    struct tg_curl_xfer *wake_head; /* wake-ups queued from curl callbacks */
+    struct poll_ctx **fds;          /* by descriptor, for the close hook */
+    size_t nfds;
+    struct tg_curl *next;
+};
+
+/* One loop per process today; a list keeps it right for several. */
+static struct tg_curl *all;
+static int global_refs;
+
+static void drain_wakeups(struct tg_curl *cu)
+{
+    struct tg_curl_xfer *x;
+
+    while ((x = cu->wake_head) != NULL) {
+        cu->wake_head = x->wake_next;
+        x->wake_next = NULL;
+        x->wake_queued = false;
+        if (x->wake)
+            x->wake(x);
+    }
+}
+
+static void check_done(struct tg_curl *cu)
+{
+    CURLMsg *msg;
+    int left;
+
+    /* digest M6: copy what the message holds before removing the handle,
+     * which invalidates it. */
+    while ((msg = curl_multi_info_read(cu->multi, &left)) != NULL) {
+        struct tg_curl_xfer *x = NULL;
+        CURL *easy;
+        CURLcode rc;
+
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        easy = msg->easy_handle;
+        rc = msg->data.result;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+        curl_multi_remove_handle(cu->multi, easy);
+        if (!x)
+            continue;
+        x->added = false;
+        x->done(x, rc);
+    }
+    drain_wakeups(cu);
+}
+
+static void socket_action(struct tg_curl *cu, curl_socket_t fd, int flags)
+{
+    int running;
+    CURLMcode mc = curl_multi_socket_action(cu->multi, fd, flags, &running);
+
+    if (mc != CURLM_OK)
+        tg_log(TG_LOG_ERROR, "curl_multi_socket_action: %s", curl_multi_strerror(mc));
+    check_done(cu);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct poll_ctx *pc = h->data;
+    int flags = 0;
+
+    /* digest M4: libuv reports POLLERR as a negative status. */
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    else {
+        if (events & UV_READABLE)
+            flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE)
+            flags |= CURL_CSELECT_OUT;
+    }
+    socket_action(pc->cu, pc->fd, flags);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    socket_action(t->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static void free_ctx(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void forget_fd(struct tg_curl *cu, curl_socket_t fd)
+{
+    struct poll_ctx *pc;
+
+    if (fd < 0 || (size_t)fd >= cu->nfds || !(pc = cu->fds[fd]))
+        return;
+    cu->fds[fd] = NULL;
+    /* Stop polling before the descriptor can be closed (digest M30, M31). */
+    uv_poll_stop(&pc->poll);
+    uv_close((uv_handle_t *)&pc->poll, free_ctx);
+    curl_multi_assign(cu->multi, fd, NULL);
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct tg_curl *cu = userp;
+    struct poll_ctx *pc = socketp;
+    int events = 0;
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        forget_fd(cu, fd);
+        return 0;
+    }
+    if (!pc) {
+        if ((size_t)fd >= cu->nfds) {
+            size_t n = (size_t)fd + 64;
+            struct poll_ctx **grown = realloc(cu->fds, n * sizeof(*grown));
+
+            if (!grown)
+                return -1;
+            memset(grown + cu->nfds, 0, (n - cu->nfds) * sizeof(*grown));
+            cu->fds = grown;
+            cu->nfds = n;
+        }
+        pc = calloc(1, sizeof(*pc));
+        if (!pc || uv_poll_init_socket(cu->loop, &pc->poll, fd) != 0) {
+            free(pc);
+            return -1;
+        }
+        pc->fd = fd;
+        pc->cu = cu;
+        pc->poll.data = pc;
+        uv_unref((uv_handle_t *)&pc->poll);
+        cu->fds[fd] = pc;
+        curl_multi_assign(cu->multi, fd, pc);
+    }
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&pc->poll, events, on_poll);
+    return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct tg_curl *cu = userp;
+
+    (void)multi;
+    /* digest M5: never call curl from here; -1 stops the timer; 0 runs on
+     * the next loop iteration. */
+    if (timeout_ms < 0)
+        uv_timer_stop(&cu->timer);
+    else
+        uv_timer_start(&cu->timer, on_timeout, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* curl closes its sockets through here, so a descriptor is never closed
+ * while libuv still polls it (digest M31). Its data is the long-lived
+ * context, never a transfer (digest M28). */
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    forget_fd(clientp, fd);
+    return close(fd);
+}
+
+struct tg_curl *tg_curl_acquire(uv_loop_t *loop)
+{
+    struct tg_curl *cu;
+
+    for (cu = all; cu; cu = cu->next)
+        if (cu->loop == loop) {
+            cu->refs++;
+            return cu;
+        }
+    if (global_refs++ == 0 && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        global_refs--;
+        return NULL;
+    }
+    cu = tg_calloc(1, sizeof(*cu));
+    if (!cu || !(cu->multi = curl_multi_init())) {
+        tg_free(cu);
+        if (--global_refs == 0)
+            curl_global_cleanup();
+        return NULL;
+    }
+    cu->loop = loop;
+    cu->refs = 1;
+    uv_timer_init(loop, &cu->timer);
+    uv_unref((uv_handle_t *)&cu->timer);
+    cu->timer.data = cu;
+    curl_multi_setopt(cu->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(cu->multi, CURLMOPT_SOCKETDATA, cu);
+    curl_multi_setopt(cu->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(cu->multi, CURLMOPT_TIMERDATA, cu);
+    cu->next = all;
+    all = cu;
+    return cu;
+}
+
+static void free_cu(uv_handle_t *h)
+{
+    struct tg_curl *cu = h->data;
+
+    free(cu->fds);
+    tg_free(cu);
+}
+
+void tg_curl_release(struct tg_curl *cu)
+{
+    struct tg_curl **pp;
+
+    if (!cu || --cu->refs > 0)
+        return;
+    for (pp = &all; *pp; pp = &(*pp)->next)
+        if (*pp == cu) {
+            *pp = cu->next;
+            break;
+        }
+    /* digest M32: cleanup may call the socket callback (REMOVE) for cached
+     * connections; the loop must run again for the uv_close callbacks. */
+    curl_multi_cleanup(cu->multi);
+    cu->multi = NULL;
+    uv_close((uv_handle_t *)&cu->timer, free_cu);
+    if (--global_refs == 0)
+        curl_global_cleanup();
+}
+
+int tg_curl_add(struct tg_curl *cu, struct tg_curl_xfer *x)
+{
+    CURLMcode mc;
+
+    x->cu = cu;
+    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (char *)x);
+    curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETDATA, cu);
+    mc = curl_multi_add_handle(cu->multi, x->easy);
+    if (mc != CURLM_OK) {
+        tg_log(TG_LOG_ERROR, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+        return TG_EIO;
+    }
+    x->added = true;
+    return 0;
+}
+
+void tg_curl_remove(struct tg_curl_xfer *x)
+{
+    struct tg_curl_xfer **pp;
+
+    if (x->wake_queued) {
+        for (pp = &x->cu->wake_head; *pp; pp = &(*pp)->wake_next)
+            if (*pp == x) {
+                *pp = x->wake_next;
+                break;
+            }
+        x->wake_queued = false;
+    }
+    if (x->added) {
+        curl_multi_remove_handle(x->cu->multi, x->easy);
+        x->added = false;
+    }
+}
+
+void tg_curl_wake(struct tg_curl_xfer *x)
+{
+    if (x->wake_queued)
+        return;
+    x->wake_queued = true;
+    x->wake_next = x->cu->wake_head;
+    x->cu->wake_head = x;
+    /* Make sure the glue runs soon even if curl has nothing to do; the
+     * wake-up is delivered after the next socket action. */
+    if (!uv_is_active((uv_handle_t *)&x->cu->timer))
+        uv_timer_start(&x->cu->timer, on_timeout, 0, 0);
+}

@@ -1,0 +1,46 @@
+/* include/tftpgw/curl_uv.h - the one place libcurl's multi interface meets
+ * libuv. One multi handle per loop, shared by every HTTP and S3 backend, so
+ * keep-alive connections to an upstream are reused across transfers.
+ *
+ * Rules for users (digest M7, M11): from inside a curl callback (write,
+ * read, header) only move bytes and set flags; ask for a wake-up with
+ * tg_curl_wake(), and act in x->wake, which runs after curl has returned.
+ * tg_curl_remove() and session callbacks only run outside curl callbacks. */
+#ifndef TFTPGW_CURL_UV_H
+#define TFTPGW_CURL_UV_H
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "tftpgw/common.h"
+
+struct tg_curl;
+struct tg_curl_xfer;
+
+typedef void tg_curl_done_cb(struct tg_curl_xfer *x, CURLcode result);
+typedef void tg_curl_wake_cb(struct tg_curl_xfer *x);
+
+/* Embedded in a backend's stream; one easy handle in the multi at a time. */
+struct tg_curl_xfer {
+    CURL *easy;
+    tg_curl_done_cb *done; /* the transfer ended; the handle is already removed */
+    tg_curl_wake_cb *wake; /* a wake-up asked for from inside a curl callback */
+    struct tg_curl *cu;
+    bool added;
+    bool wake_queued;
+    struct tg_curl_xfer *wake_next;
+};
+
+/* The loop's shared multi handle, created on first use; reference counted. */
+struct tg_curl *tg_curl_acquire(uv_loop_t *loop);
+void tg_curl_release(struct tg_curl *cu);
+
+/* Add x->easy (with done/wake set) to the multi handle. */
+int tg_curl_add(struct tg_curl *cu, struct tg_curl_xfer *x);
+/* Take it out before it finished (abort); no done callback follows.
+ * Not allowed from inside a curl callback. */
+void tg_curl_remove(struct tg_curl_xfer *x);
+/* From inside a curl callback: run x->wake soon, outside curl. */
+void tg_curl_wake(struct tg_curl_xfer *x);
+
+#endif
