@@ -1,0 +1,104 @@
+/* tests/unit/test_http_config.c - the http backend's configuration keys:
+ * exact error messages, defaults, ${VAR} expansion. No request is made. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tftpgw/backend.h"
+
+static int create(const char *const *kv, size_t n, char *err, size_t errlen,
+                  struct tg_backend **out)
+{
+    struct tg_kv kvs[8];
+    struct tg_backend_cfg cfg;
+    uv_loop_t loop;
+    int rc;
+    size_t i;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.name = (char *)"web";
+    cfg.type = (char *)"http";
+    cfg.line = 3;
+    for (i = 0; i < n; i++) {
+        kvs[i].key = (char *)kv[2 * i];
+        kvs[i].value = (char *)kv[2 * i + 1];
+        kvs[i].line = 4 + (int)i;
+    }
+    cfg.kv = kvs;
+    cfg.nkv = n;
+    uv_loop_init(&loop);
+    err[0] = '\0';
+    rc = tg_backend_create(&loop, &cfg, out, err, errlen);
+    if (rc == 0) {
+        tg_backend_destroy(*out);
+        *out = NULL;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    return rc;
+}
+
+static void test_errors(void **state)
+{
+    static const struct {
+        const char *kv[4];
+        size_t n;
+        const char *msg;
+    } cases[] = {
+        {{"insecure", "no"}, 1, "line 3: url: required for an http backend"},
+        {{"url", "ftp://x/"}, 1, "line 4: url: must start with http:// or https://"},
+        {{"url", "http://x/", "header", "NoColon"}, 2, "line 5: header: expected \"Name: value\""},
+        {{"url", "http://x/", "header", "A: ${TG_TEST_UNSET_VAR}"}, 2,
+         "line 5: header: environment variable TG_TEST_UNSET_VAR is not set"},
+        {{"url", "http://x/", "header", "A: ${OPEN"}, 2, "line 5: header: unterminated ${...}"},
+        {{"url", "http://x/", "connect_timeout", "5"}, 2,
+         "line 5: connect_timeout: milliseconds, 100..600000"},
+        {{"url", "http://x/", "stall_timeout", "abc"}, 2,
+         "line 5: stall_timeout: milliseconds, 1000..600000"},
+        {{"url", "http://x/", "max_redirects", "51"}, 2, "line 5: max_redirects: 0..50"},
+        {{"url", "http://x/", "insecure", "maybe"}, 2, "line 5: insecure: invalid value"},
+        {{"url", "http://x/", "root", "/srv"}, 2, "line 5: root: unknown key for an http backend"},
+    };
+    struct tg_backend *b = NULL;
+    char err[256];
+    long live = tg_alloc_live();
+    size_t i;
+
+    (void)state;
+    unsetenv("TG_TEST_UNSET_VAR");
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(create(cases[i].kv, cases[i].n, err, sizeof(err), &b), TG_EINVAL);
+        assert_string_equal(err, cases[i].msg);
+        assert_int_equal(tg_alloc_live(), live);
+    }
+}
+
+static void test_valid(void **state)
+{
+    const char *kv[] = {"url", "https://repo.example/boot", "header", "Authorization: Bearer ${TG_TEST_TOKEN}",
+                        "insecure", "yes", "stall_timeout", "1500"};
+    struct tg_backend *b = NULL;
+    char err[256];
+    long live = tg_alloc_live();
+
+    (void)state;
+    setenv("TG_TEST_TOKEN", "s3cret", 1);
+    assert_int_equal(create(kv, 4, err, sizeof(err), &b), 0);
+    assert_string_equal(err, "");
+    assert_int_equal(tg_alloc_live(), live);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_valid),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
