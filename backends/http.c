@@ -1,5 +1,6 @@
-/* backends/http.c - RRQ as a streamed GET, WRQ as a streamed PUT, through
- * the shared curl multi handle (gateway/curl_uv.c).
+/* backends/http.c - the HTTP(S) backend (RRQ as a streamed GET, WRQ as a
+ * streamed PUT) and the request engine it shares with the s3 backend, all
+ * on the loop's shared curl multi handle (gateway/curl_uv.c).
  *
  * Memory per stream is one ring of max(64 KiB, 2 x blksize): curl's write
  * callback fills it and pauses the transfer when it is full (digest M9),
@@ -10,66 +11,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "tftpgw/backend.h"
-#include "tftpgw/curl_uv.h"
+#include "http_engine.h"
 #include "tftpgw/log.h"
 #include "tftpgw/options.h"
 #include "tftpgw/uri.h"
 
 #define RING_MIN (64 * 1024)
 
-struct http_backend {
-    struct tg_backend base;
-    struct tg_curl *cu;
-    char *url;                  /* base URL, ends with '/' */
-    char **headers;             /* "Name: value", ${VAR} already expanded */
-    size_t nheaders;
-    char *ca_file, *client_cert, *client_key;
-    bool insecure, client_headers;
-    long connect_timeout_ms, stall_timeout_ms, max_redirects;
-};
-
-enum hs_state {
-    HS_PROBING,    /* create-mode WRQ: HEAD before the PUT */
-    HS_OPENING,    /* request sent, no body byte yet (read) */
-    HS_OPEN,
-    HS_EOF,        /* read: upstream finished; the ring may still hold data */
-    HS_COMMITTING, /* write: all data given to curl, waiting for the answer */
-    HS_COMMITTED,
-    HS_FAILED
-};
-
-/* Events a stream owes its session, delivered outside curl (dispatch). */
-#define EV_OPENED (1u << TG_STREAM_OPENED)
-#define EV_READABLE (1u << TG_STREAM_READABLE)
-#define EV_WRITABLE (1u << TG_STREAM_WRITABLE)
-#define EV_COMMITTED (1u << TG_STREAM_COMMITTED)
-#define EV_FAILED (1u << TG_STREAM_FAILED)
-
-struct http_stream {
-    struct tg_stream base;
-    struct http_backend *hb;
-    struct tg_curl_xfer x;
-    struct curl_slist *hdrs;
-    char *url;
-    bool write, create;
-    enum hs_state state;
-    uint8_t *ring;
-    size_t cap, head, len;
-    bool paused;      /* curl is paused by our callback */
-    bool want;        /* the session got TG_EAGAIN and waits for an event */
-    unsigned pending; /* EV_* bits */
-    int dispatching;
-    bool closed;
-    char errbuf[CURL_ERROR_SIZE];
-};
-
-extern const struct tg_backend_ops tg_http_backend_ops;
+#define EV_BIT(e) (1u << (e))
 
 /* ---- ring ---- */
 
-static size_t ring_put(struct http_stream *hs, const uint8_t *src, size_t n)
+static size_t ring_put(struct hx_stream *hs, const uint8_t *src, size_t n)
 {
     size_t tail = (hs->head + hs->len) % hs->cap, first = hs->cap - tail;
 
@@ -83,7 +38,7 @@ static size_t ring_put(struct http_stream *hs, const uint8_t *src, size_t n)
     return n;
 }
 
-static size_t ring_get(struct http_stream *hs, uint8_t *dst, size_t n)
+static size_t ring_get(struct hx_stream *hs, uint8_t *dst, size_t n)
 {
     size_t first = hs->cap - hs->head;
 
@@ -100,17 +55,19 @@ static size_t ring_get(struct http_stream *hs, uint8_t *dst, size_t n)
 
 /* ---- events ---- */
 
-static void stream_free(struct http_stream *hs)
+static void stream_free(struct hx_stream *hs)
 {
     if (hs->x.easy)
         curl_easy_cleanup(hs->x.easy);
     curl_slist_free_all(hs->hdrs);
     tg_free(hs->url);
+    tg_free(hs->client_ip);
+    tg_free(hs->filename);
     tg_free(hs->ring);
     tg_free(hs);
 }
 
-static void dispatch(struct http_stream *hs)
+static void dispatch(struct hx_stream *hs)
 {
     static const enum tg_stream_ev order[] = {TG_STREAM_OPENED, TG_STREAM_READABLE,
                                               TG_STREAM_WRITABLE, TG_STREAM_COMMITTED,
@@ -118,33 +75,30 @@ static void dispatch(struct http_stream *hs)
 
     hs->dispatching++;
     for (size_t i = 0; i < TG_ARRAY_LEN(order) && !hs->closed; i++) {
-        if (!(hs->pending & (1u << order[i])))
+        if (!(hs->pending & EV_BIT(order[i])))
             continue;
-        hs->pending &= ~(1u << order[i]);
+        hs->pending &= ~EV_BIT(order[i]);
         hs->base.cb(&hs->base, order[i], hs->base.arg);
     }
     hs->dispatching--;
-    /* The session may close us from its callback: free only now. */
+    /* The owner may close us from its callback: free only now. */
     if (hs->closed && hs->dispatching == 0)
         stream_free(hs);
 }
 
 static void on_wake(struct tg_curl_xfer *x)
 {
-    dispatch(tg_container_of(x, struct http_stream, x));
+    dispatch(tg_container_of(x, struct hx_stream, x));
 }
 
 /* From inside a curl callback: record, deliver later. */
-static void owe(struct http_stream *hs, unsigned ev)
+static void owe(struct hx_stream *hs, enum tg_stream_ev ev)
 {
-    hs->pending |= ev;
+    hs->pending |= EV_BIT(ev);
     tg_curl_wake(&hs->x);
 }
 
-static void set_failed(struct http_stream *hs, uint16_t code, const char *fmt, ...)
-    TG_PRINTF(3, 4);
-
-static void set_failed(struct http_stream *hs, uint16_t code, const char *fmt, ...)
+void hx_fail(struct hx_stream *hs, uint16_t code, const char *fmt, ...)
 {
     va_list ap;
 
@@ -152,50 +106,61 @@ static void set_failed(struct http_stream *hs, uint16_t code, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(hs->base.err.msg, sizeof(hs->base.err.msg), fmt, ap);
     va_end(ap);
-    hs->state = HS_FAILED;
-    hs->pending = EV_FAILED;
+    hs->state = HX_FAILED;
+    hs->pending = EV_BIT(TG_STREAM_FAILED);
 }
 
-/* Shared status mapping (digest B9). */
-static void fail_status(struct http_stream *hs, long st)
+void hx_fail_status(struct hx_stream *hs, long st)
 {
     if (st == 404 || st == 410)
-        set_failed(hs, TG_TFTP_ENOTFOUND, "file not found");
+        hx_fail(hs, TG_TFTP_ENOTFOUND, "file not found");
     else if (st == 401 || st == 403)
-        set_failed(hs, TG_TFTP_EACCESS, "access denied by upstream (HTTP %ld)", st);
+        hx_fail(hs, TG_TFTP_EACCESS, "access denied by upstream (HTTP %ld)", st);
     else if (hs->write && (st == 409 || st == 412))
-        set_failed(hs, TG_TFTP_EEXISTS, "file already exists");
+        hx_fail(hs, TG_TFTP_EEXISTS, "file already exists");
     else if (hs->write && (st == 413 || st == 507))
-        set_failed(hs, TG_TFTP_ENOSPACE, "upstream refused the size (HTTP %ld)", st);
+        hx_fail(hs, TG_TFTP_ENOSPACE, "upstream refused the size (HTTP %ld)", st);
     else
-        set_failed(hs, TG_TFTP_EUNDEF, "upstream HTTP %ld", st);
+        hx_fail(hs, TG_TFTP_EUNDEF, "upstream HTTP %ld", st);
 }
 
-static void fail_curl(struct http_stream *hs, CURLcode rc)
+static void fail_curl(struct hx_stream *hs, CURLcode rc)
 {
     const char *what = hs->errbuf[0] ? hs->errbuf : curl_easy_strerror(rc);
 
     if (rc == CURLE_OPERATION_TIMEDOUT)
-        set_failed(hs, TG_TFTP_EUNDEF, "upstream timed out: %.100s", what);
+        hx_fail(hs, TG_TFTP_EUNDEF, "upstream timed out: %.100s", what);
     else
-        set_failed(hs, TG_TFTP_EUNDEF, "upstream failed: %.100s", what);
+        hx_fail(hs, TG_TFTP_EUNDEF, "upstream failed: %.100s", what);
 }
 
 /* ---- curl callbacks: bytes and flags only ---- */
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 {
-    struct http_stream *hs = arg;
+    struct hx_stream *hs = arg;
     size_t n = size * nmemb;
 
-    if (hs->state == HS_OPENING) {
+    if (hs->state == HX_OPENING || hs->write)
+        curl_easy_getinfo(hs->x.easy, CURLINFO_RESPONSE_CODE, &hs->status);
+    if (hs->write || hs->status >= 300) {
+        /* An error document, or a PUT's answer: keep its start for the
+         * profile (S3 names the error in it), never hand it on. */
+        size_t k = n < HX_ERRBODY - 1 - hs->errlen ? n : HX_ERRBODY - 1 - hs->errlen;
+
+        memcpy(hs->errbody + hs->errlen, ptr, k);
+        hs->errlen += k;
+        hs->errbody[hs->errlen] = '\0';
+        return n;
+    }
+    if (hs->state == HX_OPENING) {
         curl_off_t cl = -1;
 
         /* Headers are complete once the first body byte arrives. */
         curl_easy_getinfo(hs->x.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
         hs->base.size = cl >= 0 ? (int64_t)cl : -1;
-        hs->state = HS_OPEN;
-        owe(hs, EV_OPENED);
+        hs->state = HX_OPEN;
+        owe(hs, TG_STREAM_OPENED);
     }
     /* Take the whole chunk or none of it: curl offers it again after the
      * pause (digest M9). */
@@ -204,20 +169,20 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
         return CURL_WRITEFUNC_PAUSE;
     }
     ring_put(hs, (const uint8_t *)ptr, n);
-    if (hs->want && hs->state == HS_OPEN) {
+    if (hs->want) {
         hs->want = false;
-        owe(hs, EV_READABLE);
+        owe(hs, TG_STREAM_READABLE);
     }
     return n;
 }
 
 static size_t on_upload(char *ptr, size_t size, size_t nitems, void *arg)
 {
-    struct http_stream *hs = arg;
+    struct hx_stream *hs = arg;
     size_t n;
 
     if (hs->len == 0) {
-        if (hs->state == HS_COMMITTING)
+        if (hs->state == HX_COMMITTING)
             return 0; /* end of the body */
         hs->paused = true;
         return CURL_READFUNC_PAUSE;
@@ -225,226 +190,221 @@ static size_t on_upload(char *ptr, size_t size, size_t nitems, void *arg)
     n = ring_get(hs, (uint8_t *)ptr, size * nitems);
     if (hs->want) {
         hs->want = false;
-        owe(hs, EV_WRITABLE);
+        owe(hs, TG_STREAM_WRITABLE);
     }
     return n;
 }
 
-/* ---- request set-up ---- */
+static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
+{
+    struct hx_stream *hs = arg;
+    size_t n = size * nitems, k;
 
-static int add_header(struct http_stream *hs, const char *name, const char *value)
+    /* S3 names a multipart part by its ETag. */
+    if (n > 5 && strncasecmp(buf, "ETag:", 5) == 0) {
+        const char *v = buf + 5;
+
+        while (v < buf + n && (*v == ' ' || *v == '\t'))
+            v++;
+        k = (size_t)(buf + n - v);
+        while (k > 0 && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' '))
+            k--;
+        if (k < sizeof(hs->etag)) {
+            memcpy(hs->etag, v, k);
+            hs->etag[k] = '\0';
+        }
+    }
+    return n;
+}
+
+/* ---- requests ---- */
+
+int hx_add_header(struct curl_slist **l, const char *name, const char *value)
 {
     char line[TG_PATH_MAX + 64];
     struct curl_slist *n;
 
     snprintf(line, sizeof(line), "%s%s", name, value);
-    n = curl_slist_append(hs->hdrs, line);
+    n = curl_slist_append(*l, line);
     if (!n)
         return TG_ENOMEM;
-    hs->hdrs = n;
+    *l = n;
     return 0;
 }
 
-static int setup_easy(struct http_stream *hs, const struct tg_open_args *a)
+/* Options every request of a stream shares. */
+static void setup_common(struct hx_stream *hs)
 {
-    struct http_backend *hb = hs->hb;
+    const struct hx_conf *c = hs->conf;
     CURL *e = hs->x.easy;
-    size_t i;
-    int rc = 0;
 
-    for (i = 0; i < hb->nheaders && rc == 0; i++)
-        rc = add_header(hs, hb->headers[i], "");
-    if (rc == 0 && hb->client_headers) {
-        rc = add_header(hs, "X-TFTP-Client: ", a->client_ip ? a->client_ip : "");
-        if (rc == 0)
-            rc = add_header(hs, "X-TFTP-File: ", a->filename ? a->filename : "");
-    }
-    if (rc != 0)
-        return rc;
     curl_easy_setopt(e, CURLOPT_URL, hs->url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hs->hdrs);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, hs->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, hb->max_redirects > 0 ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, hb->max_redirects);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, hb->connect_timeout_ms);
-    /* A stall is a second without a byte; paused transfers are exempt
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, c->max_redirects > 0 ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, c->max_redirects);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+    /* A stall is stall_timeout without a byte; paused transfers are exempt
      * (digest M14), so a slow TFTP client never trips it. */
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (hb->stall_timeout_ms + 999) / 1000);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (c->stall_timeout_ms + 999) / 1000);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, hb->insecure ? 0L : 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, hb->insecure ? 0L : 2L);
-    if (hb->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, hb->ca_file);
-    if (hb->client_cert)
-        curl_easy_setopt(e, CURLOPT_SSLCERT, hb->client_cert);
-    if (hb->client_key)
-        curl_easy_setopt(e, CURLOPT_SSLKEY, hb->client_key);
-    curl_easy_setopt(e, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
+    if (c->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+    if (c->client_cert)
+        curl_easy_setopt(e, CURLOPT_SSLCERT, c->client_cert);
+    if (c->client_key)
+        curl_easy_setopt(e, CURLOPT_SSLKEY, c->client_key);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, hs);
+}
+
+/* Fresh headers for the next request on this handle. */
+static int prepare(struct hx_stream *hs, const char *method)
+{
+    struct curl_slist *l = NULL;
+    bool put = strcmp(method, "PUT") == 0;
+    int rc = hs->prof->prepare(hs, method, &l);
+
+    /* A 100-continue round trip buys nothing: the body trickles in at TFTP
+     * speed anyway. */
+    if (rc == 0 && put)
+        rc = hx_add_header(&l, "Expect:", "");
+    if (rc == 0 && put && hs->create && hs->prof->if_none_match)
+        rc = hx_add_header(&l, "If-None-Match: *", "");
+    if (rc != 0) {
+        curl_slist_free_all(l);
+        return rc;
+    }
+    curl_slist_free_all(hs->hdrs);
+    hs->hdrs = l;
+    curl_easy_setopt(hs->x.easy, CURLOPT_HTTPHEADER, hs->hdrs);
     return 0;
 }
 
-static void on_done(struct tg_curl_xfer *x, CURLcode rc);
-
-static int start_put(struct http_stream *hs, int64_t size)
+static int start_put(struct hx_stream *hs)
 {
     CURL *e = hs->x.easy;
+    int rc = prepare(hs, "PUT");
 
+    if (rc != 0)
+        return rc;
     curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
     curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
     curl_easy_setopt(e, CURLOPT_READDATA, hs);
-    /* Content-Length when the client announced tsize, else chunked
-     * (digest M17). */
-    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)(size >= 0 ? size : -1));
-    hs->state = HS_OPEN;
-    return tg_curl_add(hs->hb->cu, &hs->x);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, hs);
+    /* Content-Length when the size is known (the client's tsize), else
+     * chunked (digest M17). */
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+                     (curl_off_t)(hs->base.size >= 0 ? hs->base.size : -1));
+    hs->state = HX_OPEN;
+    return tg_curl_add(hs->conf->cu, &hs->x);
 }
 
 static void on_done(struct tg_curl_xfer *x, CURLcode rc)
 {
-    struct http_stream *hs = tg_container_of(x, struct http_stream, x);
+    struct hx_stream *hs = tg_container_of(x, struct hx_stream, x);
     long st = 0;
 
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
-    if (hs->state == HS_PROBING) {
+    hs->status = st;
+    if (hs->state == HX_PROBING) {
         /* create mode: the object must not exist yet. */
-        if (rc == CURLE_OK && st >= 200 && st < 300) {
-            set_failed(hs, TG_TFTP_EEXISTS, "file already exists");
-        } else if (st == 404 || st == 410) {
-            if (start_put(hs, hs->base.size) == 0) {
-                hs->pending |= EV_OPENED;
-            } else {
-                set_failed(hs, TG_TFTP_EUNDEF, "upstream unavailable");
-            }
-        } else if (st >= 400) {
-            fail_status(hs, st);
-        } else {
+        if (rc == CURLE_OK && st >= 200 && st < 300)
+            hx_fail(hs, TG_TFTP_EEXISTS, "file already exists");
+        else if (st == 404 || st == 410) {
+            if (start_put(hs) == 0)
+                hs->pending |= EV_BIT(TG_STREAM_OPENED);
+            else
+                hx_fail(hs, TG_TFTP_EUNDEF, "upstream unavailable");
+        } else if (st >= 400)
+            hs->prof->map_error(hs, st, "");
+        else
             fail_curl(hs, rc);
-        }
         dispatch(hs);
         return;
     }
-    if (rc == CURLE_OK && (st == 0 || (st >= 200 && st < 300))) {
+    if (rc == CURLE_OK && st >= 200 && st < 300) {
         if (hs->write) {
-            hs->state = HS_COMMITTED;
-            hs->pending |= EV_COMMITTED;
+            hs->state = HX_COMMITTED;
+            hs->pending |= EV_BIT(TG_STREAM_COMMITTED);
         } else {
-            if (hs->state == HS_OPENING) {
-                curl_off_t cl = -1;
-
-                curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-                hs->base.size = cl >= 0 ? (int64_t)cl : 0;
-                hs->pending |= EV_OPENED;
+            if (hs->state == HX_OPENING) {
+                /* An empty body: OPENED was never sent from on_body. */
+                hs->base.size = 0;
+                hs->pending |= EV_BIT(TG_STREAM_OPENED);
             }
-            hs->state = HS_EOF;
+            hs->state = HX_EOF;
             if (hs->want) {
                 hs->want = false;
-                hs->pending |= EV_READABLE;
+                hs->pending |= EV_BIT(TG_STREAM_READABLE);
             }
         }
-    } else if (st >= 400 || (rc == CURLE_OK && st >= 300)) {
-        fail_status(hs, st);
+    } else if (st >= 400 && (rc == CURLE_OK || hs->errlen > 0 || hs->write)) {
+        hs->prof->map_error(hs, st, hs->errbody);
+    } else if (rc == CURLE_OK) {
+        hx_fail(hs, TG_TFTP_EUNDEF, "upstream HTTP %ld", st);
     } else {
         fail_curl(hs, rc);
     }
     dispatch(hs);
 }
 
-/* ---- operations ---- */
-
-static int stream_new(struct tg_backend *b, const struct tg_open_args *a, bool write,
-                      tg_stream_cb *cb, void *arg, struct http_stream **out)
+int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_profile *prof,
+            void *owner, const char *url, const struct tg_open_args *a, bool write,
+            tg_stream_cb *cb, void *arg, struct tg_stream **out)
 {
-    struct http_backend *hb = (struct http_backend *)b;
-    struct http_stream *hs;
-    char enc[3 * TG_PATH_MAX];
-    size_t ul;
+    struct hx_stream *hs = tg_calloc(1, sizeof(*hs));
+    int rc;
 
-    if (tg_uri_encode_path(a->key, enc, sizeof(enc)) < 0)
-        return TG_ENAMETOOLONG;
-    hs = tg_calloc(1, sizeof(*hs));
     if (!hs)
         return TG_ENOMEM;
     hs->base.backend = b;
     hs->base.cb = cb;
     hs->base.arg = arg;
-    hs->base.size = -1;
-    hs->hb = hb;
+    hs->base.size = write ? a->size_hint : -1;
+    hs->conf = conf;
+    hs->prof = prof;
+    hs->owner = owner;
     hs->write = write;
+    hs->create = write && !a->overwrite;
     hs->cap = a->blksize * 2 > RING_MIN ? a->blksize * 2 : RING_MIN;
-    ul = strlen(hb->url) + strlen(enc) + 1;
     hs->ring = tg_malloc(hs->cap);
-    hs->url = tg_malloc(ul);
+    hs->url = tg_strdup(url);
+    hs->client_ip = tg_strdup(a->client_ip ? a->client_ip : "");
+    hs->filename = tg_strdup(a->filename ? a->filename : "");
     hs->x.easy = curl_easy_init();
     hs->x.done = on_done;
     hs->x.wake = on_wake;
-    hs->x.cu = hb->cu;
-    if (!hs->ring || !hs->url || !hs->x.easy) {
+    hs->x.cu = conf->cu;
+    if (!hs->ring || !hs->url || !hs->client_ip || !hs->filename || !hs->x.easy) {
         stream_free(hs);
         return TG_ENOMEM;
     }
-    snprintf(hs->url, ul, "%s%s", hb->url, enc);
-    if (setup_easy(hs, a) != 0) {
-        stream_free(hs);
-        return TG_ENOMEM;
-    }
-    *out = hs;
-    return 0;
-}
-
-static int http_open_read(struct tg_backend *b, const struct tg_open_args *a,
-                          tg_stream_cb *cb, void *arg, struct tg_stream **out)
-{
-    struct http_stream *hs;
-    int rc = stream_new(b, a, false, cb, arg, &hs);
-
-    if (rc != 0)
-        return rc;
-    curl_easy_setopt(hs->x.easy, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(hs->x.easy, CURLOPT_WRITEDATA, hs);
-    hs->state = HS_OPENING;
-    if ((rc = tg_curl_add(hs->hb->cu, &hs->x)) != 0) {
-        stream_free(hs);
-        return rc;
-    }
-    *out = &hs->base;
-    return 0;
-}
-
-static int http_open_write(struct tg_backend *b, const struct tg_open_args *a,
-                           tg_stream_cb *cb, void *arg, struct tg_stream **out)
-{
-    struct http_stream *hs;
-    int rc = stream_new(b, a, true, cb, arg, &hs);
-
-    if (rc != 0)
-        return rc;
-    hs->base.size = a->size_hint;
-    hs->create = !a->overwrite;
-    /* A 100-continue round trip buys nothing here: the body trickles in at
-     * TFTP speed anyway. */
-    rc = add_header(hs, "Expect:", "");
-    if (rc == 0 && hs->create) {
-        /* Servers that know If-None-Match refuse an existing object
-         * atomically (412 -> ERROR 6); the HEAD catches the rest early. */
-        rc = add_header(hs, "If-None-Match: *", "");
-        if (rc == 0) {
-            curl_easy_setopt(hs->x.easy, CURLOPT_HTTPHEADER, hs->hdrs);
-            curl_easy_setopt(hs->x.easy, CURLOPT_NOBODY, 1L);
-            curl_easy_setopt(hs->x.easy, CURLOPT_FAILONERROR, 0L);
-            hs->state = HS_PROBING;
-            rc = tg_curl_add(hs->hb->cu, &hs->x);
-            /* The PUT reuses the handle: errors count again from then. */
-        }
-    } else if (rc == 0) {
-        curl_easy_setopt(hs->x.easy, CURLOPT_HTTPHEADER, hs->hdrs);
-        rc = start_put(hs, a->size_hint);
+    setup_common(hs);
+    if (!write) {
+        rc = prepare(hs, "GET");
+        curl_easy_setopt(hs->x.easy, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(hs->x.easy, CURLOPT_WRITEDATA, hs);
+        hs->state = HX_OPENING;
         if (rc == 0)
-            owe(hs, EV_OPENED); /* delivered from the loop, never inside open */
+            rc = tg_curl_add(conf->cu, &hs->x);
+    } else if (hs->create) {
+        rc = prepare(hs, "HEAD");
+        curl_easy_setopt(hs->x.easy, CURLOPT_NOBODY, 1L);
+        hs->state = HX_PROBING;
+        if (rc == 0)
+            rc = tg_curl_add(conf->cu, &hs->x);
+    } else {
+        rc = start_put(hs);
+        if (rc == 0)
+            owe(hs, TG_STREAM_OPENED); /* from the loop, never inside open */
     }
     if (rc != 0) {
         tg_curl_remove(&hs->x);
@@ -455,12 +415,12 @@ static int http_open_write(struct tg_backend *b, const struct tg_open_args *a,
     return 0;
 }
 
-static ssize_t http_pull(struct tg_stream *s, uint8_t *dst, size_t len)
+ssize_t hx_pull(struct tg_stream *s, uint8_t *dst, size_t len)
 {
-    struct http_stream *hs = (struct http_stream *)s;
+    struct hx_stream *hs = (struct hx_stream *)s;
     size_t n;
 
-    if (hs->state == HS_FAILED)
+    if (hs->state == HX_FAILED)
         return TG_EIO;
     n = ring_get(hs, dst, len);
     if (n > 0) {
@@ -472,19 +432,19 @@ static ssize_t http_pull(struct tg_stream *s, uint8_t *dst, size_t len)
         }
         return (ssize_t)n;
     }
-    if (hs->state == HS_EOF)
+    if (hs->state == HX_EOF)
         return 0;
     hs->want = true;
     return TG_EAGAIN;
 }
 
-static int http_push(struct tg_stream *s, const uint8_t *src, size_t len)
+int hx_push(struct tg_stream *s, const uint8_t *src, size_t len)
 {
-    struct http_stream *hs = (struct http_stream *)s;
+    struct hx_stream *hs = (struct hx_stream *)s;
 
-    if (hs->state == HS_FAILED)
+    if (hs->state == HX_FAILED)
         return TG_EIO;
-    if (hs->state != HS_OPEN)
+    if (hs->state != HX_OPEN)
         return TG_EINVAL;
     if (len > hs->cap - hs->len) {
         hs->want = true;
@@ -498,15 +458,15 @@ static int http_push(struct tg_stream *s, const uint8_t *src, size_t len)
     return 0;
 }
 
-static int http_commit(struct tg_stream *s)
+int hx_commit(struct tg_stream *s)
 {
-    struct http_stream *hs = (struct http_stream *)s;
+    struct hx_stream *hs = (struct hx_stream *)s;
 
-    if (hs->state == HS_FAILED)
+    if (hs->state == HX_FAILED)
         return TG_EIO;
-    if (hs->state != HS_OPEN)
+    if (hs->state != HX_OPEN)
         return TG_EINVAL;
-    hs->state = HS_COMMITTING;
+    hs->state = HX_COMMITTING;
     if (hs->paused) {
         hs->paused = false;
         curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
@@ -514,9 +474,9 @@ static int http_commit(struct tg_stream *s)
     return 0;
 }
 
-static void http_close(struct tg_stream *s)
+void hx_close(struct tg_stream *s)
 {
-    struct http_stream *hs = (struct http_stream *)s;
+    struct hx_stream *hs = (struct hx_stream *)s;
 
     hs->closed = true;
     /* Removing an unfinished PUT drops the connection mid-body, and the
@@ -526,28 +486,72 @@ static void http_close(struct tg_stream *s)
         stream_free(hs);
 }
 
-/* ---- configuration ---- */
+/* ---- shared configuration ---- */
 
-static void http_destroy(struct tg_backend *b)
+void hx_conf_init(struct hx_conf *c)
 {
-    struct http_backend *hb = (struct http_backend *)b;
-    size_t i;
-
-    for (i = 0; i < hb->nheaders; i++)
-        tg_free(hb->headers[i]);
-    tg_free(hb->headers);
-    tg_free(hb->url);
-    tg_free(hb->ca_file);
-    tg_free(hb->client_cert);
-    tg_free(hb->client_key);
-    tg_free(hb->base.name);
-    tg_curl_release(hb->cu);
-    tg_free(hb);
+    memset(c, 0, sizeof(*c));
+    c->connect_timeout_ms = 5000;
+    c->stall_timeout_ms = 10000;
+    c->max_redirects = 5;
 }
 
-/* "${VAR}" in a header value comes from the environment, so tokens need not
- * sit in the config file. */
-static int expand_env(const char *in, char *out, size_t cap, char *bad, size_t badlen)
+void hx_conf_free(struct hx_conf *c)
+{
+    tg_free(c->ca_file);
+    tg_free(c->client_cert);
+    tg_free(c->client_key);
+    tg_curl_release(c->cu);
+    c->cu = NULL;
+}
+
+static int parse_long(const char *v, long lo, long hi, long *out)
+{
+    uint64_t n;
+
+    if (tg_parse_u64(v, (uint64_t)hi, &n) != 0 || (long)n < lo)
+        return TG_EINVAL;
+    *out = (long)n;
+    return 0;
+}
+
+int hx_conf_key(struct hx_conf *c, const char *k, const char *v, char *why, size_t whylen)
+{
+    char **dst = NULL;
+
+    if (!strcmp(k, "ca_file"))
+        dst = &c->ca_file;
+    else if (!strcmp(k, "client_cert"))
+        dst = &c->client_cert;
+    else if (!strcmp(k, "client_key"))
+        dst = &c->client_key;
+    if (dst) {
+        tg_free(*dst);
+        return (*dst = tg_strdup(v)) ? 1 : TG_ENOMEM;
+    }
+    if (!strcmp(k, "insecure")) {
+        if (tg_config_parse_bool(v, &c->insecure) == 0)
+            return 1;
+        snprintf(why, whylen, "invalid value");
+    } else if (!strcmp(k, "connect_timeout")) {
+        if (parse_long(v, 100, 600000, &c->connect_timeout_ms) == 0)
+            return 1;
+        snprintf(why, whylen, "milliseconds, 100..600000");
+    } else if (!strcmp(k, "stall_timeout")) {
+        if (parse_long(v, 1000, 600000, &c->stall_timeout_ms) == 0)
+            return 1;
+        snprintf(why, whylen, "milliseconds, 1000..600000");
+    } else if (!strcmp(k, "max_redirects")) {
+        if (parse_long(v, 0, 50, &c->max_redirects) == 0)
+            return 1;
+        snprintf(why, whylen, "0..50");
+    } else {
+        return 0;
+    }
+    return TG_EINVAL;
+}
+
+int hx_expand_env(const char *in, char *out, size_t cap, char *why, size_t whylen)
 {
     size_t n = 0;
 
@@ -555,22 +559,23 @@ static int expand_env(const char *in, char *out, size_t cap, char *bad, size_t b
         if (in[0] == '$' && in[1] == '{') {
             const char *end = strchr(in + 2, '}'), *val;
             char name[128];
-            size_t nl;
+            size_t nl, vl;
 
             if (!end || (nl = (size_t)(end - in - 2)) == 0 || nl >= sizeof(name)) {
-                snprintf(bad, badlen, "unterminated ${...}");
+                snprintf(why, whylen, "unterminated ${...}");
                 return TG_EINVAL;
             }
             memcpy(name, in + 2, nl);
             name[nl] = '\0';
             if (!(val = getenv(name))) {
-                snprintf(bad, badlen, "environment variable %s is not set", name);
+                snprintf(why, whylen, "environment variable %s is not set", name);
                 return TG_EINVAL;
             }
-            if (n + strlen(val) >= cap)
+            vl = strlen(val);
+            if (n + vl >= cap)
                 goto toolong;
-            memcpy(out + n, val, strlen(val));
-            n += strlen(val);
+            memcpy(out + n, val, vl);
+            n += vl;
             in = end + 1;
             continue;
         }
@@ -581,18 +586,89 @@ static int expand_env(const char *in, char *out, size_t cap, char *bad, size_t b
     out[n] = '\0';
     return 0;
 toolong:
-    snprintf(bad, badlen, "value too long");
+    snprintf(why, whylen, "value too long");
     return TG_EINVAL;
 }
 
-static int parse_ms(const char *v, long max, long *out)
-{
-    uint64_t n;
+/* ---- the http backend type ---- */
 
-    if (tg_parse_u64(v, (uint64_t)max, &n) != 0)
-        return TG_EINVAL;
-    *out = (long)n;
-    return 0;
+struct http_backend {
+    struct tg_backend base;
+    struct hx_conf conf;
+    char *url;      /* base URL, ends with '/' */
+    char **headers; /* "Name: value", ${VAR} already expanded */
+    size_t nheaders;
+    bool client_headers;
+};
+
+static int http_prepare(struct hx_stream *hs, const char *method, struct curl_slist **l)
+{
+    const struct http_backend *hb = hs->owner;
+    size_t i;
+    int rc = 0;
+
+    (void)method;
+    for (i = 0; i < hb->nheaders && rc == 0; i++)
+        rc = hx_add_header(l, hb->headers[i], "");
+    if (rc == 0 && hb->client_headers) {
+        rc = hx_add_header(l, "X-TFTP-Client: ", hs->client_ip);
+        if (rc == 0)
+            rc = hx_add_header(l, "X-TFTP-File: ", hs->filename);
+    }
+    /* FAILONERROR would hide the status of a failed PUT behind a send
+     * error; errors are read from the status instead. */
+    return rc;
+}
+
+static void http_map_error(struct hx_stream *hs, long status, const char *body)
+{
+    (void)body;
+    hx_fail_status(hs, status);
+}
+
+static const struct hx_profile http_profile = {
+    http_prepare,   /* prepare */
+    http_map_error, /* map_error */
+    true,           /* if_none_match */
+};
+
+static int http_open(struct tg_backend *b, const struct tg_open_args *a, bool write,
+                     tg_stream_cb *cb, void *arg, struct tg_stream **out)
+{
+    struct http_backend *hb = (struct http_backend *)b;
+    char enc[3 * TG_PATH_MAX], url[3 * TG_PATH_MAX + 512];
+
+    if (tg_uri_encode_path(a->key, enc, sizeof(enc)) < 0)
+        return TG_ENAMETOOLONG;
+    if ((size_t)snprintf(url, sizeof(url), "%s%s", hb->url, enc) >= sizeof(url))
+        return TG_ENAMETOOLONG;
+    return hx_open(b, &hb->conf, &http_profile, hb, url, a, write, cb, arg, out);
+}
+
+static int http_open_read(struct tg_backend *b, const struct tg_open_args *a,
+                          tg_stream_cb *cb, void *arg, struct tg_stream **out)
+{
+    return http_open(b, a, false, cb, arg, out);
+}
+
+static int http_open_write(struct tg_backend *b, const struct tg_open_args *a,
+                           tg_stream_cb *cb, void *arg, struct tg_stream **out)
+{
+    return http_open(b, a, true, cb, arg, out);
+}
+
+static void http_destroy(struct tg_backend *b)
+{
+    struct http_backend *hb = (struct http_backend *)b;
+    size_t i;
+
+    for (i = 0; i < hb->nheaders; i++)
+        tg_free(hb->headers[i]);
+    tg_free(hb->headers);
+    tg_free(hb->url);
+    tg_free(hb->base.name);
+    hx_conf_free(&hb->conf);
+    tg_free(hb);
 }
 
 static int http_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
@@ -609,9 +685,7 @@ static int http_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
     hb->base.loop = loop;
     hb->base.name = tg_strdup(cfg->name);
     hb->client_headers = true;
-    hb->connect_timeout_ms = 5000;
-    hb->stall_timeout_ms = 10000;
-    hb->max_redirects = 5;
+    hx_conf_init(&hb->conf);
     hb->headers = tg_calloc(cfg->nkv ? cfg->nkv : 1, sizeof(char *));
     if (!hb->base.name || !hb->headers)
         goto oom;
@@ -619,62 +693,46 @@ static int http_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
         const struct tg_kv *kv = &cfg->kv[i];
         const char *k = kv->key, *v = kv->value;
         char why[160] = "invalid value";
-        int bad = 0;
+        int rc = hx_conf_key(&hb->conf, k, v, why, sizeof(why));
 
-        if (!strcmp(k, "url")) {
+        if (rc == TG_ENOMEM)
+            goto oom;
+        if (rc == 1)
+            continue;
+        if (rc == 0 && !strcmp(k, "url")) {
             size_t l = strlen(v);
 
             if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
                 snprintf(why, sizeof(why), "must start with http:// or https://");
-                bad = 1;
+                rc = TG_EINVAL;
             } else if (!(hb->url = tg_malloc(l + 2))) {
                 goto oom;
             } else {
                 /* Keys are appended under the base path, never beside it. */
                 snprintf(hb->url, l + 2, "%s%s", v, l && v[l - 1] == '/' ? "" : "/");
             }
-        } else if (!strcmp(k, "header")) {
+        } else if (rc == 0 && !strcmp(k, "header")) {
             char exp[1024];
 
             if (!strchr(v, ':')) {
                 snprintf(why, sizeof(why), "expected \"Name: value\"");
-                bad = 1;
-            } else if (expand_env(v, exp, sizeof(exp), why, sizeof(why)) != 0) {
-                bad = 1;
+                rc = TG_EINVAL;
+            } else if (hx_expand_env(v, exp, sizeof(exp), why, sizeof(why)) != 0) {
+                rc = TG_EINVAL;
             } else if (strpbrk(exp, "\r\n")) {
                 snprintf(why, sizeof(why), "line breaks are not allowed");
-                bad = 1;
+                rc = TG_EINVAL;
             } else if (!(hb->headers[hb->nheaders++] = tg_strdup(exp))) {
                 goto oom;
             }
-        } else if (!strcmp(k, "ca_file") || !strcmp(k, "client_cert") ||
-                   !strcmp(k, "client_key")) {
-            char **dst = !strcmp(k, "ca_file") ? &hb->ca_file
-                         : !strcmp(k, "client_cert") ? &hb->client_cert : &hb->client_key;
-
-            if (!(*dst = tg_strdup(v)))
-                goto oom;
-        } else if (!strcmp(k, "insecure")) {
-            bad = tg_config_parse_bool(v, &hb->insecure) != 0;
-        } else if (!strcmp(k, "client_headers")) {
-            bad = tg_config_parse_bool(v, &hb->client_headers) != 0;
-        } else if (!strcmp(k, "connect_timeout")) {
-            bad = parse_ms(v, 600000, &hb->connect_timeout_ms) != 0 || hb->connect_timeout_ms < 100;
-            if (bad)
-                snprintf(why, sizeof(why), "milliseconds, 100..600000");
-        } else if (!strcmp(k, "stall_timeout")) {
-            bad = parse_ms(v, 600000, &hb->stall_timeout_ms) != 0 || hb->stall_timeout_ms < 1000;
-            if (bad)
-                snprintf(why, sizeof(why), "milliseconds, 1000..600000");
-        } else if (!strcmp(k, "max_redirects")) {
-            bad = parse_ms(v, 50, &hb->max_redirects) != 0;
-            if (bad)
-                snprintf(why, sizeof(why), "0..50");
-        } else {
+        } else if (rc == 0 && !strcmp(k, "client_headers")) {
+            if (tg_config_parse_bool(v, &hb->client_headers) != 0)
+                rc = TG_EINVAL;
+        } else if (rc == 0) {
             snprintf(why, sizeof(why), "unknown key for an http backend");
-            bad = 1;
+            rc = TG_EINVAL;
         }
-        if (bad) {
+        if (rc < 0) {
             snprintf(err, errlen, "line %d: %s: %s", kv->line, k, why);
             http_destroy(&hb->base);
             return TG_EINVAL;
@@ -685,10 +743,9 @@ static int http_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
         http_destroy(&hb->base);
         return TG_EINVAL;
     }
-    if (hb->insecure)
+    if (hb->conf.insecure)
         tg_log(TG_LOG_WARN, "backend %s: TLS verification is off (insecure = yes)", cfg->name);
-    hb->cu = tg_curl_acquire(loop);
-    if (!hb->cu)
+    if (!(hb->conf.cu = tg_curl_acquire(loop)))
         goto oom;
     *out = &hb->base;
     return 0;
@@ -704,8 +761,8 @@ const struct tg_backend_ops tg_http_backend_ops = {
     http_destroy,    /* destroy */
     http_open_read,  /* open_read */
     http_open_write, /* open_write */
-    http_pull,       /* pull */
-    http_push,       /* push */
-    http_commit,     /* commit */
-    http_close,      /* close */
+    hx_pull,         /* pull */
+    hx_push,         /* push */
+    hx_commit,       /* commit */
+    hx_close,        /* close */
 };
