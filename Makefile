@@ -19,7 +19,7 @@ LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 CORE := gateway/util gateway/log gateway/packet gateway/options gateway/netascii \
         gateway/path gateway/window gateway/route gateway/config gateway/backend \
         gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
-        backends/file backends/http
+        backends/file backends/http backends/s3
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h)
 
@@ -34,9 +34,9 @@ UT_route := gateway/util gateway/path gateway/route
 UT_config := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config
 UT_uri := gateway/util gateway/uri
 UT_http_config = $(UT_file_backend)
-UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv backends/file backends/http
+UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv backends/file backends/http backends/s3
 
-.PHONY: all deps run test unit integration install clean test-asan test-valgrind
+.PHONY: all deps run test unit integration install clean test-asan test-valgrind bench
 
 all: $(BIN)
 
@@ -79,6 +79,10 @@ unit: $(UNIT_BINS)
 
 integration: tftpgw
 	@bash tests/integration/run.sh
+
+# HTTP backend throughput and memory: N=20 concurrent 20 MiB RRQs through nginx.
+bench: deps tftpgw
+	@bash tests/bench/http_bench.sh
 
 test: deps
 	@$(MAKE) --no-print-directory tftpgw $(UNIT_BINS)

@@ -272,7 +272,7 @@ static int prepare(struct hx_stream *hs, const char *method)
 
     /* A 100-continue round trip buys nothing: the body trickles in at TFTP
      * speed anyway. */
-    if (rc == 0 && put)
+    if (rc == 0 && put && hs->prof->drop_expect)
         rc = hx_add_header(&l, "Expect:", "");
     if (rc == 0 && put && hs->create && hs->prof->if_none_match)
         rc = hx_add_header(&l, "If-None-Match: *", "");
@@ -630,6 +630,7 @@ static const struct hx_profile http_profile = {
     http_prepare,   /* prepare */
     http_map_error, /* map_error */
     true,           /* if_none_match */
+    true,           /* drop_expect */
 };
 
 static int http_open(struct tg_backend *b, const struct tg_open_args *a, bool write,

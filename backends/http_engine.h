@@ -25,6 +25,9 @@ struct hx_profile {
     /* A response >= 400: status and the start of its body (NUL-terminated). */
     void (*map_error)(struct hx_stream *hs, long status, const char *body);
     bool if_none_match; /* create-mode PUTs carry If-None-Match: * */
+    /* Send "Expect:" to skip 100-continue. Not under SigV4 on curl 7.88,
+     * which signs the empty removal header too (digest M24). */
+    bool drop_expect;
 };
 
 enum hx_state {

@@ -1108,6 +1108,8 @@ int tg_config_parse_string(const char *text, const char *filename,
         tg_config_free(c.cfg);
         return c.rc;
     }
+    for (size_t bi = 0; bi < c.cfg->nbackends; bi++)
+        c.cfg->backends[bi].file = c.cfg->file;
     *out = c.cfg;
     return 0;
 }

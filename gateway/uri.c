@@ -7,7 +7,7 @@ static bool unreserved(unsigned char c)
            c == '-' || c == '.' || c == '_' || c == '~';
 }
 
-int tg_uri_encode_path(const char *key, char *out, size_t cap)
+static int encode(const char *key, char *out, size_t cap, bool keep_slash)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = 0;
@@ -15,7 +15,7 @@ int tg_uri_encode_path(const char *key, char *out, size_t cap)
     for (; *key; key++) {
         unsigned char c = (unsigned char)*key;
 
-        if (unreserved(c) || c == '/') {
+        if (unreserved(c) || (keep_slash && c == '/')) {
             if (n + 1 >= cap)
                 return TG_ENAMETOOLONG;
             out[n++] = (char)c;
@@ -31,4 +31,14 @@ int tg_uri_encode_path(const char *key, char *out, size_t cap)
         return TG_ENAMETOOLONG;
     out[n] = '\0';
     return (int)n;
+}
+
+int tg_uri_encode_path(const char *key, char *out, size_t cap)
+{
+    return encode(key, out, cap, true);
+}
+
+int tg_uri_encode_component(const char *s, char *out, size_t cap)
+{
+    return encode(s, out, cap, false);
 }

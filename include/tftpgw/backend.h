@@ -81,6 +81,7 @@ struct tg_stream {
 
 extern const struct tg_backend_ops tg_file_backend_ops;
 extern const struct tg_backend_ops tg_http_backend_ops;
+extern const struct tg_backend_ops tg_s3_backend_ops;
 
 /* Create a backend from its config section by type; err names the key and
  * line ("line 12: root: ..."). Owner: gateway/backend.c. */

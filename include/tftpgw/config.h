@@ -18,6 +18,7 @@ struct tg_backend_cfg {
     char *name;
     char *type;
     int line;
+    const char *file;  /* the config file (borrowed), NULL when built in */
     struct tg_kv *kv;
     size_t nkv;
 };

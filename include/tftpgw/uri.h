@@ -12,4 +12,7 @@
  * (NUL-terminated) or TG_ENAMETOOLONG. */
 int tg_uri_encode_path(const char *key, char *out, size_t cap);
 
+/* The same, for a query value: '/' is encoded too (SigV4 canonical query). */
+int tg_uri_encode_component(const char *s, char *out, size_t cap);
+
 #endif

@@ -50,11 +50,23 @@ static void test_capacity(void **state)
     assert_int_equal(tg_uri_encode_path("a", out, 1), TG_ENAMETOOLONG);
 }
 
+static void test_component(void **state)
+{
+    char out[64];
+
+    (void)state;
+    assert_int_equal(tg_uri_encode_component("a/b+c=d", out, sizeof(out)), 13);
+    assert_string_equal(out, "a%2Fb%2Bc%3Dd");
+    assert_int_equal(tg_uri_encode_component("VXBsb2FkIElE-._~", out, sizeof(out)), 16);
+    assert_string_equal(out, "VXBsb2FkIElE-._~");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_capacity),
+        cmocka_unit_test(test_component),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
