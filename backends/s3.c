@@ -48,7 +48,14 @@ struct s3_backend {
 
 /* ---- S3 error documents ---- */
 
-static void xml_value(const char *body, const char *tag, char *out, size_t cap)
+#ifdef UNIT_TESTING
+void xml_value(const char *body, const char *tag, char *out, size_t cap);
+void map_s3_error(struct tg_error *e, long status, const char *body);
+int object_url(const struct s3_backend *sb, const char *key, const char *query, char *out,
+               size_t cap);
+#endif
+
+TG_STATIC void xml_value(const char *body, const char *tag, char *out, size_t cap)
 {
     char open[64], close[64];
     const char *a, *b;
@@ -69,7 +76,7 @@ static void xml_value(const char *body, const char *tag, char *out, size_t cap)
 
 /* digest B9 and the issue's table: the S3 code decides, the status is the
  * fallback (HEAD answers carry no body). */
-static void map_s3_error(struct tg_error *e, long status, const char *body)
+TG_STATIC void map_s3_error(struct tg_error *e, long status, const char *body)
 {
     char code[64];
 
@@ -126,8 +133,8 @@ static const struct hx_profile s3_profile = {
     false,        /* drop_expect: would break the signature on 7.88 */
 };
 
-static int object_url(const struct s3_backend *sb, const char *key, const char *query,
-                      char *out, size_t cap)
+TG_STATIC int object_url(const struct s3_backend *sb, const char *key, const char *query,
+                         char *out, size_t cap)
 {
     char enc[3 * TG_PATH_MAX];
 
