@@ -160,9 +160,14 @@ struct s3call {
     CURLcode rc;
     char resp[RESP_MAX];
     size_t rlen;
-    char etag[128];
     char errbuf[CURL_ERROR_SIZE];
+    /* Fire-and-forget calls (abort on close) hold the loop open, at most
+     * DETACHED_MS, because curl's own handles do not (curl_uv.c). */
+    uv_timer_t guard;
+    bool detached;
 };
+
+#define DETACHED_MS 15000
 
 static size_t call_body(char *p, size_t size, size_t n, void *arg)
 {
@@ -184,6 +189,26 @@ static void call_free(struct s3call *c)
     tg_free(c);
 }
 
+static void on_guard_closed(uv_handle_t *h)
+{
+    call_free(h->data);
+}
+
+static void end_detached(struct s3call *c)
+{
+    uv_timer_stop(&c->guard);
+    uv_close((uv_handle_t *)&c->guard, on_guard_closed);
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    struct s3call *c = t->data;
+
+    tg_log(TG_LOG_WARN, "S3 cleanup request did not finish in %d ms; given up", DETACHED_MS);
+    tg_curl_remove(&c->x);
+    end_detached(c);
+}
+
 static void call_done(struct tg_curl_xfer *x, CURLcode rc)
 {
     struct s3call *c = tg_container_of(x, struct s3call, x);
@@ -195,7 +220,10 @@ static void call_done(struct tg_curl_xfer *x, CURLcode rc)
     else if (rc != CURLE_OK || c->status >= 300)
         tg_log(TG_LOG_WARN, "S3 cleanup request failed: HTTP %ld %s", c->status,
                rc != CURLE_OK ? curl_easy_strerror(rc) : "");
-    call_free(c);
+    if (c->detached)
+        end_detached(c);
+    else
+        call_free(c);
 }
 
 /* method POST (body may be NULL for an empty one), DELETE or HEAD. The
@@ -243,6 +271,12 @@ static struct s3call *call_start(struct s3_backend *sb, const char *method, cons
     if (tg_curl_add(sb->conf.cu, &c->x) != 0) {
         call_free(c);
         return NULL;
+    }
+    if (!cb) {
+        c->detached = true;
+        uv_timer_init(sb->base.loop, &c->guard);
+        c->guard.data = c;
+        uv_timer_start(&c->guard, on_guard, DETACHED_MS, 0);
     }
     return c;
 }
