@@ -122,8 +122,10 @@ static int s3_prepare(struct hx_stream *hs, const char *method, struct curl_slis
 
 static void s3_map_error(struct hx_stream *hs, long status, const char *body)
 {
-    map_s3_error(&hs->base.err, status, body);
-    hx_fail(hs, hs->base.err.code, "%s", hs->base.err.msg);
+    struct tg_error e;
+
+    map_s3_error(&e, status, body);
+    hx_fail(hs, e.code, "%s", e.msg);
 }
 
 static const struct hx_profile s3_profile = {
@@ -424,6 +426,15 @@ static void mp_fail(struct s3mp *mp, uint16_t code, const char *fmt, ...)
         mp_release(mp);                                                                   \
     } while (0)
 
+/* Map into a copy: formatting err.msg into itself is undefined. */
+static void mp_fail_s3(struct s3mp *mp, long status, const char *body)
+{
+    struct tg_error e;
+
+    map_s3_error(&e, status, body);
+    mp_fail(mp, e.code, "%s", e.msg);
+}
+
 static void on_spool_written(uv_fs_t *req)
 {
     struct s3mp *mp = req->data;
@@ -685,8 +696,7 @@ static void on_completed(struct s3call *c, void *arg)
             mp_fail(mp, TG_TFTP_EUNDEF, "S3 complete failed: %.80s",
                     c->errbuf[0] ? c->errbuf : curl_easy_strerror(c->rc));
         else if (c->status >= 300 || strstr(c->resp, "<Error>")) {
-            map_s3_error(&mp->base.err, c->status, c->resp);
-            mp_fail(mp, mp->base.err.code, "%s", mp->base.err.msg);
+            mp_fail_s3(mp, c->status, c->resp);
         } else {
             mp->upload_id[0] = '\0'; /* complete: nothing to abort any more */
             mp->state = MP_COMMITTED;
@@ -709,8 +719,7 @@ static void on_initiated(struct s3call *c, void *arg)
             mp_fail(mp, TG_TFTP_EUNDEF, "S3 upload failed: %.80s",
                     c->errbuf[0] ? c->errbuf : curl_easy_strerror(c->rc));
         else if (c->status >= 300 || !mp->upload_id[0]) {
-            map_s3_error(&mp->base.err, c->status, c->resp);
-            mp_fail(mp, mp->base.err.code, "%s", mp->base.err.msg);
+            mp_fail_s3(mp, c->status, c->resp);
         } else {
             mp_step(mp);
         }
@@ -848,8 +857,7 @@ static void on_probed(struct s3call *c, void *arg)
         else if (c->status == 404 || c->status == 410)
             open_spool(mp);
         else if (c->status >= 400) {
-            map_s3_error(&mp->base.err, c->status, c->resp);
-            mp_fail(mp, mp->base.err.code, "%s", mp->base.err.msg);
+            mp_fail_s3(mp, c->status, c->resp);
         } else
             mp_fail(mp, TG_TFTP_EUNDEF, "S3 unavailable: %.80s",
                     c->errbuf[0] ? c->errbuf : curl_easy_strerror(c->rc));
