@@ -55,7 +55,7 @@ static size_t ring_get(struct hx_stream *hs, uint8_t *dst, size_t n)
 
 /* ---- events ---- */
 
-static void stream_free(struct hx_stream *hs)
+static void stream_release(struct hx_stream *hs)
 {
     if (hs->x.easy)
         curl_easy_cleanup(hs->x.easy);
@@ -65,6 +65,21 @@ static void stream_free(struct hx_stream *hs)
     tg_free(hs->filename);
     tg_free(hs->ring);
     tg_free(hs);
+}
+
+static void on_stall_closed(uv_handle_t *h)
+{
+    stream_release(h->data);
+}
+
+static void stream_free(struct hx_stream *hs)
+{
+    if (!hs->stall_init) {
+        stream_release(hs);
+        return;
+    }
+    uv_timer_stop(&hs->stall);
+    uv_close((uv_handle_t *)&hs->stall, on_stall_closed);
 }
 
 static void dispatch(struct hx_stream *hs)
@@ -116,7 +131,7 @@ void hx_fail_status(struct hx_stream *hs, long st)
         hx_fail(hs, TG_TFTP_ENOTFOUND, "file not found");
     else if (st == 401 || st == 403)
         hx_fail(hs, TG_TFTP_EACCESS, "access denied by upstream (HTTP %ld)", st);
-    else if (hs->write && (st == 409 || st == 412))
+    else if (hs->create && (st == 409 || st == 412))
         hx_fail(hs, TG_TFTP_EEXISTS, "file already exists");
     else if (hs->write && (st == 413 || st == 507))
         hx_fail(hs, TG_TFTP_ENOSPACE, "upstream refused the size (HTTP %ld)", st);
@@ -141,6 +156,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
     struct hx_stream *hs = arg;
     size_t n = size * nmemb;
 
+    hs->last_move = uv_now(hs->base.backend->loop);
     if (hs->state == HX_OPENING || hs->write)
         curl_easy_getinfo(hs->x.easy, CURLINFO_RESPONSE_CODE, &hs->status);
     if (hs->write || hs->status >= 300) {
@@ -188,6 +204,7 @@ static size_t on_upload(char *ptr, size_t size, size_t nitems, void *arg)
         return CURL_READFUNC_PAUSE;
     }
     n = ring_get(hs, (uint8_t *)ptr, size * nitems);
+    hs->last_move = uv_now(hs->base.backend->loop);
     if (hs->want) {
         hs->want = false;
         owe(hs, TG_STREAM_WRITABLE);
@@ -200,6 +217,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
     struct hx_stream *hs = arg;
     size_t n = size * nitems, k;
 
+    hs->last_move = uv_now(hs->base.backend->loop);
     /* S3 names a multipart part by its ETag. */
     if (n > 5 && strncasecmp(buf, "ETag:", 5) == 0) {
         const char *v = buf + 5;
@@ -246,10 +264,6 @@ static void setup_common(struct hx_stream *hs)
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, c->max_redirects > 0 ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, c->max_redirects);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-    /* A stall is stall_timeout without a byte; paused transfers are exempt
-     * (digest M14), so a slow TFTP client never trips it. */
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (c->stall_timeout_ms + 999) / 1000);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
@@ -331,7 +345,12 @@ static void on_done(struct tg_curl_xfer *x, CURLcode rc)
         return;
     }
     if (rc == CURLE_OK && st >= 200 && st < 300) {
-        if (hs->write) {
+        if (hs->write && hs->state != HX_COMMITTING) {
+            /* An empty body is sent before the owner has said it is done:
+             * COMMITTED waits for commit(), or the owner would see an
+             * upload finish that it has not finished. */
+            hs->done_early = true;
+        } else if (hs->write) {
             hs->state = HX_COMMITTED;
             hs->pending |= EV_BIT(TG_STREAM_COMMITTED);
         } else {
@@ -353,6 +372,33 @@ static void on_done(struct tg_curl_xfer *x, CURLcode rc)
     } else {
         fail_curl(hs, rc);
     }
+    dispatch(hs);
+}
+
+/* stall_timeout: nothing moved either way while the transfer was not
+ * paused by us. curl's low-speed check averages over several seconds and
+ * would answer far later; a paused transfer is the TFTP side's doing. */
+static void on_stall_check(uv_timer_t *t)
+{
+    struct hx_stream *hs = t->data;
+    uint64_t now = uv_now(hs->base.backend->loop);
+    bool active = hs->state == HX_PROBING || hs->state == HX_OPENING ||
+                  hs->state == HX_OPEN || hs->state == HX_COMMITTING;
+
+    if (!active || hs->closed || !hs->x.added) {
+        uv_timer_stop(t);
+        return;
+    }
+    if (hs->paused) {
+        hs->last_move = now;
+        return;
+    }
+    if (now - hs->last_move < (uint64_t)hs->conf->stall_timeout_ms)
+        return;
+    uv_timer_stop(t);
+    tg_curl_remove(&hs->x);
+    hx_fail(hs, TG_TFTP_EUNDEF, "upstream stalled: nothing for %ld ms",
+            hs->conf->stall_timeout_ms);
     dispatch(hs);
 }
 
@@ -388,6 +434,15 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
         return TG_ENOMEM;
     }
     setup_common(hs);
+    uv_timer_init(b->loop, &hs->stall);
+    hs->stall.data = hs;
+    hs->stall_init = true;
+    hs->last_move = uv_now(b->loop);
+    {
+        uint64_t every = (uint64_t)conf->stall_timeout_ms / 4;
+
+        uv_timer_start(&hs->stall, on_stall_check, every, every < 100 ? 100 : every);
+    }
     if (!write) {
         rc = prepare(hs, "GET");
         curl_easy_setopt(hs->x.easy, CURLOPT_WRITEFUNCTION, on_body);
@@ -428,6 +483,7 @@ ssize_t hx_pull(struct tg_stream *s, uint8_t *dst, size_t len)
          * before this returns (digest M10); that only fills the ring. */
         if (hs->paused && hs->cap - hs->len >= CURL_MAX_WRITE_SIZE) {
             hs->paused = false;
+            hs->last_move = uv_now(hs->base.backend->loop);
             curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
         }
         return (ssize_t)n;
@@ -453,6 +509,7 @@ int hx_push(struct tg_stream *s, const uint8_t *src, size_t len)
     ring_put(hs, src, len);
     if (hs->paused) {
         hs->paused = false;
+        hs->last_move = uv_now(hs->base.backend->loop);
         curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
     }
     return 0;
@@ -467,6 +524,11 @@ int hx_commit(struct tg_stream *s)
     if (hs->state != HX_OPEN)
         return TG_EINVAL;
     hs->state = HX_COMMITTING;
+    if (hs->done_early) {
+        hs->state = HX_COMMITTED;
+        owe(hs, TG_STREAM_COMMITTED); /* delivered from the loop */
+        return 0;
+    }
     if (hs->paused) {
         hs->paused = false;
         curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);

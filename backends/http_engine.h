@@ -61,6 +61,10 @@ struct hx_stream {
     int dispatching;
     bool closed;
     long status;
+    bool done_early;      /* PUT answered before commit() (Content-Length 0) */
+    uv_timer_t stall;     /* fails the request when no byte moves */
+    bool stall_init;
+    uint64_t last_move;   /* loop time of the last byte either way */
     char errbody[HX_ERRBODY];
     size_t errlen;
     char etag[128];       /* ETag response header, if any */

@@ -87,9 +87,11 @@ static void on_poll(uv_poll_t *h, int status, int events)
     struct poll_ctx *pc = h->data;
     int flags = 0;
 
-    /* digest M4: libuv reports POLLERR as a negative status. */
+    /* libuv reports POLLERR/POLLHUP as a negative status (digest M4). Let
+     * curl read and write: it then meets the real error ("connection reset
+     * by peer") instead of a generic select failure. */
     if (status < 0)
-        flags = CURL_CSELECT_ERR;
+        flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
     else {
         if (events & UV_READABLE)
             flags |= CURL_CSELECT_IN;
@@ -106,7 +108,7 @@ static void on_timeout(uv_timer_t *t)
 
 static void free_ctx(uv_handle_t *h)
 {
-    free(h->data);
+    tg_free(h->data);
 }
 
 static void forget_fd(struct tg_curl *cu, curl_socket_t fd)
@@ -136,7 +138,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (!pc) {
         if ((size_t)fd >= cu->nfds) {
             size_t n = (size_t)fd + 64;
-            struct poll_ctx **grown = realloc(cu->fds, n * sizeof(*grown));
+            struct poll_ctx **grown = tg_realloc(cu->fds, n * sizeof(*grown));
 
             if (!grown)
                 return -1;
@@ -144,9 +146,9 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
             cu->fds = grown;
             cu->nfds = n;
         }
-        pc = calloc(1, sizeof(*pc));
+        pc = tg_calloc(1, sizeof(*pc));
         if (!pc || uv_poll_init_socket(cu->loop, &pc->poll, fd) != 0) {
-            free(pc);
+            tg_free(pc);
             return -1;
         }
         pc->fd = fd;
@@ -225,7 +227,7 @@ static void free_cu(uv_handle_t *h)
 {
     struct tg_curl *cu = h->data;
 
-    free(cu->fds);
+    tg_free(cu->fds);
     tg_free(cu);
 }
 

@@ -515,7 +515,8 @@ static void on_stream(struct tg_stream *st, enum tg_stream_ev ev, void *arg)
         on_writable(s);
         break;
     case TG_STREAM_COMMITTED:
-        on_committed(s);
+        if (s->state == TG_SS_DRAINING) /* only an answer to our commit() */
+            on_committed(s);
         break;
     case TG_STREAM_FAILED:
         fail(s, s->stream->err.code, s->stream->err.msg, true);

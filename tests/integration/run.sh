@@ -427,4 +427,23 @@ run_test lossy_get_ws16      gw_only t_lossy get 16 1024 f200k 12
 run_test lossy_put_ws1       t_lossy put 1 1024 f50k 13
 run_test lossy_put_ws16      gw_only t_lossy put 16 1024 f200k 14
 
+# the HTTP backend against nginx and badhttp.py
+. "$HERE/http.sh"
+
+# the S3 backend against @20minutes/s3rver and awscli
+. "$HERE/s3.sh"
+run_test s3_get_small          sx t_s3_get_small
+run_test s3_get_50M            sx t_s3_get_50M
+run_test s3_put_tsize          sx t_s3_put_tsize
+run_test s3_put_multipart_30M  sx t_s3_put_multipart_30M
+run_test s3_put_notsize_1k     sx t_s3_put_notsize_1k
+run_test s3_wrong_secret       sx t_s3_wrong_secret
+run_test s3_missing_key        sx t_s3_missing_key
+run_test s3_missing_bucket     sx t_s3_missing_bucket
+run_test s3_key_chars          sx t_s3_key_chars
+run_test s3_prefix             sx t_s3_prefix
+run_test s3_create_exists      sx t_s3_create_exists
+run_test s3_killed_multipart   sx t_s3_killed_multipart
+run_test s3_env_credentials    sx t_s3_env_credentials
+
 summary
