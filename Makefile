@@ -19,7 +19,7 @@ LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 CORE := gateway/util gateway/log gateway/packet gateway/options gateway/netascii \
         gateway/path gateway/window gateway/route gateway/config gateway/backend \
         gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
-        backends/file backends/http backends/s3
+        backends/file backends/http backends/s3 backends/cache
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h)
 
@@ -35,7 +35,7 @@ UT_config := gateway/util gateway/log gateway/packet gateway/options gateway/pat
 UT_uri := gateway/util gateway/uri
 UT_http_config = $(UT_file_backend)
 UT_s3 = $(UT_file_backend)
-UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv backends/file backends/http backends/s3
+UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv backends/file backends/http backends/s3 backends/cache
 
 .PHONY: all deps run test unit integration install clean test-asan test-valgrind bench
 

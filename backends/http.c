@@ -63,6 +63,8 @@ static void stream_release(struct hx_stream *hs)
     tg_free(hs->url);
     tg_free(hs->client_ip);
     tg_free(hs->filename);
+    tg_free(hs->if_none_match);
+    tg_free(hs->if_modified_since);
     tg_free(hs->ring);
     tg_free(hs);
 }
@@ -212,25 +214,36 @@ static size_t on_upload(char *ptr, size_t size, size_t nitems, void *arg)
     return n;
 }
 
+static void copy_header_value(const char *v, const char *end, char *out, size_t cap)
+{
+    size_t k;
+
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    k = (size_t)(end - v);
+    while (k > 0 && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' '))
+        k--;
+    if (k < cap) {
+        memcpy(out, v, k);
+        out[k] = '\0';
+    }
+}
+
 static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
 {
     struct hx_stream *hs = arg;
-    size_t n = size * nitems, k;
+    size_t n = size * nitems;
 
     hs->last_move = uv_now(hs->base.backend->loop);
-    /* S3 names a multipart part by its ETag. */
-    if (n > 5 && strncasecmp(buf, "ETag:", 5) == 0) {
-        const char *v = buf + 5;
-
-        while (v < buf + n && (*v == ' ' || *v == '\t'))
-            v++;
-        k = (size_t)(buf + n - v);
-        while (k > 0 && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' '))
-            k--;
-        if (k < sizeof(hs->etag)) {
-            memcpy(hs->etag, v, k);
-            hs->etag[k] = '\0';
-        }
+    /* Validators for the cache; S3 also names a multipart part by its
+     * ETag. A new status line starts a new response (redirects). */
+    if (n > 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        hs->base.etag[0] = hs->base.last_modified[0] = '\0';
+    } else if (n > 5 && strncasecmp(buf, "ETag:", 5) == 0) {
+        copy_header_value(buf + 5, buf + n, hs->base.etag, sizeof(hs->base.etag));
+    } else if (n > 14 && strncasecmp(buf, "Last-Modified:", 14) == 0) {
+        copy_header_value(buf + 14, buf + n, hs->base.last_modified,
+                          sizeof(hs->base.last_modified));
     }
     return n;
 }
@@ -290,6 +303,10 @@ static int prepare(struct hx_stream *hs, const char *method)
         rc = hx_add_header(&l, "Expect:", "");
     if (rc == 0 && put && hs->create && hs->prof->if_none_match)
         rc = hx_add_header(&l, "If-None-Match: *", "");
+    if (rc == 0 && !strcmp(method, "GET") && hs->if_none_match)
+        rc = hx_add_header(&l, "If-None-Match: ", hs->if_none_match);
+    if (rc == 0 && !strcmp(method, "GET") && hs->if_modified_since)
+        rc = hx_add_header(&l, "If-Modified-Since: ", hs->if_modified_since);
     if (rc != 0) {
         curl_slist_free_all(l);
         return rc;
@@ -344,7 +361,15 @@ static void on_done(struct tg_curl_xfer *x, CURLcode rc)
         dispatch(hs);
         return;
     }
-    if (rc == CURLE_OK && st >= 200 && st < 300) {
+    if (rc == CURLE_OK && st == 304 && !hs->write &&
+        (hs->if_none_match || hs->if_modified_since)) {
+        /* Revalidated: the caller keeps its copy. */
+        hs->base.not_modified = true;
+        hs->base.size = -1;
+        if (hs->state == HX_OPENING)
+            hs->pending |= EV_BIT(TG_STREAM_OPENED);
+        hs->state = HX_EOF;
+    } else if (rc == CURLE_OK && st >= 200 && st < 300) {
         if (hs->write && hs->state != HX_COMMITTING) {
             /* An empty body is sent before the owner has said it is done:
              * COMMITTED waits for commit(), or the owner would see an
@@ -425,11 +450,17 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
     hs->url = tg_strdup(url);
     hs->client_ip = tg_strdup(a->client_ip ? a->client_ip : "");
     hs->filename = tg_strdup(a->filename ? a->filename : "");
+    if (a->if_none_match)
+        hs->if_none_match = tg_strdup(a->if_none_match);
+    if (a->if_modified_since)
+        hs->if_modified_since = tg_strdup(a->if_modified_since);
     hs->x.easy = curl_easy_init();
     hs->x.done = on_done;
     hs->x.wake = on_wake;
     hs->x.cu = conf->cu;
-    if (!hs->ring || !hs->url || !hs->client_ip || !hs->filename || !hs->x.easy) {
+    if (!hs->ring || !hs->url || !hs->client_ip || !hs->filename || !hs->x.easy ||
+        (a->if_none_match && !hs->if_none_match) ||
+        (a->if_modified_since && !hs->if_modified_since)) {
         stream_free(hs);
         return TG_ENOMEM;
     }
@@ -828,4 +859,5 @@ const struct tg_backend_ops tg_http_backend_ops = {
     hx_push,         /* push */
     hx_commit,       /* commit */
     hx_close,        /* close */
+    NULL,            /* link */
 };

@@ -51,6 +51,7 @@ struct hx_stream {
     struct curl_slist *hdrs;
     char *url;
     char *client_ip, *filename;
+    char *if_none_match, *if_modified_since; /* conditional GET (cache) */
     bool write, create;
     enum hx_state state;
     uint8_t *ring;
@@ -67,7 +68,6 @@ struct hx_stream {
     uint64_t last_move;   /* loop time of the last byte either way */
     char errbody[HX_ERRBODY];
     size_t errlen;
-    char etag[128];       /* ETag response header, if any */
     char errbuf[CURL_ERROR_SIZE];
 };
 

@@ -591,7 +591,6 @@ static bool xml_append(struct s3mp *mp, const char *s)
 static void on_part(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
 {
     struct s3mp *mp = arg;
-    struct hx_stream *hs = (struct hx_stream *)s;
 
     MP_ENTER(mp);
     if (mp->closed || mp->state == MP_FAILED) {
@@ -612,7 +611,7 @@ static void on_part(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
         if (!mp->single) {
             snprintf(entry, sizeof(entry),
                      "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>", mp->part_no,
-                     hs->etag);
+                     s->etag);
             if (!xml_append(mp, entry)) {
                 mp_fail(mp, TG_TFTP_EUNDEF, "out of memory");
                 break;
@@ -1030,6 +1029,7 @@ static const struct tg_backend_ops s3mp_ops = {
     mp_push,   /* push */
     mp_commit, /* commit */
     mp_close,  /* close */
+    NULL,      /* link */
 };
 
 static void s3_destroy(struct tg_backend *b)
@@ -1269,4 +1269,5 @@ const struct tg_backend_ops tg_s3_backend_ops = {
     hx_push,       /* push */
     hx_commit,     /* commit */
     hx_close,      /* close */
+    NULL,          /* link */
 };

@@ -10,6 +10,7 @@ static const struct tg_backend_ops *const backend_types[] = {
     &tg_file_backend_ops,
     &tg_http_backend_ops,
     &tg_s3_backend_ops,
+    &tg_cache_backend_ops,
 };
 
 int tg_backend_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,

@@ -9,6 +9,11 @@
 
 #define DRAIN_MS 30000
 
+static struct tg_backend *find_backend(void *ctx, const char *name)
+{
+    return tg_server_backend(ctx, name);
+}
+
 int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg,
                    char *err, size_t errlen)
 {
@@ -29,6 +34,20 @@ int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg
         char e[256];
         int rc = tg_backend_create(loop, &cfg->backends[i], &srv->backends[i], e, sizeof(e));
 
+        if (rc != 0) {
+            snprintf(err, errlen, "%s: [backend %s] %s", cfg->file ? cfg->file : "(built-in)",
+                     cfg->backends[i].name, e);
+            return rc;
+        }
+    }
+    for (i = 0; i < cfg->nbackends; i++) {
+        char e[256];
+        struct tg_backend *b = srv->backends[i];
+        int rc;
+
+        if (!b->ops->link)
+            continue;
+        rc = b->ops->link(b, find_backend, srv, e, sizeof(e));
         if (rc != 0) {
             snprintf(err, errlen, "%s: [backend %s] %s", cfg->file ? cfg->file : "(built-in)",
                      cfg->backends[i].name, e);

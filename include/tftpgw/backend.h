@@ -46,6 +46,10 @@ struct tg_open_args {
     int64_t size_hint;     /* WRQ: tsize, or -1 */
     bool overwrite;        /* WRQ: replace an existing object; false: ERROR 6 if it exists */
     size_t blksize;        /* lets a backend size its staging */
+    /* RRQ revalidation (the cache): backends that can ask conditionally do,
+     * and answer OPENED with s->not_modified set and no data. */
+    const char *if_none_match;     /* an ETag, or NULL */
+    const char *if_modified_since; /* an HTTP date, or NULL */
 };
 
 struct tg_backend_ops {
@@ -61,6 +65,10 @@ struct tg_backend_ops {
     int (*push)(struct tg_stream *s, const uint8_t *src, size_t len);
     int (*commit)(struct tg_stream *s);
     void (*close)(struct tg_stream *s);
+    /* Optional, after every backend exists: find the backends this one
+     * wraps (the cache's upstream). */
+    int (*link)(struct tg_backend *b, struct tg_backend *(*find)(void *ctx, const char *name),
+                void *ctx, char *err, size_t errlen);
 };
 
 /* Embedded first in each backend type's own struct. */
@@ -77,11 +85,16 @@ struct tg_stream {
     void *arg;
     int64_t size;        /* read: after OPENED, bytes or -1 */
     struct tg_error err; /* after FAILED or a negative pull/push */
+    /* read, after OPENED, where the backend knows them (HTTP, S3) */
+    char etag[128];
+    char last_modified[64];
+    bool not_modified;   /* a conditional open found the object unchanged */
 };
 
 extern const struct tg_backend_ops tg_file_backend_ops;
 extern const struct tg_backend_ops tg_http_backend_ops;
 extern const struct tg_backend_ops tg_s3_backend_ops;
+extern const struct tg_backend_ops tg_cache_backend_ops;
 
 /* Create a backend from its config section by type; err names the key and
  * line ("line 12: root: ..."). Owner: gateway/backend.c. */
