@@ -44,6 +44,7 @@ struct centry {
     char lastmod[64];
     uint64_t used;       /* LRU clock */
     int readers;         /* readers of the committed copy */
+    int holders;         /* every reader pointing here, whatever its state */
     struct fill *fill;   /* fetch or revalidation in flight */
 };
 
@@ -163,7 +164,7 @@ static void entry_gc(struct cache_backend *cb, struct centry *e)
 {
     struct centry **pp;
 
-    if (e->present || e->fill || e->readers > 0)
+    if (e->present || e->fill || e->readers > 0 || e->holders > 0)
         return;
     for (pp = &cb->buckets[fnv1a(e->key, 0xcbf29ce484222325ULL) % NBUCKETS]; *pp;
          pp = &(*pp)->next)
@@ -471,6 +472,7 @@ static void cache_close(struct tg_stream *s)
         e->readers--;
         r->on_copy = false;
     }
+    e->holders--;
     entry_gc(r->cb, e);
     reader_release(r);
 }
@@ -903,10 +905,12 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
     r->e = e;
     r->fd = -1;
     r->total = -1;
+    e->holders++;
     if (!e->fill && e->present && now - e->fetched_ms < cb->ttl_ms) {
         cb->st.hits++;
         if (open_copy(r) != 0) {
             e->readers--;
+            e->holders--;
             tg_free(r->buf);
             tg_free(r);
             return TG_EIO;
@@ -920,6 +924,7 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
         else
             cb->st.misses++;
         if (!fill_start(cb, e, e->present)) {
+            e->holders--;
             tg_free(r->buf);
             tg_free(r);
             entry_gc(cb, e);
@@ -945,6 +950,7 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
         r->req.data = r;
         if (r->fd < 0 || uv_fs_fstat(b->loop, &r->req, r->fd, on_follow_stat) != 0) {
             detach(r);
+            e->holders--;
             if (r->fd >= 0)
                 close(r->fd);
             tg_free(r->buf);

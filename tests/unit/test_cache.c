@@ -1,0 +1,305 @@
+/* tests/unit/test_cache.c - the cache backend's index: rebuilt from its
+ * directory at start-up (bad or half-written entries dropped), LRU eviction
+ * to max_size, configuration errors, and a miss -> fill -> hit cycle over a
+ * file-backend upstream on a real loop (no network). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tftpgw/backend.h"
+
+static char top[64], cdir[96], udir[96];
+static uv_loop_t loop;
+static struct tg_backend *upstream;
+
+/* The file name the cache uses for a key (two seeded FNV-1a hashes). */
+static uint64_t fnv(const char *s, uint64_t h)
+{
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static void name_of(const char *key, char *out, size_t cap)
+{
+    snprintf(out, cap, "%016llx%016llx", (unsigned long long)fnv(key, 0xcbf29ce484222325ULL),
+             (unsigned long long)fnv(key, 0x84222325cbf29ce4ULL));
+}
+
+static void put_file(const char *dir, const char *name, const char *content)
+{
+    char p[256];
+    FILE *f;
+
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(content, f);
+    fclose(f);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    char p[256];
+
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+static void put_entry(const char *key, const char *data, long long meta_size,
+                      unsigned long long fetched)
+{
+    char n[40], f[64], meta[512];
+
+    name_of(key, n, sizeof(n));
+    snprintf(f, sizeof(f), "%s.data", n);
+    if (data)
+        put_file(cdir, f, data);
+    snprintf(meta, sizeof(meta), "tftpgw-cache 1\nsize %lld\nfetched %llu\netag -\nlastmod -\nkey %s\n",
+             meta_size, fetched, key);
+    snprintf(f, sizeof(f), "%s.meta", n);
+    put_file(cdir, f, meta);
+}
+
+static bool has_entry(const char *key)
+{
+    char n[40], f[64];
+
+    name_of(key, n, sizeof(n));
+    snprintf(f, sizeof(f), "%s.data", n);
+    return exists(cdir, f);
+}
+
+static struct tg_backend *find(void *ctx, const char *name)
+{
+    (void)ctx;
+    return strcmp(name, "up") == 0 ? upstream : NULL;
+}
+
+static int make_cache(const char *max_size, const char *ttl, struct tg_backend **out, char *err)
+{
+    struct tg_kv kv[] = {{(char *)"upstream", (char *)"up", 2}, {(char *)"dir", cdir, 3},
+                         {(char *)"max_size", (char *)max_size, 4}, {(char *)"ttl", (char *)ttl, 5}};
+    struct tg_backend_cfg cfg = {(char *)"edge", (char *)"cache", 1, NULL, kv, 4};
+    int rc = tg_backend_create(&loop, &cfg, out, err, 256);
+
+    if (rc == 0)
+        rc = (*out)->ops->link(*out, find, NULL, err, 256);
+    return rc;
+}
+
+static int setup(void **state)
+{
+    struct tg_kv kv[] = {{(char *)"root", udir, 2}};
+    struct tg_backend_cfg cfg = {(char *)"up", (char *)"file", 1, NULL, kv, 1};
+    char err[256];
+
+    (void)state;
+    snprintf(top, sizeof(top), "/tmp/tg-cache-XXXXXX");
+    assert_non_null(mkdtemp(top));
+    snprintf(cdir, sizeof(cdir), "%s/cache", top);
+    snprintf(udir, sizeof(udir), "%s/up", top);
+    mkdir(cdir, 0755);
+    mkdir(udir, 0755);
+    uv_loop_init(&loop);
+    return tg_backend_create(&loop, &cfg, &upstream, err, sizeof(err));
+}
+
+static int teardown(void **state)
+{
+    char cmd[160];
+
+    (void)state;
+    tg_backend_destroy(upstream);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", top);
+    return system(cmd);
+}
+
+static void test_rebuild(void **state)
+{
+    struct tg_backend *b = NULL;
+    char err[256], n[40], f[80];
+
+    (void)state;
+    put_entry("good.bin", "12345", 5, 1000);
+    put_entry("short.bin", "123", 5, 1000);    /* data disagrees with meta */
+    put_entry("nodata.bin", NULL, 5, 1000);     /* meta without data */
+    name_of("leftover", n, sizeof(n));
+    snprintf(f, sizeof(f), "%s.7.tmpdata", n);
+    put_file(cdir, f, "half");                  /* a fill cut short */
+    snprintf(f, sizeof(f), "%s.meta.tmp", n);
+    put_file(cdir, f, "half");
+    /* A meta under another key's name must not serve that name. */
+    name_of("a.bin", n, sizeof(n));
+    snprintf(f, sizeof(f), "%s.meta", n);
+    put_file(cdir, f, "tftpgw-cache 1\nsize 1\nfetched 1\netag -\nlastmod -\nkey b.bin\n");
+    snprintf(f, sizeof(f), "%s.data", n);
+    put_file(cdir, f, "x");
+
+    assert_int_equal(make_cache("1M", "300", &b, err), 0);
+    assert_true(has_entry("good.bin"));
+    assert_false(has_entry("short.bin"));
+    assert_false(has_entry("nodata.bin"));
+    assert_false(exists(cdir, f));
+    name_of("leftover", n, sizeof(n));
+    snprintf(f, sizeof(f), "%s.7.tmpdata", n);
+    assert_false(exists(cdir, f));
+    snprintf(f, sizeof(f), "%s.meta.tmp", n);
+    assert_false(exists(cdir, f));
+    tg_backend_destroy(b);
+}
+
+static void test_evict_at_start(void **state)
+{
+    struct tg_backend *b = NULL;
+    char err[256], big[1100];
+
+    (void)state;
+    memset(big, 'x', 1000);
+    big[1000] = '\0';
+    put_entry("old.bin", big, 1000, 1000);
+    put_entry("mid.bin", big, 1000, 2000);
+    put_entry("new.bin", big, 1000, 3000);
+    /* 2500 bytes allowed: the oldest fetch goes. */
+    assert_int_equal(make_cache("2500", "300", &b, err), 0);
+    uv_run(&loop, UV_RUN_DEFAULT); /* unlinks run on the thread pool */
+    assert_false(has_entry("old.bin"));
+    assert_true(has_entry("mid.bin"));
+    assert_true(has_entry("new.bin"));
+    tg_backend_destroy(b);
+}
+
+static void test_config_errors(void **state)
+{
+    static const struct {
+        struct tg_kv kv[2];
+        size_t n;
+        const char *msg;
+    } cases[] = {
+        {{{(char *)"dir", (char *)"/tmp/x", 2}}, 1, "line 1: upstream: required for a cache backend"},
+        {{{(char *)"upstream", (char *)"up", 2}}, 1, "line 1: dir: required for a cache backend"},
+        {{{(char *)"dir", (char *)"rel", 2}}, 1, "line 2: dir: an absolute directory"},
+        {{{(char *)"ttl", (char *)"5m", 2}}, 1, "line 2: ttl: seconds"},
+        {{{(char *)"url", (char *)"x", 2}}, 1, "line 2: url: unknown key for a cache backend"},
+    };
+    struct tg_backend *b = NULL;
+    char err[256];
+    long live = tg_alloc_live();
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct tg_backend_cfg cfg = {(char *)"edge", (char *)"cache", 1, NULL,
+                                     (struct tg_kv *)cases[i].kv, cases[i].n};
+
+        assert_int_equal(tg_backend_create(&loop, &cfg, &b, err, sizeof(err)), TG_EINVAL);
+        assert_string_equal(err, cases[i].msg);
+        assert_int_equal(tg_alloc_live(), live);
+    }
+}
+
+struct rd {
+    int opened, failed, eof, code;
+    int64_t size;
+    size_t got;
+    char data[64];
+    struct tg_stream *s;
+};
+
+static void on_ev(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
+{
+    struct rd *r = arg;
+
+    if (ev == TG_STREAM_FAILED) {
+        r->failed++;
+        r->code = s->err.code;
+        return;
+    }
+    if (ev == TG_STREAM_OPENED) {
+        r->opened++;
+        r->size = s->size;
+    }
+    for (;;) {
+        ssize_t n = tg_stream_pull(s, (uint8_t *)r->data + r->got, sizeof(r->data) - 1 - r->got);
+
+        if (n > 0) {
+            r->got += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            r->eof++;
+        break;
+    }
+}
+
+static void read_key(struct tg_backend *b, const char *key, struct rd *r)
+{
+    struct tg_open_args a;
+
+    memset(&a, 0, sizeof(a));
+    memset(r, 0, sizeof(*r));
+    a.key = key;
+    a.filename = key;
+    a.client_ip = "127.0.0.1";
+    a.size_hint = -1;
+    a.blksize = 512;
+    assert_int_equal(b->ops->open_read(b, &a, on_ev, r, &r->s), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    tg_stream_close(r->s);
+}
+
+static void test_fill_then_hit(void **state)
+{
+    struct tg_backend *b = NULL;
+    char err[256];
+    struct rd r;
+
+    (void)state;
+    put_file(udir, "boot.cfg", "menu default\n");
+    assert_int_equal(make_cache("1M", "300", &b, err), 0);
+    read_key(b, "boot.cfg", &r);             /* miss: fetched, then committed */
+    assert_int_equal(r.opened, 1);
+    assert_int_equal(r.eof, 1);
+    assert_int_equal(r.size, 13);
+    assert_string_equal(r.data, "menu default\n");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(has_entry("boot.cfg"));
+    {
+        char p[160];
+
+        snprintf(p, sizeof(p), "%s/boot.cfg", udir);
+        unlink(p);                            /* upstream gone: a hit needs none */
+    }
+    read_key(b, "boot.cfg", &r);
+    assert_int_equal(r.failed, 0);
+    assert_int_equal(r.size, 13);
+    assert_string_equal(r.data, "menu default\n");
+    read_key(b, "missing.cfg", &r);          /* the upstream's own error */
+    assert_int_equal(r.failed, 1);
+    assert_int_equal(r.code, 1);
+    tg_backend_destroy(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_rebuild, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evict_at_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fill_then_hit, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
