@@ -172,6 +172,7 @@ int main(int argc, char **argv)
         tg_server_close(&srv);
         uv_run(&loop, UV_RUN_DEFAULT);
         tg_server_free(&srv);
+        uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks of what the backends held */
         uv_loop_close(&loop);
         tg_config_free(cfg);
         return 1;
