@@ -56,6 +56,7 @@ struct cache_backend {
     struct tg_backend base;
     struct tg_backend *up;
     char *up_name;
+    int up_line;
     char *dir;
     int dirfd;
     int64_t max_size, total;
@@ -76,6 +77,7 @@ struct fill {
     struct centry *e;
     struct tg_stream *up;
     bool reval;
+    bool orphan;         /* a write replaced the object: never becomes the copy */
     bool up_opened, fd_ready, up_eof, writing, readable;
     enum fill_state state;
     int fd;
@@ -490,6 +492,7 @@ static void fill_release(struct fill *f)
     close_async(cb->base.loop, f->fd);
     if (f->e->fill == f)
         f->e->fill = NULL;
+    f->e->holders--;
     entry_gc(cb, f->e);
     tg_free(f->buf);
     tg_free(f);
@@ -511,11 +514,16 @@ static void fill_fail(struct fill *f, const struct tg_error *err)
     }
     tg_log(TG_LOG_WARN, "cache %s: upstream fetch of %s failed: %s", cb->base.name, e->key,
            err->msg);
+    /* The upstream says the object is gone or forbidden: that is an answer,
+     * not a failure (RFC 5861 serves stale on 5xx and connection errors). */
+    if (err->code != TG_TFTP_EUNDEF && e->present && f->reval)
+        e->fetched_ms = 0;
     for (r = f->readers; r; r = next) {
         next = r->next;
         detach(r);
         /* Not started yet and a copy recent enough: serve it stale. */
-        if (r->state == R_WAIT && e->present && age <= cb->ttl_ms + cb->stale_ms) {
+        if (r->state == R_WAIT && e->present && err->code == TG_TFTP_EUNDEF &&
+            age <= cb->ttl_ms + cb->stale_ms) {
             cb->st.stale++;
             r->stale = true;
             tg_log(TG_LOG_WARN, "cache %s: serving stale copy of %s (age %llu s): upstream "
@@ -616,6 +624,11 @@ static void commit_after(uv_work_t *w, int status)
     f->ops--;
     if (status != 0 && !f->werr)
         f->werr = EIO;
+    if (f->orphan && !f->werr) {
+        /* A write came while the copy was being linked: it is already out
+         * of date, so it must not be served fresh. */
+        e->fetched_ms = 0;
+    }
     if (f->werr) {
         /* The copy is not kept; readers already have every byte. */
         tg_log(TG_LOG_WARN, "cache %s: could not keep %s: %s", cb->base.name, e->key,
@@ -629,7 +642,7 @@ static void commit_after(uv_work_t *w, int status)
             cb->total -= e->size;
         e->present = true;
         e->size = f->filled;
-        e->fetched_ms = wall_ms();
+        e->fetched_ms = f->orphan ? 0 : wall_ms();
         memcpy(e->etag, f->etag, sizeof(e->etag));
         memcpy(e->lastmod, f->lastmod, sizeof(e->lastmod));
         e->used = ++cb->clock;
@@ -650,8 +663,8 @@ static void fill_commit(struct fill *f)
         f->up = NULL;
     }
     wake_readers(f);
-    if (f->filled > f->cb->max_size) {
-        /* Too big to keep: it was only relayed. */
+    if (f->filled > f->cb->max_size || f->orphan) {
+        /* Too big to keep, or overtaken by a write: it was only relayed. */
         f->state = F_DONE;
         fill_release(f);
         return;
@@ -876,6 +889,7 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
     cb->seq++;
     cb->fills++;
     e->fill = f;
+    e->holders++;
     return f;
 }
 
@@ -973,6 +987,12 @@ static int cache_open_write(struct tg_backend *b, const struct tg_open_args *a,
 
     if (e && e->present)
         e->fetched_ms = 0; /* stale: revalidated on the next read */
+    if (e && e->fill) {
+        /* Readers already on it finish with what they started; later ones
+         * must not join a fetch of the content being replaced. */
+        e->fill->orphan = true;
+        e->fill = NULL;
+    }
     return cb->up->ops->open_write(cb->up, a, cb_fn, arg, out);
 }
 
@@ -1136,8 +1156,16 @@ static int cache_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
         bool bad = false;
 
         if (!strcmp(k, "upstream")) {
-            if (!(cb->up_name = tg_strdup(v)))
+            cb->up_line = kv->line;
+            if (!v[0]) {
+                snprintf(why, sizeof(why), "name of another backend");
+                bad = true;
+            } else if (!strcmp(v, cfg->name)) {
+                snprintf(why, sizeof(why), "a cache cannot be its own upstream");
+                bad = true;
+            } else if (!(cb->up_name = tg_strdup(v))) {
                 goto oom;
+            }
         } else if (!strcmp(k, "dir")) {
             if (v[0] != '/') {
                 snprintf(why, sizeof(why), "an absolute directory");
@@ -1216,12 +1244,14 @@ static int cache_link(struct tg_backend *b, struct tg_backend *(*find)(void *ctx
     size_t i;
 
     cb->up = find(ctx, cb->up_name);
-    if (!cb->up || cb->up == b) {
-        snprintf(err, errlen, "upstream: no backend named \"%s\"", cb->up_name);
+    if (!cb->up) {
+        snprintf(err, errlen, "line %d: upstream: no backend named \"%s\"", cb->up_line,
+                 cb->up_name);
         return TG_EINVAL;
     }
     if (cb->up->ops == &tg_cache_backend_ops) {
-        snprintf(err, errlen, "upstream: \"%s\" is a cache itself", cb->up_name);
+        snprintf(err, errlen, "line %d: upstream: \"%s\" is a cache itself", cb->up_line,
+                 cb->up_name);
         return TG_EINVAL;
     }
     evict(cb);

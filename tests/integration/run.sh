@@ -446,4 +446,20 @@ run_test s3_create_exists      sx t_s3_create_exists
 run_test s3_killed_multipart   sx t_s3_killed_multipart
 run_test s3_env_credentials    sx t_s3_env_credentials
 
+# the cache backend in front of nginx and s3rver
+. "$HERE/cache.sh"
+run_test cache_single_flight   cx t_cache_single_flight
+run_test cache_uefi            cx t_cache_uefi
+run_test cache_hit             cx t_cache_hit
+run_test cache_stale           cx t_cache_stale
+run_test cache_changed         cx t_cache_changed
+run_test cache_revalidate      cx t_cache_revalidate
+run_test cache_eviction        cx t_cache_eviction
+run_test cache_restart         cx t_cache_restart
+run_test cache_kill9           cx t_cache_kill9
+run_test cache_s3              cx t_cache_s3
+run_test cache_wrq             cx t_cache_wrq
+run_test cache_wrq_during_fill cx t_cache_wrq_during_fill
+run_test cache_prefetch        cx t_cache_prefetch
+
 summary
