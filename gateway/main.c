@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,21 @@ static int drop_privileges(const char *user)
     }
     tg_log(TG_LOG_INFO, "running as user %s", user);
     return 0;
+}
+
+/* Each session holds a socket, and a file or HTTP stream another
+ * descriptor or two: the usual soft limit of 1024 would cap a storm. */
+static void raise_fd_limit(unsigned max_sessions)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)max_sessions * 3 + 64;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+        tg_log(TG_LOG_WARN, "descriptor limit %llu is low for max_sessions = %u",
+               (unsigned long long)rl.rlim_cur, max_sessions);
 }
 
 static int set_listen(struct tg_config *cfg, char **list, size_t n)
@@ -160,6 +176,7 @@ int main(int argc, char **argv)
         cfg->server.port_hi = hi;
     }
     tg_log_init(verbose ? TG_LOG_DEBUG : cfg->server.log_level, cfg->server.log_format);
+    raise_fd_limit(cfg->server.max_sessions);
     /* A client that vanishes must not kill us through a failed send. */
     signal(SIGPIPE, SIG_IGN);
 

@@ -61,6 +61,8 @@ struct tg_session {
     uint64_t retransmits;
     uint64_t started_ms, ended_ms;
     bool guard;          /* the timer waits on the backend, not the client */
+    uint64_t deadline;   /* when the timer's meaning is due; 0: disarmed */
+    uint64_t timer_due;  /* when the uv timer will actually fire */
     const char *result;  /* "ok", "error", ... for the log line */
     struct tg_error why;
     uint8_t ctl[CTL_MAX]; /* OACK or ACK: what the timer resends */
@@ -125,16 +127,35 @@ static void send_error(struct tg_session *s, uint16_t code, const char *msg)
 
 static void on_timer(uv_timer_t *t);
 
+/* The one timer is re-armed lazily: arming only moves a deadline, and the
+ * uv timer, when it fires early, waits for the rest. An ACK per block would
+ * otherwise cost two timer-heap updates on the hot path. */
+static void set_deadline(struct tg_session *s, uint64_t ms, bool guard)
+{
+    uint64_t now = uv_now(s->srv->loop);
+
+    s->guard = guard;
+    s->deadline = now + ms;
+    if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->deadline) {
+        uv_timer_start(&s->timer, on_timer, ms, 0);
+        s->timer_due = s->deadline;
+    }
+}
+
 static void arm(struct tg_session *s, unsigned ms)
 {
-    s->guard = false;
-    uv_timer_start(&s->timer, on_timer, ms, 0);
+    set_deadline(s, ms, false);
 }
 
 static void disarm(struct tg_session *s)
 {
     s->guard = false;
-    uv_timer_stop(&s->timer);
+    s->deadline = 0;
+}
+
+static bool armed(const struct tg_session *s)
+{
+    return s->deadline != 0;
 }
 
 /* While the session waits on its backend (opening, a read with nothing in
@@ -144,8 +165,7 @@ static void arm_guard(struct tg_session *s)
 {
     unsigned ms = s->rto_init * (s->srv->cfg->server.retries + 2);
 
-    uv_timer_start(&s->timer, on_timer, ms > 5000 ? ms : 5000, 0);
-    s->guard = true;
+    set_deadline(s, ms > 5000 ? ms : 5000, true);
 }
 
 /* Progress from the client: back to the first interval (RFC 1123 4.2.3.2
@@ -256,20 +276,45 @@ static bool fill_netascii(struct tg_session *s)
     return true;
 }
 
+#define SEND_BATCH 64
+
 static void send_window(struct tg_session *s)
 {
+    struct mmsghdr msgs[SEND_BATCH];
+    struct iovec iov[SEND_BATCH];
+    socklen_t pl = sa_len((const struct sockaddr *)&s->peer);
     uint64_t seq;
+    unsigned n = 0;
 
-    while ((seq = tg_win_sendable(&s->win)) != 0) {
-        size_t len;
-        const uint8_t *d = tg_win_datagram(&s->win, seq, &len);
+    /* A window leaves in one sendmmsg call; the slots are ready datagrams,
+     * so nothing is copied. A datagram the kernel did not take is a lost
+     * packet, for the timer to cover. */
+    for (;;) {
+        seq = tg_win_sendable(&s->win);
+        if (seq != 0) {
+            size_t len;
+            const uint8_t *d = tg_win_datagram(&s->win, seq, &len);
 
-        send_raw(s, d, len);
-        s->srv->stats.bytes_sent += len - TG_HDR;
-        tg_win_sent(&s->win);
+            iov[n].iov_base = (void *)d;
+            iov[n].iov_len = len;
+            memset(&msgs[n], 0, sizeof(msgs[n]));
+            msgs[n].msg_hdr.msg_name = &s->peer;
+            msgs[n].msg_hdr.msg_namelen = pl;
+            msgs[n].msg_hdr.msg_iov = &iov[n];
+            msgs[n].msg_hdr.msg_iovlen = 1;
+            s->srv->stats.bytes_sent += len - TG_HDR;
+            tg_win_sent(&s->win);
+            n++;
+        }
+        if (n > 0 && (seq == 0 || n == SEND_BATCH)) {
+            (void)sendmmsg(s->fd, msgs, n, 0);
+            n = 0;
+        }
+        if (seq == 0)
+            break;
     }
     if (s->win.next_send > s->win.acked + 1) {
-        if (s->guard || !uv_is_active((uv_handle_t *)&s->timer))
+        if (s->guard || !armed(s))
             arm(s, s->rto);
     } else if (s->wait_readable) {
         arm_guard(s); /* nothing in flight: waiting for the backend */
@@ -527,7 +572,17 @@ static void on_stream(struct tg_stream *st, enum tg_stream_ev ev, void *arg)
 static void on_timer(uv_timer_t *t)
 {
     struct tg_session *s = t->data;
+    uint64_t now = uv_now(s->srv->loop);
 
+    if (!armed(s))
+        return;
+    if (now < s->deadline) {
+        /* Fired at an older deadline: wait for the current one. */
+        uv_timer_start(&s->timer, on_timer, s->deadline - now, 0);
+        s->timer_due = s->deadline;
+        return;
+    }
+    s->deadline = 0;
     if (s->guard || s->state == TG_SS_OPENING) {
         fail(s, TG_TFTP_EUNDEF, "storage did not answer in time", true);
         return;
