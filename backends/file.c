@@ -45,10 +45,13 @@
 #include "tftpgw/backend.h"
 #include "tftpgw/common.h"
 #include "tftpgw/config.h"
+#include "tftpgw/window.h"
 
 /* Staging per stream is two buffers of max(STAGE_MIN, blksize): one being
- * consumed or filled while the other is on its way to or from the disk. */
-#define STAGE_MIN (64 * 1024)
+ * consumed or filled while the other is on its way to or from the disk.
+ * Small, because a transfer may hold its window plus about 16 KiB (the
+ * memory target); the thread pool keeps up with 8 KiB reads. */
+#define STAGE_MIN (16 * 1024)
 /* openat2 says EAGAIN when a rename raced the lookup; retrying is the
  * documented answer (openat2(2)). */
 #define OPENAT2_RETRIES 16
@@ -116,6 +119,10 @@ struct file_stream {
     int cur;          /* read: stage consumed next; write: stage filled next */
     int fill;         /* read: stage loaded next */
     int64_t off;      /* read: next offset to ask for; write: next staged byte */
+    /* read_direct: its own position, its request. */
+    int64_t dpos;
+    uv_fs_t dreq;
+    bool direct;
     /* Write only. */
     bool overwrite;
     int64_t size_hint;
@@ -731,6 +738,65 @@ static void read_open_after(uv_work_t *w, int status)
     notify(fs, TG_STREAM_OPENED);
 }
 
+static void direct_after(uv_fs_t *req)
+{
+    struct file_stream *fs = req->data;
+    ssize_t n = req->result;
+
+    uv_fs_req_cleanup(req);
+    if (req_done(fs))
+        return;
+    if (n < 0) {
+        fail(fs, (int)-n);
+        fs->base.direct_result = fs->fail_rc;
+        notify(fs, TG_STREAM_DIRECT);
+        return;
+    }
+    fs->dpos += n;
+    fs->base.direct_result = n;
+    notify(fs, TG_STREAM_DIRECT);
+}
+
+static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs)
+{
+    struct file_stream *fs = tg_container_of(s, struct file_stream, base);
+    uv_buf_t b[TG_WINDOW_DIRECT_MAX];
+    int64_t left;
+    unsigned i, n = 0;
+    int rc;
+
+    if (fs->state == FS_FAILED)
+        return fs->fail_rc;
+    if (fs->writer || fs->state != FS_OPEN || fs->closed || nbufs > TG_WINDOW_DIRECT_MAX)
+        return TG_EINVAL;
+    if (!fs->direct) {
+        /* The staging filled at open is not needed: give it back. */
+        fs->direct = true;
+        tg_free(fs->st[0].data);
+        tg_free(fs->st[1].data);
+        fs->st[0].data = fs->st[1].data = NULL;
+    }
+    /* Never past the size reported at OPENED: that went out as tsize. */
+    left = fs->base.size - fs->dpos;
+    for (i = 0; i < nbufs && left > 0; i++, n++) {
+        b[n] = bufs[i];
+        if ((int64_t)b[n].len > left)
+            b[n].len = (unsigned)left;
+        left -= b[n].len;
+    }
+    if (n == 0) {
+        /* At the end: an empty read, still answered from the loop. */
+        b[0] = uv_buf_init((char *)bufs[0].base, 0);
+        n = 1;
+    }
+    fs->dreq.data = fs;
+    rc = uv_fs_read(fs->base.backend->loop, &fs->dreq, fs->fd, b, n, fs->dpos, direct_after);
+    if (rc < 0)
+        return rc;
+    fs->pending++;
+    return 0;
+}
+
 static int file_open_read(struct tg_backend *b, const struct tg_open_args *a,
                           tg_stream_cb *cb, void *arg, struct tg_stream **out)
 {
@@ -1022,7 +1088,7 @@ static int file_push(struct tg_stream *s, const uint8_t *src, size_t len)
     if (!fs->writer || fs->state != FS_OPEN || fs->closed)
         return TG_EINVAL;
     /* All-or-nothing with two stages only works for blocks that fit one;
-     * blksize is at most 65464 and a stage at least 64 KiB. */
+     * a stage is never smaller than blksize. */
     if (len > fs->cap)
         return fail_msg(fs, TG_TFTP_EUNDEF, TG_EINVAL, "block larger than staging");
     /* Writes run concurrently, so the second may finish first. */
@@ -1205,4 +1271,5 @@ const struct tg_backend_ops tg_file_backend_ops = {
     .push = file_push,
     .commit = file_commit,
     .close = file_close,
+    .read_direct = file_read_direct,
 };

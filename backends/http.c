@@ -850,14 +850,13 @@ oom:
 }
 
 const struct tg_backend_ops tg_http_backend_ops = {
-    "http",          /* type */
-    http_create,     /* create */
-    http_destroy,    /* destroy */
-    http_open_read,  /* open_read */
-    http_open_write, /* open_write */
-    hx_pull,         /* pull */
-    hx_push,         /* push */
-    hx_commit,       /* commit */
-    hx_close,        /* close */
-    NULL,            /* link */
+    .type = "http",
+    .create = http_create,
+    .destroy = http_destroy,
+    .open_read = http_open_read,
+    .open_write = http_open_write,
+    .pull = hx_pull,
+    .push = hx_push,
+    .commit = hx_commit,
+    .close = hx_close,
 };

@@ -1020,16 +1020,11 @@ static ssize_t mp_pull(struct tg_stream *s, uint8_t *dst, size_t len)
 }
 
 static const struct tg_backend_ops s3mp_ops = {
-    "s3",      /* type */
-    NULL,      /* create */
-    NULL,      /* destroy */
-    NULL,      /* open_read */
-    NULL,      /* open_write */
-    mp_pull,   /* pull */
-    mp_push,   /* push */
-    mp_commit, /* commit */
-    mp_close,  /* close */
-    NULL,      /* link */
+    .type = "s3",
+    .pull = mp_pull,
+    .push = mp_push,
+    .commit = mp_commit,
+    .close = mp_close,
 };
 
 static void s3_destroy(struct tg_backend *b)
@@ -1260,14 +1255,13 @@ oom:
 }
 
 const struct tg_backend_ops tg_s3_backend_ops = {
-    "s3",          /* type */
-    s3_create,     /* create */
-    s3_destroy,    /* destroy */
-    s3_open_read,  /* open_read */
-    s3_open_write, /* open_write */
-    hx_pull,       /* pull */
-    hx_push,       /* push */
-    hx_commit,     /* commit */
-    hx_close,      /* close */
-    NULL,          /* link */
+    .type = "s3",
+    .create = s3_create,
+    .destroy = s3_destroy,
+    .open_read = s3_open_read,
+    .open_write = s3_open_write,
+    .pull = hx_pull,
+    .push = hx_push,
+    .commit = hx_commit,
+    .close = hx_close,
 };

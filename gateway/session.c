@@ -71,6 +71,9 @@ struct tg_session {
     /* sender (RRQ) */
     struct tg_win win;
     bool wait_readable;
+    bool direct;         /* the stream reads straight into window slots */
+    bool direct_busy;    /* such a read is in flight */
+    uint64_t direct_asked;
     uint64_t src_bytes;  /* bytes pulled from the stream */
     struct tg_na_enc na_enc;
     uint8_t *na_raw;     /* netascii: source bytes not yet encoded */
@@ -238,6 +241,68 @@ static bool fill_octet(struct tg_session *s)
     return true;
 }
 
+/* Octet reads from a file need no copy: one preadv fills every free slot
+ * of the window, then the slots go out with sendmmsg. */
+static bool fill_direct(struct tg_session *s)
+{
+    uv_buf_t bufs[TG_WINDOW_DIRECT_MAX];
+    unsigned n = 0;
+    uint64_t seq;
+    size_t room;
+    uint8_t *p;
+    int rc;
+
+    if (s->direct_busy || !(p = tg_win_fill_ptr(&s->win, &room)))
+        return true;
+    bufs[n++] = uv_buf_init((char *)p, (unsigned)room);
+    s->direct_asked = room;
+    for (seq = s->win.filled + 2; seq <= s->win.acked + s->win.size && n < TG_WINDOW_DIRECT_MAX;
+         seq++) {
+        bufs[n++] = uv_buf_init((char *)tg_win_payload(&s->win, seq), (unsigned)s->win.blksize);
+        s->direct_asked += s->win.blksize;
+    }
+    rc = s->stream->backend->ops->read_direct(s->stream, bufs, n);
+    if (rc < 0) {
+        fail(s, s->stream->err.code, s->stream->err.msg[0] ? s->stream->err.msg : "read failed",
+             true);
+        return false;
+    }
+    s->direct_busy = true;
+    s->wait_readable = true; /* nothing more to fill until it lands */
+    return true;
+}
+
+static void on_direct(struct tg_session *s, ssize_t got)
+{
+    uint64_t left;
+
+    s->direct_busy = false;
+    s->wait_readable = false;
+    if (got < 0) {
+        fail(s, s->stream->err.code, s->stream->err.msg, true);
+        return;
+    }
+    s->src_bytes += (uint64_t)got;
+    for (left = (uint64_t)got; left > 0;) {
+        size_t room;
+        uint64_t take;
+
+        tg_win_fill_ptr(&s->win, &room);
+        take = left < room ? left : room;
+        tg_win_fill_commit(&s->win, (size_t)take);
+        left -= take;
+    }
+    if ((uint64_t)got < s->direct_asked) {
+        /* Short: the end of the file (the stream never reads past it). */
+        if ((s->neg.accepted & TG_OPT_TSIZE) && (int64_t)s->src_bytes != s->neg.tsize) {
+            fail(s, TG_TFTP_EUNDEF, "file changed during transfer", true);
+            return;
+        }
+        tg_win_fill_eof(&s->win);
+    }
+    pump(s);
+}
+
 /* netascii grows the data, so source bytes go through a staging buffer and
  * the encoder carries a split CR LF / CR NUL pair across blocks (digest J5). */
 static bool fill_netascii(struct tg_session *s)
@@ -328,7 +393,8 @@ static void pump(struct tg_session *s)
     /* Even while the backend is behind, blocks already filled go out and
      * the retransmit timer covers what is in flight. */
     if (!s->wait_readable &&
-        !(s->neg.mode == TG_MODE_NETASCII ? fill_netascii(s) : fill_octet(s)))
+        !(s->direct ? fill_direct(s)
+                    : s->neg.mode == TG_MODE_NETASCII ? fill_netascii(s) : fill_octet(s)))
         return;
     send_window(s);
 }
@@ -565,6 +631,12 @@ static void on_stream(struct tg_stream *st, enum tg_stream_ev ev, void *arg)
         break;
     case TG_STREAM_FAILED:
         fail(s, s->stream->err.code, s->stream->err.msg, true);
+        break;
+    case TG_STREAM_DIRECT:
+        if (s->state == TG_SS_TRANSFER || s->state == TG_SS_NEGOTIATED)
+            on_direct(s, st->direct_result);
+        else
+            s->direct_busy = false;
         break;
     }
 }
@@ -998,6 +1070,9 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
     r = rc->op == TG_OP_RRQ
             ? be->ops->open_read(be, &oa, on_stream, s, &s->stream)
             : be->ops->open_write(be, &oa, on_stream, s, &s->stream);
+    if (r == 0 && rc->op == TG_OP_RRQ && s->neg.mode == TG_MODE_OCTET &&
+        s->stream->backend->ops->read_direct)
+        s->direct = true;
     if (r != 0) {
         s->stream = NULL;
         fail(s, TG_TFTP_EUNDEF, "storage unavailable", true);

@@ -115,6 +115,11 @@ void tg_win_fill_eof(struct tg_win *w)
     w->fill_off = 0;
 }
 
+uint8_t *tg_win_payload(struct tg_win *w, uint64_t seq)
+{
+    return slot(w, seq) + TG_HDR;
+}
+
 const uint8_t *tg_win_datagram(struct tg_win *w, uint64_t seq, size_t *len)
 {
     uint8_t *p = slot(w, seq);

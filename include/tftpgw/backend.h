@@ -34,7 +34,8 @@ enum tg_stream_ev {
     TG_STREAM_READABLE,
     TG_STREAM_WRITABLE,
     TG_STREAM_COMMITTED,
-    TG_STREAM_FAILED /* s->err has the TFTP code and text */
+    TG_STREAM_FAILED, /* s->err has the TFTP code and text */
+    TG_STREAM_DIRECT  /* read_direct() finished: s->direct_result */
 };
 
 typedef void tg_stream_cb(struct tg_stream *s, enum tg_stream_ev ev, void *arg);
@@ -69,6 +70,13 @@ struct tg_backend_ops {
      * wraps (the cache's upstream). */
     int (*link)(struct tg_backend *b, struct tg_backend *(*find)(void *ctx, const char *name),
                 void *ctx, char *err, size_t errlen);
+    /* Optional, read streams of data at rest (a file): read the next bytes
+     * straight into the caller's buffers, one preadv off the loop, then
+     * TG_STREAM_DIRECT with s->direct_result (bytes, fewer than asked only
+     * at the end, or < 0 with s->err). The buffers stay the caller's and
+     * must live until then. A stream is read with pull() or with this,
+     * never both. It spares the session a copy and the stream its staging. */
+    int (*read_direct)(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs);
 };
 
 /* Embedded first in each backend type's own struct. */
@@ -89,6 +97,7 @@ struct tg_stream {
     char etag[128];
     char last_modified[64];
     bool not_modified;   /* a conditional open found the object unchanged */
+    ssize_t direct_result;
 };
 
 extern const struct tg_backend_ops tg_file_backend_ops;

@@ -7,6 +7,9 @@
 
 #include "tftpgw/common.h"
 
+/* Most buffers one read_direct call takes (a window's worth of slots). */
+#define TG_WINDOW_DIRECT_MAX 256
+
 /* Largest windowsize the arithmetic below stays unambiguous for. */
 #define TG_WINDOW_MAX 32768
 
@@ -42,6 +45,8 @@ void tg_win_fill_commit(struct tg_win *w, size_t n);
 /* End of the source: the partly filled slot (perhaps empty) becomes the last.
  * Only call it while tg_win_fill_ptr() returns a slot. */
 void tg_win_fill_eof(struct tg_win *w);
+/* Payload of the slot of sequence seq (for reads straight into slots). */
+uint8_t *tg_win_payload(struct tg_win *w, uint64_t seq);
 /* The datagram for sequence seq (header written), and its length. */
 const uint8_t *tg_win_datagram(struct tg_win *w, uint64_t seq, size_t *len);
 /* ACK handling (RFC 7440 4, RFC 1123 4.2.3.1): returns the number of blocks
