@@ -89,6 +89,8 @@ struct fill {
     uv_fs_t open_req, write_req;
     uv_work_t work;
     int werr;
+    unsigned seq;        /* names this fill's temporaries (read by the worker) */
+    bool tmp_fallback;   /* O_TMPFILE refused: a named temporary instead */
     int ops;             /* fs requests and work in flight */
     struct creader *readers; /* waiting or following */
     struct tg_error err;
@@ -489,6 +491,21 @@ static void fill_release(struct fill *f)
         return;
     if (f->ops > 0 || f->up)
         return;
+    /* Nobody stays linked to a fill that is going away. */
+    while (f->readers) {
+        struct creader *r = f->readers;
+
+        detach(r);
+        if (r->fd >= 0 && f->state == F_DONE) {
+            r->avail = r->total = f->filled;
+            if (r->state == R_OPEN && r->want && !r->reading && r->blen == 0) {
+                r->want = false;
+                reader_notify(r, TG_STREAM_READABLE);
+            }
+        } else if (r->state != R_FAILED) {
+            reader_fail(r, &f->err);
+        }
+    }
     close_async(cb->base.loop, f->fd);
     if (f->e->fill == f)
         f->e->fill = NULL;
@@ -506,8 +523,13 @@ static void fill_fail(struct fill *f, const struct tg_error *err)
     uint64_t age = wall_ms() - e->fetched_ms;
     struct creader *r, *next;
 
-    f->state = F_FAILED;
+    /* err may live in the upstream stream closed below: keep a copy. */
     f->err = *err;
+    err = &f->err;
+    f->state = F_FAILED;
+    /* Nobody may join a failed fill while its last requests drain. */
+    if (e->fill == f)
+        e->fill = NULL;
     if (f->up) {
         tg_stream_close(f->up);
         f->up = NULL;
@@ -522,8 +544,8 @@ static void fill_fail(struct fill *f, const struct tg_error *err)
         next = r->next;
         detach(r);
         /* Not started yet and a copy recent enough: serve it stale. */
-        if (r->state == R_WAIT && e->present && err->code == TG_TFTP_EUNDEF &&
-            age <= cb->ttl_ms + cb->stale_ms) {
+        if (r->state == R_WAIT && r->fd < 0 && r->ops == 0 && e->present &&
+            err->code == TG_TFTP_EUNDEF && age <= cb->ttl_ms + cb->stale_ms) {
             cb->st.stale++;
             r->stale = true;
             tg_log(TG_LOG_WARN, "cache %s: serving stale copy of %s (age %llu s): upstream "
@@ -566,7 +588,7 @@ static void commit_work(uv_work_t *w)
     struct fill *f = w->data;
     struct centry *e = f->e;
     char proc[64], tmp[NAME_LEN + 40], data[NAME_LEN + 8], meta[NAME_LEN + 8],
-        mtmp[NAME_LEN + 16];
+        mtmp[NAME_LEN + 32];
     FILE *m;
     int mfd;
 
@@ -578,7 +600,7 @@ static void commit_work(uv_work_t *w)
     if (f->tmpname[0]) {
         snprintf(tmp, sizeof(tmp), "%s", f->tmpname);
     } else {
-        snprintf(tmp, sizeof(tmp), "%s.%u.tmpdata", e->name, (unsigned)f->cb->seq);
+        snprintf(tmp, sizeof(tmp), "%s.%u.tmpdata", e->name, f->seq);
         snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
         unlinkat(f->cb->dirfd, tmp, 0);
         if (linkat(AT_FDCWD, proc, f->cb->dirfd, tmp, AT_SYMLINK_FOLLOW) != 0) {
@@ -595,7 +617,7 @@ static void commit_work(uv_work_t *w)
     }
     f->tmpname[0] = '\0';
     snprintf(meta, sizeof(meta), "%s.meta", e->name);
-    snprintf(mtmp, sizeof(mtmp), "%s.meta.tmp", e->name);
+    snprintf(mtmp, sizeof(mtmp), "%s.%u.meta.tmp", e->name, f->seq);
     mfd = openat(f->cb->dirfd, mtmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (mfd < 0 || !(m = fdopen(mfd, "w"))) {
         f->werr = errno;
@@ -825,6 +847,22 @@ static void on_fill_tmp(uv_fs_t *req)
         fill_release(f);
         return;
     }
+    if (fd < 0 && !f->tmp_fallback &&
+        (fd == -EOPNOTSUPP || fd == UV_EISDIR || fd == UV_EINVAL)) {
+        /* No O_TMPFILE here: a named temporary, removed at start-up if a
+         * crash leaves it. */
+        char p[1024];
+
+        f->tmp_fallback = true;
+        snprintf(f->tmpname, sizeof(f->tmpname), "%s.%u.tmpdata", f->e->name, f->seq);
+        snprintf(p, sizeof(p), "%s/%s", f->cb->dir, f->tmpname);
+        f->open_req.data = f;
+        if (uv_fs_open(f->cb->base.loop, &f->open_req, p, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC,
+                       0644, on_fill_tmp) == 0) {
+            f->ops++;
+            return;
+        }
+    }
     if (fd < 0) {
         struct tg_error e;
 
@@ -841,7 +879,6 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
 {
     struct tg_open_args a;
     struct fill *f = tg_calloc(1, sizeof(*f));
-    char p[1024];
     int rc;
 
     if (!f || !(f->buf = tg_malloc(CHUNK))) {
@@ -853,6 +890,7 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
     f->fd = -1;
     f->size = -1;
     f->reval = reval;
+    f->seq = ++cb->seq;
     memset(&a, 0, sizeof(a));
     a.key = e->key;
     a.filename = e->key;
@@ -874,19 +912,12 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
     rc = uv_fs_open(cb->base.loop, &f->open_req, cb->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644,
                     on_fill_tmp);
     if (rc != 0) {
-        snprintf(f->tmpname, sizeof(f->tmpname), "%s.%u.tmpdata", e->name, ++cb->seq);
-        snprintf(p, sizeof(p), "%s/%s", cb->dir, f->tmpname);
-        rc = uv_fs_open(cb->base.loop, &f->open_req, p,
-                        O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644, on_fill_tmp);
-    }
-    if (rc != 0) {
         tg_stream_close(f->up);
         tg_free(f->buf);
         tg_free(f);
         return NULL;
     }
     f->ops++;
-    cb->seq++;
     cb->fills++;
     e->fill = f;
     e->holders++;
@@ -961,6 +992,11 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
         r->fd = dup(f->fd);
         r->avail = f->filled;
         r->base.size = f->size;
+        if (f->state == F_COMMITTING) {
+            /* Every byte is on disk already: read it on our own. */
+            detach(r);
+            r->total = f->filled;
+        }
         r->req.data = r;
         if (r->fd < 0 || uv_fs_fstat(b->loop, &r->req, r->fd, on_follow_stat) != 0) {
             detach(r);

@@ -252,11 +252,17 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
 
 int hx_add_header(struct curl_slist **l, const char *name, const char *value)
 {
-    char line[TG_PATH_MAX + 64];
+    size_t nl = strlen(name), vl = strlen(value);
+    char *line = tg_malloc(nl + vl + 1);
     struct curl_slist *n;
 
-    snprintf(line, sizeof(line), "%s%s", name, value);
+    /* Sized to fit: a session token or a bearer token can be kilobytes. */
+    if (!line)
+        return TG_ENOMEM;
+    memcpy(line, name, nl);
+    memcpy(line + nl, value, vl + 1);
     n = curl_slist_append(*l, line);
+    tg_free(line);
     if (!n)
         return TG_ENOMEM;
     *l = n;
@@ -273,7 +279,9 @@ static void setup_common(struct hx_stream *hs)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, hs->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    /* A redirect may not downgrade https to http. */
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR,
+                     strncmp(hs->url, "https:", 6) == 0 ? "https" : "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, c->max_redirects > 0 ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, c->max_redirects);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
@@ -370,10 +378,18 @@ static void on_done(struct tg_curl_xfer *x, CURLcode rc)
             hs->pending |= EV_BIT(TG_STREAM_OPENED);
         hs->state = HX_EOF;
     } else if (rc == CURLE_OK && st >= 200 && st < 300) {
-        if (hs->write && hs->state != HX_COMMITTING) {
-            /* An empty body is sent before the owner has said it is done:
-             * COMMITTED waits for commit(), or the owner would see an
-             * upload finish that it has not finished. */
+        curl_off_t up = 0;
+
+        curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+        if (hs->write && hs->state != HX_COMMITTING &&
+            (hs->base.size < 0 || up != (curl_off_t)hs->base.size)) {
+            /* The server answered before it had the body: whatever it
+             * says, the object is not what the client is sending. */
+            hx_fail(hs, TG_TFTP_EUNDEF, "upstream answered before the upload was complete");
+        } else if (hs->write && hs->state != HX_COMMITTING) {
+            /* Every byte is sent (an empty body is sent at once): COMMITTED
+             * waits for commit(), or the owner would see an upload finish
+             * that it has not finished. */
             hs->done_early = true;
         } else if (hs->write) {
             hs->state = HX_COMMITTED;
@@ -554,6 +570,10 @@ int hx_commit(struct tg_stream *s)
         return TG_EIO;
     if (hs->state != HX_OPEN)
         return TG_EINVAL;
+    if (hs->done_early && hs->len > 0) {
+        hx_fail(hs, TG_TFTP_EUNDEF, "upstream answered before the upload was complete");
+        return TG_EIO;
+    }
     hs->state = HX_COMMITTING;
     if (hs->done_early) {
         hs->state = HX_COMMITTED;

@@ -259,6 +259,10 @@ static struct s3call *call_start(struct s3_backend *sb, const char *method, cons
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, sb->conf.insecure ? 0L : 2L);
     if (sb->conf.ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, sb->conf.ca_file);
+    if (sb->conf.client_cert)
+        curl_easy_setopt(e, CURLOPT_SSLCERT, sb->conf.client_cert);
+    if (sb->conf.client_key)
+        curl_easy_setopt(e, CURLOPT_SSLKEY, sb->conf.client_key);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, call_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     if (!strcmp(method, "POST")) {
@@ -304,7 +308,7 @@ struct s3mp {
     struct tg_stream base;
     struct s3_backend *sb;
     char *key;
-    char url[3 * TG_PATH_MAX + 512];
+    char url[3 * TG_PATH_MAX + 2048];
     bool create;
     enum mp_state state;
     int busy;             /* inside one of our callbacks */
@@ -335,9 +339,10 @@ struct s3mp {
     bool reading, part_ready;
     size_t rbuf_len, rbuf_off;
     uv_work_t punch_req;
-    int64_t punch_off, punch_len;
+    int64_t punch_off, punch_len, punched_to;
     int punch_rc;
     bool punching;
+    bool spool_fallback;
     bool single;          /* the whole object goes up as one PUT */
     char *xml;            /* CompleteMultipartUpload body being built */
     size_t xml_len, xml_cap;
@@ -502,6 +507,7 @@ static void punch_after(uv_work_t *w, int status)
         mp->on_disk -= mp->punch_len;
         mp->sb->spool_used -= mp->punch_len;
     }
+    mp->punched_to = mp->punch_off + mp->punch_len;
     MP_ENTER(mp);
     if (!mp->closed)
         mp_step(mp);
@@ -620,15 +626,17 @@ static void on_part(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
         hx_close(mp->part);
         mp->part = NULL;
         mp->ops--;
-        mp->punch_off = mp->part_off;
-        mp->punch_len = mp->part_len;
         mp->part_off += mp->part_len;
         if (mp->single) {
             mp->state = MP_COMMITTED;
             mp_notify(mp, TG_STREAM_COMMITTED);
             break;
         }
-        if (mp->punch_len > 0) {
+        /* One hole punch at a time, covering every part sent since the
+         * last one. */
+        if (!mp->punching && mp->part_off > mp->punched_to) {
+            mp->punch_off = mp->punched_to;
+            mp->punch_len = mp->part_off - mp->punched_to;
             mp->punch_req.data = mp;
             if (uv_queue_work(mp->base.backend->loop, &mp->punch_req, punch_work, punch_after) == 0) {
                 mp->punching = true;
@@ -650,7 +658,7 @@ static void on_part(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
 static void start_part(struct s3mp *mp, int64_t len)
 {
     struct tg_open_args a;
-    char q[700], id[600];
+    char q[1700], id[1600];
     int rc;
 
     memset(&a, 0, sizeof(a));
@@ -660,9 +668,15 @@ static void start_part(struct s3mp *mp, int64_t len)
     a.blksize = CHUNK;
     if (mp->single) {
         rc = object_url(mp->sb, mp->key, NULL, mp->url, sizeof(mp->url));
+    } else if (mp->part_no >= 10000) {
+        mp_fail(mp, TG_TFTP_ENOSPACE, "upload too large for S3 (10000 parts of part_size)");
+        return;
     } else {
         mp->part_no++;
-        tg_uri_encode_component(mp->upload_id, id, sizeof(id));
+        if (tg_uri_encode_component(mp->upload_id, id, sizeof(id)) < 0) {
+            mp_fail(mp, TG_TFTP_EUNDEF, "S3 upload id too long");
+            return;
+        }
         /* digest M23: parameters sorted, as 7.88 signs them as written. */
         snprintf(q, sizeof(q), "?partNumber=%d&uploadId=%s", mp->part_no, id);
         rc = object_url(mp->sb, mp->key, q, mp->url, sizeof(mp->url));
@@ -752,11 +766,12 @@ static void mp_step(struct s3mp *mp)
             return;
         }
         {
-            char q[700], id[600];
+            char q[1700], id[1600];
 
-            tg_uri_encode_component(mp->upload_id, id, sizeof(id));
+            if (tg_uri_encode_component(mp->upload_id, id, sizeof(id)) < 0)
+                id[0] = '\0'; /* object_url below then fails cleanly */
             snprintf(q, sizeof(q), "?uploadId=%s", id);
-            if (object_url(mp->sb, mp->key, q, mp->url, sizeof(mp->url)) != 0 ||
+            if (!id[0] || object_url(mp->sb, mp->key, q, mp->url, sizeof(mp->url)) != 0 ||
                 !(mp->call = call_start(mp->sb, "POST", mp->url, mp->xml, on_completed, mp))) {
                 mp_fail(mp, TG_TFTP_EUNDEF, "S3 complete could not start");
                 return;
@@ -798,6 +813,19 @@ static void on_spool_open(uv_fs_t *req)
         snprintf(mp->spool_path, sizeof(mp->spool_path), "%s", req->path);
     uv_fs_req_cleanup(req);
     mp->ops--;
+    if (fd < 0 && !mp->spool_fallback && !mp->closed &&
+        (fd == -EOPNOTSUPP || fd == UV_EISDIR || fd == UV_EINVAL)) {
+        /* No O_TMPFILE in spool_dir: a named file, unlinked once open. */
+        mp->spool_fallback = true;
+        snprintf(mp->spool_path, sizeof(mp->spool_path), "%s/.tftpgw-spool-XXXXXX",
+                 mp->sb->spool_dir);
+        mp->open_req.data = mp;
+        if (uv_fs_mkstemp(mp->base.backend->loop, &mp->open_req, mp->spool_path,
+                          on_spool_open) == 0) {
+            mp->ops++;
+            return;
+        }
+    }
     MP_ENTER(mp);
     if (fd >= 0 && mp->spool_path[0]) {
         /* mkstemp fallback: unlink at once so nothing outlives us. */
@@ -831,12 +859,6 @@ static void open_spool(struct s3mp *mp)
     rc = uv_fs_open(mp->base.backend->loop, &mp->open_req, mp->sb->spool_dir,
                     O_TMPFILE | O_RDWR | O_CLOEXEC, 0600, on_spool_open);
     if (rc != 0) {
-        snprintf(mp->spool_path, sizeof(mp->spool_path), "%s/.tftpgw-spool-XXXXXX",
-                 mp->sb->spool_dir);
-        rc = uv_fs_mkstemp(mp->base.backend->loop, &mp->open_req, mp->spool_path,
-                           on_spool_open);
-    }
-    if (rc != 0) {
         mp_fail(mp, TG_TFTP_EUNDEF, "cannot create spool file: %s", uv_strerror(rc));
         return;
     }
@@ -868,7 +890,7 @@ static int mp_open(struct s3_backend *sb, const struct tg_open_args *a, tg_strea
                    void *arg, struct tg_stream **out)
 {
     struct s3mp *mp = tg_calloc(1, sizeof(*mp));
-    char url[3 * TG_PATH_MAX + 512];
+    char url[3 * TG_PATH_MAX + 2048];
 
     if (!mp)
         return TG_ENOMEM;
@@ -901,7 +923,9 @@ static int mp_open(struct s3_backend *sb, const struct tg_open_args *a, tg_strea
         }
         mp->ops++;
     } else {
+        mp->in_call = true; /* a failure here is our return code, not a callback */
         open_spool(mp);
+        mp->in_call = false;
         if (mp->state == MP_FAILED) {
             mp->closed = true;
             mp_release(mp);
@@ -975,11 +999,11 @@ static void mp_close(struct tg_stream *s)
     if (mp->upload_id[0]) {
         /* Real S3 keeps the parts of an unfinished upload (and bills them)
          * until it is aborted. */
-        char q[700], id[600], url[3 * TG_PATH_MAX + 512];
+        char q[1700], id[1600], url[3 * TG_PATH_MAX + 2048];
 
-        tg_uri_encode_component(mp->upload_id, id, sizeof(id));
-        snprintf(q, sizeof(q), "?uploadId=%s", id);
-        if (object_url(mp->sb, mp->key, q, url, sizeof(url)) == 0)
+        if (tg_uri_encode_component(mp->upload_id, id, sizeof(id)) > 0 &&
+            snprintf(q, sizeof(q), "?uploadId=%s", id) > 0 &&
+            object_url(mp->sb, mp->key, q, url, sizeof(url)) == 0)
             (void)call_start(mp->sb, "DELETE", url, NULL, NULL, NULL);
     }
     mp_release(mp);
@@ -991,7 +1015,7 @@ static int s3_open_read(struct tg_backend *b, const struct tg_open_args *a, tg_s
                         void *arg, struct tg_stream **out)
 {
     struct s3_backend *sb = (struct s3_backend *)b;
-    char url[3 * TG_PATH_MAX + 512];
+    char url[3 * TG_PATH_MAX + 2048];
 
     if (object_url(sb, a->key, NULL, url, sizeof(url)) != 0)
         return TG_ENAMETOOLONG;
@@ -1002,7 +1026,7 @@ static int s3_open_write(struct tg_backend *b, const struct tg_open_args *a,
                          tg_stream_cb *cb, void *arg, struct tg_stream **out)
 {
     struct s3_backend *sb = (struct s3_backend *)b;
-    char url[3 * TG_PATH_MAX + 512];
+    char url[3 * TG_PATH_MAX + 2048];
 
     if (a->size_hint < 0 || a->size_hint > SINGLE_PUT_MAX)
         return mp_open(sb, a, cb, arg, out);
@@ -1242,6 +1266,9 @@ static int s3_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
         goto oom;
     if (!(sb->conf.cu = tg_curl_acquire(loop)))
         goto oom;
+    /* S3 answers with redirects only as errors (wrong region); following
+     * one would carry the signature and token elsewhere. */
+    sb->conf.max_redirects = 0;
     *out = &sb->base;
     return 0;
 bad:

@@ -135,6 +135,11 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         forget_fd(cu, fd);
         return 0;
     }
+    if (!pc && fd >= 0 && (size_t)fd < cu->nfds && cu->fds[fd]) {
+        /* A context curl forgot (no REMOVE came): take it back. */
+        pc = cu->fds[fd];
+        curl_multi_assign(cu->multi, fd, pc);
+    }
     if (!pc) {
         if ((size_t)fd >= cu->nfds) {
             size_t n = (size_t)fd + 64;
@@ -162,7 +167,8 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
-    uv_poll_start(&pc->poll, events, on_poll);
+    if (uv_poll_start(&pc->poll, events, on_poll) != 0)
+        tg_log(TG_LOG_ERROR, "curl socket %d cannot be polled", (int)fd);
     return 0;
 }
 
@@ -293,8 +299,8 @@ void tg_curl_wake(struct tg_curl_xfer *x)
     x->wake_queued = true;
     x->wake_next = x->cu->wake_head;
     x->cu->wake_head = x;
-    /* Make sure the glue runs soon even if curl has nothing to do; the
-     * wake-up is delivered after the next socket action. */
-    if (!uv_is_active((uv_handle_t *)&x->cu->timer))
-        uv_timer_start(&x->cu->timer, on_timeout, 0, 0);
+    /* Run the glue on the next loop turn, even when curl's own timer is far
+     * off: the wake-up is delivered after that socket action, and curl
+     * sets its timer again from there. */
+    uv_timer_start(&x->cu->timer, on_timeout, 0, 0);
 }
