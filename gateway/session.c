@@ -25,6 +25,7 @@
 #define BURST 64
 #define RTO_CAP_MS 16000u
 #define CTL_MAX 512
+#define DIRECT_MIN_WINDOW (64 * 1024)
 
 enum tg_sess_state {
     TG_SS_OPENING,
@@ -1070,8 +1071,12 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
     r = rc->op == TG_OP_RRQ
             ? be->ops->open_read(be, &oa, on_stream, s, &s->stream)
             : be->ops->open_write(be, &oa, on_stream, s, &s->stream);
+    /* Straight into the window only when the window is the bigger buffer:
+     * with a small one each block would wait for its own disk read, where
+     * the stream's staging reads ahead (measured: lock-step got slower). */
     if (r == 0 && rc->op == TG_OP_RRQ && s->neg.mode == TG_MODE_OCTET &&
-        s->stream->backend->ops->read_direct)
+        s->stream->backend->ops->read_direct &&
+        (size_t)s->neg.windowsize * s->neg.blksize >= DIRECT_MIN_WINDOW)
         s->direct = true;
     if (r != 0) {
         s->stream = NULL;
