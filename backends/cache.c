@@ -182,25 +182,6 @@ static void entry_gc(struct cache_backend *cb, struct centry *e)
 
 /* ---- small async helpers ---- */
 
-static void on_closed_fd(uv_fs_t *req)
-{
-    uv_fs_req_cleanup(req);
-    tg_free(req);
-}
-
-static void close_async(uv_loop_t *loop, int fd)
-{
-    uv_fs_t *req;
-
-    if (fd < 0)
-        return;
-    req = tg_malloc(sizeof(*req));
-    if (!req || uv_fs_close(loop, req, fd, on_closed_fd) != 0) {
-        tg_free(req);
-        close(fd);
-    }
-}
-
 struct unlink_job {
     uv_work_t w;
     int dirfd;
@@ -269,7 +250,7 @@ static void reader_release(struct creader *r)
 {
     if (!r->closed || r->ops > 0)
         return;
-    close_async(r->cb->base.loop, r->fd);
+    tg_fs_close_async(r->cb->base.loop, r->fd);
     tg_free(r->buf);
     tg_free(r);
 }
@@ -506,7 +487,7 @@ static void fill_release(struct fill *f)
             reader_fail(r, &f->err);
         }
     }
-    close_async(cb->base.loop, f->fd);
+    tg_fs_close_async(cb->base.loop, f->fd);
     if (f->e->fill == f)
         f->e->fill = NULL;
     f->e->holders--;

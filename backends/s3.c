@@ -350,30 +350,12 @@ struct s3mp {
 
 static void mp_step(struct s3mp *mp);
 
-static void on_closed_fd(uv_fs_t *req)
-{
-    uv_fs_req_cleanup(req);
-    tg_free(req);
-}
-
-/* Closing the last descriptor of an unlinked file frees its blocks, which
- * is disk work: off the loop thread like every other. */
-static void close_async(uv_loop_t *loop, int fd)
-{
-    uv_fs_t *req = tg_malloc(sizeof(*req));
-
-    if (!req || uv_fs_close(loop, req, fd, on_closed_fd) != 0) {
-        tg_free(req);
-        close(fd);
-    }
-}
-
 static void mp_release(struct s3mp *mp)
 {
     if (!mp->closed || mp->busy > 0 || mp->ops > 0)
         return;
     if (mp->fd >= 0)
-        close_async(mp->base.backend->loop, mp->fd);
+        tg_fs_close_async(mp->base.backend->loop, mp->fd);
     mp->sb->spool_used -= mp->on_disk;
     tg_free(mp->key);
     tg_free(mp->fill);

@@ -110,6 +110,9 @@ extern const struct tg_backend_ops tg_cache_backend_ops;
 int tg_backend_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                       struct tg_backend **out, char *err, size_t errlen);
 void tg_backend_destroy(struct tg_backend *b);
+/* Close a descriptor on the thread pool: the last close of a big unlinked
+ * file frees its blocks, which is disk work the loop must not wait for. */
+void tg_fs_close_async(uv_loop_t *loop, int fd);
 
 static inline ssize_t tg_stream_pull(struct tg_stream *s, uint8_t *dst, size_t len)
 {
