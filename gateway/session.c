@@ -897,6 +897,37 @@ static uint32_t random_u32(void)
     return r;
 }
 
+/* An upload's whole window arrives at once: the socket must hold it, or
+ * its tail is dropped and every window costs a timeout. Ask for room (the
+ * FORCE variant works with CAP_NET_ADMIN), and if the kernel grants less,
+ * lower the windowsize before the OACK offers it. */
+#define SKB_COST 1024 /* kernel accounting per datagram beyond its payload */
+
+static void size_rcvbuf(struct tg_session *s, int fd)
+{
+    int want, got = 0;
+    socklen_t gl = sizeof(got);
+    unsigned fit;
+
+    if (s->neg.windowsize <= 1)
+        return;
+    want = (int)(s->neg.windowsize * (s->neg.blksize + SKB_COST) + 65536);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) != 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &gl) != 0 || got <= 0)
+        return;
+    /* Linux reports twice what was set; half is the payload room. */
+    fit = (unsigned)(got / 2) / (s->neg.blksize + SKB_COST);
+    if (fit < 1)
+        fit = 1;
+    if (fit < s->neg.windowsize) {
+        tg_log(TG_LOG_INFO, "session %s: windowsize %u lowered to %u to fit the socket buffer",
+               s->peer_str, s->neg.windowsize, fit);
+        s->neg.windowsize = fit;
+        tg_rx_init(&s->rx, fit, s->rx.rollover);
+    }
+}
+
 /* The session's own socket, bound to the address the request came to
  * (digest C7), on an ephemeral port or one from port_range: its TID. */
 static int open_socket(struct tg_session *s, const struct tg_request_ctx *rc)
@@ -948,6 +979,8 @@ static int open_socket(struct tg_session *s, const struct tg_request_ctx *rc)
         close(fd);
         return err;
     }
+    if (s->op == TG_OP_WRQ)
+        size_rcvbuf(s, fd);
     s->fd = fd;
     return 0;
 }
