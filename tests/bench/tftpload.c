@@ -895,14 +895,20 @@ static int parse_args(struct load *L, int argc, char **argv)
     L->duration_limit = 600;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case O_SERVER: L->server = optarg; break;
+        case O_SERVER:
+            L->server = optarg;
+            break;
         case O_PORT:
             if (parse_u64(optarg, 1, 65535, &v) < 0)
                 goto bad;
             L->port = optarg;
             break;
-        case O_FILE: L->file = optarg; break;
-        case O_EXPECT: L->expect = optarg; break;
+        case O_FILE:
+            L->file = optarg;
+            break;
+        case O_EXPECT:
+            L->expect = optarg;
+            break;
         case O_OP:
             if (strcmp(optarg, "get") == 0)
                 L->op = OP_GET;
@@ -932,7 +938,9 @@ static int parse_args(struct load *L, int argc, char **argv)
                 goto bad;
             L->windowsize = (unsigned)v;
             break;
-        case O_TSIZE: L->tsize = true; break;
+        case O_TSIZE:
+            L->tsize = true;
+            break;
         case O_TIMEOUT:
             if (parse_u64(optarg, 1, 600000, &v) < 0)
                 goto bad;
