@@ -1,7 +1,7 @@
 #!/bin/bash
 # tests/bench/http_bench.sh - throughput and memory of the HTTP backend.
 #
-#   bash tests/bench/http_bench.sh        (or: make bench)
+#   bash tests/bench/http_bench.sh        (make bench runs the full comparison, tests/bench/run.sh)
 #
 # Starts nginx and tftpgw (HTTP backend, loopback, free ports), runs N
 # concurrent RRQs with curl of one file, checks every checksum, and prints
