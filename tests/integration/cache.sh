@@ -38,17 +38,11 @@ cx() {
     CACHE_COUNTERS=""
     cache_fixtures
     "$@"
-    local rc=$? reason=$REASON
-    REASON=""
-    if ! gw_stop; then
-        case $rc in
-            0|77) rc=1 reason=$REASON ;;
-            *) reason="$reason; $REASON" ;;
-        esac
-    fi
+    gw_verdict $?
+    local rc=$?
     peers_stop
     s3_down
-    REASON=$reason
+    REASON=$GW_REASON
     return $rc
 }
 

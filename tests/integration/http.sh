@@ -29,19 +29,6 @@ tcp_ready() {
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# stop_pid PID: TERM, wait up to 3 s, KILL
-stop_pid() {
-    local pid=$1 i
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    untrack "$pid"
-}
 
 peers_stop() {
     stop_pid "$NGX_PID"
@@ -54,16 +41,10 @@ peers_stop() {
 hx() {
     [ -n "$PEER" ] && { REASON="gateway-specific (HTTP backend)"; return 77; }
     "$@"
-    local rc=$? reason=$REASON
-    REASON=""
-    if ! gw_stop; then
-        case $rc in
-            0|77) rc=1 reason=$REASON ;;
-            *) reason="$reason; $REASON" ;;
-        esac
-    fi
+    gw_verdict $?
+    local rc=$?
     peers_stop
-    REASON=$reason
+    REASON=$GW_REASON
     return $rc
 }
 

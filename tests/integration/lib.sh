@@ -455,6 +455,36 @@ run_test() {
     return 0
 }
 
+# stop_pid PID: TERM, wait up to 3 s, KILL
+stop_pid() {
+    local pid=$1 i
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 1 30); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    untrack "$pid"
+}
+
+# gw_verdict RC: stop the test's gateway after a backend test; a crash or a
+# hang turns a pass into a failure. Returns the final status and leaves the
+# combined reason in GW_REASON (the caller stops its peers, then sets REASON).
+gw_verdict() {
+    local rc=$1 reason=$REASON
+    REASON=""
+    if ! gw_stop; then
+        case $rc in
+            0|77) rc=1 reason=$REASON ;;
+            *) reason="$reason; $REASON" ;;
+        esac
+    fi
+    GW_REASON=$reason
+    return $rc
+}
+
 summary() {
     local line="$NPASS passed, $NFAIL failed"
     [ "$NSKIP" -gt 0 ] && line="$line, $NSKIP skipped"

@@ -125,17 +125,9 @@ s3_up() {
 }
 
 s3_down() {
-    local pid=$S3_PID i
+    local pid=$S3_PID
     S3_PID=""
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    untrack "$pid"
+    stop_pid "$pid"
 }
 
 # sx FUNCTION ARGS...: run an S3 test, then stop its gateway (a crash is a
@@ -143,17 +135,11 @@ s3_down() {
 sx() {
     [ -n "$PEER" ] && { REASON="gateway-specific (S3 backend)"; return 77; }
     "$@"
-    local rc=$? reason=$REASON
-    REASON=""
-    if ! gw_stop; then
-        case $rc in
-            0|77) rc=1 reason=$REASON ;;
-            *) reason="$reason; $REASON" ;;
-        esac
-    fi
+    gw_verdict $?
+    local rc=$?
     s3_down
     S3_ENV_CREDS=0
-    REASON=$reason
+    REASON=$GW_REASON
     return $rc
 }
 
