@@ -112,6 +112,12 @@ test-valgrind: $(UNIT_BINS)
 	    valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect $$t > /dev/null || exit 1; done
 	@echo "valgrind: all unit tests clean"
 
+# Fragments owned by their suites: fuzzing (tests/fuzz), the QEMU PXE boot
+# (tests/e2e) and the soak (tests/soak).
+-include tests/fuzz/fuzz.mk
+-include tests/e2e/e2e.mk
+-include tests/soak/soak.mk
+
 install: tftpgw
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/tftpgw $(DESTDIR)$(PREFIX)/share/tftpgw
 	install -m 0755 tftpgw $(DESTDIR)$(PREFIX)/bin/tftpgw

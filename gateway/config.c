@@ -91,7 +91,7 @@ int tg_config_parse_size(const char *s, int64_t *out)
 
 enum sect_kind { SECT_NONE, SECT_SERVER, SECT_BACKEND, SECT_ROUTE };
 
-#define SERVER_KEYS_MAX 16 /* also bounds the [route] and [backend] keys in seen[] */
+#define SERVER_KEYS_MAX 24 /* also bounds the [route] and [backend] keys in seen[] */
 
 struct parse_ctx {
     const char *file;          /* for messages: the path or "<string>" */
@@ -328,10 +328,11 @@ static int set_port_range(struct tg_server_cfg *s, const char *v, char *msg,
     return 0;
 }
 
-enum key_type { K_UINT, K_SIZE, K_ENUM, K_STRING, K_FUNC };
+enum key_type { K_UINT, K_SIZE, K_ENUM, K_STRING, K_BOOL, K_FUNC };
 
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const log_format_names[] = { "text", "json", NULL };
+static const char *const log_target_names[] = { "stderr", "syslog", NULL };
 
 /* enum fields are written through an int. */
 _Static_assert(sizeof(enum tg_log_format) == sizeof(int), "enum is int-sized");
@@ -364,6 +365,13 @@ static const struct server_key server_keys[] = {
     { "user", K_STRING, OFF(user), 0, 0, NULL, NULL, NULL },
     { "log_level", K_ENUM, OFF(log_level), 0, 0, "info", log_level_names, NULL },
     { "log_format", K_ENUM, OFF(log_format), 0, 0, "text", log_format_names, NULL },
+    { "log_target", K_ENUM, OFF(log_target), 0, 0, "stderr", log_target_names, NULL },
+    { "single_port", K_BOOL, OFF(single_port), 0, 0, "no", NULL, NULL },
+    { "metrics_listen", K_STRING, OFF(metrics_listen), 0, 0, NULL, NULL, NULL },
+    { "drain_timeout", K_UINT, OFF(drain_timeout_s), 0, 86400, "30", NULL, NULL },
+    { "rate_limit", K_UINT, OFF(rate_limit), 0, 1000000, "0", NULL, NULL },
+    { "rate_burst", K_UINT, OFF(rate_burst), 0, 1000000, "0", NULL, NULL },
+    { "chroot", K_STRING, OFF(chroot), 0, 0, NULL, NULL, NULL },
 };
 
 _Static_assert(TG_ARRAY_LEN(server_keys) <= SERVER_KEYS_MAX, "seen[] too small");
@@ -422,6 +430,10 @@ static int set_server_key(struct tg_server_cfg *s, const struct server_key *k,
         *sp = dup;
         return 0;
     }
+    case K_BOOL:
+        if (tg_config_parse_bool(v, (bool *)(void *)field) < 0)
+            return bad(msg, cap, "\"%s\": expected yes or no", v);
+        return 0;
     case K_FUNC:
         return k->set(s, v, msg, cap);
     }
@@ -450,6 +462,8 @@ static void server_free(struct tg_server_cfg *s)
 {
     free_list(s->listen, s->nlisten);
     tg_free(s->user);
+    tg_free(s->metrics_listen);
+    tg_free(s->chroot);
 }
 
 /* ---- [route NAME] -------------------------------------------------------- */

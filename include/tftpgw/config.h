@@ -5,6 +5,7 @@
 #include "tftpgw/route.h"
 
 enum tg_log_format { TG_LOG_TEXT = 0, TG_LOG_JSON = 1 };
+enum tg_log_target { TG_LOG_STDERR = 0, TG_LOG_SYSLOG = 1 };
 
 struct tg_kv {
     char *key;
@@ -38,6 +39,13 @@ struct tg_server_cfg {
     char *user;                /* drop privileges to this user after bind; NULL: stay */
     int log_level;             /* enum tg_log_level; default info */
     enum tg_log_format log_format;
+    enum tg_log_target log_target; /* stderr (journald) or syslog(3) */
+    bool single_port;          /* serve every transfer from the listening socket */
+    char *metrics_listen;      /* "127.0.0.1:9169": Prometheus endpoint; NULL: off */
+    unsigned drain_timeout_s;  /* SIGTERM: seconds running transfers may take; default 30 */
+    unsigned rate_limit;       /* requests per second per client address; 0: off */
+    unsigned rate_burst;       /* bucket size; 0: twice rate_limit */
+    char *chroot;              /* chroot here after bind (file backends only); NULL: none */
 };
 
 struct tg_config {

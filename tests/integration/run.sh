@@ -462,4 +462,9 @@ run_test cache_wrq             cx t_cache_wrq
 run_test cache_wrq_during_fill cx t_cache_wrq_during_fill
 run_test cache_prefetch        cx t_cache_prefetch
 
+# Further groups, one file each (they define their tests and call run_test).
+for group in single_port ops faults hostile matrix; do
+    [ -f "$HERE/$group.sh" ] && . "$HERE/$group.sh"
+done
+
 summary
