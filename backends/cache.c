@@ -24,6 +24,7 @@
 
 #include "tftpgw/backend.h"
 #include "tftpgw/log.h"
+#include "tftpgw/metrics.h"
 #include "tftpgw/options.h"
 
 #define CHUNK (64 * 1024)
@@ -224,6 +225,7 @@ static void evict(struct cache_backend *cb)
         victim->present = false;
         cb->total -= victim->size;
         cb->st.evictions++;
+        tg_metrics_cache_event(cb->base.name, "eviction");
         j = tg_calloc(1, sizeof(*j));
         if (j) {
             j->dirfd = cb->dirfd;
@@ -528,6 +530,7 @@ static void fill_fail(struct fill *f, const struct tg_error *err)
         if (r->state == R_WAIT && r->fd < 0 && r->ops == 0 && e->present &&
             err->code == TG_TFTP_EUNDEF && age <= cb->ttl_ms + cb->stale_ms) {
             cb->st.stale++;
+            tg_metrics_cache_event(cb->base.name, "stale");
             r->stale = true;
             tg_log(TG_LOG_WARN, "cache %s: serving stale copy of %s (age %llu s): upstream "
                                 "failed", cb->base.name, e->key, (unsigned long long)(age / 1000));
@@ -934,6 +937,7 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
     e->holders++;
     if (!e->fill && e->present && now - e->fetched_ms < cb->ttl_ms) {
         cb->st.hits++;
+        tg_metrics_cache_event(cb->base.name, "hit");
         if (open_copy(r) != 0) {
             e->readers--;
             e->holders--;
@@ -949,6 +953,7 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
             cb->st.revalidations++;
         else
             cb->st.misses++;
+        tg_metrics_cache_event(cb->base.name, e->present ? "revalidation" : "miss");
         if (!fill_start(cb, e, e->present)) {
             e->holders--;
             tg_free(r->buf);
@@ -958,6 +963,7 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
         }
     } else {
         cb->st.hits++; /* single flight: no new upstream request */
+        tg_metrics_cache_event(cb->base.name, "hit");
     }
     /* Join the fill. One already streaming is followed at once, from the
      * loop: a fstat of the shared file makes the round. */
@@ -1277,6 +1283,7 @@ static int cache_link(struct tg_backend *b, struct tg_backend *(*find)(void *ctx
 
         if (e && !e->fill && !e->present) {
             cb->st.misses++;
+            tg_metrics_cache_event(cb->base.name, "miss");
             if (!fill_start(cb, e, false))
                 entry_gc(cb, e);
         }

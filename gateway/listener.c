@@ -4,6 +4,7 @@
  * address of a datagram (IP_PKTINFO), and replies must come from the address
  * the client asked (digest C7). */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,10 +13,14 @@
 
 #include "server.h"
 #include "tftpgw/log.h"
+#include "tftpgw/metrics.h"
 #include "tftpgw/packet.h"
 #include "tftpgw/path.h"
 
-#define BURST 64 /* datagrams taken per wakeup, so one busy socket cannot starve the loop */
+#define BURST 64    /* datagrams taken per wakeup, so one busy socket cannot starve the loop */
+#define RX_BATCH 16 /* datagrams per recvmmsg */
+#define RX_SLOT_REQ 4096 /* per-transfer ports: only requests arrive here */
+#define SINGLE_PORT_RCVBUF (8 << 20) /* single-port: every client's window lands here */
 
 int tg_sockaddr_parse(const char *spec, struct sockaddr_storage *out)
 {
@@ -158,8 +163,31 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
 
     if (port == 0 || dst_is_group(local))
         return; /* nowhere to answer, or not addressed to us alone */
+    if (srv->single_port) {
+        struct tg_session *s = tg_session_find_peer(srv, peer);
+        bool request = len >= 2 && buf[0] == 0 && (buf[1] == TG_OP_RRQ || buf[1] == TG_OP_WRQ);
+
+        if (s && !request) {
+            tg_session_input(s, buf, len);
+            return;
+        }
+        if (!s && !request) {
+            /* Single-port mode's foreign TID: nothing runs for this
+             * address:port (RFC 1350 4; an ERROR is never answered). */
+            if (len >= 2 && buf[0] == 0 && buf[1] == TG_OP_ERROR)
+                return;
+            tg_error_set(&err, TG_TFTP_EBADID, "unknown transfer ID");
+            refuse(l, peer, len >= 2 && buf[0] == 0 ? tg_pkt_opname(buf[1]) : "?", NULL, &err);
+            return;
+        }
+    }
     if (tg_pkt_parse(buf, len, &pkt) != 0) {
+        /* An ERROR cut short before its code is still an ERROR, and an
+         * ERROR is never answered (digest A12). */
+        if (len >= 2 && buf[0] == 0 && buf[1] == TG_OP_ERROR)
+            return;
         tg_error_set(&err, TG_TFTP_EBADOP, "malformed request");
+        tg_metrics_request_refused("bad_request");
         refuse(l, peer, "?", NULL, &err);
         return;
     }
@@ -167,6 +195,7 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         return; /* never answer an ERROR (digest A12) */
     if (pkt.op != TG_OP_RRQ && pkt.op != TG_OP_WRQ) {
         tg_error_set(&err, TG_TFTP_EBADOP, "only RRQ and WRQ are served on this port");
+        tg_metrics_request_refused("bad_request");
         refuse(l, peer, tg_pkt_opname(pkt.op), NULL, &err);
         return;
     }
@@ -176,14 +205,23 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         tg_session_retransmit(dup);
         return;
     }
+    if (srv->single_port && (dup = tg_session_find_peer(srv, peer)) != NULL) {
+        /* The same request again once data flows is a late duplicate;
+         * anything else from this port starts over. */
+        if (tg_session_heard(dup) && tg_session_same_request(dup, pkt.op, pkt.u.req.filename))
+            return;
+        tg_session_supersede(dup);
+    }
     if (srv->draining) {
         tg_error_set(&err, TG_TFTP_EUNDEF, "server is shutting down");
+        tg_metrics_request_refused("shutdown");
         refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
         return;
     }
     if (srv->nsessions >= srv->cfg->server.max_sessions ||
         (per_client && tg_session_count_client(srv, peer) >= per_client)) {
         tg_error_set(&err, TG_TFTP_EUNDEF, "server busy, try again later");
+        tg_metrics_request_refused("busy");
         refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
         return;
     }
@@ -192,19 +230,57 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
     rc.peer = peer;
     rc.local = local;
     rc.ifindex = ifindex;
-    if (tg_session_start(srv, l, &rc, &err) != 0)
+    if (tg_session_start(srv, l, &rc, &err) != 0) {
+        tg_metrics_request_refused(tg_metrics_refusal(err.code));
         refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
+    }
 }
+
+/* The destination of a request: replies come from it (digest C7). Returns
+ * false for a subnet-directed broadcast, which is not answered. */
+static bool read_pktinfo(struct tg_listener *l, struct msghdr *mh,
+                         struct sockaddr_storage *local, unsigned *ifindex)
+{
+    struct cmsghdr *c;
+
+    *local = l->addr;
+    *ifindex = 0;
+    for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+
+            memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+            ((struct sockaddr_in *)local)->sin_addr = pi.ipi_addr;
+            *ifindex = (unsigned)pi.ipi_ifindex;
+            /* Linux sets spec_dst to the header's destination for local
+             * unicast and to an interface address for a subnet-directed
+             * broadcast, which must not be answered (RFC 1123 4.2.3.5). */
+            if (pi.ipi_spec_dst.s_addr != pi.ipi_addr.s_addr)
+                return false;
+        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi;
+
+            memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+            ((struct sockaddr_in6 *)local)->sin6_addr = pi.ipi6_addr;
+            *ifindex = pi.ipi6_ifindex;
+        }
+    }
+    return true;
+}
+
+typedef union {
+    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
+    struct cmsghdr align;
+} ctl_buf;
 
 static void on_readable(uv_poll_t *h, int status, int events)
 {
     struct tg_listener *l = h->data;
-    union {
-        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
-                 CMSG_SPACE(sizeof(struct in_pktinfo))];
-        struct cmsghdr align;
-    } ctl;
-    int i;
+    struct mmsghdr msgs[RX_BATCH];
+    struct iovec iov[RX_BATCH];
+    struct sockaddr_storage peers[RX_BATCH];
+    ctl_buf ctl[RX_BATCH];
+    int round, i, n;
 
     if (status < 0) {
         /* libuv stops watching after an error; say so loudly. */
@@ -214,52 +290,85 @@ static void on_readable(uv_poll_t *h, int status, int events)
     }
     if (!(events & UV_READABLE))
         return;
-    for (i = 0; i < BURST; i++) {
-        struct sockaddr_storage peer, local;
-        struct iovec iov = {l->srv->rxbuf, sizeof(l->srv->rxbuf)};
-        struct msghdr mh;
-        struct cmsghdr *c;
-        unsigned ifindex = 0;
-        bool directed = false;
-        ssize_t n;
-
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_name = &peer;
-        mh.msg_namelen = sizeof(peer);
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = sizeof(ctl.buf);
-        n = recvmsg(l->fd, &mh, MSG_DONTWAIT);
-        if (n < 0)
-            break; /* EAGAIN: drained; errors from ICMP are of no use here */
-        local = l->addr;
-        for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-            if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-                struct in_pktinfo pi;
-
-                memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-                ((struct sockaddr_in *)&local)->sin_addr = pi.ipi_addr;
-                ifindex = (unsigned)pi.ipi_ifindex;
-                /* Linux sets spec_dst to the header's destination for local
-                 * unicast and to an interface address for a subnet-directed
-                 * broadcast, which must not be answered (RFC 1123 4.2.3.5). */
-                directed = pi.ipi_spec_dst.s_addr != pi.ipi_addr.s_addr;
-            } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
-                struct in6_pktinfo pi;
-
-                memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-                ((struct sockaddr_in6 *)&local)->sin6_addr = pi.ipi6_addr;
-                ifindex = pi.ipi6_ifindex;
-            }
+    /* One recvmmsg per batch: in single-port mode every ACK and DATA of
+     * every transfer comes through here. */
+    for (round = 0; round < BURST / RX_BATCH && l->open; round++) {
+        for (i = 0; i < RX_BATCH; i++) {
+            iov[i].iov_base = l->rx + (size_t)i * l->rx_slot;
+            iov[i].iov_len = l->rx_slot;
+            memset(&msgs[i], 0, sizeof(msgs[i]));
+            msgs[i].msg_hdr.msg_name = &peers[i];
+            msgs[i].msg_hdr.msg_namelen = sizeof(peers[i]);
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_control = ctl[i].buf;
+            msgs[i].msg_hdr.msg_controllen = sizeof(ctl[i].buf);
         }
-        if (directed)
-            continue;
-        handle_datagram(l, l->srv->rxbuf, (size_t)n, (struct sockaddr *)&peer,
-                        (struct sockaddr *)&local, ifindex);
-        if (!l->open)
+        n = recvmmsg(l->fd, msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            break; /* EAGAIN: drained; errors from ICMP are of no use here */
+        for (i = 0; i < n && l->open; i++) {
+            struct sockaddr_storage local;
+            unsigned ifindex;
+
+            if (!read_pktinfo(l, &msgs[i].msg_hdr, &local, &ifindex))
+                continue;
+            /* A datagram longer than a slot arrives cut to it: a request
+             * that long is malformed anyway, and a DATA longer than any
+             * blksize is refused by its session. */
+            handle_datagram(l, iov[i].iov_base, msgs[i].msg_len,
+                            (struct sockaddr *)&peers[i], (struct sockaddr *)&local, ifindex);
+        }
+        if (n < RX_BATCH)
             break;
     }
+}
+
+/* Options, buffers and the poll handle, for a bound socket of ours or one
+ * systemd passed. Takes fd: closed here on failure. */
+static int watch(struct tg_listener *l, struct tg_server *srv, int fd, char *err, size_t errlen)
+{
+    int one = 1, rc;
+
+    if (l->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+    else
+        setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+    if (srv->single_port) {
+        int want = SINGLE_PORT_RCVBUF;
+
+        /* Whole windows of many uploads queue here, not in per-transfer
+         * sockets (FORCE works with CAP_NET_ADMIN, else the sysctl caps). */
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) != 0)
+            (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
+    }
+    /* In single-port mode a slot must hold the largest DATA any reload may
+     * allow; pages are only touched as datagrams fill them. */
+    l->rx_slot = srv->single_port ? TG_HDR + TG_BLKSIZE_MAX + 1 : RX_SLOT_REQ;
+    l->rx = tg_malloc(l->rx_slot * RX_BATCH);
+    if (!l->rx) {
+        snprintf(err, errlen, "listen %s: out of memory", l->label);
+        close(fd);
+        return TG_ENOMEM;
+    }
+    rc = uv_poll_init_socket(srv->loop, &l->poll, fd);
+    if (rc != 0) {
+        snprintf(err, errlen, "listen %s: poll: %s", l->label, uv_strerror(rc));
+        close(fd);
+        return rc;
+    }
+    l->poll.data = l;
+    l->fd = fd;
+    l->open = true;
+    rc = uv_poll_start(&l->poll, UV_READABLE, on_readable);
+    if (rc != 0) {
+        snprintf(err, errlen, "listen %s: poll: %s", l->label, uv_strerror(rc));
+        tg_listener_close(l); /* the handle is live: close it through libuv */
+        return rc;
+    }
+    tg_log(TG_LOG_INFO, "listening on %s%s%s", l->label, l->adopted ? " (from systemd)" : "",
+           srv->single_port ? ", single-port mode" : "");
+    return 0;
 }
 
 int tg_listener_open(struct tg_listener *l, struct tg_server *srv,
@@ -280,36 +389,44 @@ int tg_listener_open(struct tg_listener *l, struct tg_server *srv,
         snprintf(err, errlen, "listen %s: socket: %s", spec, strerror(errno));
         return -errno;
     }
-    if (l->addr.ss_family == AF_INET6) {
-        /* One socket per family keeps addresses unmapped and pktinfo simple. */
+    /* One socket per family keeps addresses unmapped and pktinfo simple. */
+    if (l->addr.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
-    } else {
-        setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
-    }
     if (bind(fd, (struct sockaddr *)&l->addr, sa_len((struct sockaddr *)&l->addr)) != 0) {
         rc = -errno;
         snprintf(err, errlen, "listen %s: bind: %s", spec, strerror(errno));
         close(fd);
         return rc;
     }
-    rc = uv_poll_init_socket(srv->loop, &l->poll, fd);
-    if (rc != 0) {
-        snprintf(err, errlen, "listen %s: poll: %s", spec, uv_strerror(rc));
-        close(fd);
-        return rc;
+    return watch(l, srv, fd, err, errlen);
+}
+
+int tg_listener_adopt(struct tg_listener *l, struct tg_server *srv, int fd,
+                      char *err, size_t errlen)
+{
+    socklen_t al = sizeof(l->addr);
+    int type = 0;
+    socklen_t tl = sizeof(type);
+    int fl;
+
+    memset(l, 0, sizeof(*l));
+    l->srv = srv;
+    l->fd = -1;
+    l->adopted = true;
+    if (getsockname(fd, (struct sockaddr *)&l->addr, &al) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_DGRAM ||
+        (l->addr.ss_family != AF_INET && l->addr.ss_family != AF_INET6)) {
+        snprintf(err, errlen, "socket activation: descriptor %d is not a UDP socket", fd);
+        return TG_EINVAL;
     }
-    l->poll.data = l;
-    l->fd = fd;
-    l->open = true;
-    rc = uv_poll_start(&l->poll, UV_READABLE, on_readable);
-    if (rc != 0) {
-        snprintf(err, errlen, "listen %s: poll: %s", spec, uv_strerror(rc));
-        tg_listener_close(l); /* the handle is live: close it through libuv */
-        return rc;
+    tg_sockaddr_str((struct sockaddr *)&l->addr, l->label, sizeof(l->label));
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+        fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+        snprintf(err, errlen, "socket activation: descriptor %d: %s", fd, strerror(errno));
+        return -errno;
     }
-    tg_log(TG_LOG_INFO, "listening on %s", spec);
-    return 0;
+    return watch(l, srv, fd, err, errlen);
 }
 
 static void on_listener_closed(uv_handle_t *h)

@@ -22,6 +22,9 @@ struct tg_listener {
     int fd;
     uv_poll_t poll;
     bool open;
+    bool adopted;       /* handed over by systemd (socket activation) */
+    uint8_t *rx;        /* recvmmsg slots, rx_slot bytes each */
+    size_t rx_slot;
     struct sockaddr_storage addr;
     char label[80]; /* "127.0.0.1:6969" */
 };
@@ -44,6 +47,9 @@ struct tg_server {
     size_t nlisteners;
     struct tg_session *sessions;  /* intrusive doubly linked list */
     unsigned nsessions;
+    struct tg_session **ptab;     /* sessions by client address:port */
+    unsigned pmask;               /* ptab has pmask + 1 chains */
+    bool single_port;             /* fixed at start: listeners carry the transfers */
     bool draining;
     bool handles_ready; /* signals and drain timer initialised */
     bool closed;
@@ -70,6 +76,9 @@ void tg_server_session_ended(struct tg_server *srv);
 /* gateway/listener.c */
 int tg_listener_open(struct tg_listener *l, struct tg_server *srv,
                      const char *spec, char *err, size_t errlen);
+/* Socket activation: take over a bound UDP socket systemd passed. */
+int tg_listener_adopt(struct tg_listener *l, struct tg_server *srv, int fd,
+                      char *err, size_t errlen);
 void tg_listener_close(struct tg_listener *l);
 void tg_listener_send_error(struct tg_listener *l, const struct sockaddr *peer,
                             uint16_t code, const char *msg);
@@ -98,6 +107,14 @@ struct tg_session *tg_session_find_dup(struct tg_server *srv,
                                        enum tg_opcode op, const char *filename);
 void tg_session_retransmit(struct tg_session *s);
 unsigned tg_session_count_client(struct tg_server *srv, const struct sockaddr *peer);
+/* Single-port mode: the session of this client address:port, if any; what
+ * the listener hands it; and ending it for a new request from that port. */
+struct tg_session *tg_session_find_peer(struct tg_server *srv, const struct sockaddr *peer);
+bool tg_session_same_request(const struct tg_session *s, enum tg_opcode op,
+                             const char *filename);
+bool tg_session_heard(const struct tg_session *s);
+void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len);
+void tg_session_supersede(struct tg_session *s);
 /* Shutdown: end every session with ERROR 0 and msg; or only those that
  * merely linger after a finished upload. */
 void tg_sessions_abort_all(struct tg_server *srv, const char *msg);

@@ -18,6 +18,7 @@
 
 #include "server.h"
 #include "tftpgw/log.h"
+#include "tftpgw/metrics.h"
 #include "tftpgw/packet.h"
 #include "tftpgw/path.h"
 #include "tftpgw/route.h"
@@ -47,7 +48,14 @@ struct tg_session {
     struct sockaddr_storage peer;
     char peer_str[INET6_ADDRSTRLEN + 8];
     char client_ip[INET6_ADDRSTRLEN];
-    int fd;
+    int fd;              /* own socket, or the listener's in single-port mode */
+    bool shared;         /* single-port: fd belongs to the listener */
+    struct tg_session *hnext; /* chain of the server's by-peer table */
+    union {               /* single-port: the source address of our replies */
+        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        struct cmsghdr align;
+    } cm;
+    size_t cm_len;
     uv_poll_t poll;
     uv_timer_t timer;
     int open_handles;    /* freed when the last uv_close callback ran */
@@ -61,6 +69,7 @@ struct tg_session {
     unsigned rto_init, rto, tries;
     uint64_t retransmits;
     uint64_t started_ms, ended_ms;
+    uint64_t be_t0;      /* uv_hrtime() when the backend was asked to open or commit */
     bool guard;          /* the timer waits on the backend, not the client */
     uint64_t deadline;   /* when the timer's meaning is due; 0: disarmed */
     uint64_t timer_due;  /* when the uv timer will actually fire */
@@ -86,6 +95,7 @@ struct tg_session {
     uint8_t *hold;       /* a block the stream could not take yet */
     size_t hold_len;
     bool hold_last, hold_ack, blocked;
+    bool dropped;        /* single-port: DATA was dropped while blocked */
     struct tg_na_dec na_dec;
     uint8_t *na_out;
     int64_t stored;      /* bytes pushed to the stream (after decoding) */
@@ -108,11 +118,30 @@ static void set_state(struct tg_session *s, enum tg_sess_state st)
     s->state = st;
 }
 
+/* Single-port replies leave a socket bound to the wildcard address; the
+ * control message makes them come from the address the client asked
+ * (digest C7), as a per-transfer socket bound to it would. */
+static void set_msghdr(struct tg_session *s, struct msghdr *mh, struct iovec *iov)
+{
+    memset(mh, 0, sizeof(*mh));
+    mh->msg_name = &s->peer;
+    mh->msg_namelen = sa_len((const struct sockaddr *)&s->peer);
+    mh->msg_iov = iov;
+    mh->msg_iovlen = 1;
+    if (s->cm_len) {
+        mh->msg_control = s->cm.buf;
+        mh->msg_controllen = s->cm_len;
+    }
+}
+
 static void send_raw(struct tg_session *s, const uint8_t *buf, size_t len)
 {
+    struct iovec iov = {(void *)buf, len};
+    struct msghdr mh;
+
+    set_msghdr(s, &mh, &iov);
     /* A full socket buffer is a lost packet; the timer covers it. */
-    (void)sendto(s->fd, buf, len, 0, (const struct sockaddr *)&s->peer,
-                 sa_len((const struct sockaddr *)&s->peer));
+    (void)sendmsg(s->fd, &mh, 0);
 }
 
 static void send_ctl(struct tg_session *s)
@@ -192,6 +221,7 @@ static bool backoff(struct tg_session *s)
     s->tries++;
     s->retransmits++;
     s->srv->stats.retransmits++;
+    tg_metrics_retransmits(1);
     s->rto = s->rto * 2 > cap ? cap : s->rto * 2;
     return true;
 }
@@ -348,7 +378,6 @@ static void send_window(struct tg_session *s)
 {
     struct mmsghdr msgs[SEND_BATCH];
     struct iovec iov[SEND_BATCH];
-    socklen_t pl = sa_len((const struct sockaddr *)&s->peer);
     uint64_t seq;
     unsigned n = 0;
 
@@ -363,12 +392,10 @@ static void send_window(struct tg_session *s)
 
             iov[n].iov_base = (void *)d;
             iov[n].iov_len = len;
-            memset(&msgs[n], 0, sizeof(msgs[n]));
-            msgs[n].msg_hdr.msg_name = &s->peer;
-            msgs[n].msg_hdr.msg_namelen = pl;
-            msgs[n].msg_hdr.msg_iov = &iov[n];
-            msgs[n].msg_hdr.msg_iovlen = 1;
+            set_msghdr(s, &msgs[n].msg_hdr, &iov[n]);
+            msgs[n].msg_len = 0;
             s->srv->stats.bytes_sent += len - TG_HDR;
+            tg_metrics_bytes_sent(len - TG_HDR);
             tg_win_sent(&s->win);
             n++;
         }
@@ -442,6 +469,7 @@ static void after_push(struct tg_session *s, bool last, bool ack)
         /* Invariant 3: the final ACK waits for the commit. */
         arm_guard(s);
         set_state(s, TG_SS_DRAINING);
+        s->be_t0 = uv_hrtime();
         rc = tg_stream_commit(s->stream);
         if (rc < 0)
             fail(s, s->stream->err.code ? s->stream->err.code : TG_TFTP_EUNDEF,
@@ -484,6 +512,7 @@ static void deliver(struct tg_session *s, const uint8_t *data, size_t len,
     }
     s->stored += (int64_t)n;
     s->srv->stats.bytes_received += len;
+    tg_metrics_bytes_received(len);
     if (n > 0)
         rc = tg_stream_push(s->stream, p, n);
     if (rc == TG_EAGAIN) {
@@ -555,7 +584,10 @@ static void on_writable(struct tg_session *s)
     s->blocked = false;
     set_reading(s, true);
     progress(s);
-    after_push(s, s->hold_last, s->hold_ack);
+    /* Blocks dropped while blocked: an ACK now says where to resume (RFC
+     * 7440 4), instead of the client's timeout. */
+    after_push(s, s->hold_last, s->hold_ack || (s->dropped && !s->hold_last));
+    s->dropped = false;
 }
 
 static void on_committed(struct tg_session *s)
@@ -614,6 +646,8 @@ static void on_stream(struct tg_stream *st, enum tg_stream_ev ev, void *arg)
     switch (ev) {
     case TG_STREAM_OPENED:
         if (s->state == TG_SS_OPENING) {
+            tg_metrics_backend_latency(s->match.route->backend,
+                                       (double)(uv_hrtime() - s->be_t0) / 1e9);
             disarm(s);
             on_opened(s);
         }
@@ -627,8 +661,11 @@ static void on_stream(struct tg_stream *st, enum tg_stream_ev ev, void *arg)
         on_writable(s);
         break;
     case TG_STREAM_COMMITTED:
-        if (s->state == TG_SS_DRAINING) /* only an answer to our commit() */
+        if (s->state == TG_SS_DRAINING) { /* only an answer to our commit() */
+            tg_metrics_backend_latency(s->match.route->backend,
+                                       (double)(uv_hrtime() - s->be_t0) / 1e9);
             on_committed(s);
+        }
         break;
     case TG_STREAM_FAILED:
         fail(s, s->stream->err.code, s->stream->err.msg, true);
@@ -781,7 +818,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
 
 static void set_reading(struct tg_session *s, bool on)
 {
-    if (on == s->reading)
+    if (on == s->reading || s->shared)
         return;
     s->reading = on;
     if (on)
@@ -794,7 +831,7 @@ static void set_reading(struct tg_session *s, bool on)
 
 static void session_free(struct tg_session *s)
 {
-    if (s->fd >= 0)
+    if (s->fd >= 0 && !s->shared)
         close(s->fd);
     tg_win_free(&s->win);
     tg_free(s->na_raw);
@@ -813,10 +850,100 @@ static void on_handle_closed(uv_handle_t *h)
         session_free(s);
 }
 
+/* ---- the by-peer table: request dedupe, and single-port demultiplexing ---- */
+
+static unsigned peer_hash(const struct sockaddr *sa)
+{
+    uint32_t h;
+
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        uint32_t w[4];
+
+        memcpy(w, &s6->sin6_addr, sizeof(w));
+        h = w[0] ^ w[1] ^ w[2] ^ w[3] ^ s6->sin6_port;
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+        h = s4->sin_addr.s_addr ^ ((uint32_t)s4->sin_port << 16);
+    }
+    /* Fibonacci hashing spreads clients that differ only in the port. */
+    return (unsigned)((h * 2654435769u) >> 12);
+}
+
+static void table_add(struct tg_session *s)
+{
+    struct tg_server *srv = s->srv;
+    unsigned b = peer_hash((const struct sockaddr *)&s->peer) & srv->pmask;
+
+    s->hnext = srv->ptab[b];
+    srv->ptab[b] = s;
+}
+
+static void table_del(struct tg_session *s)
+{
+    struct tg_server *srv = s->srv;
+    struct tg_session **pp = &srv->ptab[peer_hash((const struct sockaddr *)&s->peer) & srv->pmask];
+
+    for (; *pp; pp = &(*pp)->hnext) {
+        if (*pp == s) {
+            *pp = s->hnext;
+            break;
+        }
+    }
+    s->hnext = NULL;
+}
+
+struct tg_session *tg_session_find_peer(struct tg_server *srv, const struct sockaddr *peer)
+{
+    struct tg_session *s = srv->ptab[peer_hash(peer) & srv->pmask];
+
+    for (; s; s = s->hnext)
+        if (tg_sockaddr_equal((const struct sockaddr *)&s->peer, peer))
+            return s;
+    return NULL;
+}
+
+bool tg_session_same_request(const struct tg_session *s, enum tg_opcode op,
+                             const char *filename)
+{
+    return s->op == op && strcmp(s->reqname, filename) == 0;
+}
+
+bool tg_session_heard(const struct tg_session *s)
+{
+    return s->heard;
+}
+
+void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len)
+{
+    if (s->state == TG_SS_DONE)
+        return;
+    if (s->blocked) {
+        /* The listener's socket cannot stop for one session: a block the
+         * store cannot take yet is dropped, and the client's retransmission
+         * brings it again once the window is re-ACKed. */
+        tg_log(TG_LOG_DEBUG, "session %s: store busy, datagram dropped", s->peer_str);
+        s->dropped = true;
+        return;
+    }
+    s->heard = true;
+    on_packet(s, buf, len);
+}
+
+void tg_session_supersede(struct tg_session *s)
+{
+    /* The client's port starts a new transfer: the old one is over for
+     * it, and both cannot share one address:port on our single port. */
+    tg_error_set(&s->why, TG_TFTP_EUNDEF, "superseded by a new request from the same port");
+    finish(s, s->state == TG_SS_DALLY ? "ok" : "superseded");
+}
+
 static void unlink_session(struct tg_session *s)
 {
     struct tg_server *srv = s->srv;
 
+    table_del(s);
     if (s->prev)
         s->prev->next = s->next;
     else if (srv->sessions == s)
@@ -875,15 +1002,19 @@ static void finish(struct tg_session *s, const char *result)
         s->stream = NULL;
     }
     log_transfer(s, result);
+    tg_metrics_transfer_finished(s->op == TG_OP_RRQ ? "rrq" : "wrq", s->match.route->name,
+                                 tg_metrics_result(result, s->why.code, s->srv->draining));
     if (!strcmp(result, "ok") || !strcmp(result, "unconfirmed"))
         s->srv->stats.transfers_ok++;
     else
         s->srv->stats.transfers_failed++;
     unlink_session(s);
     uv_timer_stop(&s->timer);
-    if (s->reading)
-        uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+    if (!s->shared) {
+        if (s->reading)
+            uv_poll_stop(&s->poll);
+        uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+    }
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
     tg_server_session_ended(s->srv);
 }
@@ -930,11 +1061,51 @@ static void size_rcvbuf(struct tg_session *s, int fd)
 
 /* The session's own socket, bound to the address the request came to
  * (digest C7), on an ephemeral port or one from port_range: its TID. */
-static int open_socket(struct tg_session *s, const struct tg_request_ctx *rc)
+static void set_source(struct tg_session *s, const struct tg_request_ctx *rc)
+{
+    struct cmsghdr *c = (struct cmsghdr *)s->cm.buf;
+
+    memset(&s->cm, 0, sizeof(s->cm));
+    if (rc->local->sa_family == AF_INET6) {
+        struct in6_pktinfo pi;
+
+        memset(&pi, 0, sizeof(pi));
+        pi.ipi6_addr = ((const struct sockaddr_in6 *)rc->local)->sin6_addr;
+        pi.ipi6_ifindex = rc->ifindex;
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+        s->cm_len = CMSG_SPACE(sizeof(pi));
+    } else {
+        struct in_pktinfo pi;
+
+        memset(&pi, 0, sizeof(pi));
+        pi.ipi_spec_dst = ((const struct sockaddr_in *)rc->local)->sin_addr;
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+        s->cm_len = CMSG_SPACE(sizeof(pi));
+    }
+}
+
+static int open_socket(struct tg_session *s, const struct tg_listener *l,
+                       const struct tg_request_ctx *rc)
 {
     const struct tg_server_cfg *sc = &s->srv->cfg->server;
     struct sockaddr_storage la;
     int fd, err = 0;
+
+    if (s->srv->single_port) {
+        /* Single-port mode: our TID is the listener's port (RFC 1350's
+         * per-transfer port cannot cross NAT or a published container
+         * port); sessions are told apart by the client's address:port. */
+        s->shared = true;
+        s->fd = l->fd;
+        set_source(s, rc);
+        return 0;
+    }
 
     memset(&la, 0, sizeof(la));
     memcpy(&la, rc->local, sa_len(rc->local));
@@ -1010,7 +1181,6 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
     struct tg_session *s;
     int r;
 
-    (void)l;
     s = tg_calloc(1, sizeof(*s));
     if (!s) {
         tg_error_set(err, TG_TFTP_EUNDEF, "out of memory");
@@ -1067,21 +1237,24 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
         tg_error_set(err, TG_TFTP_EUNDEF, "out of memory");
         goto refuse;
     }
-    r = open_socket(s, rc);
+    r = open_socket(s, l, rc);
     if (r != 0) {
         tg_log(TG_LOG_WARN, "session %s: no socket: %s", s->peer_str, strerror(-r));
         tg_error_set(err, TG_TFTP_EUNDEF, "server cannot open a transfer socket");
         goto refuse;
     }
-    r = uv_poll_init_socket(srv->loop, &s->poll, s->fd);
-    if (r != 0) {
-        tg_error_set(err, TG_TFTP_EUNDEF, "server cannot watch a transfer socket");
-        goto refuse;
+    if (!s->shared) {
+        r = uv_poll_init_socket(srv->loop, &s->poll, s->fd);
+        if (r != 0) {
+            tg_error_set(err, TG_TFTP_EUNDEF, "server cannot watch a transfer socket");
+            goto refuse;
+        }
+        s->poll.data = s;
+        s->open_handles++;
     }
     uv_timer_init(srv->loop, &s->timer);
-    s->poll.data = s;
     s->timer.data = s;
-    s->open_handles = 2;
+    s->open_handles++;
     set_reading(s, true);
     s->rto_init = (s->neg.accepted & TG_OPT_TIMEOUT) ? s->neg.timeout_s * 1000u : sc->timeout_ms;
     s->rto = s->rto_init;
@@ -1092,7 +1265,9 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
         srv->sessions->prev = s;
     srv->sessions = s;
     srv->nsessions++;
+    table_add(s);
     srv->stats.sessions_started++;
+    tg_metrics_transfer_started(rc->op == TG_OP_RRQ ? "rrq" : "wrq", s->match.route->name);
 
     memset(&oa, 0, sizeof(oa));
     oa.key = s->match.key;
@@ -1101,6 +1276,7 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
     oa.size_hint = rc->op == TG_OP_WRQ ? s->neg.tsize : -1;
     oa.overwrite = s->match.route->write == TG_WRITE_OVERWRITE;
     oa.blksize = s->neg.blksize;
+    s->be_t0 = uv_hrtime();
     r = rc->op == TG_OP_RRQ
             ? be->ops->open_read(be, &oa, on_stream, s, &s->stream)
             : be->ops->open_write(be, &oa, on_stream, s, &s->stream);
@@ -1129,9 +1305,9 @@ struct tg_session *tg_session_find_dup(struct tg_server *srv,
                                        const struct sockaddr *peer,
                                        enum tg_opcode op, const char *filename)
 {
-    struct tg_session *s;
+    struct tg_session *s = srv->ptab[peer_hash(peer) & srv->pmask];
 
-    for (s = srv->sessions; s; s = s->next)
+    for (; s; s = s->hnext)
         if (!s->heard && s->op == op &&
             tg_sockaddr_equal((const struct sockaddr *)&s->peer, peer) &&
             strcmp(s->reqname, filename) == 0)

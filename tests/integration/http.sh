@@ -159,6 +159,7 @@ write_http_config() {
         echo "; written by tests/integration/http.sh"
         echo "[server]"
         echo "listen = $listen"
+        server_extra
         for k in "${order[@]}"; do echo "$k = ${srv[$k]}"; done
         echo
         echo "[backend web]"

@@ -143,6 +143,13 @@ make_root() {
 # ---------------------------------------------------------------- gateway
 
 # write_config FILE LISTEN key=value...: the suite's standard configuration;
+# server_extra: the [server] lines every test config gets from
+# TG_SERVER_EXTRA ("single_port=yes ..."), to rerun the suite in another mode.
+server_extra() {
+    local kv
+    for kv in ${TG_SERVER_EXTRA:-}; do echo "${kv%%=*} = ${kv#*=}"; done
+}
+
 # key=value pairs override [server] keys (timeout, retries, max_blksize, ...)
 write_config() {
     local file=$1 listen=$2
@@ -158,6 +165,7 @@ write_config() {
         echo "; written by tests/integration/run.sh"
         echo "[server]"
         echo "listen = $listen"
+        server_extra
         for k in "${order[@]}"; do echo "$k = ${kv[$k]}"; done
         echo
         echo "[backend files]"

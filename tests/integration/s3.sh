@@ -213,6 +213,7 @@ s3_write_config() {
         echo "; written by tests/integration/s3.sh"
         echo "[server]"
         echo "listen = $listen"
+        server_extra
         for k in "${order[@]}"; do echo "$k = ${kv[$k]}"; done
         s3_backend store
         s3_backend pfx "prefix = pfx/"

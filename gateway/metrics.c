@@ -1,0 +1,874 @@
+/* gateway/metrics.c - the Prometheus registry and its HTTP endpoint.
+ *
+ * The registry is process-global on purpose: a configuration reload builds a
+ * new server and new routes, and counters must not restart with them.
+ * Every update, every render and every HTTP callback runs on the one loop
+ * thread, so the counters are plain integers with no atomics or locks.
+ *
+ * A labelled family interns each label's values (at most
+ * TG_METRICS_MAX_VALUES, later ones become "other") and keeps its series
+ * sorted by label values, so the exposition is stable and a lookup only
+ * compares small integers once the strings are interned. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tftpgw/common.h"
+#include "tftpgw/log.h"
+#include "tftpgw/metrics.h"
+
+#define MAX_LABELS 3
+#define OTHER_IDX TG_METRICS_MAX_VALUES
+#define OTHER "other"
+
+/* ------------------------------------------------------------ registry */
+
+/* Upper bounds of the latency histogram in seconds, 1 ms to 30 s: a file
+ * backend answers in well under a millisecond or two, an HTTP or S3 origin
+ * in tens to hundreds of milliseconds, and a stalled one hits the session's
+ * own guard (at least 5 s) or curl's stall timeout (10 s by default). */
+static const double bucket_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                   0.25,  0.5,    1,     2.5,  5,     10,   30};
+static const char *const bucket_str[] = {"0.001", "0.0025", "0.005", "0.01", "0.025",
+                                         "0.05",  "0.1",    "0.25",  "0.5",  "1",
+                                         "2.5",   "5",      "10",    "30"};
+#define NBUCKETS TG_ARRAY_LEN(bucket_le)
+
+enum kind { K_COUNTER, K_HISTOGRAM };
+
+struct values {
+    char *v[TG_METRICS_MAX_VALUES];
+    unsigned n;
+};
+
+struct series {
+    uint16_t idx[MAX_LABELS];
+    uint64_t count;              /* counter value, or observations */
+    double sum;                  /* histogram only */
+    uint64_t bucket[NBUCKETS];   /* histogram only, not cumulative; the rest is +Inf */
+};
+
+struct family {
+    const char *name, *help;
+    enum kind kind;
+    unsigned nlabels;
+    const char *label[MAX_LABELS];
+    struct values *vals[MAX_LABELS]; /* allocated on first use */
+    struct series *s;                /* sorted by label values */
+    size_t n, cap;
+};
+
+static struct family fam_started = {
+    "tftpgw_transfers_started_total",
+    "Transfers whose session was created (request accepted and routed).",
+    K_COUNTER, 2, {"op", "route"}, {NULL}, NULL, 0, 0};
+static struct family fam_finished = {
+    "tftpgw_transfers_finished_total",
+    "Transfers that ended, by result (docs/metrics.md lists the results).",
+    K_COUNTER, 3, {"op", "route", "result"}, {NULL}, NULL, 0, 0};
+static struct family fam_refused = {
+    "tftpgw_requests_refused_total",
+    "Requests answered with an ERROR before any session existed, by reason.",
+    K_COUNTER, 1, {"reason"}, {NULL}, NULL, 0, 0};
+static struct family fam_latency = {
+    "tftpgw_backend_request_duration_seconds",
+    "Time from asking a backend to open or commit a stream to its answer.",
+    K_HISTOGRAM, 1, {"backend"}, {NULL}, NULL, 0, 0};
+static struct family fam_cache = {
+    "tftpgw_cache_events_total",
+    "Cache backend events: hit, miss, revalidation, stale, eviction.",
+    K_COUNTER, 2, {"cache", "event"}, {NULL}, NULL, 0, 0};
+
+static struct family *const families[] = {&fam_started, &fam_finished, &fam_refused,
+                                          &fam_latency, &fam_cache};
+
+static struct {
+    uint64_t bytes_sent, bytes_received, retransmits;
+    int64_t active;
+} g;
+
+static const char *value_str(const struct family *f, unsigned l, uint16_t idx)
+{
+    return idx == OTHER_IDX ? OTHER : f->vals[l]->v[idx];
+}
+
+/* The index of v among label l's values, adding it if there is room. */
+static uint16_t intern(struct family *f, unsigned l, const char *v)
+{
+    struct values *vs = f->vals[l];
+    unsigned i;
+
+    if (!v)
+        v = "";
+    /* A value spelt "other" must share the overflow series, or the page
+     * would hold the same label set twice. */
+    if (!strcmp(v, OTHER))
+        return OTHER_IDX;
+    if (!vs && !(vs = f->vals[l] = tg_calloc(1, sizeof(*vs))))
+        return OTHER_IDX;
+    for (i = 0; i < vs->n; i++)
+        if (!strcmp(vs->v[i], v))
+            return (uint16_t)i;
+    if (vs->n == TG_METRICS_MAX_VALUES || !(vs->v[vs->n] = tg_strdup(v)))
+        return OTHER_IDX;
+    return (uint16_t)vs->n++;
+}
+
+static int series_cmp(const struct family *f, const uint16_t *a, const uint16_t *b)
+{
+    unsigned l;
+
+    for (l = 0; l < f->nlabels; l++) {
+        int c;
+
+        if (a[l] == b[l])
+            continue;
+        c = strcmp(value_str(f, l, a[l]), value_str(f, l, b[l]));
+        if (c)
+            return c;
+    }
+    return 0;
+}
+
+/* The series for these label values, created on first use; NULL only when
+ * out of memory (the update is then lost, never the process). */
+static struct series *series_get(struct family *f, const char *const *labels)
+{
+    uint16_t idx[MAX_LABELS] = {0};
+    size_t i, at;
+    unsigned l;
+
+    for (l = 0; l < f->nlabels; l++)
+        idx[l] = intern(f, l, labels[l]);
+    for (i = 0; i < f->n; i++)
+        if (!memcmp(f->s[i].idx, idx, sizeof(idx)))
+            return &f->s[i];
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 8;
+        struct series *s = tg_realloc(f->s, cap * sizeof(*s));
+
+        if (!s)
+            return NULL;
+        f->s = s;
+        f->cap = cap;
+    }
+    for (at = 0; at < f->n && series_cmp(f, f->s[at].idx, idx) < 0; at++)
+        ;
+    memmove(&f->s[at + 1], &f->s[at], (f->n - at) * sizeof(*f->s));
+    memset(&f->s[at], 0, sizeof(*f->s));
+    memcpy(f->s[at].idx, idx, sizeof(idx));
+    f->n++;
+    return &f->s[at];
+}
+
+static void count(struct family *f, const char *a, const char *b, const char *c)
+{
+    const char *labels[MAX_LABELS] = {a, b, c};
+    struct series *s = series_get(f, labels);
+
+    if (s)
+        s->count++;
+}
+
+void tg_metrics_transfer_started(const char *op, const char *route)
+{
+    count(&fam_started, op, route, NULL);
+    g.active++;
+}
+
+void tg_metrics_transfer_finished(const char *op, const char *route, const char *result)
+{
+    count(&fam_finished, op, route, result);
+    g.active--;
+}
+
+void tg_metrics_bytes_sent(uint64_t n)
+{
+    g.bytes_sent += n;
+}
+
+void tg_metrics_bytes_received(uint64_t n)
+{
+    g.bytes_received += n;
+}
+
+void tg_metrics_retransmits(uint64_t n)
+{
+    g.retransmits += n;
+}
+
+void tg_metrics_request_refused(const char *reason)
+{
+    count(&fam_refused, reason, NULL, NULL);
+}
+
+void tg_metrics_cache_event(const char *cache, const char *event)
+{
+    count(&fam_cache, cache, event, NULL);
+}
+
+void tg_metrics_backend_latency(const char *backend, double seconds)
+{
+    const char *labels[MAX_LABELS] = {backend, NULL, NULL};
+    struct series *s = series_get(&fam_latency, labels);
+    size_t i;
+
+    if (!s)
+        return;
+    if (!(seconds >= 0)) /* also a NaN: a clock going backwards is no latency */
+        seconds = 0;
+    s->count++;
+    s->sum += seconds;
+    for (i = 0; i < NBUCKETS; i++)
+        if (seconds <= bucket_le[i]) {
+            s->bucket[i]++;
+            break;
+        }
+}
+
+void tg_metrics_reset(void)
+{
+    size_t i;
+    unsigned l, v;
+
+    for (i = 0; i < TG_ARRAY_LEN(families); i++) {
+        struct family *f = families[i];
+
+        for (l = 0; l < MAX_LABELS; l++) {
+            if (!f->vals[l])
+                continue;
+            for (v = 0; v < f->vals[l]->n; v++)
+                tg_free(f->vals[l]->v[v]);
+            tg_free(f->vals[l]);
+            f->vals[l] = NULL;
+        }
+        tg_free(f->s);
+        f->s = NULL;
+        f->n = f->cap = 0;
+    }
+    memset(&g, 0, sizeof(g));
+}
+
+/* ------------------------------------------------------------ label helpers */
+
+const char *tg_metrics_result(const char *outcome, unsigned tftp_code, bool shutting_down)
+{
+    static const char *const by_code[] = {
+        [TG_TFTP_EUNDEF] = "backend_error",   [TG_TFTP_ENOTFOUND] = "not_found",
+        [TG_TFTP_EACCESS] = "access_denied",  [TG_TFTP_ENOSPACE] = "disk_full",
+        [TG_TFTP_EBADOP] = "illegal",         [TG_TFTP_EBADID] = "unknown_tid",
+        [TG_TFTP_EEXISTS] = "exists",         [TG_TFTP_ENOUSER] = "no_user",
+        [TG_TFTP_EOPTNEG] = "options_refused",
+    };
+
+    if (!outcome)
+        return OTHER;
+    if (!strcmp(outcome, "ok") || !strcmp(outcome, "unconfirmed") ||
+        !strcmp(outcome, "timeout") || !strcmp(outcome, "declined") ||
+        !strcmp(outcome, "superseded"))
+        return outcome;
+    if (!strcmp(outcome, "aborted"))
+        return "cancelled"; /* the client sent an ERROR */
+    if (strcmp(outcome, "error") != 0)
+        return OTHER;
+    /* ERROR 0 is what the gateway sends for every failure the TFTP codes
+     * have no word for; while it is ending sessions that is the shutdown. */
+    if (tftp_code == TG_TFTP_EUNDEF && shutting_down)
+        return "shutdown";
+    return tftp_code < TG_ARRAY_LEN(by_code) ? by_code[tftp_code] : OTHER;
+}
+
+const char *tg_metrics_refusal(unsigned tftp_code)
+{
+    switch (tftp_code) {
+    case TG_TFTP_ENOTFOUND:
+        return "not_found";
+    case TG_TFTP_EACCESS:
+        return "denied";
+    case TG_TFTP_ENOSPACE:
+        return "too_large";
+    case TG_TFTP_EBADOP:
+        return "bad_request";
+    case TG_TFTP_EOPTNEG:
+        return "options_refused";
+    default:
+        return "error";
+    }
+}
+
+/* ------------------------------------------------------------ exposition */
+
+struct buf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void buf_grow(struct buf *b, size_t need)
+{
+    size_t cap = b->cap ? b->cap : 4096;
+    char *p;
+
+    if (b->oom || b->len + need < b->cap)
+        return;
+    while (cap <= b->len + need)
+        cap *= 2;
+    p = tg_realloc(b->p, cap);
+    if (!p) {
+        b->oom = true;
+        return;
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+    buf_grow(b, n);
+    if (b->oom)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+    buf_add(b, s, strlen(s));
+}
+
+static void buf_printf(struct buf *b, const char *fmt, ...) TG_PRINTF(2, 3);
+static void buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap, again;
+    int n;
+
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        buf_grow(b, (size_t)n);
+        if (!b->oom) {
+            vsnprintf(b->p + b->len, (size_t)n + 1, fmt, again);
+            b->len += (size_t)n;
+        }
+    }
+    va_end(again);
+}
+
+/* Text format 0.0.4: in a label value \, " and newline are escaped. */
+static void buf_label_value(struct buf *b, const char *v)
+{
+    const char *p;
+
+    for (p = v; *p; p++) {
+        if (*p == '\\')
+            buf_add(b, "\\\\", 2);
+        else if (*p == '"')
+            buf_add(b, "\\\"", 2);
+        else if (*p == '\n')
+            buf_add(b, "\\n", 2);
+        else
+            buf_add(b, p, 1);
+    }
+}
+
+/* The shortest of %.15g / %.17g that reads back as the same double. */
+static void fmt_double(double v, char *out, size_t cap)
+{
+    snprintf(out, cap, "%.15g", v);
+    if (strtod(out, NULL) != v)
+        snprintf(out, cap, "%.17g", v);
+}
+
+static void head(struct buf *b, const char *name, const char *help, const char *type)
+{
+    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{l1="v1",l2="v2"[,le="x"]} */
+static void sample_name(struct buf *b, const struct family *f, const struct series *s,
+                        const char *suffix, const char *le)
+{
+    unsigned l;
+
+    buf_str(b, f->name);
+    buf_str(b, suffix);
+    if (f->nlabels == 0 && !le)
+        return;
+    buf_str(b, "{");
+    for (l = 0; l < f->nlabels; l++) {
+        buf_printf(b, "%s%s=\"", l ? "," : "", f->label[l]);
+        buf_label_value(b, value_str(f, l, s->idx[l]));
+        buf_str(b, "\"");
+    }
+    if (le)
+        buf_printf(b, "%sle=\"%s\"", f->nlabels ? "," : "", le);
+    buf_str(b, "}");
+}
+
+static void render_family(struct buf *b, const struct family *f)
+{
+    size_t i, k;
+
+    head(b, f->name, f->help, f->kind == K_HISTOGRAM ? "histogram" : "counter");
+    for (i = 0; i < f->n; i++) {
+        const struct series *s = &f->s[i];
+        uint64_t cum = 0;
+        char num[40];
+
+        if (f->kind == K_COUNTER) {
+            sample_name(b, f, s, "", NULL);
+            buf_printf(b, " %llu\n", (unsigned long long)s->count);
+            continue;
+        }
+        for (k = 0; k < NBUCKETS; k++) {
+            cum += s->bucket[k];
+            sample_name(b, f, s, "_bucket", bucket_str[k]);
+            buf_printf(b, " %llu\n", (unsigned long long)cum);
+        }
+        sample_name(b, f, s, "_bucket", "+Inf");
+        buf_printf(b, " %llu\n", (unsigned long long)s->count);
+        fmt_double(s->sum, num, sizeof(num));
+        sample_name(b, f, s, "_sum", NULL);
+        buf_printf(b, " %s\n", num);
+        sample_name(b, f, s, "_count", NULL);
+        buf_printf(b, " %llu\n", (unsigned long long)s->count);
+    }
+}
+
+static void scalar(struct buf *b, const char *name, const char *help, const char *type,
+                   long long v)
+{
+    head(b, name, help, type);
+    buf_printf(b, "%s %lld\n", name, v);
+}
+
+char *tg_metrics_render(size_t *len)
+{
+    struct buf b = {NULL, 0, 0, false};
+
+    head(&b, "tftpgw_build_info", "The running tftpgw's version; the value is always 1.",
+         "gauge");
+    buf_str(&b, "tftpgw_build_info{version=\"");
+    buf_label_value(&b, TG_VERSION);
+    buf_str(&b, "\"} 1\n");
+    render_family(&b, &fam_started);
+    render_family(&b, &fam_finished);
+    scalar(&b, "tftpgw_active_sessions", "Transfers in progress (including uploads dallying "
+           "for a lost final ACK).", "gauge", (long long)g.active);
+    scalar(&b, "tftpgw_bytes_sent_total", "DATA payload bytes sent to clients, "
+           "retransmissions included.", "counter", (long long)g.bytes_sent);
+    scalar(&b, "tftpgw_bytes_received_total", "DATA payload bytes accepted from clients "
+           "(duplicates not counted).", "counter", (long long)g.bytes_received);
+    scalar(&b, "tftpgw_retransmissions_total", "Timeouts after which a session resent its "
+           "window, OACK or ACK.", "counter", (long long)g.retransmits);
+    render_family(&b, &fam_refused);
+    render_family(&b, &fam_latency);
+    render_family(&b, &fam_cache);
+    if (b.oom) {
+        tg_free(b.p);
+        return NULL;
+    }
+    if (len)
+        *len = b.len;
+    return b.p;
+}
+
+/* ------------------------------------------------------------ HTTP endpoint */
+
+#define REQ_MAX 8192     /* request line and headers; more is 431 */
+#define BACKLOG 64
+
+/* Total time a connection may take, whatever it does: a client that trickles
+ * bytes cannot hold a slot longer than this. */
+TG_STATIC uint64_t tg_metrics_conn_timeout_ms = 10000;
+/* Connections served at once; more wait in the kernel's accept queue. */
+TG_STATIC unsigned tg_metrics_max_conns = 64;
+
+struct msrv;
+
+struct conn {
+    struct conn *prev, *next;
+    struct msrv *m;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wr;
+    uv_shutdown_t sh;
+    int open_handles;   /* freed when the last uv_close callback ran */
+    bool closing;
+    char hdr[256];
+    char *body;
+    bool body_owned;
+    size_t len;         /* bytes of req used */
+    char req[REQ_MAX];
+};
+
+struct msrv {
+    uv_loop_t *loop;
+    uv_tcp_t tcp;
+    bool listening;     /* tcp not yet closed */
+    bool closing;
+    bool backlogged;    /* libuv holds an accepted socket we had no room for */
+    struct conn *conns;
+    unsigned nconns;
+    int port;
+    char spec[128];
+};
+
+/* The endpoint being served; one closing may still be finishing beside it. */
+static struct msrv *cur;
+
+static void accept_one(struct msrv *m);
+
+static void msrv_maybe_free(struct msrv *m)
+{
+    if (m->closing && !m->listening && !m->conns)
+        tg_free(m);
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    struct msrv *m = c->m;
+
+    if (--c->open_handles > 0)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        m->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    m->nconns--;
+    if (c->body_owned)
+        tg_free(c->body);
+    tg_free(c);
+    if (m->closing) {
+        msrv_maybe_free(m);
+    } else if (m->backlogged && m->nconns < tg_metrics_max_conns) {
+        m->backlogged = false;
+        accept_one(m);
+    }
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->tcp, conn_closed);
+    uv_close((uv_handle_t *)&c->timer, conn_closed);
+}
+
+static void on_conn_timeout(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    conn_close(req->data);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+
+    if (status < 0 || c->closing) {
+        conn_close(c);
+        return;
+    }
+    /* FIN after the response; the timer still bounds a peer that never
+     * reads it. */
+    c->sh.data = c;
+    if (uv_shutdown(&c->sh, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+        conn_close(c);
+}
+
+static void respond(struct conn *c, int status, const char *reason, const char *ctype,
+                    char *body, size_t blen, bool owned, bool head_only, const char *extra)
+{
+    uv_buf_t bufs[2];
+    int n;
+
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->body = body;
+    c->body_owned = owned;
+    n = snprintf(c->hdr, sizeof(c->hdr),
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                 "Connection: close\r\n%s\r\n",
+                 status, reason, ctype, blen, extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof(c->hdr)) { /* fixed texts only: cannot happen */
+        conn_close(c);
+        return;
+    }
+    bufs[0] = uv_buf_init(c->hdr, (unsigned)n);
+    bufs[1] = uv_buf_init(body, (unsigned)blen);
+    c->wr.data = c;
+    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, bufs, head_only || blen == 0 ? 1 : 2,
+                 on_written) != 0)
+        conn_close(c);
+}
+
+static void respond_text(struct conn *c, int status, const char *reason, const char *text,
+                         bool head_only, const char *extra)
+{
+    respond(c, status, reason, "text/plain; charset=utf-8", (char *)text, strlen(text),
+            false, head_only, extra);
+}
+
+/* The request line of a complete head: METHOD SP TARGET SP HTTP/x.y */
+static void handle_request(struct conn *c)
+{
+    char *line = c->req, *end, *sp1, *sp2;
+    const char *target;
+    size_t tlen;
+    bool head_only;
+    char *text;
+    size_t len;
+
+    end = memchr(line, '\n', c->len);
+    if (end > line && end[-1] == '\r')
+        end--;
+    *end = '\0';
+    sp1 = strchr(line, ' ');
+    sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+    if (!sp1 || !sp2 || sp1 == line || sp2 == sp1 + 1 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
+        respond_text(c, 400, "Bad Request", "bad request\n", false, NULL);
+        return;
+    }
+    *sp1 = *sp2 = '\0';
+    head_only = !strcmp(line, "HEAD");
+    if (strcmp(line, "GET") != 0 && !head_only) {
+        respond_text(c, 405, "Method Not Allowed", "only GET and HEAD\n", false,
+                     "Allow: GET, HEAD\r\n");
+        return;
+    }
+    target = sp1 + 1;
+    tlen = strcspn(target, "?");
+    if (tlen != strlen("/metrics") || strncmp(target, "/metrics", tlen) != 0) {
+        respond_text(c, 404, "Not Found", "not found; try /metrics\n", head_only, NULL);
+        return;
+    }
+    text = tg_metrics_render(&len);
+    if (!text) {
+        respond_text(c, 503, "Service Unavailable", "out of memory\n", head_only, NULL);
+        return;
+    }
+    respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, len, true,
+            head_only, NULL);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+
+    (void)suggested;
+    *buf = uv_buf_init(c->req + c->len, (unsigned)(sizeof(c->req) - c->len));
+}
+
+static bool head_complete(const struct conn *c)
+{
+    size_t i;
+
+    /* A blank line ends the head; bare LF line ends are tolerated. */
+    for (i = 1; i < c->len; i++)
+        if (c->req[i] == '\n' &&
+            (c->req[i - 1] == '\n' || (i >= 2 && c->req[i - 1] == '\r' && c->req[i - 2] == '\n')))
+            return true;
+    return false;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+
+    (void)buf;
+    if (c->closing)
+        return;
+    if (nread < 0) {
+        conn_close(c); /* EOF before a whole request, or a reset */
+        return;
+    }
+    c->len += (size_t)nread;
+    if (head_complete(c))
+        handle_request(c);
+    else if (c->len == sizeof(c->req))
+        respond_text(c, 431, "Request Header Fields Too Large", "request head too large\n",
+                     false, NULL);
+}
+
+static void accept_one(struct msrv *m)
+{
+    struct conn *c;
+
+    if (m->nconns >= tg_metrics_max_conns || !(c = tg_calloc(1, sizeof(*c)))) {
+        /* Not accepting leaves the socket with libuv, which stops watching
+         * the listener until the next uv_accept: a slot freeing up. With
+         * no connection left to free one (out of memory), it stays so. */
+        m->backlogged = true;
+        return;
+    }
+    c->m = m;
+    c->tcp.data = c;
+    c->timer.data = c;
+    uv_tcp_init(m->loop, &c->tcp);
+    uv_timer_init(m->loop, &c->timer);
+    c->open_handles = 2;
+    c->next = m->conns;
+    if (m->conns)
+        m->conns->prev = c;
+    m->conns = c;
+    m->nconns++;
+    if (uv_accept((uv_stream_t *)&m->tcp, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_conn_timeout, tg_metrics_conn_timeout_ms, 0);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        conn_close(c);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct msrv *m = server->data;
+
+    if (status < 0) {
+        tg_log(TG_LOG_WARN, "metrics %s: accept: %s", m->spec, uv_strerror(status));
+        return;
+    }
+    if (!m->closing)
+        accept_one(m);
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    struct msrv *m = h->data;
+
+    m->listening = false;
+    msrv_maybe_free(m);
+}
+
+static int parse_listen(const char *spec, struct sockaddr_storage *ss)
+{
+    char host[64];
+    const char *port_s, *h;
+    size_t hl;
+    char *end;
+    unsigned long port;
+
+    memset(ss, 0, sizeof(*ss));
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+
+        if (!close || close[1] != ':')
+            return TG_EINVAL;
+        h = spec + 1;
+        hl = (size_t)(close - h);
+        port_s = close + 2;
+    } else {
+        const char *colon = strrchr(spec, ':');
+
+        if (!colon || strchr(spec, ':') != colon)
+            return TG_EINVAL;
+        h = spec;
+        hl = (size_t)(colon - spec);
+        port_s = colon + 1;
+    }
+    if (hl == 0 || hl >= sizeof(host) || *port_s < '0' || *port_s > '9')
+        return TG_EINVAL;
+    errno = 0;
+    port = strtoul(port_s, &end, 10);
+    if (errno || *end || port > 65535)
+        return TG_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (spec[0] == '[')
+        return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) ? TG_EINVAL : 0;
+    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) ? TG_EINVAL : 0;
+}
+
+int tg_metrics_serve(uv_loop_t *loop, const char *listen, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    struct msrv *m;
+    int namelen = sizeof(ss), rc;
+
+    if (cur && cur->loop == loop && !strcmp(cur->spec, listen))
+        return 0;
+    tg_metrics_close();
+    if (strlen(listen) >= sizeof(m->spec) || parse_listen(listen, &ss) != 0) {
+        snprintf(err, errlen, "metrics_listen %s: not ADDR:PORT (numeric; IPv6 as [ADDR]:PORT)",
+                 listen);
+        return TG_EINVAL;
+    }
+    if (!(m = tg_calloc(1, sizeof(*m)))) {
+        snprintf(err, errlen, "metrics_listen %s: out of memory", listen);
+        return TG_ENOMEM;
+    }
+    m->loop = loop;
+    snprintf(m->spec, sizeof(m->spec), "%s", listen);
+    m->tcp.data = m;
+    rc = uv_tcp_init(loop, &m->tcp);
+    if (rc != 0) {
+        tg_free(m);
+        snprintf(err, errlen, "metrics_listen %s: %s", listen, uv_strerror(rc));
+        return rc;
+    }
+    m->listening = true;
+    /* libuv may report an address in use at listen rather than at bind. */
+    rc = uv_tcp_bind(&m->tcp, (struct sockaddr *)&ss,
+                     ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&m->tcp, BACKLOG, on_connection);
+    if (rc == 0)
+        rc = uv_tcp_getsockname(&m->tcp, (struct sockaddr *)&ss, &namelen);
+    if (rc != 0) {
+        snprintf(err, errlen, "metrics_listen %s: cannot listen: %s", listen, uv_strerror(rc));
+        m->closing = true;
+        uv_close((uv_handle_t *)&m->tcp, listener_closed);
+        return rc;
+    }
+    m->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+    cur = m;
+    {
+        char ip[INET6_ADDRSTRLEN] = "?";
+
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+        else
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+        tg_log(TG_LOG_INFO, ss.ss_family == AF_INET6 ? "metrics on http://[%s]:%d/metrics"
+                                                     : "metrics on http://%s:%d/metrics",
+               ip, m->port);
+    }
+    return 0;
+}
+
+void tg_metrics_close(void)
+{
+    struct msrv *m = cur;
+    struct conn *c;
+
+    if (!m)
+        return;
+    cur = NULL;
+    m->closing = true;
+    for (c = m->conns; c; c = c->next)
+        conn_close(c);
+    uv_close((uv_handle_t *)&m->tcp, listener_closed);
+}
+
+#ifdef UNIT_TESTING
+int tg_metrics_port(void)
+{
+    return cur ? cur->port : -1;
+}
+#endif
