@@ -75,7 +75,7 @@ run: deps tftpgw
 	@echo "  curl -s tftp://127.0.0.1:6969/hello.txt"
 	@echo "  curl -s -o /tmp/r.bin --tftp-blksize 1468 tftp://127.0.0.1:6969/random-1M.bin"
 	@echo "Ctrl-C stops it."
-	./tftpgw --root $(BUILD)/demo --listen 127.0.0.1:6969
+	./tftpgw --root $(BUILD)/demo --listen 127.0.0.1:6969 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 unit: $(UNIT_BINS)
 	@sh tests/run-unit.sh $(UNIT_BINS)

@@ -1,5 +1,10 @@
-/* gateway/log.c - leveled logging to stderr, text or JSON lines. */
+/* gateway/log.c - leveled logging to stderr or syslog, text or JSON lines. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -14,11 +19,37 @@
 /* Process-wide by nature: one stderr, one operator choice. */
 static int log_level = TG_LOG_INFO;
 static enum tg_log_format log_format = TG_LOG_TEXT;
+static enum tg_log_target log_target = TG_LOG_STDERR;
+static int syslog_fd = -1;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
-void tg_log_init(int level, enum tg_log_format fmt)
+/* syslog(3) sends on a blocking socket, and a stuck syslog daemon would
+ * stall the loop (invariant 1): our own non-blocking datagram socket drops
+ * a line instead. TFTPGW_SYSLOG_SOCKET points elsewhere than /dev/log
+ * (tests, containers). */
+static void syslog_open(void)
 {
+    struct sockaddr_un sun;
+    const char *path = getenv("TFTPGW_SYSLOG_SOCKET");
+
+    if (syslog_fd >= 0)
+        return;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path && *path ? path : "/dev/log");
+    syslog_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (syslog_fd >= 0 && connect(syslog_fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+        close(syslog_fd);
+        syslog_fd = -1;
+    }
+}
+
+void tg_log_init(int level, enum tg_log_format fmt, enum tg_log_target target)
+{
+    log_target = target == TG_LOG_SYSLOG ? TG_LOG_SYSLOG : TG_LOG_STDERR;
+    if (log_target == TG_LOG_SYSLOG)
+        syslog_open();
     if (level < TG_LOG_ERROR)
         level = TG_LOG_ERROR;
     if (level > TG_LOG_DEBUG)
@@ -117,6 +148,26 @@ void tg_log(int level, const char *fmt, ...)
     n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000L);
 
+    if (log_target == TG_LOG_SYSLOG && syslog_fd >= 0) {
+        /* RFC 3164 as the local daemon expects it: facility daemon (3),
+         * our level as severity; the daemon adds host and time. */
+        static const int sev[] = { 3, 4, 6, 7 };
+        char stamp[32];
+
+        strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", localtime_r(&now.tv_sec, &tm));
+        n = (size_t)snprintf(line, sizeof(line), "<%d>%s tftpgw[%ld]: ", 3 * 8 + sev[level],
+                             stamp, (long)getpid());
+        if (log_format == TG_LOG_JSON) {
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "{\"level\":\"%s\",\"msg\":\"", lname);
+            n += put_json(line + n, msg);
+            memcpy(line + n, "\"}", 2);
+            n += 2;
+        } else {
+            n += put_text(line + n, msg);
+        }
+        (void)send(syslog_fd, line, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        return;
+    }
     if (log_format == TG_LOG_JSON) {
         n = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"",
                              ts, lname);

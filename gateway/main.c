@@ -1,4 +1,6 @@
 /* gateway/main.c - command line, configuration, privilege drop, the loop. */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
@@ -24,6 +26,9 @@ static void usage(FILE *f)
             "  -l, --listen ADDR:PORT listen here instead of the configured addresses\n"
             "                         (repeatable; IPv6 as [addr]:port)\n"
             "  -p, --port-range LO:HI session ports (default: kernel ephemeral ports)\n"
+            "      --check-config FILE validate FILE (backends included), print the\n"
+            "                         effective settings and routes, exit 0 or 1\n"
+            "      --allow-root       run as root although [server] user is not set\n"
             "  -v, --verbose          log every session transition (debug level)\n"
             "  -h, --help             this text\n"
             "  -V, --version          print the version\n");
@@ -61,6 +66,102 @@ static void raise_fd_limit(unsigned max_sessions)
                (unsigned long long)rl.rlim_cur, max_sessions);
 }
 
+static const char *const write_names[] = { "off", "create", "overwrite" };
+
+static void print_route(const struct tg_config *cfg, const struct tg_route *r)
+{
+    const char *type = "?";
+    char cidr[INET6_ADDRSTRLEN + 8];
+
+    for (size_t i = 0; i < cfg->nbackends; i++)
+        if (strcmp(cfg->backends[i].name, r->backend) == 0)
+            type = cfg->backends[i].type;
+    printf("route %-12s match %s%s%s -> backend %s (%s), key \"%s\", read %s, write %s",
+           r->name, r->match[0] ? "\"" : "", r->match[0] ? r->match : "(everything)",
+           r->match[0] ? (r->is_glob ? "\" (glob)" : "\" (prefix)") : "", r->backend, type,
+           r->key, r->read ? "yes" : "no", write_names[r->write]);
+    if (r->max_size >= 0)
+        printf(", max_size %lld", (long long)r->max_size);
+    printf(", clients ");
+    if (r->nallow == 0)
+        printf("any");
+    for (size_t i = 0; i < r->nallow; i++) {
+        inet_ntop(r->allow[i].family, r->allow[i].addr, cidr, sizeof(cidr));
+        printf("%s%s/%u", i ? " " : "", cidr, r->allow[i].bits);
+    }
+    printf("\n");
+}
+
+/* --check-config: parse, then build every backend on a private loop (their
+ * own keys are checked there), and show what the gateway would run. */
+static int check_config(const char *path)
+{
+    struct tg_config *cfg = NULL;
+    const struct tg_server_cfg *sc;
+    struct tg_server srv;
+    uv_loop_t loop;
+    char err[512];
+    int rc;
+
+    if (tg_config_load(path, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tftpgw: %s\n", err);
+        return 1;
+    }
+    tg_log_init(TG_LOG_WARN, TG_LOG_TEXT, TG_LOG_STDERR);
+    uv_loop_init(&loop);
+    rc = tg_server_init(&srv, &loop, cfg, err, sizeof(err));
+    tg_server_close(&srv);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    tg_server_free(&srv);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    if (rc != 0) {
+        fprintf(stderr, "tftpgw: %s\n", err);
+        tg_config_free(cfg);
+        return 1;
+    }
+    sc = &cfg->server;
+    printf("%s: OK\n", path);
+    printf("listen");
+    for (size_t i = 0; i < sc->nlisten; i++)
+        printf(" %s", sc->listen[i]);
+    printf("%s\n", sc->single_port ? " (single-port mode)" : "");
+    if (sc->port_lo)
+        printf("port_range %u:%u\n", sc->port_lo, sc->port_hi);
+    printf("limits max_sessions %u, per client %u, rate_limit %u/s, blksize <= %u, "
+           "windowsize <= %u, window <= %zu bytes, timeout %u ms, retries %u, drain %u s\n",
+           sc->max_sessions, sc->max_sessions_per_client, sc->rate_limit, sc->max_blksize,
+           sc->max_windowsize, sc->max_window_bytes, sc->timeout_ms, sc->retries,
+           sc->drain_timeout_s);
+    for (size_t i = 0; i < cfg->nbackends; i++)
+        printf("backend %-10s type %s\n", cfg->backends[i].name, cfg->backends[i].type);
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        print_route(cfg, &cfg->routes[i]);
+    tg_config_free(cfg);
+    return 0;
+}
+
+/* chroot is for file-only configurations: HTTP and S3 need the resolver,
+ * CA certificates and more that a chroot would hide. */
+static int enter_chroot(const struct tg_config *cfg)
+{
+    const char *dir = cfg->server.chroot;
+
+    for (size_t i = 0; i < cfg->nbackends; i++) {
+        if (strcmp(cfg->backends[i].type, "file") != 0) {
+            fprintf(stderr, "tftpgw: chroot needs file backends only; [backend %s] is %s\n",
+                    cfg->backends[i].name, cfg->backends[i].type);
+            return -1;
+        }
+    }
+    if (chroot(dir) != 0 || chdir("/") != 0) {
+        fprintf(stderr, "tftpgw: chroot %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    tg_log(TG_LOG_INFO, "chroot %s (a reload reads the config file inside it)", dir);
+    return 0;
+}
+
 static int set_listen(struct tg_config *cfg, char **list, size_t n)
 {
     size_t i;
@@ -89,12 +190,14 @@ int main(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"check-config", required_argument, NULL, 'C'},
+        {"allow-root", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0}};
     const char *config = NULL, *root = NULL, *range = NULL;
     enum tg_write_mode write = TG_WRITE_OFF;
     char *listen[16];
     size_t nlisten = 0;
-    int verbose = 0, c, rc;
+    int verbose = 0, allow_root = 0, c, rc;
     struct tg_config *cfg = NULL;
     struct tg_server srv;
     char err[512];
@@ -137,6 +240,11 @@ int main(int argc, char **argv)
         case 'V':
             printf("tftpgw %s\n", TG_VERSION);
             return 0;
+        case 'C':
+            return check_config(optarg);
+        case 'R':
+            allow_root = 1;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -175,13 +283,25 @@ int main(int argc, char **argv)
         cfg->server.port_lo = lo;
         cfg->server.port_hi = hi;
     }
-    tg_log_init(verbose ? TG_LOG_DEBUG : cfg->server.log_level, cfg->server.log_format);
+    if (geteuid() == 0 && !cfg->server.user && !allow_root) {
+        fprintf(stderr, "tftpgw: refusing to run as root: set [server] user = NAME to drop "
+                        "privileges after binding, or pass --allow-root\n");
+        tg_config_free(cfg);
+        return 1;
+    }
+    tg_log_init(verbose ? TG_LOG_DEBUG : cfg->server.log_level, cfg->server.log_format,
+                cfg->server.log_target);
     raise_fd_limit(cfg->server.max_sessions);
     /* A client that vanishes must not kill us through a failed send. */
     signal(SIGPIPE, SIG_IGN);
 
     uv_loop_init(&loop);
     rc = tg_server_init(&srv, &loop, cfg, err, sizeof(err));
+    srv.verbose = verbose > 0;
+    if (range) {
+        srv.cli_port_lo = cfg->server.port_lo;
+        srv.cli_port_hi = cfg->server.port_hi;
+    }
     if (rc == 0)
         rc = tg_server_start(&srv, err, sizeof(err));
     if (rc != 0) {
@@ -194,7 +314,9 @@ int main(int argc, char **argv)
         tg_config_free(cfg);
         return 1;
     }
-    if (cfg->server.user && drop_privileges(cfg->server.user) != 0)
+    /* After binding port 69 and opening every backend's root. */
+    if ((cfg->server.chroot && enter_chroot(cfg) != 0) ||
+        (cfg->server.user && drop_privileges(cfg->server.user) != 0))
         return 1;
     tg_log(TG_LOG_INFO, "tftpgw %s ready (%s)", TG_VERSION,
            cfg->file ? cfg->file : "built-in configuration");
@@ -208,6 +330,6 @@ int main(int argc, char **argv)
            (unsigned long long)srv.stats.transfers_ok,
            (unsigned long long)srv.stats.transfers_failed,
            (unsigned long long)srv.stats.requests_refused);
-    tg_config_free(cfg);
+    tg_config_free(srv.cfg); /* the one running at the end: reloads freed the rest */
     return 0;
 }

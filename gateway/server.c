@@ -12,20 +12,143 @@
 
 #define DRAIN_MS 30000
 
-static struct tg_backend *find_backend(void *ctx, const char *name)
+/* One configuration and its backends: the running one, or one retired by a
+ * reload whose sessions may still run. */
+struct tg_gen {
+    struct tg_config *cfg;
+    struct tg_backend **backends; /* parallel to cfg->backends */
+    struct tg_gen *next;
+};
+
+struct build_ctx {
+    const struct tg_config *cfg;
+    struct tg_backend **backends;
+};
+
+static struct tg_backend *find_built(void *ctx, const char *name)
 {
-    return tg_server_backend(ctx, name);
+    const struct build_ctx *b = ctx;
+
+    for (size_t i = 0; i < b->cfg->nbackends; i++)
+        if (strcmp(b->cfg->backends[i].name, name) == 0)
+            return b->backends[i];
+    return NULL;
+}
+
+static bool same_backend_cfg(const struct tg_backend_cfg *a, const struct tg_backend_cfg *b)
+{
+    if (strcmp(a->name, b->name) != 0 || strcmp(a->type, b->type) != 0 || a->nkv != b->nkv)
+        return false;
+    for (size_t i = 0; i < a->nkv; i++)
+        if (strcmp(a->kv[i].key, b->kv[i].key) != 0 || strcmp(a->kv[i].value, b->kv[i].value) != 0)
+            return false;
+    return true;
+}
+
+/* The running backend a reload can keep: same settings, so a cache stays
+ * warm and its directory has one owner. A backend linked to others (a
+ * cache and its upstream) is kept only when no backend changed at all,
+ * since it holds on to the upstream it linked. */
+static struct tg_backend *reusable(const struct tg_server *srv, const struct tg_backend_cfg *want,
+                                   bool all_same)
+{
+    const struct tg_config *old = srv->cfg;
+
+    for (size_t i = 0; old && i < old->nbackends; i++) {
+        struct tg_backend *b = srv->backends[i];
+
+        if (!same_backend_cfg(&old->backends[i], want))
+            continue;
+        return (!b->ops->link || all_same) ? b : NULL;
+    }
+    return NULL;
+}
+
+static bool all_backends_same(const struct tg_server *srv, const struct tg_config *cfg)
+{
+    if (!srv->cfg || srv->cfg->nbackends != cfg->nbackends)
+        return false;
+    for (size_t i = 0; i < cfg->nbackends; i++)
+        if (!same_backend_cfg(&srv->cfg->backends[i], &cfg->backends[i]))
+            return false;
+    return true;
+}
+
+static bool was_reused(const struct tg_server *srv, const struct tg_backend *b)
+{
+    for (size_t i = 0; srv->cfg && i < srv->cfg->nbackends; i++)
+        if (srv->backends[i] == b)
+            return true;
+    return false;
+}
+
+/* Backends for cfg into out (cfg->nbackends slots, zeroed): reused from the
+ * running generation where possible, else created and linked. On failure
+ * the new ones are left in out for the caller to retire. */
+static int build_backends(struct tg_server *srv, const struct tg_config *cfg,
+                          struct tg_backend **out, unsigned *nreused, char *err, size_t errlen)
+{
+    struct build_ctx ctx = {cfg, out};
+    bool all_same = all_backends_same(srv, cfg);
+    size_t i;
+
+    *nreused = 0;
+    for (i = 0; i < cfg->nbackends; i++) {
+        char e[256];
+        int rc;
+
+        if ((out[i] = reusable(srv, &cfg->backends[i], all_same)) != NULL) {
+            (*nreused)++;
+            continue;
+        }
+        rc = tg_backend_create(srv->loop, &cfg->backends[i], &out[i], e, sizeof(e));
+        if (rc != 0) {
+            out[i] = NULL;
+            snprintf(err, errlen, "%s: [backend %s] %s", cfg->file ? cfg->file : "(built-in)",
+                     cfg->backends[i].name, e);
+            return rc;
+        }
+    }
+    for (i = 0; i < cfg->nbackends; i++) {
+        char e[256];
+        struct tg_backend *b = out[i];
+        int rc;
+
+        if (!b->ops->link || was_reused(srv, b))
+            continue;
+        rc = b->ops->link(b, find_built, &ctx, e, sizeof(e));
+        if (rc != 0) {
+            snprintf(err, errlen, "%s: [backend %s] %s", cfg->file ? cfg->file : "(built-in)",
+                     cfg->backends[i].name, e);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Backends stay alive until exit once retired: a cache's fills and a
+ * stream's callbacks may outlive every session that used them, and a
+ * retired generation is a few KiB. */
+static int retire(struct tg_server *srv, struct tg_config *cfg, struct tg_backend **backends)
+{
+    struct tg_gen *g = tg_calloc(1, sizeof(*g));
+
+    if (!g)
+        return TG_ENOMEM;
+    g->cfg = cfg;
+    g->backends = backends;
+    g->next = srv->retired;
+    srv->retired = g;
+    return 0;
 }
 
 int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg,
                    char *err, size_t errlen)
 {
-    size_t i;
+    unsigned reused;
 
     memset(srv, 0, sizeof(*srv));
     srv->loop = loop;
-    srv->cfg = cfg;
-    srv->drain_ms = DRAIN_MS;
     srv->single_port = cfg->server.single_port;
     /* Chains of about one session each at max_sessions; a reload that
      * raises it only makes them longer. */
@@ -39,30 +162,100 @@ int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg
         snprintf(err, errlen, "out of memory");
         return TG_ENOMEM;
     }
-    for (i = 0; i < cfg->nbackends; i++) {
-        char e[256];
-        int rc = tg_backend_create(loop, &cfg->backends[i], &srv->backends[i], e, sizeof(e));
+    /* srv->cfg is set after the build: nothing to reuse at start. */
+    {
+        int rc = build_backends(srv, cfg, srv->backends, &reused, err, errlen);
 
-        if (rc != 0) {
-            snprintf(err, errlen, "%s: [backend %s] %s", cfg->file ? cfg->file : "(built-in)",
-                     cfg->backends[i].name, e);
-            return rc;
-        }
+        srv->cfg = cfg;
+        return rc;
     }
-    for (i = 0; i < cfg->nbackends; i++) {
-        char e[256];
-        struct tg_backend *b = srv->backends[i];
-        int rc;
+}
 
-        if (!b->ops->link)
-            continue;
-        rc = b->ops->link(b, find_backend, srv, e, sizeof(e));
-        if (rc != 0) {
-            snprintf(err, errlen, "%s: [backend %s] %s", cfg->file ? cfg->file : "(built-in)",
-                     cfg->backends[i].name, e);
-            return rc;
-        }
+/* Keys that shape sockets and the process, not sessions. */
+static void warn_restart_only(const struct tg_server_cfg *o, const struct tg_server_cfg *n)
+{
+    bool listen_same = o->nlisten == n->nlisten;
+
+    for (size_t i = 0; listen_same && i < o->nlisten; i++)
+        listen_same = strcmp(o->listen[i], n->listen[i]) == 0;
+    if (!listen_same)
+        tg_log(TG_LOG_WARN, "reload: listen changed; takes effect on restart");
+    if (o->single_port != n->single_port)
+        tg_log(TG_LOG_WARN, "reload: single_port changed; takes effect on restart");
+    if ((o->user == NULL) != (n->user == NULL) || (o->user && strcmp(o->user, n->user)))
+        tg_log(TG_LOG_WARN, "reload: user changed; takes effect on restart");
+    if ((o->chroot == NULL) != (n->chroot == NULL) || (o->chroot && strcmp(o->chroot, n->chroot)))
+        tg_log(TG_LOG_WARN, "reload: chroot changed; takes effect on restart");
+    if ((o->metrics_listen == NULL) != (n->metrics_listen == NULL) ||
+        (o->metrics_listen && strcmp(o->metrics_listen, n->metrics_listen)))
+        tg_log(TG_LOG_WARN, "reload: metrics_listen changed; takes effect on restart");
+}
+
+int tg_server_reload(struct tg_server *srv)
+{
+    struct tg_config *cfg = NULL;
+    struct tg_backend **be;
+    unsigned reused = 0;
+    char err[512];
+    int rc;
+
+    if (!srv->cfg->file) {
+        tg_log(TG_LOG_WARN, "reload: running on the built-in configuration (--root); nothing to reload");
+        return TG_EINVAL;
     }
+    rc = tg_config_load(srv->cfg->file, &cfg, err, sizeof(err));
+    if (rc != 0) {
+        tg_log(TG_LOG_ERROR, "reload refused, running configuration kept: %s", err);
+        return rc;
+    }
+    if (srv->cli_port_lo) {
+        cfg->server.port_lo = srv->cli_port_lo;
+        cfg->server.port_hi = srv->cli_port_hi;
+    }
+    be = tg_calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof(*be));
+    if (!be) {
+        tg_log(TG_LOG_ERROR, "reload refused: out of memory");
+        tg_config_free(cfg);
+        return TG_ENOMEM;
+    }
+    rc = build_backends(srv, cfg, be, &reused, err, sizeof(err));
+    if (rc != 0) {
+        bool fresh = false;
+
+        tg_log(TG_LOG_ERROR, "reload refused, running configuration kept: %s", err);
+        /* What was created may have started work (a cache's prefetch):
+         * retire it rather than destroy it under that work. */
+        for (size_t i = 0; i < cfg->nbackends; i++) {
+            if (be[i] && was_reused(srv, be[i]))
+                be[i] = NULL;
+            else if (be[i])
+                fresh = true;
+        }
+        if (!fresh || retire(srv, cfg, be) != 0) {
+            tg_free(be);
+            tg_config_free(cfg);
+        }
+        return rc;
+    }
+    warn_restart_only(&srv->cfg->server, &cfg->server);
+    /* Reused backends now belong to the new generation as well; free()
+     * destroys each backend once whatever generations share it. */
+    if (retire(srv, srv->cfg, srv->backends) != 0) {
+        tg_log(TG_LOG_ERROR, "reload refused: out of memory");
+        for (size_t i = 0; i < cfg->nbackends; i++)
+            if (be[i] && was_reused(srv, be[i]))
+                be[i] = NULL;
+        (void)retire(srv, cfg, be);
+        return TG_ENOMEM;
+    }
+    srv->cfg = cfg;
+    srv->backends = be;
+    if (!srv->verbose)
+        tg_log_init(cfg->server.log_level, cfg->server.log_format, cfg->server.log_target);
+    srv->reloads++;
+    tg_log(TG_LOG_INFO, "configuration reloaded from %s: %zu route(s), %zu backend(s), %u kept "
+                        "running; %u session(s) finish on the previous one",
+           cfg->file, cfg->nroutes, cfg->nbackends, reused, srv->nsessions);
     return 0;
 }
 
@@ -71,11 +264,12 @@ static void on_signal(uv_signal_t *h, int signum)
     struct tg_server *srv = h->data;
 
     if (signum == SIGHUP) {
-        tg_log(TG_LOG_WARN, "SIGHUP: configuration reload is not implemented yet; "
-                            "running configuration unchanged");
+        if (!srv->draining)
+            (void)tg_server_reload(srv);
         return;
     }
     if (!srv->draining) {
+        srv->drain_ms = srv->cfg->server.drain_timeout_s * 1000u;
         tg_log(TG_LOG_INFO, "signal %d: draining %u session(s), at most %u ms",
                signum, srv->nsessions, srv->drain_ms);
         tg_server_drain(srv);
@@ -218,15 +412,37 @@ void tg_server_close(struct tg_server *srv)
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
 }
 
+/* Whether b is also in a generation further down the list (shared by a
+ * reload): it is destroyed there, once. */
+static bool later_has(const struct tg_gen *g, const struct tg_backend *b)
+{
+    for (; g; g = g->next)
+        for (size_t i = 0; i < g->cfg->nbackends; i++)
+            if (g->backends[i] == b)
+                return true;
+    return false;
+}
+
 /* After the loop has stopped: nothing of a stream can still be in flight. */
 void tg_server_free(struct tg_server *srv)
 {
+    struct tg_gen *g, *next;
     size_t i;
 
     for (i = 0; srv->backends && i < srv->cfg->nbackends; i++)
-        if (srv->backends[i])
+        if (srv->backends[i] && !later_has(srv->retired, srv->backends[i]))
             tg_backend_destroy(srv->backends[i]);
     tg_free(srv->backends);
+    for (g = srv->retired; g; g = next) {
+        next = g->next;
+        for (i = 0; i < g->cfg->nbackends; i++)
+            if (g->backends[i] && !later_has(next, g->backends[i]))
+                tg_backend_destroy(g->backends[i]);
+        tg_free(g->backends);
+        tg_config_free(g->cfg);
+        tg_free(g);
+    }
+    srv->retired = NULL;
     for (i = 0; srv->listeners && i < srv->nlisteners; i++)
         tg_free(srv->listeners[i].rx);
     tg_free(srv->listeners);

@@ -16,6 +16,7 @@
 #define TG_RXBUF (TG_HDR + TG_BLKSIZE_MAX + 64)
 
 struct tg_session;
+struct tg_gen;
 
 struct tg_listener {
     struct tg_server *srv;
@@ -57,6 +58,10 @@ struct tg_server {
     uv_timer_t drain_timer;
     unsigned drain_ms;
     struct tg_stats stats;
+    struct tg_gen *retired;       /* configurations replaced by reloads */
+    unsigned reloads;
+    bool verbose;                 /* -v: keep debug logging across reloads */
+    unsigned cli_port_lo, cli_port_hi; /* --port-range, kept across reloads */
     /* One receive buffer for the whole loop: every datagram is handled to
      * the end before the next recv, and anything kept is copied out. */
     uint8_t rxbuf[TG_RXBUF];
@@ -67,6 +72,10 @@ int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg
                    char *err, size_t errlen);
 int tg_server_start(struct tg_server *srv, char *err, size_t errlen);
 void tg_server_drain(struct tg_server *srv);
+/* SIGHUP: load the same file again; new sessions use the new routes and
+ * backends, running ones finish on theirs. A bad file is refused with the
+ * reason logged and the running configuration kept (returns < 0). */
+int tg_server_reload(struct tg_server *srv);
 void tg_server_close(struct tg_server *srv); /* then run the loop until it ends */
 void tg_server_free(struct tg_server *srv);   /* after the loop ran dry */
 struct tg_backend *tg_server_backend(struct tg_server *srv, const char *name);

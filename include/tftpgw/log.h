@@ -6,7 +6,9 @@
 
 enum tg_log_level { TG_LOG_ERROR = 0, TG_LOG_WARN, TG_LOG_INFO, TG_LOG_DEBUG };
 
-void tg_log_init(int level, enum tg_log_format fmt);
+/* Target syslog: a datagram socket to /dev/log (or $TFTPGW_SYSLOG_SOCKET);
+ * when it cannot be reached, lines go to stderr. */
+void tg_log_init(int level, enum tg_log_format fmt, enum tg_log_target target);
 bool tg_log_enabled(int level);
 void tg_log(int level, const char *fmt, ...) TG_PRINTF(2, 3);
 

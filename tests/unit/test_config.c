@@ -820,7 +820,7 @@ static void assert_timestamp(const char *s)
 
 static void log_text(void)
 {
-    tg_log_init(TG_LOG_INFO, TG_LOG_TEXT);
+    tg_log_init(TG_LOG_INFO, TG_LOG_TEXT, TG_LOG_STDERR);
     tg_log(TG_LOG_INFO, "hello %d", 42);
     tg_log(TG_LOG_DEBUG, "not shown");
     tg_log(TG_LOG_ERROR, "two\nlines");
@@ -828,14 +828,14 @@ static void log_text(void)
 
 static void log_json(void)
 {
-    tg_log_init(TG_LOG_DEBUG, TG_LOG_JSON);
+    tg_log_init(TG_LOG_DEBUG, TG_LOG_JSON, TG_LOG_STDERR);
     tg_log(TG_LOG_WARN, "a \"q\" \\ %s\t\x01\xe9", "x");
     tg_log(TG_LOG_DEBUG, "d");
 }
 
 static void log_quiet(void)
 {
-    tg_log_init(TG_LOG_ERROR, TG_LOG_TEXT);
+    tg_log_init(TG_LOG_ERROR, TG_LOG_TEXT, TG_LOG_STDERR);
     tg_log(TG_LOG_WARN, "no");
     tg_log(TG_LOG_INFO, "no");
 }
@@ -872,18 +872,18 @@ static void test_log_output(void **state)
 static void test_log_enabled(void **state)
 {
     (void)state;
-    tg_log_init(TG_LOG_WARN, TG_LOG_TEXT);
+    tg_log_init(TG_LOG_WARN, TG_LOG_TEXT, TG_LOG_STDERR);
     assert_true(tg_log_enabled(TG_LOG_ERROR));
     assert_true(tg_log_enabled(TG_LOG_WARN));
     assert_false(tg_log_enabled(TG_LOG_INFO));
     assert_false(tg_log_enabled(TG_LOG_DEBUG));
-    tg_log_init(99, TG_LOG_TEXT);
+    tg_log_init(99, TG_LOG_TEXT, TG_LOG_STDERR);
     assert_true(tg_log_enabled(TG_LOG_DEBUG));
     assert_false(tg_log_enabled(TG_LOG_DEBUG + 1));
-    tg_log_init(-5, TG_LOG_TEXT);
+    tg_log_init(-5, TG_LOG_TEXT, TG_LOG_STDERR);
     assert_true(tg_log_enabled(TG_LOG_ERROR));
     assert_false(tg_log_enabled(TG_LOG_WARN));
-    tg_log_init(TG_LOG_INFO, TG_LOG_TEXT);
+    tg_log_init(TG_LOG_INFO, TG_LOG_TEXT, TG_LOG_STDERR);
 }
 
 int main(void)
