@@ -447,6 +447,8 @@ void tg_server_free(struct tg_server *srv)
         tg_free(srv->listeners[i].rx);
     tg_free(srv->listeners);
     tg_free(srv->ptab);
+    tg_free(srv->rate);
+    srv->rate = NULL;
     srv->backends = NULL;
     srv->listeners = NULL;
     srv->ptab = NULL;

@@ -13,10 +13,12 @@
 #include "tftpgw/options.h"
 #include "tftpgw/window.h"
 
+#define TG_RATE_SLOTS 4096
 #define TG_RXBUF (TG_HDR + TG_BLKSIZE_MAX + 64)
 
 struct tg_session;
 struct tg_gen;
+struct tg_rate;
 
 struct tg_listener {
     struct tg_server *srv;
@@ -58,6 +60,8 @@ struct tg_server {
     uv_timer_t drain_timer;
     unsigned drain_ms;
     struct tg_stats stats;
+    struct tg_rate *rate;         /* rate_limit buckets, TG_RATE_SLOTS, lazily */
+    uint64_t rl_logged_s;        /* second of the last rate-limit log line */
     struct tg_gen *retired;       /* configurations replaced by reloads */
     unsigned reloads;
     bool verbose;                 /* -v: keep debug logging across reloads */

@@ -600,7 +600,9 @@ def main(argv=None):
     try:
         with Client(a.host, a.port, a.timeout, a.retries) as c:
             if a.cmd == "get":
-                r = c.get(a.src, a.mode, opts, dally=a.dally)
+                # --block-delay makes a slow reader too (drain and reload tests)
+                slow = (lambda c, r, b: time.sleep(a.block_delay)) if a.block_delay else None
+                r = c.get(a.src, a.mode, opts, hook=slow, dally=a.dally)
                 data = from_netascii(r.data) if a.mode.lower() == "netascii" else r.data
                 with open(a.dst, "wb") as f:
                     f.write(data)
