@@ -659,6 +659,8 @@ static int fail(struct file_stream *fs, int err)
     case EXDEV: /* openat2: the path leads out of the root */
     case ELOOP: /* a magic link, a symlink as last component, or a loop */
         return fail_msg(fs, TG_TFTP_EACCESS, -err, "access violation");
+    case ENAMETOOLONG: /* a segment over NAME_MAX: as the path layer says */
+        return fail_msg(fs, TG_TFTP_EACCESS, -err, "file name too long");
     case ENOSPC:
     case EDQUOT:
         return fail_msg(fs, TG_TFTP_ENOSPACE, -err, "disk full");

@@ -282,6 +282,8 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         }
         return;
     }
+    if (srv->nsessions >= srv->cfg->server.max_sessions && tg_session_evict_unheard(srv))
+        tg_log(TG_LOG_INFO, "server full: evicted a session whose client never answered");
     if (srv->nsessions >= srv->cfg->server.max_sessions ||
         (per_client && tg_session_count_client(srv, peer) >= per_client)) {
         tg_error_set(&err, TG_TFTP_EUNDEF, "server busy, try again later");

@@ -132,5 +132,8 @@ void tg_session_supersede(struct tg_session *s);
  * merely linger after a finished upload. */
 void tg_sessions_abort_all(struct tg_server *srv, const char *msg);
 void tg_sessions_end_dallying(struct tg_server *srv);
+/* At max_sessions: end the oldest session whose client never answered
+ * (spoofed requests cannot lock real clients out). False if none. */
+bool tg_session_evict_unheard(struct tg_server *srv);
 
 #endif

@@ -739,6 +739,19 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
+/* The first packet from the client's TID: the address is real, and the
+ * interval it asked for (RFC 2349) applies from now on. */
+static void heard(struct tg_session *s)
+{
+    if (s->heard)
+        return;
+    s->heard = true;
+    if (s->neg.accepted & TG_OPT_TIMEOUT) {
+        s->rto_init = s->neg.timeout_s * 1000u;
+        s->rto = s->rto_init;
+    }
+}
+
 static void on_packet(struct tg_session *s, const uint8_t *buf, size_t len)
 {
     struct tg_packet pkt;
@@ -811,7 +824,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
             (void)sendto(s->fd, pkt, m, 0, (struct sockaddr *)&from, fl);
             continue;
         }
-        s->heard = true;
+        heard(s);
         on_packet(s, s->srv->rxbuf, (size_t)n);
     }
 }
@@ -927,7 +940,7 @@ void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len)
         s->dropped = true;
         return;
     }
-    s->heard = true;
+    heard(s);
     on_packet(s, buf, len);
 }
 
@@ -1256,7 +1269,9 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
     s->timer.data = s;
     s->open_handles++;
     set_reading(s, true);
-    s->rto_init = (s->neg.accepted & TG_OPT_TIMEOUT) ? s->neg.timeout_s * 1000u : sc->timeout_ms;
+    /* Until the client is heard from, the server's own interval: a spoofed
+     * request asking timeout=255 must not hold a session for minutes. */
+    s->rto_init = sc->timeout_ms;
     s->rto = s->rto_init;
     s->started_ms = uv_now(srv->loop);
     s->state = TG_SS_OPENING;
@@ -1358,6 +1373,21 @@ void tg_sessions_abort_all(struct tg_server *srv, const char *msg)
         else
             fail(s, TG_TFTP_EUNDEF, msg, true);
     }
+}
+
+bool tg_session_evict_unheard(struct tg_server *srv)
+{
+    struct tg_session *s, *oldest = NULL;
+
+    /* New sessions go to the head: the last unheard one is the oldest. */
+    for (s = srv->sessions; s; s = s->next)
+        if (!s->heard && s->state != TG_SS_DALLY)
+            oldest = s;
+    if (!oldest)
+        return false;
+    tg_error_set(&oldest->why, TG_TFTP_EUNDEF, "evicted: server full and the client never answered");
+    finish(oldest, "evicted");
+    return true;
 }
 
 void tg_sessions_end_dallying(struct tg_server *srv)

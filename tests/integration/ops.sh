@@ -265,7 +265,22 @@ t_ops_session_limits() {
     sleep 0.4
     hpa_expect 0 octet get f4404 "$T/e" || return 1
     wait "$a" || { fail "slow get under max_sessions_per_client failed"; return 1; }
-    same_file "$T/d" "$FIX/f50k" "the one session per client"
+    same_file "$T/d" "$FIX/f50k" "the one session per client" || return 1
+    gw_stop || return 1
+    # requests whose clients never answer (spoofed) cannot lock others out:
+    # at max_sessions the oldest unanswered session makes room
+    gw_up max_sessions=2 timeout=3000 || return 1
+    "$PY" - "$PORT" <<'EOF'
+import socket, sys
+for i in range(2):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.sendto(b"\x00\x01f50k\x00octet\x00", ("127.0.0.1", int(sys.argv[1])))
+EOF
+    sleep 0.3
+    hpa octet get f4404 "$T/f" || return 1
+    same_file "$T/f" "$FIX/f4404" "get with the server full of unanswered sessions" || return 1
+    log_has "evicted" || return 1
 }
 
 run_test ops_check_config        gw_only t_ops_check_config

@@ -359,6 +359,25 @@ def t_timeout_option():
         c.send_raw(T.build_error(0, "test done"), tid)
 
 
+def t_unheard_timeout():
+    """Until the client answers, the server's interval (timeout=500 here) and one
+    retransmission, whatever timeout option the request asked (D16, G1)."""
+    gateway_only()
+    with client() as c:
+        c.send_raw(T.build_rrq("f4404", options=[("timeout", "255")]))
+        got = c.recv(2.0)
+        check(got is not None and got[0] is not None and got[0].op == T.OACK,
+              "want OACK, got %r" % (got,))
+        t0 = time.monotonic()
+        again = c.recv(2.0)
+        dt = time.monotonic() - t0
+        check(again is not None and again[0] is not None and again[0].op == T.OACK,
+              "OACK not retransmitted within 2 s of a request asking timeout=255: %r" % (again,))
+        check(dt <= 1.5, "OACK retransmitted after %.2f s, want the server's 0.5 s" % dt)
+        late = c.recv(2.5)
+        check(late is None, "more than one retransmission to a silent client: %r" % (late,))
+
+
 def t_retransmit_giveup():
     """No ACK ever: DATA 1 is resent with backoff, at most `retries` times, then
     the session ends (D10, D13, D14, D16). timeout=200 retries=3."""
