@@ -407,6 +407,7 @@ run_test dup_ack_window      gw_only t_raw dup_ack_window timeout=2000
 run_test session_tid         t_raw session_tid
 run_test wrq_window_acks     gw_only t_raw wrq_window_acks
 run_test timeout_option      t_raw timeout_option timeout=3000
+run_test unheard_timeout     gw_only t_raw unheard_timeout timeout=500
 run_test retransmit_giveup   t_raw retransmit_giveup timeout=200 retries=3
 run_test foreign_tid         t_raw foreign_tid
 run_test repeat_rrq          t_raw repeat_rrq
@@ -463,7 +464,7 @@ run_test cache_wrq_during_fill cx t_cache_wrq_during_fill
 run_test cache_prefetch        cx t_cache_prefetch
 
 # Further groups, one file each (they define their tests and call run_test).
-for group in single_port ops faults hostile matrix; do
+for group in single_port ops faults hostile matrix metrics; do
     [ -f "$HERE/$group.sh" ] && . "$HERE/$group.sh"
 done
 
