@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -740,6 +741,31 @@ static void read_open_after(uv_work_t *w, int status)
     notify(fs, TG_STREAM_OPENED);
 }
 
+/* Process-wide: whether the kernel takes RWF_NOWAIT for these files. */
+static bool nowait_usable = true;
+
+/* Bytes already in the page cache are read on the loop: RWF_NOWAIT makes
+ * the kernel answer EAGAIN instead of waiting for the disk (invariant 1),
+ * and a hit then costs no thread-pool round trip, which profiling showed
+ * preempting the loop before every window went out (docs/profile.md).
+ * Returns bytes read, or -1 when the thread pool must do it. */
+static ssize_t read_nowait(int fd, const struct iovec *iov, int n, int64_t off)
+{
+#ifdef RWF_NOWAIT
+    ssize_t r;
+
+    if (!nowait_usable)
+        return -1;
+    r = preadv2(fd, iov, n, off, RWF_NOWAIT);
+    if (r < 0 && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL))
+        nowait_usable = false;
+    return r;
+#else
+    (void)fd, (void)iov, (void)n, (void)off;
+    return -1;
+#endif
+}
+
 static void direct_after(uv_fs_t *req)
 {
     struct file_stream *fs = req->data;
@@ -790,6 +816,26 @@ static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned 
         /* At the end: an empty read, still answered from the loop. */
         b[0] = uv_buf_init((char *)bufs[0].base, 0);
         n = 1;
+    }
+    {
+        struct iovec iov[TG_WINDOW_DIRECT_MAX];
+        ssize_t got;
+        size_t want = 0;
+
+        for (i = 0; i < n; i++) {
+            iov[i].iov_base = b[i].base;
+            iov[i].iov_len = b[i].len;
+            want += b[i].len;
+        }
+        got = read_nowait(fs->fd, iov, (int)n, fs->dpos);
+        /* Only a whole answer counts: fewer bytes than asked mean the end
+         * of the file to the session, so a part-cached range goes to the
+         * thread pool whole. */
+        if (got >= 0 && ((size_t)got == want || fs->dpos + got >= fs->base.size)) {
+            fs->dpos += got;
+            fs->base.direct_result = got;
+            return TG_DIRECT_DONE;
+        }
     }
     fs->dreq.data = fs;
     rc = uv_fs_read(fs->base.backend->loop, &fs->dreq, fs->fd, b, n, fs->dpos, direct_after);
@@ -870,6 +916,7 @@ static int file_open_write(struct tg_backend *b, const struct tg_open_args *a,
 
 static void on_read(uv_fs_t *req);
 
+
 /* Would pull(len) return now rather than TG_EAGAIN? A pull gets all len
  * bytes unless the file ends first (or len exceeds the staging), which is
  * more than the contract asks and saves the session from short blocks. */
@@ -920,10 +967,21 @@ static int read_ahead(struct file_stream *fs)
         st->want = left < (int64_t)fs->cap ? (size_t)left : fs->cap;
         st->len = 0;
         st->pos = 0;
-        rc = read_more(fs, st);
-        if (rc < 0)
-            return rc;
-        st->state = STAGE_BUSY;
+        {
+            struct iovec iov = {st->data, st->want};
+            ssize_t n = read_nowait(fs->fd, &iov, 1, st->off);
+
+            if (n > 0)
+                st->len = (size_t)n;
+        }
+        if (st->len == st->want) {
+            st->state = STAGE_READY;
+        } else {
+            rc = read_more(fs, st);
+            if (rc < 0)
+                return rc;
+            st->state = STAGE_BUSY;
+        }
         fs->off += (int64_t)st->want;
         fs->fill ^= 1;
     }
@@ -974,9 +1032,11 @@ static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len)
         rc = read_ahead(fs);
         if (rc < 0)
             return rc;
-        fs->waiting = true;
-        fs->want_len = len;
-        return TG_EAGAIN;
+        if (!pull_ready(fs, len)) { /* else the page cache had it */
+            fs->waiting = true;
+            fs->want_len = len;
+            return TG_EAGAIN;
+        }
     }
     while (got < len) {
         struct stage *st = &fs->st[fs->cur];

@@ -10,6 +10,8 @@
  * The state decides what the one timer means; every transition goes through
  * set_state(). */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +98,7 @@ struct tg_session {
     size_t hold_len;
     bool hold_last, hold_ack, blocked;
     bool dropped;        /* single-port: DATA was dropped while blocked */
+    bool no_gso;         /* the kernel refused UDP GSO for this socket/path */
     struct tg_na_dec na_dec;
     uint8_t *na_out;
     int64_t stored;      /* bytes pushed to the stream (after decoding) */
@@ -274,6 +277,8 @@ static bool fill_octet(struct tg_session *s)
 
 /* Octet reads from a file need no copy: one preadv fills every free slot
  * of the window, then the slots go out with sendmmsg. */
+static bool apply_direct(struct tg_session *s, ssize_t got);
+
 static bool fill_direct(struct tg_session *s)
 {
     uv_buf_t bufs[TG_WINDOW_DIRECT_MAX];
@@ -298,6 +303,8 @@ static bool fill_direct(struct tg_session *s)
              true);
         return false;
     }
+    if (rc == TG_DIRECT_DONE)
+        return apply_direct(s, s->stream->direct_result);
     s->direct_busy = true;
     s->wait_readable = true; /* nothing more to fill until it lands */
     return true;
@@ -305,13 +312,21 @@ static bool fill_direct(struct tg_session *s)
 
 static void on_direct(struct tg_session *s, ssize_t got)
 {
-    uint64_t left;
-
     s->direct_busy = false;
     s->wait_readable = false;
+    if (apply_direct(s, got))
+        pump(s);
+}
+
+/* Bytes a direct read brought into the window; false when the session
+ * ended. */
+static bool apply_direct(struct tg_session *s, ssize_t got)
+{
+    uint64_t left;
+
     if (got < 0) {
         fail(s, s->stream->err.code, s->stream->err.msg, true);
-        return;
+        return false;
     }
     s->src_bytes += (uint64_t)got;
     for (left = (uint64_t)got; left > 0;) {
@@ -327,11 +342,11 @@ static void on_direct(struct tg_session *s, ssize_t got)
         /* Short: the end of the file (the stream never reads past it). */
         if ((s->neg.accepted & TG_OPT_TSIZE) && (int64_t)s->src_bytes != s->neg.tsize) {
             fail(s, TG_TFTP_EUNDEF, "file changed during transfer", true);
-            return;
+            return false;
         }
         tg_win_fill_eof(&s->win);
     }
-    pump(s);
+    return true;
 }
 
 /* netascii grows the data, so source bytes go through a staging buffer and
@@ -373,34 +388,98 @@ static bool fill_netascii(struct tg_session *s)
 }
 
 #define SEND_BATCH 64
+#define GSO_MAX_BYTES 64512 /* below UDP's 65507-byte datagram limit */
+#define GSO_MAX_SEGS 64     /* the kernel's UDP_MAX_SEGMENTS */
 
-static void send_window(struct tg_session *s)
+typedef union {
+    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+} gso_ctl;
+
+/* Adjacent full slots of the window are one run of equal-sized datagrams
+ * in memory: with UDP GSO (UDP_SEGMENT) the kernel cuts a whole run into
+ * datagrams itself, one pass through the stack instead of one per block
+ * (profiled: windowsize 64 spent 3/4 of its CPU in per-datagram sends). */
+static void add_gso(struct tg_session *s, struct msghdr *mh, gso_ctl *ctl, uint16_t seg)
+{
+    struct cmsghdr *c;
+
+    memcpy(ctl->buf, s->cm.buf, s->cm_len);
+    c = (struct cmsghdr *)(ctl->buf + s->cm_len);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(seg));
+    memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+    mh->msg_control = ctl->buf;
+    mh->msg_controllen = s->cm_len + CMSG_SPACE(sizeof(seg));
+}
+
+/* Send datagrams d[0..n) (lengths len[]), coalescing runs for GSO. Returns
+ * false when GSO was refused and the window must go again without it. */
+static bool send_batch(struct tg_session *s, uint8_t *const *d, const size_t *len, unsigned n)
 {
     struct mmsghdr msgs[SEND_BATCH];
     struct iovec iov[SEND_BATCH];
+    gso_ctl ctl[SEND_BATCH];
+    size_t full = TG_HDR + s->win.blksize;
+    bool gso = !s->no_gso && full * 2 <= GSO_MAX_BYTES, used = false;
+    unsigned i = 0, m = 0;
+
+    while (i < n) {
+        unsigned j = i + 1;
+        size_t bytes = len[i];
+
+        while (gso && j < n && len[j - 1] == full && d[j] == d[j - 1] + full &&
+               j - i < GSO_MAX_SEGS && bytes + len[j] <= GSO_MAX_BYTES)
+            bytes += len[j++];
+        iov[m].iov_base = d[i];
+        iov[m].iov_len = bytes;
+        set_msghdr(s, &msgs[m].msg_hdr, &iov[m]);
+        msgs[m].msg_len = 0;
+        if (j - i > 1) {
+            add_gso(s, &msgs[m].msg_hdr, &ctl[m], (uint16_t)full);
+            used = true;
+        }
+        m++;
+        i = j;
+    }
+    if (sendmmsg(s->fd, msgs, m, 0) < 0 && used &&
+        (errno == EINVAL || errno == EIO || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
+        /* No GSO here: an old kernel, a device without checksum offload,
+         * or a segment above the path MTU. */
+        tg_log(TG_LOG_DEBUG, "session %s: UDP GSO refused (%s); sending datagrams one by one",
+               s->peer_str, strerror(errno));
+        s->no_gso = true;
+        return false;
+    }
+    /* A datagram the kernel did not take is a lost packet, for the timer. */
+    return true;
+}
+
+static void send_window(struct tg_session *s)
+{
+    uint8_t *d[SEND_BATCH];
+    size_t len[SEND_BATCH];
     uint64_t seq;
     unsigned n = 0;
 
-    /* A window leaves in one sendmmsg call; the slots are ready datagrams,
-     * so nothing is copied. A datagram the kernel did not take is a lost
-     * packet, for the timer to cover. */
+    /* A window leaves in as few sendmmsg calls as it takes; the slots are
+     * ready datagrams, so nothing is copied. */
     for (;;) {
         seq = tg_win_sendable(&s->win);
         if (seq != 0) {
-            size_t len;
-            const uint8_t *d = tg_win_datagram(&s->win, seq, &len);
-
-            iov[n].iov_base = (void *)d;
-            iov[n].iov_len = len;
-            set_msghdr(s, &msgs[n].msg_hdr, &iov[n]);
-            msgs[n].msg_len = 0;
-            s->srv->stats.bytes_sent += len - TG_HDR;
-            tg_metrics_bytes_sent(len - TG_HDR);
+            d[n] = (uint8_t *)tg_win_datagram(&s->win, seq, &len[n]);
+            s->srv->stats.bytes_sent += len[n] - TG_HDR;
+            tg_metrics_bytes_sent(len[n] - TG_HDR);
             tg_win_sent(&s->win);
             n++;
         }
         if (n > 0 && (seq == 0 || n == SEND_BATCH)) {
-            (void)sendmmsg(s->fd, msgs, n, 0);
+            if (!send_batch(s, d, len, n)) {
+                tg_win_rewind(&s->win);
+                send_window(s); /* once: no_gso is set now */
+                return;
+            }
             n = 0;
         }
         if (seq == 0)
@@ -920,7 +999,9 @@ struct tg_session *tg_session_find_peer(struct tg_server *srv, const struct sock
 bool tg_session_same_request(const struct tg_session *s, enum tg_opcode op,
                              const char *filename)
 {
-    return s->op == op && strcmp(s->reqname, filename) == 0;
+    /* A finished upload only lingers for a lost final ACK: the client has
+     * moved on, so any request from its port is a new one. */
+    return s->state != TG_SS_DALLY && s->op == op && strcmp(s->reqname, filename) == 0;
 }
 
 bool tg_session_heard(const struct tg_session *s)
@@ -948,8 +1029,12 @@ void tg_session_supersede(struct tg_session *s)
 {
     /* The client's port starts a new transfer: the old one is over for
      * it, and both cannot share one address:port on our single port. */
+    if (s->state == TG_SS_DALLY) {
+        finish(s, "ok");
+        return;
+    }
     tg_error_set(&s->why, TG_TFTP_EUNDEF, "superseded by a new request from the same port");
-    finish(s, s->state == TG_SS_DALLY ? "ok" : "superseded");
+    finish(s, "superseded");
 }
 
 static void unlink_session(struct tg_session *s)

@@ -75,9 +75,14 @@ struct tg_backend_ops {
      * TG_STREAM_DIRECT with s->direct_result (bytes, fewer than asked only
      * at the end, or < 0 with s->err). The buffers stay the caller's and
      * must live until then. A stream is read with pull() or with this,
-     * never both. It spares the session a copy and the stream its staging. */
+     * never both. It spares the session a copy and the stream its staging.
+     * Returns TG_DIRECT_DONE instead when the bytes were at hand (page
+     * cache) and are already in the buffers: direct_result is set and no
+     * event follows. */
     int (*read_direct)(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs);
 };
+
+#define TG_DIRECT_DONE 1
 
 /* Embedded first in each backend type's own struct. */
 struct tg_backend {
@@ -110,6 +115,10 @@ extern const struct tg_backend_ops tg_cache_backend_ops;
 int tg_backend_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                       struct tg_backend **out, char *err, size_t errlen);
 void tg_backend_destroy(struct tg_backend *b);
+/* Set by `tftpgw --check-config`: backends validate their settings but
+ * start no work (no cache scan or prefetch in a directory a running
+ * gateway may own). */
+extern bool tg_backend_check_only;
 /* Close a descriptor on the thread pool: the last close of a big unlinked
  * file frees its blocks, which is disk work the loop must not wait for. */
 void tg_fs_close_async(uv_loop_t *loop, int fd);
