@@ -14,6 +14,8 @@ static const struct tg_backend_ops *const backend_types[] = {
     &tg_cache_backend_ops,
 };
 
+bool tg_backend_check_only;
+
 int tg_backend_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                       struct tg_backend **out, char *err, size_t errlen)
 {

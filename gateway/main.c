@@ -108,6 +108,7 @@ static int check_config(const char *path)
         return 1;
     }
     tg_log_init(TG_LOG_WARN, TG_LOG_TEXT, TG_LOG_STDERR);
+    tg_backend_check_only = true;
     uv_loop_init(&loop);
     rc = tg_server_init(&srv, &loop, cfg, err, sizeof(err));
     tg_server_close(&srv);

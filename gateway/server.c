@@ -191,23 +191,79 @@ static void warn_restart_only(const struct tg_server_cfg *o, const struct tg_ser
         tg_log(TG_LOG_WARN, "reload: metrics_listen changed; takes effect on restart");
 }
 
+/* Reading and parsing the file is disk work: it runs on the thread pool
+ * (invariant 1); building backends needs the loop and follows there. */
+struct reload_job {
+    uv_work_t work;
+    struct tg_server *srv;
+    char *path;
+    struct tg_config *cfg;
+    int rc;
+    char err[512];
+};
+
+static void reload_work(uv_work_t *w)
+{
+    struct reload_job *j = tg_container_of(w, struct reload_job, work);
+
+    j->rc = tg_config_load(j->path, &j->cfg, j->err, sizeof(j->err));
+}
+
+static int reload_apply(struct tg_server *srv, struct tg_config *cfg);
+
+static void reload_after(uv_work_t *w, int status)
+{
+    struct reload_job *j = tg_container_of(w, struct reload_job, work);
+    struct tg_server *srv = j->srv;
+
+    srv->reload_busy = false;
+    if (status != 0 || j->rc != 0)
+        tg_log(TG_LOG_ERROR, "reload refused, running configuration kept: %s",
+               status != 0 ? "cancelled" : j->err);
+    else if (srv->draining || srv->closed)
+        tg_config_free(j->cfg); /* shutting down: nothing to reload into */
+    else
+        (void)reload_apply(srv, j->cfg);
+    tg_free(j->path);
+    tg_free(j);
+}
+
 int tg_server_reload(struct tg_server *srv)
 {
-    struct tg_config *cfg = NULL;
-    struct tg_backend **be;
-    unsigned reused = 0;
-    char err[512];
-    int rc;
+    struct reload_job *j;
 
     if (!srv->cfg->file) {
         tg_log(TG_LOG_WARN, "reload: running on the built-in configuration (--root); nothing to reload");
         return TG_EINVAL;
     }
-    rc = tg_config_load(srv->cfg->file, &cfg, err, sizeof(err));
-    if (rc != 0) {
-        tg_log(TG_LOG_ERROR, "reload refused, running configuration kept: %s", err);
-        return rc;
+    if (srv->reload_busy) {
+        tg_log(TG_LOG_WARN, "reload: one is already being read; send SIGHUP again after it");
+        return TG_EAGAIN;
     }
+    j = tg_calloc(1, sizeof(*j));
+    if (!j || !(j->path = tg_strdup(srv->cfg->file))) {
+        tg_free(j);
+        tg_log(TG_LOG_ERROR, "reload refused: out of memory");
+        return TG_ENOMEM;
+    }
+    j->srv = srv;
+    if (uv_queue_work(srv->loop, &j->work, reload_work, reload_after) != 0) {
+        tg_free(j->path);
+        tg_free(j);
+        tg_log(TG_LOG_ERROR, "reload refused: cannot queue the read");
+        return TG_EINVAL;
+    }
+    srv->reload_busy = true;
+    return 0;
+}
+
+static int reload_apply(struct tg_server *srv, struct tg_config *cfg)
+{
+    struct tg_backend **be;
+    unsigned reused = 0;
+    char err[512];
+    int rc;
+
     if (srv->cli_port_lo) {
         cfg->server.port_lo = srv->cli_port_lo;
         cfg->server.port_hi = srv->cli_port_hi;

@@ -64,6 +64,7 @@ struct tg_server {
     uint64_t rl_logged_s;        /* second of the last rate-limit log line */
     struct tg_gen *retired;       /* configurations replaced by reloads */
     unsigned reloads;
+    bool reload_busy;             /* a reload's file read is on the thread pool */
     bool verbose;                 /* -v: keep debug logging across reloads */
     unsigned cli_port_lo, cli_port_hi; /* --port-range, kept across reloads */
     /* One receive buffer for the whole loop: every datagram is handled to
@@ -76,9 +77,10 @@ int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg
                    char *err, size_t errlen);
 int tg_server_start(struct tg_server *srv, char *err, size_t errlen);
 void tg_server_drain(struct tg_server *srv);
-/* SIGHUP: load the same file again; new sessions use the new routes and
- * backends, running ones finish on theirs. A bad file is refused with the
- * reason logged and the running configuration kept (returns < 0). */
+/* SIGHUP: read the same file again (on the thread pool), then new sessions
+ * use the new routes and backends and running ones finish on theirs. A bad
+ * file is refused with the reason logged and the running configuration
+ * kept. Returns < 0 when no reload could be started. */
 int tg_server_reload(struct tg_server *srv);
 void tg_server_close(struct tg_server *srv); /* then run the loop until it ends */
 void tg_server_free(struct tg_server *srv);   /* after the loop ran dry */
