@@ -119,11 +119,26 @@ test-valgrind: $(UNIT_BINS)
 -include tests/e2e/e2e.mk
 -include tests/soak/soak.mk
 
+# Man pages, systemd units (both directories are in man's and systemd's
+# search paths for PREFIX /usr and /usr/local), the guides and their configs.
+# The unit's ExecStart is written for /usr/local/bin and rewritten for PREFIX.
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+
 install: tftpgw
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/tftpgw $(DESTDIR)$(PREFIX)/share/tftpgw
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/tftpgw $(DESTDIR)$(PREFIX)/share/tftpgw \
+	    $(DESTDIR)$(PREFIX)/share/tftpgw/guides $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(UNITDIR)
 	install -m 0755 tftpgw $(DESTDIR)$(PREFIX)/bin/tftpgw
 	install -m 0644 etc/tftpgw.ini $(DESTDIR)$(PREFIX)/share/tftpgw/tftpgw.ini.sample
+	install -m 0644 etc/guides/*.ini $(DESTDIR)$(PREFIX)/share/tftpgw/guides/
 	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/tftpgw/README.md
+	install -m 0644 $(wildcard docs/guide-*.md docs/s3.md docs/metrics.md) $(DESTDIR)$(PREFIX)/share/doc/tftpgw/
+	install -m 0644 docs/tftpgw.8 $(DESTDIR)$(MANDIR)/man8/tftpgw.8
+	install -m 0644 docs/tftpgw.ini.5 $(DESTDIR)$(MANDIR)/man5/tftpgw.ini.5
+	sed 's|/usr/local/bin/tftpgw|$(PREFIX)/bin/tftpgw|g' etc/tftpgw.service > $(DESTDIR)$(UNITDIR)/tftpgw.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/tftpgw.service
+	install -m 0644 etc/tftpgw.socket $(DESTDIR)$(UNITDIR)/tftpgw.socket
 
 clean:
 	rm -rf $(BUILD) tftpgw

@@ -4,8 +4,12 @@ set -e
 # awscli: /usr/bin/aws for tests/integration/s3.sh. Its S3 server needs node
 # >= 20 and npm, which Debian 12 does not have (nodejs 18): s3.sh installs
 # the server with npm when node and npm are there and skips otherwise.
+# clang + libclang-rt-14-dev (libFuzzer and sanitizer runtimes, only a
+# recommendation of clang): make fuzz / fuzz-short (tests/fuzz).
+# Not here: qemu-system-x86, ipxe-qemu and dnsmasq-base (about 100 MB with
+# their dependencies) are installed by tests/e2e/run.sh on the first make e2e.
 PKGS="gcc make pkg-config libc6-dev libuv1-dev libcurl4-openssl-dev libinih-dev libcmocka-dev
-      tftp-hpa atftp busybox curl python3 iproute2 valgrind nginx openssl awscli"
+      tftp-hpa atftp busybox curl python3 iproute2 nftables valgrind nginx openssl awscli clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
