@@ -131,7 +131,7 @@ bool tg_session_heard(const struct tg_session *s);
 void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len);
 void tg_session_supersede(struct tg_session *s);
 /* Shutdown: end every session with ERROR 0 and msg; or only those that
- * merely linger after a finished upload. */
+ * merely linger after a finished upload or never heard from their client. */
 void tg_sessions_abort_all(struct tg_server *srv, const char *msg);
 void tg_sessions_end_dallying(struct tg_server *srv);
 /* At max_sessions: end the oldest session whose client never answered

@@ -214,19 +214,30 @@ static void progress(struct tg_session *s)
 
 /* One more retransmission allowed? A session that never heard from its
  * client sends its first packet and one retry at most (digest D16). */
-static bool backoff(struct tg_session *s)
+enum { GIVE_UP, RESEND, LISTEN };
+
+/* The next timeout's meaning. A session that never heard from its client
+ * sends its first packet and one retransmission at most (digest D16), then
+ * listens one more, doubled interval: on a lossy path the client's ACK may
+ * still come, and a spoofed request still ends after 7 intervals. */
+static int backoff(struct tg_session *s)
 {
-    unsigned max = s->heard ? s->srv->cfg->server.retries : 1;
+    unsigned max = s->srv->cfg->server.retries;
+
+    if (!s->heard && max > 2)
+        max = 2;
     unsigned cap = s->rto_init > RTO_CAP_MS ? s->rto_init : RTO_CAP_MS;
 
     if (s->tries >= max)
-        return false;
+        return GIVE_UP;
     s->tries++;
+    s->rto = s->rto * 2 > cap ? cap : s->rto * 2;
+    if (!s->heard && s->tries > 1)
+        return LISTEN;
     s->retransmits++;
     s->srv->stats.retransmits++;
     tg_metrics_retransmits(1);
-    s->rto = s->rto * 2 > cap ? cap : s->rto * 2;
-    return true;
+    return RESEND;
 }
 
 static void fail(struct tg_session *s, uint16_t code, const char *msg, bool tell)
@@ -780,15 +791,19 @@ static void on_timer(uv_timer_t *t)
     case TG_SS_OPENING:
         return;
     case TG_SS_NEGOTIATED:
-        if (!backoff(s)) {
+        switch (backoff(s)) {
+        case GIVE_UP:
             finish(s, "timeout");
             return;
+        case RESEND:
+            send_ctl(s);
+            break;
         }
-        send_ctl(s);
         arm(s, s->rto);
         return;
     case TG_SS_TRANSFER:
-        if (!backoff(s)) {
+        switch (backoff(s)) {
+        case GIVE_UP:
             /* digest D8: with only the last block unconfirmed the client
              * may well have it all. */
             if (s->op == TG_OP_RRQ && s->heard && s->win.last &&
@@ -796,6 +811,9 @@ static void on_timer(uv_timer_t *t)
                 finish(s, "unconfirmed");
             else
                 finish(s, "timeout");
+            return;
+        case LISTEN:
+            arm(s, s->rto);
             return;
         }
         if (s->op == TG_OP_RRQ) {
@@ -1483,5 +1501,8 @@ void tg_sessions_end_dallying(struct tg_server *srv)
         next = s->next;
         if (s->state == TG_SS_DALLY)
             finish(s, "ok");
+        else if (!s->heard && s->state != TG_SS_OPENING)
+            /* Not a running transfer yet: the client never answered. */
+            fail(s, TG_TFTP_EUNDEF, "server is shutting down", true);
     }
 }

@@ -18,6 +18,11 @@ put in front: /c/_/put-409 acts as /put-409):
     /stall               Content-Length 1 MiB, 64 KiB of body, then nothing
                          until the client goes away (at most --hang seconds)
     /drip/N              Content-Length N (N <= 600), one byte every 100 ms
+    /cut/N               Content-Length 1 MiB, data(N), then a clean close
+                         (FIN): the body ends short
+    /chunked-500/N       chunked, data(N) in chunks, then an HTTP/1.1 500
+                         status line where the next chunk size belongs (a
+                         server that gave up mid-body), then a clean close
     /redirect/N/REST     302 to /redirect/N-1/REST; /redirect/0/REST is REST
     /echo-headers[/...]  200, the request line and headers as the body
     /exists              200 (HEAD: Content-Length 5, no body)
@@ -27,6 +32,12 @@ put in front: /c/_/put-409 acts as /put-409):
     /put-early-NNN       answer NNN at once without reading the body, then
                          close the connection
     /put-slow-NNN        read the body, wait 2 s, answer NNN
+    /put-NNN-after/N     read N bytes of the body, answer NNN at once and
+                         close without reading the rest
+    /put-reset-after/N   read N bytes of the body, then RST
+    /put-stall-after/N   read N bytes of the body, then neither read nor
+                         answer until the client goes away (--hang at most)
+    /put-hang            read the whole body, then never answer (--hang)
     anything else        201
   HEAD of a /put-... path answers 404 (the object does not exist yet).
 
@@ -107,10 +118,20 @@ class Handler(BaseHTTPRequestHandler):
     def status(self, code):
         self.send_body(code, b"badhttp status %d\n" % code, "text/plain")
 
-    def hang(self):
-        """Send nothing more until the peer closes or HANG_MAX passes."""
+    def hang(self, read=True):
+        """Send nothing more until the peer closes or HANG_MAX passes. With
+        read=False the rest of a request body is left unread too (the
+        sender's window closes), and only the peer's FIN or RST is watched."""
         end = time.monotonic() + HANG_MAX
         sock = self.connection
+        if not read:
+            po = select.poll()
+            po.register(sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+            while time.monotonic() < end:
+                if po.poll(100):
+                    break
+            self.close_connection = True
+            return
         while time.monotonic() < end:
             r, _, _ = select.select([sock], [], [], 0.1)
             if r:
@@ -127,13 +148,17 @@ class Handler(BaseHTTPRequestHandler):
         self.connection.close()
         self.close_connection = True
 
-    def read_body(self):
-        """(bytes, chunked, complete) of the request body."""
+    def read_body(self, limit=None):
+        """(bytes, chunked, complete) of the request body; with limit, stop
+        once that many bytes are in (complete is then False)."""
         te = (self.headers.get("Transfer-Encoding") or "").lower()
         parts = []
         if "chunked" in te:
+            got = 0
             try:
                 while True:
+                    if limit is not None and got >= limit:
+                        return b"".join(parts), True, False
                     line = self.rfile.readline(1024)
                     if not line:
                         return b"".join(parts), True, False
@@ -147,15 +172,17 @@ class Handler(BaseHTTPRequestHandler):
                                 return b"".join(parts), True, True
                     chunk = self.rfile.read(size)
                     parts.append(chunk)
+                    got += len(chunk)
                     if len(chunk) < size or self.rfile.readline(8) not in (b"\r\n", b"\n"):
                         return b"".join(parts), True, False
             except (OSError, ValueError):
                 return b"".join(parts), True, False
         n = int(self.headers.get("Content-Length") or 0)
+        want = n if limit is None else min(n, limit)
         got = 0
         try:
-            while got < n:
-                chunk = self.rfile.read(min(65536, n - got))
+            while got < want:
+                chunk = self.rfile.read(min(65536, want - got))
                 if not chunk:
                     break
                 parts.append(chunk)
@@ -209,6 +236,37 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(0.3)       # let the bytes leave before the RST
             return self.rst() if p == "/reset" else self.hang()
+        m = re.fullmatch(r"/cut/(\d+)", p)
+        if m:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            if self.command == "HEAD":
+                return None
+            self.wfile.write(data(min(int(m.group(1)), (1 << 20) - 1)))
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.close_connection = True
+            return None
+        m = re.fullmatch(r"/chunked-500/(\d+)", p)
+        if m:
+            body = data(int(m.group(1)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if self.command == "HEAD":
+                return None
+            for i in range(0, len(body), 8192):
+                c = body[i:i + 8192]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
+            self.wfile.write(b"HTTP/1.1 500 Internal Server Error\r\n"
+                             b"Content-Length: 0\r\n\r\n")
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.close_connection = True
+            return None
         m = re.fullmatch(r"/drip/(\d+)", p)
         if m:
             n = min(int(m.group(1)), 600)
@@ -250,9 +308,23 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return self.send_body(int(m.group(1)), b"early\n", "text/plain",
                                   [("Connection", "close")])
+        m = re.fullmatch(r"/put-(\d{3}|reset|stall)-after/(\d+)", p)
+        if m:
+            body, chunked, complete = self.read_body(int(m.group(2)))
+            self.record(body_len=len(body), chunked=chunked, complete=complete,
+                        action=m.group(1))
+            self.close_connection = True
+            if m.group(1) == "reset":
+                return self.rst()
+            if m.group(1) == "stall":
+                return self.hang(read=False)
+            return self.send_body(int(m.group(1)), b"failed mid-body\n", "text/plain",
+                                  [("Connection", "close")])
         body, chunked, complete = self.read_body()
         self.record(body_len=len(body), sha256=hashlib.sha256(body).hexdigest(),
                     chunked=chunked, complete=complete)
+        if p == "/put-hang" and complete:
+            return self.hang()
         if not complete:
             self.close_connection = True
             return None

@@ -10,7 +10,7 @@
 #                wrapper around tftpd-hpa) to check the harness itself;
 #                gateway-only tests are then skipped
 #   KEEP=1       keep the work directory
-#   BUDGET=S     skip the tests that would start after S seconds (default 720)
+#   BUDGET=S     skip the tests that would start after S seconds (default 1200)
 
 HERE=${HERE:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 REPO=$(cd "$HERE/../.." && pwd)
@@ -19,7 +19,7 @@ PEER=${TFTPGW_PEER:-}
 if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
 export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the source tree
 
-BUDGET=${BUDGET:-720}
+BUDGET=${BUDGET:-1200}
 PIDS=()
 NPASS=0 NFAIL=0 NSKIP=0
 FAILED=()
