@@ -582,6 +582,10 @@ def report(rundir, out_md, out_png):
             pk is not None and pk <= tgt)
     w("")
 
+    w("Where the time goes, and what each remaining target would need: "
+      "[profile.md](profile.md) (perf and callgrind, with the changes it led to).")
+    w("")
+
     # chart
     w("## Chart")
     w("")
