@@ -98,6 +98,8 @@ struct tg_session {
     size_t hold_len;
     bool hold_last, hold_ack, blocked;
     bool dropped;        /* single-port: DATA was dropped while blocked */
+    uint8_t *q;          /* single-port: datagrams that came while blocked */
+    size_t q_cap, q_used, q_off; /* as [u32 length][bytes] records */
     bool no_gso;         /* the kernel refused UDP GSO for this socket/path */
     struct tg_na_dec na_dec;
     uint8_t *na_out;
@@ -550,6 +552,7 @@ static void send_ack(struct tg_session *s)
 }
 
 static void set_reading(struct tg_session *s, bool on);
+static void queue_replay(struct tg_session *s);
 
 static void after_push(struct tg_session *s, bool last, bool ack)
 {
@@ -674,10 +677,15 @@ static void on_writable(struct tg_session *s)
     s->blocked = false;
     set_reading(s, true);
     progress(s);
+    after_push(s, s->hold_last, s->hold_ack);
+    if (s->q_used)
+        queue_replay(s);
     /* Blocks dropped while blocked: an ACK now says where to resume (RFC
      * 7440 4), instead of the client's timeout. */
-    after_push(s, s->hold_last, s->hold_ack || (s->dropped && !s->hold_last));
-    s->dropped = false;
+    if (s->dropped && !s->blocked && s->state == TG_SS_TRANSFER) {
+        s->dropped = false;
+        send_ack(s);
+    }
 }
 
 static void on_committed(struct tg_session *s)
@@ -946,6 +954,7 @@ static void session_free(struct tg_session *s)
     tg_win_free(&s->win);
     tg_free(s->na_raw);
     tg_free(s->hold);
+    tg_free(s->q);
     tg_free(s->na_out);
     tg_free(s->reqname);
     tg_free(s);
@@ -1027,16 +1036,56 @@ bool tg_session_heard(const struct tg_session *s)
     return s->heard;
 }
 
+static bool queue_put(struct tg_session *s, const uint8_t *buf, size_t len)
+{
+    uint32_t l = (uint32_t)len;
+
+    if (!s->q) {
+        s->q_cap = (size_t)s->neg.windowsize * (TG_HDR + s->neg.blksize + sizeof(l));
+        if (!(s->q = tg_malloc(s->q_cap)))
+            return false;
+    }
+    if (s->q_off > 0) {
+        memmove(s->q, s->q + s->q_off, s->q_used - s->q_off);
+        s->q_used -= s->q_off;
+        s->q_off = 0;
+    }
+    if (s->q_used + sizeof(l) + len > s->q_cap)
+        return false;
+    memcpy(s->q + s->q_used, &l, sizeof(l));
+    memcpy(s->q + s->q_used + sizeof(l), buf, len);
+    s->q_used += sizeof(l) + len;
+    return true;
+}
+
+/* What came while blocked, in arrival order, until it blocks again. */
+static void queue_replay(struct tg_session *s)
+{
+    while (s->q_off < s->q_used && !s->blocked && s->state != TG_SS_DONE) {
+        uint32_t l;
+
+        memcpy(&l, s->q + s->q_off, sizeof(l));
+        s->q_off += sizeof(l) + l;
+        on_packet(s, s->q + s->q_off - l, l);
+    }
+    if (s->q_off >= s->q_used)
+        s->q_off = s->q_used = 0;
+}
+
 void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len)
 {
     if (s->state == TG_SS_DONE)
         return;
     if (s->blocked) {
-        /* The listener's socket cannot stop for one session: a block the
-         * store cannot take yet is dropped, and the client's retransmission
-         * brings it again once the window is re-ACKed. */
-        tg_log(TG_LOG_DEBUG, "session %s: store busy, datagram dropped", s->peer_str);
-        s->dropped = true;
+        /* The listener's socket cannot stop for one session: up to a
+         * window of datagrams waits here, as a per-transfer socket's
+         * buffer would hold it (invariant 2: a window's worth); beyond
+         * that a block is dropped, and the ACK on unblocking says where
+         * the client resumes. */
+        if (!queue_put(s, buf, len)) {
+            tg_log(TG_LOG_DEBUG, "session %s: store busy, datagram dropped", s->peer_str);
+            s->dropped = true;
+        }
         return;
     }
     heard(s);

@@ -187,6 +187,7 @@ enum tg_rx_action tg_rx_on_data(struct tg_rx *r, uint16_t wire, bool last,
         r->received++;
         r->since_ack++;
         r->gap_acked = false;
+        r->dups = 0;
         /* RFC 7440 4: ACK the last block of each window and the short
          * final block (digest H5, D7). */
         if (last || r->since_ack >= r->windowsize) {
@@ -198,12 +199,17 @@ enum tg_rx_action tg_rx_on_data(struct tg_rx *r, uint16_t wire, bool last,
     lo = r->received > 2u * r->windowsize ? r->received - 2u * r->windowsize : 1;
     if (r->received > 0 &&
         tg_blk_resolve(wire, lo, r->received, r->rollover, &s) == 0) {
-        /* Our ACK was probably lost (digest D12): say it again, every time.
-         * Answering only the first duplicate stalls a transfer whose re-ACK
-         * is lost too. The sender ignores duplicate ACKs (RFC 1123
-         * 4.2.3.1), so this cannot start a Sorcerer's Apprentice. */
-        *ack = true;
-        r->since_ack = 0;
+        /* Our ACK was probably lost (digest D12): say it again, once per
+         * window's worth of duplicates, i.e. once per retransmission round
+         * of the sender. Answering only the first duplicate stalls a
+         * transfer whose re-ACK is lost too; answering each one makes
+         * windowed senders that restart on every ACK (atftp) storm.
+         * Lock-step and the final block: every time (RFC 1350 6). */
+        r->dups++;
+        if (last || (r->dups - 1) % r->windowsize == 0) {
+            *ack = true;
+            r->since_ack = 0;
+        }
         return TG_RX_DUP;
     }
     /* Out of order (digest H8): report the last in-order block, once. */

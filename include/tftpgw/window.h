@@ -74,6 +74,7 @@ struct tg_rx {
     uint64_t received;  /* last in-order sequence received (0: none) */
     unsigned since_ack; /* in-order blocks since the last ACK we sent */
     bool gap_acked;     /* a gap ACK was sent and nothing in order came since */
+    unsigned dups;      /* duplicates since the last in-order block */
 };
 void tg_rx_init(struct tg_rx *r, unsigned windowsize, unsigned rollover);
 /* `last` says the block is shorter than blksize (end of transfer): it is

@@ -959,6 +959,13 @@ static void test_rx_dup_reack_liveness(void **state)
     /* and the transfer goes on */
     assert_int_equal(rx_burst(&r, 5, 4, 0, TG_RX_ACCEPT), 1);
 
+    /* a retransmitted window of 16 draws one ACK, not 16 (atftp restarts
+     * its window on every ACK it gets) */
+    tg_rx_init(&r, 16, 0);
+    assert_int_equal(rx_burst(&r, 1, 16, 0, TG_RX_ACCEPT), 1);
+    assert_int_equal(rx_burst(&r, 1, 16, 0, TG_RX_DUP), 1);
+    assert_int_equal(rx_burst(&r, 1, 16, 0, TG_RX_DUP), 1);
+
     tg_rx_init(&r, 4, 0);
     assert_int_equal(rx_burst(&r, 1, 2, 2, TG_RX_ACCEPT), 1);  /* final ACK lost */
     for (int round = 0; round < 3; round++) {
