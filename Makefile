@@ -98,6 +98,7 @@ test: deps
 	@$(MAKE) --no-print-directory tftpgw $(UNIT_BINS)
 	@sh tests/run-unit.sh $(UNIT_BINS)
 	@bash tests/integration/run.sh
+	@$(MAKE) --no-print-directory fuzz-short
 
 # The whole suite again with ASan+UBSan: unit tests and the gateway under test.
 test-asan: deps
