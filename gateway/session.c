@@ -814,8 +814,10 @@ static void on_timer(uv_timer_t *t)
         case GIVE_UP:
             /* digest D8: with only the last block unconfirmed the client
              * may well have it all. */
+            /* With a window, the final ACK covers the whole last window:
+             * everything sent and only that ACK missing is the same case. */
             if (s->op == TG_OP_RRQ && s->heard && s->win.last &&
-                s->win.acked + 1 == s->win.last)
+                (s->win.acked + 1 == s->win.last || s->win.next_send > s->win.last))
                 finish(s, "unconfirmed");
             else
                 finish(s, "timeout");
