@@ -109,6 +109,10 @@ static int check_config(const char *path)
     }
     tg_log_init(TG_LOG_WARN, TG_LOG_TEXT, TG_LOG_STDERR);
     tg_backend_check_only = true;
+    /* libuv's pool defaults to 4 threads, read by its first use: disk reads
+     * that miss the page cache during a storm of 100s of sessions queue
+     * behind each other there. An operator's own setting wins. */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
     uv_loop_init(&loop);
     rc = tg_server_init(&srv, &loop, cfg, err, sizeof(err));
     tg_server_close(&srv);
@@ -296,6 +300,10 @@ int main(int argc, char **argv)
     /* A client that vanishes must not kill us through a failed send. */
     signal(SIGPIPE, SIG_IGN);
 
+    /* libuv's pool defaults to 4 threads, read by its first use: disk reads
+     * that miss the page cache during a storm of 100s of sessions queue
+     * behind each other there. An operator's own setting wins. */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
     uv_loop_init(&loop);
     rc = tg_server_init(&srv, &loop, cfg, err, sizeof(err));
     srv.verbose = verbose > 0;
