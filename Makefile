@@ -39,7 +39,7 @@ UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
 UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv gateway/metrics backends/file backends/http backends/s3 backends/cache
 
-.PHONY: all deps run test unit integration install clean test-asan test-valgrind bench
+.PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench
 
 all: $(BIN)
 
@@ -113,6 +113,13 @@ test-valgrind: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "== valgrind $$t"; \
 	    valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect $$t > /dev/null || exit 1; done
 	@echo "valgrind: all unit tests clean"
+
+# The integration suite with the gateway under valgrind (on request: slow,
+# and timing-sensitive tests may need BUDGET or a name filter, e.g.
+# make test-valgrind-integration VG_TESTS="hpa curl ops_reload").
+test-valgrind-integration: tftpgw
+	@TFTPGW_BIN=$(CURDIR)/tests/valgrind-gw.sh TFTPGW_REAL_BIN=$(CURDIR)/tftpgw \
+	    bash tests/integration/run.sh $(VG_TESTS)
 
 # Fragments owned by their suites: fuzzing (tests/fuzz), the QEMU PXE boot
 # (tests/e2e) and the soak (tests/soak).

@@ -418,6 +418,8 @@ static void add_gso(struct tg_session *s, struct msghdr *mh, gso_ctl *ctl, uint1
     struct cmsghdr *c;
 
     memcpy(ctl->buf, s->cm.buf, s->cm_len);
+    /* The padding after the 2-byte value goes to the kernel too. */
+    memset(ctl->buf + s->cm_len, 0, CMSG_SPACE(sizeof(seg)));
     c = (struct cmsghdr *)(ctl->buf + s->cm_len);
     c->cmsg_level = SOL_UDP;
     c->cmsg_type = UDP_SEGMENT;

@@ -283,6 +283,8 @@ gw_stop() {
     case $st in
         132|133|134|135|136|139)
             fail "gateway crashed on SIGTERM (status $st$(sigdesc $st))"; return 1 ;;
+        99)
+            fail "valgrind reported errors or leaks (tests/valgrind-gw.sh)"; return 1 ;;
     esac
     if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$GW_LOG" 2>/dev/null; then
         fail "sanitizer report in the gateway log"; return 1
