@@ -748,6 +748,14 @@ static void read_open_after(uv_work_t *w, int status)
 /* Process-wide: whether the kernel takes RWF_NOWAIT for these files. */
 static bool nowait_usable = true;
 
+#ifdef UNIT_TESTING
+/* Tests of the waiting paths need reads that do not complete at once. */
+void tg_file_nowait_for_tests(bool on)
+{
+    nowait_usable = on;
+}
+#endif
+
 /* Bytes already in the page cache are read on the loop: RWF_NOWAIT makes
  * the kernel answer EAGAIN instead of waiting for the disk (invariant 1),
  * and a hit then costs no thread-pool round trip, which profiling showed

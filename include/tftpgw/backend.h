@@ -84,6 +84,11 @@ struct tg_backend_ops {
 
 #define TG_DIRECT_DONE 1
 
+#ifdef UNIT_TESTING
+/* backends/file.c: off makes every read go through the thread pool. */
+void tg_file_nowait_for_tests(bool on);
+#endif
+
 /* Embedded first in each backend type's own struct. */
 struct tg_backend {
     const struct tg_backend_ops *ops;
