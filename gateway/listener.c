@@ -22,51 +22,6 @@
 #define RX_SLOT_REQ 4096 /* per-transfer ports: only requests arrive here */
 #define SINGLE_PORT_RCVBUF (8 << 20) /* single-port: every client's window lands here */
 
-int tg_sockaddr_parse(const char *spec, struct sockaddr_storage *out)
-{
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon, *h;
-    size_t hl;
-    uint64_t port;
-
-    memset(out, 0, sizeof(*out));
-    if (spec[0] == '[') {
-        const char *close = strchr(spec, ']');
-
-        if (!close || close[1] != ':')
-            return TG_EINVAL;
-        h = spec + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(spec, ':');
-        if (!colon)
-            return TG_EINVAL;
-        h = spec;
-        hl = (size_t)(colon - spec);
-    }
-    if (hl == 0 || hl >= sizeof(host) || tg_parse_u64(colon + 1, 65535, &port) != 0 || port == 0)
-        return TG_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    if (spec[0] == '[') {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
-
-        if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
-            return TG_EINVAL;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)out;
-
-        if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-            return TG_EINVAL;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-    }
-    return 0;
-}
-
 void tg_sockaddr_str(const struct sockaddr *sa, char *out, size_t cap)
 {
     char ip[INET6_ADDRSTRLEN];
@@ -446,7 +401,7 @@ int tg_listener_open(struct tg_listener *l, struct tg_server *srv,
     l->srv = srv;
     l->fd = -1;
     snprintf(l->label, sizeof(l->label), "%s", spec);
-    if (tg_sockaddr_parse(spec, &l->addr) != 0) {
+    if (tg_sockaddr_parse(spec, false, &l->addr) != 0) {
         snprintf(err, errlen, "listen %s: not ADDR:PORT", spec);
         return TG_EINVAL;
     }

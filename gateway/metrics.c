@@ -755,45 +755,6 @@ static void listener_closed(uv_handle_t *h)
     msrv_maybe_free(m);
 }
 
-static int parse_listen(const char *spec, struct sockaddr_storage *ss)
-{
-    char host[64];
-    const char *port_s, *h;
-    size_t hl;
-    char *end;
-    unsigned long port;
-
-    memset(ss, 0, sizeof(*ss));
-    if (spec[0] == '[') {
-        const char *close = strchr(spec, ']');
-
-        if (!close || close[1] != ':')
-            return TG_EINVAL;
-        h = spec + 1;
-        hl = (size_t)(close - h);
-        port_s = close + 2;
-    } else {
-        const char *colon = strrchr(spec, ':');
-
-        if (!colon || strchr(spec, ':') != colon)
-            return TG_EINVAL;
-        h = spec;
-        hl = (size_t)(colon - spec);
-        port_s = colon + 1;
-    }
-    if (hl == 0 || hl >= sizeof(host) || *port_s < '0' || *port_s > '9')
-        return TG_EINVAL;
-    errno = 0;
-    port = strtoul(port_s, &end, 10);
-    if (errno || *end || port > 65535)
-        return TG_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    if (spec[0] == '[')
-        return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) ? TG_EINVAL : 0;
-    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) ? TG_EINVAL : 0;
-}
-
 int tg_metrics_serve(uv_loop_t *loop, const char *listen, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
@@ -803,7 +764,7 @@ int tg_metrics_serve(uv_loop_t *loop, const char *listen, char *err, size_t errl
     if (cur && cur->loop == loop && !strcmp(cur->spec, listen))
         return 0;
     tg_metrics_close();
-    if (strlen(listen) >= sizeof(m->spec) || parse_listen(listen, &ss) != 0) {
+    if (strlen(listen) >= sizeof(m->spec) || tg_sockaddr_parse(listen, true, &ss) != 0) {
         snprintf(err, errlen, "metrics_listen %s: not ADDR:PORT (numeric; IPv6 as [ADDR]:PORT)",
                  listen);
         return TG_EINVAL;

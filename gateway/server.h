@@ -97,7 +97,6 @@ int tg_listener_adopt(struct tg_listener *l, struct tg_server *srv, int fd,
 void tg_listener_close(struct tg_listener *l);
 void tg_listener_send_error(struct tg_listener *l, const struct sockaddr *peer,
                             uint16_t code, const char *msg);
-int tg_sockaddr_parse(const char *spec, struct sockaddr_storage *out);
 void tg_sockaddr_str(const struct sockaddr *sa, char *out, size_t cap);
 bool tg_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
 
