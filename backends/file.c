@@ -221,25 +221,6 @@ static int beneath_open(const struct file_backend *fb, const char *rel, int flag
     return openat2_beneath(fb, inside, flags);
 }
 
-/* Read up to len bytes at off, stopping early only at end of file. */
-static ssize_t pread_full(int fd, uint8_t *buf, size_t len, int64_t off)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + (int64_t)got));
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
 /* ".NAME.tftpgw-XXXXXX": hidden, tied to its target for whoever finds a
  * leftover after a crash, and random so O_EXCL rarely needs a retry. */
 static void tmp_name(char *out, size_t cap, const char *base)
@@ -274,7 +255,6 @@ static void read_open_work(uv_work_t *w)
     const struct file_backend *fb = fs->fb;
     struct stage *s0 = &fs->st[0];
     struct stat sb;
-    ssize_t n;
     int fd;
 
     if (fs->key[0] == '\0') {
@@ -326,15 +306,12 @@ static void read_open_work(uv_work_t *w)
      * thread-pool reads that wait on the disk when the page cache is cold
      * (a boot storm's first clients). */
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    /* The first stage now, so the first pull after OPENED needs no wait. */
+    /* No data yet: the staging is allocated and filled on the first pull,
+     * so a request nobody answers holds no buffers (invariant 2), and a
+     * read straight into the window never needed them. */
     s0->off = 0;
-    s0->want = (uint64_t)sb.st_size < fs->cap ? (size_t)sb.st_size : fs->cap;
-    n = pread_full(fd, s0->data, s0->want, 0);
-    if (n < 0) {
-        fs->werr = (int)-n;
-        return;
-    }
-    s0->len = (size_t)n;
+    s0->want = 0;
+    s0->len = 0;
 }
 
 /* ---- write streams: the open and commit jobs ---- */
@@ -707,11 +684,8 @@ static struct file_stream *stream_new(struct file_backend *fb,
     fs->dirfd = -1;
     fs->cap = a->blksize > STAGE_MIN ? a->blksize : STAGE_MIN;
     fs->key = tg_strdup(a->key);
-    for (int i = 0; i < 2; i++) {
-        fs->st[i].fs = fs;
-        fs->st[i].data = tg_malloc(fs->cap);
-    }
-    if (!fs->key || !fs->st[0].data || !fs->st[1].data) {
+    fs->st[0].fs = fs->st[1].fs = fs;
+    if (!fs->key) {
         stream_free(fs);
         return NULL;
     }
@@ -952,6 +926,15 @@ static bool pull_ready(const struct file_stream *fs, size_t len)
     return a->state == STAGE_READY && b->state == STAGE_READY;
 }
 
+/* Both stages, allocated on first use (see read_open_work). */
+static int stages_alloc(struct file_stream *fs)
+{
+    for (int i = 0; i < 2; i++)
+        if (!fs->st[i].data && !(fs->st[i].data = tg_malloc(fs->cap)))
+            return fail_msg(fs, TG_TFTP_EUNDEF, TG_ENOMEM, "out of memory");
+    return 0;
+}
+
 static int read_more(struct file_stream *fs, struct stage *st)
 {
     uv_buf_t buf = uv_buf_init((char *)st->data + st->len, (unsigned)(st->want - st->len));
@@ -968,6 +951,8 @@ static int read_more(struct file_stream *fs, struct stage *st)
  * at open: the session announced that size as tsize, so it is all we send. */
 static int read_ahead(struct file_stream *fs)
 {
+    if (fs->off < fs->base.size && stages_alloc(fs) < 0)
+        return fs->fail_rc;
     while (fs->off < fs->base.size) {
         struct stage *st = &fs->st[fs->fill];
         int64_t left = fs->base.size - fs->off;
@@ -1165,6 +1150,8 @@ static int file_push(struct tg_stream *s, const uint8_t *src, size_t len)
      * a stage is never smaller than blksize. */
     if (len > fs->cap)
         return fail_msg(fs, TG_TFTP_EUNDEF, TG_EINVAL, "block larger than staging");
+    if (stages_alloc(fs) < 0)
+        return fs->fail_rc;
     /* Writes run concurrently, so the second may finish first. */
     if (fs->st[fs->cur].state == STAGE_BUSY)
         fs->cur ^= 1;

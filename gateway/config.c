@@ -91,7 +91,7 @@ int tg_config_parse_size(const char *s, int64_t *out)
 
 enum sect_kind { SECT_NONE, SECT_SERVER, SECT_BACKEND, SECT_ROUTE };
 
-#define SERVER_KEYS_MAX 24 /* also bounds the [route] and [backend] keys in seen[] */
+#define SERVER_KEYS_MAX 32 /* also bounds the [route] and [backend] keys in seen[] */
 
 struct parse_ctx {
     const char *file;          /* for messages: the path or "<string>" */
@@ -367,6 +367,9 @@ static const struct server_key server_keys[] = {
     { "log_format", K_ENUM, OFF(log_format), 0, 0, "text", log_format_names, NULL },
     { "log_target", K_ENUM, OFF(log_target), 0, 0, "stderr", log_target_names, NULL },
     { "single_port", K_BOOL, OFF(single_port), 0, 0, "no", NULL, NULL },
+    { "single_port_window", K_SIZE, OFF(single_port_window), 512, 256u << 20, "64k", NULL, NULL },
+    { "single_port_writes", K_BOOL, OFF(single_port_writes), 0, 0, "no", NULL, NULL },
+    { "client_rate", K_SIZE, OFF(client_rate), 0, 1ull << 40, "0", NULL, NULL },
     { "metrics_listen", K_STRING, OFF(metrics_listen), 0, 0, NULL, NULL, NULL },
     { "drain_timeout", K_UINT, OFF(drain_timeout_s), 0, 86400, "30", NULL, NULL },
     { "rate_limit", K_UINT, OFF(rate_limit), 0, 1000000, "0", NULL, NULL },

@@ -172,11 +172,13 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         struct tg_session *s = tg_session_find_peer(srv, peer);
         bool request = len >= 2 && buf[0] == 0 && (buf[1] == TG_OP_RRQ || buf[1] == TG_OP_WRQ);
 
-        if (s && !request) {
+        if (s && !request && tg_session_shared(s)) {
             tg_session_input(s, buf, len);
             return;
         }
-        if (!s && !request) {
+        /* A write on a port of its own (single_port_writes = no) takes
+         * nothing from this port but requests. */
+        if (!request) {
             /* Single-port mode's foreign TID: nothing runs for this
              * address:port (RFC 1350 4; an ERROR is never answered). */
             if (len >= 2 && buf[0] == 0 && buf[1] == TG_OP_ERROR)
@@ -210,7 +212,8 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         tg_session_retransmit(dup);
         return;
     }
-    if (srv->single_port && (dup = tg_session_find_peer(srv, peer)) != NULL) {
+    if (srv->single_port && (dup = tg_session_find_peer(srv, peer)) != NULL &&
+        tg_session_shared(dup)) {
         /* The same request again once data flows is a late duplicate;
          * anything else from this port starts over. */
         if (tg_session_heard(dup) && tg_session_same_request(dup, pkt.op, pkt.u.req.filename))

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -208,6 +209,11 @@ int main(int argc, char **argv)
     char err[512];
     uv_loop_t loop;
 
+    /* Windows and large staging come from mmap and go back to the system
+     * when a transfer ends. glibc would otherwise raise this threshold
+     * after the first such free and carve later windows from the heap,
+     * which a flood of big-window requests fragments for good. */
+    (void)mallopt(M_MMAP_THRESHOLD, 64 * 1024);
     while ((c = getopt_long(argc, argv, "c:r:w:l:p:vhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':

@@ -257,6 +257,26 @@ int tg_server_reload(struct tg_server *srv)
     return 0;
 }
 
+/* Uploads on the shared single port trust the client's source address,
+ * which anyone can forge there (docs/security.md): say so at every start
+ * and reload, per route, while the setting asks for it. */
+static void warn_spoofable_writes(const struct tg_server *srv, const struct tg_config *cfg)
+{
+    if (!srv->single_port || !cfg->server.single_port_writes)
+        return;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct tg_route *r = &cfg->routes[i];
+
+        if (r->write == TG_WRITE_OFF)
+            continue;
+        tg_log(TG_LOG_WARN,
+               "route %s: uploads on the single port (single_port_writes = yes): a blind sender "
+               "can forge a client address%s and store a file; single_port_writes = no gives "
+               "each upload a port of its own",
+               r->name, r->nallow ? " that the route's allow list trusts" : "");
+    }
+}
+
 static int reload_apply(struct tg_server *srv, struct tg_config *cfg)
 {
     struct tg_backend **be;
@@ -309,6 +329,7 @@ static int reload_apply(struct tg_server *srv, struct tg_config *cfg)
     if (!srv->verbose)
         tg_log_init(cfg->server.log_level, cfg->server.log_format, cfg->server.log_target);
     srv->reloads++;
+    warn_spoofable_writes(srv, cfg);
     tg_log(TG_LOG_INFO, "configuration reloaded from %s: %zu route(s), %zu backend(s), %u kept "
                         "running; %u session(s) finish on the previous one",
            cfg->file, cfg->nroutes, cfg->nbackends, reused, srv->nsessions);
@@ -415,6 +436,7 @@ int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
     if (sc->metrics_listen &&
         (rc = tg_metrics_serve(srv->loop, sc->metrics_listen, err, errlen)) != 0)
         return rc;
+    warn_spoofable_writes(srv, srv->cfg);
     srv->handles_ready = true;
     uv_signal_init(srv->loop, &srv->sig_int);
     uv_signal_init(srv->loop, &srv->sig_term);

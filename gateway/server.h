@@ -127,14 +127,16 @@ struct tg_session *tg_session_find_peer(struct tg_server *srv, const struct sock
 bool tg_session_same_request(const struct tg_session *s, enum tg_opcode op,
                              const char *filename);
 bool tg_session_heard(const struct tg_session *s);
+/* The session's datagrams use the listener's socket (single-port mode). */
+bool tg_session_shared(const struct tg_session *s);
 void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len);
 void tg_session_supersede(struct tg_session *s);
 /* Shutdown: end every session with ERROR 0 and msg; or only those that
  * merely linger after a finished upload or never heard from their client. */
 void tg_sessions_abort_all(struct tg_server *srv, const char *msg);
 void tg_sessions_end_dallying(struct tg_server *srv);
-/* At max_sessions: end the oldest session whose client never answered
- * (spoofed requests cannot lock real clients out). False if none. */
+/* At max_sessions: end the oldest session whose client never proved it
+ * hears us (spoofed requests cannot lock real clients out). False if none. */
 bool tg_session_evict_unheard(struct tg_server *srv);
 
 #endif

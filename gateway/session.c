@@ -68,6 +68,7 @@ struct tg_session {
     struct tg_negotiated neg;
     struct tg_stream *stream;
     bool heard;          /* a packet came from the client's TID */
+    bool proven;         /* the client showed it hears us (docs/security.md) */
     unsigned rto_init, rto, tries;
     uint64_t retransmits;
     uint64_t started_ms, ended_ms;
@@ -207,26 +208,30 @@ static void arm_guard(struct tg_session *s)
 }
 
 /* Progress from the client: back to the first interval (RFC 1123 4.2.3.2
- * asks for adaptive backoff, which restarts once the path works again). */
+ * asks for adaptive backoff, which restarts once the path works again).
+ * Before the client proved it hears us, what looked like progress may be a
+ * blind sender's guess: the budget is not restored. */
 static void progress(struct tg_session *s)
 {
+    if (!s->proven)
+        return;
     s->tries = 0;
     s->rto = s->rto_init;
 }
 
-/* One more retransmission allowed? A session that never heard from its
- * client sends its first packet and one retry at most (digest D16). */
 enum { GIVE_UP, RESEND, LISTEN };
 
-/* The next timeout's meaning. A session that never heard from its client
- * sends its first packet and one retransmission at most (digest D16), then
- * listens one more, doubled interval: on a lossy path the client's ACK may
- * still come, and a spoofed request still ends after 7 intervals. */
+/* The next timeout's meaning. A session whose client has not proven that
+ * it hears us sends its first packet and one retransmission at most (RFC
+ * 1350 has no such rule; its absence makes a reflector: docs/security.md),
+ * then listens one more, doubled interval: on a lossy path the client's
+ * answer may still come, and a spoofed request still ends after 7
+ * intervals. Nothing but proof restores the budget (see progress()). */
 static int backoff(struct tg_session *s)
 {
     unsigned max = s->srv->cfg->server.retries;
 
-    if (!s->heard && max > 2)
+    if (!s->proven && max > 2)
         max = 2;
     unsigned cap = s->rto_init > RTO_CAP_MS ? s->rto_init : RTO_CAP_MS;
 
@@ -234,7 +239,7 @@ static int backoff(struct tg_session *s)
         return GIVE_UP;
     s->tries++;
     s->rto = s->rto * 2 > cap ? cap : s->rto * 2;
-    if (!s->heard && s->tries > 1)
+    if (!s->proven && s->tries > 1)
         return LISTEN;
     s->retransmits++;
     s->srv->stats.retransmits++;
@@ -251,6 +256,22 @@ static void fail(struct tg_session *s, uint16_t code, const char *msg, bool tell
 }
 
 /* ---- sender (RRQ) ---- */
+
+/* The window ring is allocated when the client first answers (or at once
+ * for a plain RRQ, whose window is one 516-byte block): a flood of
+ * requests nobody answers costs no windows. False when the session ended. */
+static bool start_window(struct tg_session *s)
+{
+    if (s->win.buf)
+        return true;
+    if (tg_win_init(&s->win, s->neg.windowsize, s->neg.blksize,
+                    s->srv->cfg->server.rollover) != 0 ||
+        (s->neg.mode == TG_MODE_NETASCII && !(s->na_raw = tg_malloc(s->neg.blksize)))) {
+        fail(s, TG_TFTP_EUNDEF, "out of memory", true);
+        return false;
+    }
+    return true;
+}
 
 static bool fill_octet(struct tg_session *s)
 {
@@ -521,11 +542,29 @@ static void pump(struct tg_session *s)
     send_window(s);
 }
 
+static void prove(struct tg_session *s);
+static bool start_window(struct tg_session *s);
+
+/* An ACK for a block we never sent: a real client cannot produce it, a
+ * blind sender guessing the transfer's progress does. */
+static void unsent_ack(struct tg_session *s, uint16_t wire)
+{
+    tg_log(TG_LOG_INFO, "session %s: ACK %u for a block not sent yet; ending the transfer",
+           s->peer_str, (unsigned)wire);
+    fail(s, TG_TFTP_EBADOP, "ACK for a block not sent", true);
+}
+
 static void on_ack(struct tg_session *s, uint16_t wire)
 {
+    int n;
+
     if (s->state == TG_SS_NEGOTIATED) {
-        if (wire != 0)
-            return; /* only ACK 0 confirms the OACK (RFC 2347) */
+        if (wire != 0) {
+            unsent_ack(s, wire); /* only ACK 0 confirms the OACK (RFC 2347) */
+            return;
+        }
+        if (!start_window(s))
+            return;
         progress(s);
         disarm(s);
         set_state(s, TG_SS_TRANSFER);
@@ -534,8 +573,14 @@ static void on_ack(struct tg_session *s, uint16_t wire)
     }
     if (s->state != TG_SS_TRANSFER)
         return;
-    if (tg_win_ack(&s->win, wire) == 0)
+    n = tg_win_ack(&s->win, wire);
+    if (n == TG_WIN_UNSENT) {
+        unsent_ack(s, wire);
+        return;
+    }
+    if (n == 0)
         return; /* duplicate or stale: never resend on it (RFC 1123 4.2.3.1) */
+    prove(s);
     progress(s);
     if (tg_win_done(&s->win)) {
         finish(s, "ok");
@@ -584,6 +629,12 @@ static void deliver(struct tg_session *s, const uint8_t *data, size_t len,
     int64_t max = s->match.route->max_size;
     int rc = 0;
 
+    if ((s->neg.mode == TG_MODE_NETASCII && !s->na_out &&
+         !(s->na_out = tg_malloc(s->neg.blksize + 1))) ||
+        (!s->hold && !(s->hold = tg_malloc(s->neg.blksize + 1)))) {
+        fail(s, TG_TFTP_EUNDEF, "out of memory", true);
+        return;
+    }
     if (s->neg.mode == TG_MODE_NETASCII) {
         n = tg_na_decode(&s->na_dec, data, len, s->na_out);
         if (last)
@@ -727,6 +778,8 @@ static void on_opened(struct tg_session *s)
         arm(s, s->rto);
         return;
     }
+    if (s->op == TG_OP_RRQ && !start_window(s))
+        return;
     set_state(s, TG_SS_TRANSFER);
     if (s->op == TG_OP_RRQ) {
         pump(s);
@@ -848,17 +901,32 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
-/* The first packet from the client's TID: the address is real, and the
- * interval it asked for (RFC 2349) applies from now on. */
+/* The client hears us: the address is real, the full retry budget and
+ * the interval it asked for (RFC 2349) apply from now on. */
+static void prove(struct tg_session *s)
+{
+    if (s->proven)
+        return;
+    s->proven = true;
+    if (s->neg.accepted & TG_OPT_TIMEOUT) {
+        s->rto_init = s->neg.timeout_s * 1000u;
+        s->rto = s->rto_init;
+    }
+}
+
+/* The first packet from the client's address:port. On a transfer's own
+ * port that is proof: only a client that received our first packet knows
+ * the port (RFC 1350 4's TID is the one secret of the exchange). On the
+ * shared port a blind sender can say as much, so a read must first
+ * acknowledge data it was sent (on_ack); a write makes us send only ACKs,
+ * no more than it sends us. */
 static void heard(struct tg_session *s)
 {
     if (s->heard)
         return;
     s->heard = true;
-    if (s->neg.accepted & TG_OPT_TIMEOUT) {
-        s->rto_init = s->neg.timeout_s * 1000u;
-        s->rto = s->rto_init;
-    }
+    if (!s->shared || s->op == TG_OP_WRQ)
+        prove(s);
 }
 
 static void on_packet(struct tg_session *s, const uint8_t *buf, size_t len)
@@ -1038,6 +1106,11 @@ bool tg_session_same_request(const struct tg_session *s, enum tg_opcode op,
 bool tg_session_heard(const struct tg_session *s)
 {
     return s->heard;
+}
+
+bool tg_session_shared(const struct tg_session *s)
+{
+    return s->shared;
 }
 
 static bool queue_put(struct tg_session *s, const uint8_t *buf, size_t len)
@@ -1266,10 +1339,13 @@ static int open_socket(struct tg_session *s, const struct tg_listener *l,
     struct sockaddr_storage la;
     int fd, err = 0;
 
-    if (s->srv->single_port) {
+    if (s->srv->single_port && (s->op == TG_OP_RRQ || sc->single_port_writes)) {
         /* Single-port mode: our TID is the listener's port (RFC 1350's
          * per-transfer port cannot cross NAT or a published container
-         * port); sessions are told apart by the client's address:port. */
+         * port); sessions are told apart by the client's address:port.
+         * Writes stay on a port of their own unless single_port_writes
+         * says otherwise: on the shared port a blind sender can complete
+         * an upload from any address an allow list trusts. */
         s->shared = true;
         s->fd = l->fd;
         set_source(s, rc);
@@ -1375,6 +1451,14 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
     lim.max_windowsize = sc->max_windowsize;
     lim.max_window_bytes = sc->max_window_bytes;
     lim.refuse = s->match.route->refuse;
+    if (srv->single_port && (rc->op == TG_OP_RRQ || sc->single_port_writes)) {
+        /* A blind sender knows the shared port: what one blind ACK can
+         * release is capped (docs/security.md), blksize included. */
+        if (lim.max_window_bytes == 0 || lim.max_window_bytes > sc->single_port_window)
+            lim.max_window_bytes = sc->single_port_window;
+        if (lim.max_blksize > sc->single_port_window)
+            lim.max_blksize = (unsigned)sc->single_port_window;
+    }
     if (tg_opt_negotiate(rc->op, rc->req, &lim, &s->neg, err) != 0)
         goto refuse;
     if (rc->op == TG_OP_WRQ && s->neg.tsize >= 0 && s->match.route->max_size >= 0 &&
@@ -1390,22 +1474,11 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
         tg_error_set(err, TG_TFTP_EUNDEF, be ? "out of memory" : "route has no backend");
         goto refuse;
     }
-    if (rc->op == TG_OP_RRQ) {
-        r = tg_win_init(&s->win, s->neg.windowsize, s->neg.blksize, sc->rollover);
-        if (r == 0 && s->neg.mode == TG_MODE_NETASCII &&
-            !(s->na_raw = tg_malloc(s->neg.blksize)))
-            r = TG_ENOMEM;
-    } else {
+    /* Window and staging buffers wait for the client's first answer
+     * (start_window, deliver): an unanswered request costs this struct,
+     * not a window (invariant 2). */
+    if (rc->op == TG_OP_WRQ)
         tg_rx_init(&s->rx, s->neg.windowsize, sc->rollover);
-        r = (s->hold = tg_malloc(s->neg.blksize + 1)) ? 0 : TG_ENOMEM;
-        if (r == 0 && s->neg.mode == TG_MODE_NETASCII &&
-            !(s->na_out = tg_malloc(s->neg.blksize + 1)))
-            r = TG_ENOMEM;
-    }
-    if (r != 0) {
-        tg_error_set(err, TG_TFTP_EUNDEF, "out of memory");
-        goto refuse;
-    }
     r = open_socket(s, l, rc);
     if (r != 0) {
         tg_log(TG_LOG_WARN, "session %s: no socket: %s", s->peer_str, strerror(-r));
@@ -1535,9 +1608,11 @@ bool tg_session_evict_unheard(struct tg_server *srv)
 {
     struct tg_session *s, *oldest = NULL;
 
-    /* New sessions go to the head: the last unheard one is the oldest. */
+    /* New sessions go to the head: the last unproven one is the oldest.
+     * Unproven, not unheard: a blind ACK must not make a spoofed session
+     * safe from eviction. */
     for (s = srv->sessions; s; s = s->next)
-        if (!s->heard && s->state != TG_SS_DALLY)
+        if (!s->proven && s->state != TG_SS_DALLY)
             oldest = s;
     if (!oldest)
         return false;

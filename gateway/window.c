@@ -129,13 +129,20 @@ const uint8_t *tg_win_datagram(struct tg_win *w, uint64_t seq, size_t *len)
     return p;
 }
 
-unsigned tg_win_ack(struct tg_win *w, uint16_t wire)
+int tg_win_ack(struct tg_win *w, uint16_t wire)
 {
     uint64_t s;
     unsigned n;
 
-    if (tg_blk_resolve(wire, w->acked, w->next_send - 1, w->rollover, &s) != 0)
-        return 0; /* never sent, or older than the window: stale */
+    if (tg_blk_resolve(wire, w->acked, w->max_sent, w->rollover, &s) != 0) {
+        /* Ahead of everything sent, within half the number space: no real
+         * client can acknowledge a block it never received, but a blind
+         * ACK stream does. Further off it is an old, stale number. */
+        if (w->acked + (WIRE_SPAN / 2) > w->max_sent &&
+            tg_blk_resolve(wire, w->max_sent + 1, w->acked + WIRE_SPAN / 2, w->rollover, &s) == 0)
+            return TG_WIN_UNSENT;
+        return 0;
+    }
     if (s == w->acked)
         return 0; /* duplicate: never a reason to resend (RFC 1123 4.2.3.1) */
     n = (unsigned)(s - w->acked);
@@ -143,7 +150,7 @@ unsigned tg_win_ack(struct tg_win *w, uint16_t wire)
     /* RFC 7440 4: the next window starts after the ACKed block, so blocks
      * sent after it are sent again. */
     w->next_send = s + 1;
-    return n;
+    return (int)n;
 }
 
 void tg_win_rewind(struct tg_win *w)
@@ -162,6 +169,8 @@ uint64_t tg_win_sendable(const struct tg_win *w)
 
 void tg_win_sent(struct tg_win *w)
 {
+    if (w->next_send > w->max_sent)
+        w->max_sent = w->next_send;
     w->next_send++;
 }
 

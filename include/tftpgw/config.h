@@ -41,6 +41,9 @@ struct tg_server_cfg {
     enum tg_log_format log_format;
     enum tg_log_target log_target; /* stderr (journald) or syslog(3) */
     bool single_port;          /* serve every transfer from the listening socket */
+    size_t single_port_window; /* single-port: windowsize x blksize cap; default 64 KiB */
+    bool single_port_writes;   /* single-port: WRQs on the shared port too; default no */
+    size_t client_rate;        /* bytes per second sent to one client address; 0: off */
     char *metrics_listen;      /* "127.0.0.1:9169": Prometheus endpoint; NULL: off */
     unsigned drain_timeout_s;  /* SIGTERM: seconds running transfers may take; default 30 */
     unsigned rate_limit;       /* requests per second per client address; 0: off */

@@ -30,6 +30,7 @@ struct tg_win {
     size_t *len;        /* payload bytes per slot */
     uint64_t acked;     /* highest sequence ACKed (0: none yet) */
     uint64_t next_send; /* next sequence to transmit */
+    uint64_t max_sent;  /* highest sequence ever transmitted (0: none) */
     uint64_t filled;    /* highest sequence whose slot is complete */
     size_t fill_off;    /* payload bytes in slot filled + 1 */
     uint64_t last;      /* sequence of the final (short) block, 0 until EOF */
@@ -50,9 +51,11 @@ uint8_t *tg_win_payload(struct tg_win *w, uint64_t seq);
 /* The datagram for sequence seq (header written), and its length. */
 const uint8_t *tg_win_datagram(struct tg_win *w, uint64_t seq, size_t *len);
 /* ACK handling (RFC 7440 4, RFC 1123 4.2.3.1): returns the number of blocks
- * newly ACKed; 0 for a duplicate or out-of-window ACK, which must be ignored.
- * An ACK inside the sent range moves next_send to the block after it. */
-unsigned tg_win_ack(struct tg_win *w, uint16_t wire);
+ * newly ACKed; 0 for a duplicate or stale ACK, which must be ignored; and
+ * TG_WIN_UNSENT for an ACK of a block never sent, which only a blind sender
+ * produces. An ACK inside the sent range moves next_send after it. */
+#define TG_WIN_UNSENT (-1)
+int tg_win_ack(struct tg_win *w, uint16_t wire);
 /* Timeout: resend from the block after the last ACK (RFC 7440 4). */
 void tg_win_rewind(struct tg_win *w);
 /* A sequence ready to send now, or 0: next_send when it is filled and inside

@@ -209,8 +209,10 @@ mx_write_config() {
         echo "[server]"
         echo "listen = $listen"
         echo "single_port = $sp"
+        # the single-port column puts on the shared port too
+        echo "single_port_writes = $sp"
         for kv in ${TG_SERVER_EXTRA:-}; do
-            [ "${kv%%=*}" = single_port ] || echo "${kv%%=*} = ${kv#*=}"
+            case ${kv%%=*} in single_port|single_port_writes) ;; *) echo "${kv%%=*} = ${kv#*=}" ;; esac
         done
         echo "timeout = 1000"
         echo "retries = 5"

@@ -256,6 +256,17 @@ static void expect_ignored(struct tg_win *w, uint16_t wire)
     assert_int_equal(w->filled, filled);
 }
 
+/* An ACK for a block never sent: reported, and nothing moves. */
+static void expect_unsent(struct tg_win *w, uint16_t wire)
+{
+    uint64_t acked = w->acked, next = w->next_send, filled = w->filled;
+
+    assert_int_equal(tg_win_ack(w, wire), TG_WIN_UNSENT);
+    assert_int_equal(w->acked, acked);
+    assert_int_equal(w->next_send, next);
+    assert_int_equal(w->filled, filled);
+}
+
 /* ------------------------------------------------------------------ */
 /* Sender ring */
 
@@ -522,9 +533,9 @@ static void test_win_ack_rules(void **state)
     for (uint64_t s = 1; s <= 4; s++)
         fill_full(&w, s);
 
-    /* nothing sent yet: no ACK counts, not even one for block 1 */
+    /* nothing sent yet: no ACK counts, and one for block 1 is blind */
     expect_ignored(&w, 0);
-    expect_ignored(&w, 1);
+    expect_unsent(&w, 1);
 
     assert_int_equal(send_all(&w, 1), 4);
     /* ACK 0 (the OACK's) equals acked: a duplicate */
@@ -534,27 +545,59 @@ static void test_win_ack_rules(void **state)
     assert_int_equal(w.acked, 2);
     assert_int_equal(w.next_send, 3);
     assert_int_equal(tg_win_sendable(&w), 3);
-    /* duplicate, stale and not-yet-sent ACKs are ignored */
+    /* duplicate and stale ACKs are ignored; not-yet-sent ones reported */
     expect_ignored(&w, 2);
     expect_ignored(&w, 1);
     expect_ignored(&w, 0);
-    expect_ignored(&w, 5);     /* never filled, never sent */
-    expect_ignored(&w, 6);
+    expect_unsent(&w, 5);      /* never filled, never sent */
+    expect_unsent(&w, 6);
+    expect_unsent(&w, 32769);  /* the far edge of "ahead": acked + 32767 */
     expect_ignored(&w, 65535);
-    expect_ignored(&w, 32770);
+    expect_ignored(&w, 32770); /* further: an old number, ignored */
+    /* sent before a rewind, then ACKed: it counts (RFC 7440 4) */
+    tg_win_rewind(&w);
+    assert_int_equal(w.next_send, 3);
+    assert_int_equal(tg_win_ack(&w, 4), 2);
+    assert_int_equal(w.next_send, 5);
+    expect_ignored(&w, 3);
 
-    /* room for 5, 6 now */
+    /* room for 5..8 now */
+    for (uint64_t s = 5; s <= 8; s++)
+        fill_full(&w, s);
+    assert_null(tg_win_fill_ptr(&w, &(size_t){0}));
+    assert_int_equal(send_all(&w, 5), 4);
+    assert_int_equal(w.next_send, 9);
+    check_dgram(&w, 5, 8);
+    check_dgram(&w, 8, 8);
+    assert_int_equal(tg_win_ack(&w, 5), 1);
+    assert_int_equal(w.next_send, 6);
+    expect_ignored(&w, 5);
+    expect_unsent(&w, 9);
+    assert_int_equal(send_all(&w, 6), 3);
+    assert_int_equal(tg_win_ack(&w, 6), 1);
+    assert_int_equal(tg_win_ack(&w, 8), 2);
+    assert_int_equal(w.acked, 8);
+    assert_int_equal(w.next_send, 9);
+    expect_ignored(&w, 8);
+    expect_ignored(&w, 6);
+    expect_ignored(&w, 5);
+    tg_win_free(&w);
+}
+
+static void test_win_ack_rules_old_tail(void **state)
+{
+    struct tg_win w;
+
+    (void)state;
+    assert_int_equal(tg_win_init(&w, 4, 8, 0), 0);
+    for (uint64_t s = 1; s <= 4; s++)
+        fill_full(&w, s);
+    assert_int_equal(send_all(&w, 1), 4);
+    assert_int_equal(tg_win_ack(&w, 2), 2);
     fill_full(&w, 5);
     fill_full(&w, 6);
-    assert_null(tg_win_fill_ptr(&w, &(size_t){0}));
     assert_int_equal(send_all(&w, 3), 4);
-    assert_int_equal(w.next_send, 7);
-    check_dgram(&w, 3, 8);
-    check_dgram(&w, 6, 8);
     assert_int_equal(tg_win_ack(&w, 3), 1);
-    assert_int_equal(w.next_send, 4);
-    expect_ignored(&w, 3);
-    expect_ignored(&w, 7);
     assert_int_equal(send_all(&w, 4), 3);
     assert_int_equal(tg_win_ack(&w, 6), 3);
     assert_int_equal(w.acked, 6);
@@ -1235,6 +1278,7 @@ int main(void)
         cmocka_unit_test(test_win_eof_short),
         cmocka_unit_test(test_win_eof_exact_multiple),
         cmocka_unit_test(test_win_ack_rules),
+        cmocka_unit_test(test_win_ack_rules_old_tail),
         cmocka_unit_test(test_win_rewind),
         cmocka_unit_test(test_win_ack_rollover0),
         cmocka_unit_test(test_win_ack_rollover1),
