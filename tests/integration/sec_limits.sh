@@ -128,8 +128,158 @@ sys.exit(0 if ok else 1)' "$summary" || { fail "flood too weak: $summary"; retur
     log_has "refused client=127." "rate limit exceeded" || return 1
     log_lines "refused client=127.0.0.2:" > /dev/null &&
         { fail "the victim was refused: $(log_lines "refused client=127.0.0.2:" | head -n 2)"; return 1; }
-    echo "    victim 12/12 served; flood $summary; rate_limited=$limited sessions=$started"
+    echo "    victim 12/12 served; flood $("$PY" -c 'import json, sys
+s = json.loads(sys.argv[1])
+print("%(rate)s/s, sent %(sent)s" % s)' "$summary"); rate_limited=$limited sessions=$started"
     return 0
 }
 
+# limits_hold MODE N: N idle TCP connections to the metrics port, from
+# 127.0.0.1 (MODE one) or from 127.2.0.1.. one each (MODE many; there a
+# connection the server ends within the first 2 s is made again at once,
+# at most 40 times, to keep the endpoint full). Prints READY once the
+# first N are connected, then waits up to 6 s for the server to end every
+# connection and prints a JSON summary: how each ended (eof, reset, data,
+# open), after how many seconds from its own connect, and the remakes.
+limits_hold() {
+    "$PY" - "$MPORT" "$@" << 'EOF2'
+import json, select, socket, sys, time
+port, mode, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+conns = []
+
+def connect(src):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((src, 0))
+    s.settimeout(2)
+    s.connect(("127.0.0.1", port))
+    conns.append({"s": s, "src": src, "t": time.monotonic(), "end": None})
+
+for i in range(n):
+    connect("127.0.0.1" if mode == "one" else "127.2.0.%d" % (i + 1))
+start = time.monotonic()
+print("READY", flush=True)
+remade = 0
+while time.monotonic() < start + 6:
+    live = [c for c in conns if c["end"] is None]
+    if not live:
+        break
+    r, _, _ = select.select([c["s"] for c in live], [], [], 0.02)
+    for c in live:
+        if c["s"] not in r:
+            continue
+        try:
+            kind = "eof" if c["s"].recv(1) == b"" else "data"
+        except ConnectionResetError:
+            kind = "reset"
+        c["end"] = (kind, round(time.monotonic() - c["t"], 3))
+        if mode == "many" and time.monotonic() < start + 2 and remade < 40:
+            remade += 1
+            connect(c["src"])
+kinds = {}
+for c in conns:
+    k = c["end"][0] if c["end"] else "open"
+    kinds[k] = kinds.get(k, 0) + 1
+after = sorted(c["end"][1] for c in conns if c["end"])
+print(json.dumps({"kinds": kinds, "remade": remade, "after": after}))
+EOF2
+}
+
+# limits_scrapes N: N scrapes from 127.0.0.3, one every 0.15 s, each
+# allowed 1 s; sets SCRAPES_OK and SCRAPES_BAD (what went wrong).
+limits_scrapes() {
+    local i code
+    SCRAPES_OK=0 SCRAPES_BAD=""
+    for i in $(seq 1 "$1"); do
+        code=$(timeout 5 curl -sS --interface 127.0.0.3 --max-time 1 -o "$T/scrape$i" \
+            -w '%{http_code}' "http://127.0.0.1:$MPORT/metrics" 2> "$T/scrape$i.err")
+        if [ "$code" = 200 ] && grep -q '^tftpgw_build_info{version="' "$T/scrape$i"; then
+            SCRAPES_OK=$((SCRAPES_OK + 1))
+        else
+            SCRAPES_BAD="$SCRAPES_BAD #$i:${code:-none}:$(head -c 80 "$T/scrape$i.err")"
+        fi
+        sleep 0.15
+    done
+}
+
+# limits_hold_start MODE N: limits_hold in the background; HPID, and
+# waits for READY (up to 5 s).
+limits_hold_start() {
+    limits_hold "$@" > "$T/hold.out" 2> "$T/hold.err" &
+    HPID=$!
+    track "$HPID"
+    local i
+    for i in $(seq 1 50); do
+        grep -q READY "$T/hold.out" && return 0
+        sleep 0.1
+    done
+    fail "the idle connections were not all made: $(cat "$T/hold.err" | tail -n 2)"
+}
+
+limits_hold_result() {
+    wait "$HPID"
+    untrack "$HPID"
+    HOLD=$(tail -n 1 "$T/hold.out")
+}
+
+limits_hold_summary() {
+    echo "    10/10 scrapes; idle connections: $("$PY" -c 'import json, sys
+h = json.loads(sys.argv[1])
+a = h["after"]
+print("%s, %d remade; ended before 1.8 s: %d, later: %d, last at %.3f s"
+      % (h["kinds"], h["remade"], sum(t < 1.8 for t in a), sum(t >= 1.8 for t in a), max(a)))' "$HOLD")"
+}
+
+# One client, 64 idle connections: four are kept until the 2 s head
+# timeout, the other 60 closed at once; ten scrapes from 127.0.0.3 in the
+# meantime are all answered.
+t_sec_limits_metrics_one_client() {
+    [ -n "$PEER" ] && { REASON="gateway-specific (metrics)"; return 77; }
+    MPORT=$(limits_tcp_port)
+    gw_up "metrics_listen=127.0.0.1:$MPORT" || return 1
+    limits_hold_start one 64 || return 1
+    limits_scrapes 10
+    limits_hold_result
+    [ "$SCRAPES_OK" = 10 ] ||
+        { fail "$SCRAPES_OK of 10 scrapes from 127.0.0.3 answered:$SCRAPES_BAD; idle: $HOLD"; return 1; }
+    "$PY" -c 'import json, sys
+h = json.loads(sys.argv[1])
+a = h["after"]
+# every one ended by the server with EOF: 60 at once (per-client cap 4),
+# the 4 kept ones at the 2 s head timeout, none later than 3 s
+ok = h["kinds"] == {"eof": 64} and sum(t < 0.5 for t in a) == 60 and      all(1.8 <= t <= 3.0 for t in a[60:])
+sys.exit(0 if ok else 1)' "$HOLD" || { fail "idle connections from one client: $HOLD"; return 1; }
+    log_has "metrics 127.0.0.1:$MPORT: closed a connection from 127.0.0.1: too many connections" || return 1
+    limits_hold_summary
+}
+
+# 64 idle connections from 64 addresses fill the endpoint (and are made
+# again as they end): a newcomer, scrape or not, takes the slot of the
+# oldest connection still without a request head, so the scrapes from
+# 127.0.0.3 are answered; the rest end at the head timeout.
+t_sec_limits_metrics_many_clients() {
+    [ -n "$PEER" ] && { REASON="gateway-specific (metrics)"; return 77; }
+    MPORT=$(limits_tcp_port)
+    gw_up "metrics_listen=127.0.0.1:$MPORT" || return 1
+    limits_hold_start many 64 || return 1
+    limits_scrapes 10
+    limits_hold_result
+    [ "$SCRAPES_OK" = 10 ] ||
+        { fail "$SCRAPES_OK of 10 scrapes from 127.0.0.3 answered:$SCRAPES_BAD; idle: $HOLD"; return 1; }
+    "$PY" -c 'import json, sys
+h = json.loads(sys.argv[1])
+a = h["after"]
+# every connection ended by the server with EOF within 3 s of its
+# connect; one closed early per newcomer at most (a scrape, or a remade
+# connection that found the endpoint full again: never a mass close), and
+# at least one (the endpoint was full when scraped)
+early = sum(t < 1.8 for t in a)
+ok = h["kinds"] == {"eof": 64 + h["remade"]} and 1 <= early <= 10 + h["remade"] and \
+     all(t <= 3.0 for t in a)
+sys.exit(0 if ok else 1)' "$HOLD" || { fail "idle connections from 64 addresses: $HOLD"; return 1; }
+    log_has "metrics 127.0.0.1:$MPORT: closed a connection from 127.2.0." "sent no request" || return 1
+    limits_hold_summary
+}
+
 run_test sec_limits_rate_victim        t_sec_limits_rate_victim
+run_test sec_limits_metrics_one_client t_sec_limits_metrics_one_client
+run_test sec_limits_metrics_many_clients t_sec_limits_metrics_many_clients
