@@ -212,7 +212,7 @@ limits_hold_start() {
         grep -q READY "$T/hold.out" && return 0
         sleep 0.1
     done
-    fail "the idle connections were not all made: $(cat "$T/hold.err" | tail -n 2)"
+    fail "the idle connections were not all made: $(tail -n 2 "$T/hold.err")"
 }
 
 limits_hold_result() {
