@@ -102,56 +102,6 @@ static void refuse(struct tg_listener *l, const struct sockaddr *peer,
     tg_listener_send_error(l, peer, e->code, e->msg);
 }
 
-/* Per-client request rate: a token bucket per address in a fixed table
- * (memory does not grow with the number of clients; two addresses that
- * land in one slot while both are busy share a bucket, which only errs on
- * the strict side). */
-struct tg_rate {
-    uint8_t ip[16];
-    uint64_t last_ms;
-    double tokens;
-};
-
-static bool rate_ok(struct tg_server *srv, const struct sockaddr *peer)
-{
-    const struct tg_server_cfg *sc = &srv->cfg->server;
-    double burst = sc->rate_burst ? sc->rate_burst : 2.0 * sc->rate_limit;
-    uint8_t ip[16] = {0};
-    uint64_t now = uv_now(srv->loop);
-    uint32_t h = 2166136261u;
-    struct tg_rate *r;
-
-    if (sc->rate_limit == 0)
-        return true;
-    if (!srv->rate && !(srv->rate = tg_calloc(TG_RATE_SLOTS, sizeof(*srv->rate))))
-        return true; /* out of memory: serve rather than refuse everyone */
-    if (peer->sa_family == AF_INET6)
-        memcpy(ip, &((const struct sockaddr_in6 *)peer)->sin6_addr, 16);
-    else
-        memcpy(ip, &((const struct sockaddr_in *)peer)->sin_addr, 4);
-    for (int i = 0; i < 16; i++)
-        h = (h ^ ip[i]) * 16777619u;
-    r = &srv->rate[h % TG_RATE_SLOTS];
-    if (memcmp(r->ip, ip, 16) != 0 || r->last_ms == 0) {
-        double refilled = r->tokens + (double)(now - r->last_ms) * sc->rate_limit / 1000.0;
-
-        /* Take the slot over once its owner is idle (bucket full again). */
-        if (r->last_ms == 0 || refilled >= burst) {
-            memcpy(r->ip, ip, 16);
-            r->tokens = burst;
-            r->last_ms = now;
-        }
-    }
-    r->tokens += (double)(now - r->last_ms) * sc->rate_limit / 1000.0;
-    if (r->tokens > burst)
-        r->tokens = burst;
-    r->last_ms = now;
-    if (r->tokens < 1.0)
-        return false;
-    r->tokens -= 1.0;
-    return true;
-}
-
 static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t len,
                             const struct sockaddr *peer,
                             const struct sockaddr *local, unsigned ifindex)
@@ -226,7 +176,8 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
         return;
     }
-    if (!rate_ok(srv, peer)) {
+    if (tg_ratelimit_check(srv->rate, peer, uv_now(srv->loop), srv->cfg->server.rate_limit,
+                           srv->cfg->server.rate_burst) != TG_RATE_PASS) {
         /* One small ERROR per refused request: never more than came in. */
         tg_error_set(&err, TG_TFTP_EUNDEF, "rate limit exceeded, slow down");
         tg_metrics_request_refused("rate_limited");

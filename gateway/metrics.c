@@ -484,16 +484,30 @@ char *tg_metrics_render(size_t *len)
 #define REQ_MAX 8192     /* request line and headers; more is 431 */
 #define BACKLOG 64
 
+/* The endpoint's limits (docs/metrics.md and docs/security.md, "Fair
+ * limits", name them). A scrape sends its request head at once and reads
+ * its answer at once, so every limit below only ever meets a client that
+ * does neither. */
+
 /* Total time a connection may take, whatever it does: a client that trickles
- * bytes cannot hold a slot longer than this. */
-TG_STATIC uint64_t tg_metrics_conn_timeout_ms = 10000;
-/* Connections served at once; more wait in the kernel's accept queue. */
+ * bytes, or reads the answer slower than it can be sent, cannot hold a slot
+ * longer than this. */
+TG_STATIC uint64_t tg_metrics_conn_timeout_ms = 5000;
+/* Time from accept to a complete request head: an idle connection is
+ * closed after this. */
+TG_STATIC uint64_t tg_metrics_head_timeout_ms = 2000;
+/* Connections served at once. When all are taken, a new one closes the
+ * oldest that has not sent its request head yet; when every one is being
+ * answered, new ones wait in the kernel's accept queue. */
 TG_STATIC unsigned tg_metrics_max_conns = 64;
+/* Connections at once from one client (an IPv4 address or an IPv6 /64);
+ * one more is closed as soon as it is accepted. */
+TG_STATIC unsigned tg_metrics_max_per_client = 4;
 
 struct msrv;
 
 struct conn {
-    struct conn *prev, *next;
+    struct conn *prev, *next;   /* newest first */
     struct msrv *m;
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -501,6 +515,9 @@ struct conn {
     uv_shutdown_t sh;
     int open_handles;   /* freed when the last uv_close callback ran */
     bool closing;
+    bool answering;     /* the head is in: no longer evicted for a newcomer */
+    uint64_t accepted_ms;
+    struct sockaddr_storage peer;
     char hdr[256];
     char *body;
     bool body_owned;
@@ -515,7 +532,10 @@ struct msrv {
     bool closing;
     bool backlogged;    /* libuv holds an accepted socket we had no room for */
     struct conn *conns;
-    unsigned nconns;
+    unsigned nconns;    /* in the list, closing or not */
+    unsigned nlive;     /* not closing: what the limits count */
+    uint64_t logged_s;  /* second of the last "closed a connection" line */
+    unsigned unlogged;  /* such closes since that line */
     int port;
     char spec[128];
 };
@@ -550,7 +570,7 @@ static void conn_closed(uv_handle_t *h)
     tg_free(c);
     if (m->closing) {
         msrv_maybe_free(m);
-    } else if (m->backlogged && m->nconns < tg_metrics_max_conns) {
+    } else if (m->backlogged && m->nlive < tg_metrics_max_conns) {
         m->backlogged = false;
         accept_one(m);
     }
@@ -561,6 +581,7 @@ static void conn_close(struct conn *c)
     if (c->closing)
         return;
     c->closing = true;
+    c->m->nlive--;
     uv_close((uv_handle_t *)&c->tcp, conn_closed);
     uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
@@ -595,9 +616,15 @@ static void respond(struct conn *c, int status, const char *reason, const char *
                     char *body, size_t blen, bool owned, bool head_only, const char *extra)
 {
     uv_buf_t bufs[2];
+    uint64_t used = uv_now(c->m->loop) - c->accepted_ms;
     int n;
 
     uv_read_stop((uv_stream_t *)&c->tcp);
+    /* From here on only the whole-exchange deadline applies: it ends a
+     * reader too slow to take the answer. */
+    c->answering = true;
+    uv_timer_start(&c->timer, on_conn_timeout,
+                   used < tg_metrics_conn_timeout_ms ? tg_metrics_conn_timeout_ms - used : 0, 0);
     c->body = body;
     c->body_owned = owned;
     n = snprintf(c->hdr, sizeof(c->hdr),
@@ -704,11 +731,69 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                      false, NULL);
 }
 
+/* One client: an IPv4 address, or an IPv6 /64 (what one host can
+ * usually choose addresses from). */
+static bool same_client(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->ss_family == AF_INET6)
+        return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                       &((const struct sockaddr_in6 *)b)->sin6_addr, 8);
+    return true; /* no address to tell clients apart: one client */
+}
+
+static unsigned conns_of(const struct msrv *m, const struct conn *c)
+{
+    const struct conn *o;
+    unsigned n = 0;
+
+    for (o = m->conns; o; o = o->next)
+        n += !o->closing && same_client(&o->peer, &c->peer);
+    return n;
+}
+
+/* The oldest connection still waiting for its request head. */
+static struct conn *oldest_waiting(struct msrv *m)
+{
+    struct conn *o, *found = NULL;
+
+    for (o = m->conns; o; o = o->next)
+        if (!o->closing && !o->answering)
+            found = o;
+    return found;
+}
+
+/* A line per second at most, however many connections a flood brings. */
+static void note_closed(struct msrv *m, const struct conn *c, const char *why)
+{
+    uint64_t s = uv_now(m->loop) / 1000;
+    char ip[INET6_ADDRSTRLEN] = "?";
+
+    if (s == m->logged_s) {
+        m->unlogged++;
+        return;
+    }
+    if (c->peer.ss_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)&c->peer, ip, sizeof(ip));
+    else if (c->peer.ss_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)&c->peer, ip, sizeof(ip));
+    tg_log(TG_LOG_WARN, "metrics %s: closed a connection from %s: %s (%u more since the last line)",
+           m->spec, ip, why, m->unlogged);
+    m->logged_s = s;
+    m->unlogged = 0;
+}
+
 static void accept_one(struct msrv *m)
 {
-    struct conn *c;
+    struct conn *c, *evict = NULL;
+    int namelen = sizeof(c->peer);
 
-    if (m->nconns >= tg_metrics_max_conns || !(c = tg_calloc(1, sizeof(*c)))) {
+    if ((m->nlive >= tg_metrics_max_conns && !(evict = oldest_waiting(m))) ||
+        !(c = tg_calloc(1, sizeof(*c)))) {
         /* Not accepting leaves the socket with libuv, which stops watching
          * the listener until the next uv_accept: a slot freeing up. With
          * no connection left to free one (out of memory), it stays so. */
@@ -726,11 +811,25 @@ static void accept_one(struct msrv *m)
         m->conns->prev = c;
     m->conns = c;
     m->nconns++;
-    if (uv_accept((uv_stream_t *)&m->tcp, (uv_stream_t *)&c->tcp) != 0) {
+    m->nlive++;
+    c->accepted_ms = uv_now(m->loop);
+    if (uv_accept((uv_stream_t *)&m->tcp, (uv_stream_t *)&c->tcp) != 0 ||
+        uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &namelen) != 0) {
         conn_close(c);
         return;
     }
-    uv_timer_start(&c->timer, on_conn_timeout, tg_metrics_conn_timeout_ms, 0);
+    if (conns_of(m, c) > tg_metrics_max_per_client) {
+        note_closed(m, c, "too many connections from that address");
+        conn_close(c);
+        return;
+    }
+    if (evict) {
+        note_closed(m, evict, "the endpoint is full and it had sent no request yet");
+        conn_close(evict);
+    }
+    uv_timer_start(&c->timer, on_conn_timeout,
+                   tg_metrics_head_timeout_ms < tg_metrics_conn_timeout_ms
+                       ? tg_metrics_head_timeout_ms : tg_metrics_conn_timeout_ms, 0);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
         conn_close(c);
 }
@@ -831,5 +930,10 @@ void tg_metrics_close(void)
 int tg_metrics_port(void)
 {
     return cur ? cur->port : -1;
+}
+
+unsigned tg_metrics_open_conns(void)
+{
+    return cur ? cur->nlive : 0;
 }
 #endif

@@ -158,7 +158,10 @@ int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg
     srv->backends = tg_calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof(*srv->backends));
     srv->listeners = tg_calloc(cfg->server.nlisten ? cfg->server.nlisten : 1,
                                sizeof(*srv->listeners));
-    if (!srv->backends || !srv->listeners || !srv->ptab) {
+    /* Keyed once per process, before any request: a reload that turns
+     * rate_limit on finds the table ready (its pages are touched only then). */
+    srv->rate = tg_ratelimit_new(NULL);
+    if (!srv->backends || !srv->listeners || !srv->ptab || !srv->rate) {
         snprintf(err, errlen, "out of memory");
         return TG_ENOMEM;
     }
@@ -525,7 +528,7 @@ void tg_server_free(struct tg_server *srv)
         tg_free(srv->listeners[i].rx);
     tg_free(srv->listeners);
     tg_free(srv->ptab);
-    tg_free(srv->rate);
+    tg_ratelimit_free(srv->rate);
     srv->rate = NULL;
     srv->backends = NULL;
     srv->listeners = NULL;

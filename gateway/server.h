@@ -11,14 +11,13 @@
 #include "tftpgw/config.h"
 #include "tftpgw/netascii.h"
 #include "tftpgw/options.h"
+#include "tftpgw/ratelimit.h"
 #include "tftpgw/window.h"
 
-#define TG_RATE_SLOTS 4096
 #define TG_RXBUF (TG_HDR + TG_BLKSIZE_MAX + 64)
 
 struct tg_session;
 struct tg_gen;
-struct tg_rate;
 
 struct tg_listener {
     struct tg_server *srv;
@@ -60,7 +59,7 @@ struct tg_server {
     uv_timer_t drain_timer;
     unsigned drain_ms;
     struct tg_stats stats;
-    struct tg_rate *rate;         /* rate_limit buckets, TG_RATE_SLOTS, lazily */
+    struct tg_ratelimit *rate;    /* rate_limit buckets (gateway/ratelimit.c) */
     uint64_t rl_logged_s;        /* second of the last rate-limit log line */
     struct tg_gen *retired;       /* configurations replaced by reloads */
     unsigned reloads;

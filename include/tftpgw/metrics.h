@@ -68,8 +68,11 @@ void tg_metrics_reset(void);
 
 #ifdef UNIT_TESTING
 extern uint64_t tg_metrics_conn_timeout_ms;
+extern uint64_t tg_metrics_head_timeout_ms;
 extern unsigned tg_metrics_max_conns;
+extern unsigned tg_metrics_max_per_client;
 int tg_metrics_port(void);
+unsigned tg_metrics_open_conns(void); /* connections not closing */
 #endif
 
 #endif

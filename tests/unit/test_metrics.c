@@ -346,6 +346,7 @@ struct client {
     uv_write_t wr;
     uv_timer_t delay;     /* start after this many ms (0: at once) */
     uint64_t delay_ms;
+    const char *bind_ip;  /* source address (NULL: the kernel's choice) */
     const char *send;
     size_t send_len;
     char resp[1 << 16];
@@ -356,6 +357,7 @@ struct client {
 };
 
 static uv_loop_t loop;
+static uint64_t loop_start; /* uv_now when run_clients started */
 static struct client *clients;
 static size_t nclients;
 static uv_timer_t watchdog;
@@ -429,6 +431,10 @@ static void client_start(uv_timer_t *t)
     struct sockaddr_in sa;
 
     uv_close((uv_handle_t *)&c->delay, NULL);
+    if (c->bind_ip) {
+        uv_ip4_addr(c->bind_ip, 0, &sa);
+        assert_int_equal(uv_tcp_bind(&c->tcp, (struct sockaddr *)&sa, 0), 0);
+    }
     uv_ip4_addr("127.0.0.1", port, &sa);
     c->conn.data = c;
     assert_int_equal(uv_tcp_connect(&c->conn, &c->tcp, (struct sockaddr *)&sa, client_connected), 0);
@@ -456,6 +462,7 @@ static void run_clients(struct client *cs, size_t n)
     nclients = n;
     watchdog_fired = false;
     assert_int_equal(uv_loop_init(&loop), 0);
+    loop_start = uv_now(&loop);
     assert_int_equal(tg_metrics_serve(&loop, "127.0.0.1:0", err, sizeof(err)), 0);
     port = tg_metrics_port();
     assert_true(port > 0);
@@ -510,6 +517,10 @@ static void test_http_answers(void **state)
     set_req(&cs[4], "GET /metrics?x=1 HTTP/1.0\n\n"); /* bare LF, a query */
     set_req(&cs[5], "HEAD /metrics HTTP/1.1\r\n\r\n");
     set_req(&cs[6], "GET /metricsx HTTP/1.1\r\n\r\n");
+    /* One after the other: seven at once from one address would exceed
+     * the per-client cap (test_http_per_client_cap). */
+    for (size_t i = 1; i < 7; i++)
+        cs[i].delay_ms = 15 * i;
     run_clients(cs, 7);
 
     page = render();
@@ -551,13 +562,15 @@ static void test_http_head_too_large(void **state)
 static void test_http_timeout_and_cap(void **state)
 {
     struct client *cs = new_clients(3);
-    uint64_t t0;
+    uint64_t t0, saved_timeout = tg_metrics_conn_timeout_ms;
+    unsigned saved_max = tg_metrics_max_conns;
 
     (void)state;
     tg_metrics_conn_timeout_ms = 300;
     tg_metrics_max_conns = 1;
-    /* 0: says half a request and stalls; it holds the only slot until its
-     * time is up. 1: a good request behind it, answered only then. */
+    /* 0: says half a request and stalls in the only slot. 1: a good
+     * request; with the endpoint full it takes 0's slot (0 never finished
+     * its head) and is answered. */
     set_req(&cs[0], "GET /metrics HTTP/1.1\r\n");
     cs[1].delay_ms = 50;
     set_req(&cs[1], "GET /metrics HTTP/1.1\r\n\r\n");
@@ -565,8 +578,8 @@ static void test_http_timeout_and_cap(void **state)
     cs[2].delay_ms = 60;
     t0 = uv_hrtime();
     run_clients(cs, 3);
-    tg_metrics_conn_timeout_ms = 10000;
-    tg_metrics_max_conns = 64;
+    tg_metrics_conn_timeout_ms = saved_timeout;
+    tg_metrics_max_conns = saved_max;
 
     assert_int_equal(cs[0].len, 0);
     assert_int_equal(cs[0].read_status, UV_EOF);
@@ -574,10 +587,166 @@ static void test_http_timeout_and_cap(void **state)
     assert_true(cs[1].closed_at >= cs[0].closed_at);
     assert_int_equal(cs[2].len, 0);
     assert_int_equal(cs[2].read_status, UV_EOF);
-    /* 0 times out at ~300 ms, 2 waits for 1 and then times out itself. */
+    /* 0 is closed at ~50 ms for 1; 2 waits while 1 is answered, then
+     * times out itself ~300 ms after it was accepted. */
     assert_true(cs[2].closed_at >= cs[0].closed_at + 250);
     assert_true((uv_hrtime() - t0) / 1000000 < 3000);
     free(cs);
+}
+
+/* ms after run_clients started that client c was closed */
+static uint64_t closed_after(const struct client *c)
+{
+    return c->closed_at - loop_start;
+}
+
+/* Six silent connections from one address: four are kept (until the head
+ * timeout), two closed at once; a scrape from another address is served
+ * in the meantime. */
+static void test_http_per_client_cap(void **state)
+{
+    struct client *cs = new_clients(7);
+    uint64_t saved_head = tg_metrics_head_timeout_ms;
+    unsigned i, early = 0, late = 0;
+
+    (void)state;
+    tg_metrics_head_timeout_ms = 600;
+    for (i = 0; i < 6; i++)
+        cs[i].delay_ms = i;
+    cs[6].bind_ip = "127.0.0.2";
+    cs[6].delay_ms = 150;
+    set_req(&cs[6], "GET /metrics HTTP/1.1\r\n\r\n");
+    run_clients(cs, 7);
+    tg_metrics_head_timeout_ms = saved_head;
+
+    for (i = 0; i < 6; i++) {
+        assert_int_equal(cs[i].len, 0);
+        assert_int_equal(cs[i].read_status, UV_EOF);
+        if (closed_after(&cs[i]) < 150)
+            early++;
+        else if (closed_after(&cs[i]) >= 550)
+            late++;
+    }
+    assert_int_equal(early, 2);
+    assert_int_equal(late, 4);
+    assert_true(!strncmp(cs[6].resp, "HTTP/1.1 200 OK\r\n", 17));
+    assert_true(closed_after(&cs[6]) < 550);
+    free(cs);
+}
+
+/* The endpoint full of silent connections from as many addresses: a
+ * scrape takes the slot of the oldest one; the others run to their head
+ * timeout. */
+static void test_http_full_evicts_oldest_waiting(void **state)
+{
+    /* silent 11-14 at 0-30 ms, scrape at 150, silent 15 at 175 (full
+     * again), scrape at 200 */
+    static const char *const ips[] = {"127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14",
+                                      "127.0.0.20", "127.0.0.15", "127.0.0.21"};
+    static const uint64_t at[] = {0, 10, 20, 30, 150, 175, 200};
+    struct client *cs = new_clients(7);
+    uint64_t saved_head = tg_metrics_head_timeout_ms;
+    unsigned saved_max = tg_metrics_max_conns, i;
+
+    (void)state;
+    tg_metrics_head_timeout_ms = 600;
+    tg_metrics_max_conns = 4;
+    for (i = 0; i < 7; i++) {
+        cs[i].bind_ip = ips[i];
+        cs[i].delay_ms = at[i];
+    }
+    set_req(&cs[4], "GET /metrics HTTP/1.1\r\n\r\n");
+    set_req(&cs[6], "GET /metrics HTTP/1.1\r\n\r\n");
+    run_clients(cs, 7);
+    tg_metrics_head_timeout_ms = saved_head;
+    tg_metrics_max_conns = saved_max;
+
+    assert_true(!strncmp(cs[4].resp, "HTTP/1.1 200 OK\r\n", 17));
+    assert_true(!strncmp(cs[6].resp, "HTTP/1.1 200 OK\r\n", 17));
+    assert_true(closed_after(&cs[4]) < 550 && closed_after(&cs[6]) < 550);
+    /* 11 made room for the first scrape, 12 for the second. */
+    assert_in_range(closed_after(&cs[0]), 150, 549);
+    assert_in_range(closed_after(&cs[1]), 200, 549);
+    assert_true(closed_after(&cs[2]) >= 600);
+    assert_true(closed_after(&cs[3]) >= 600);
+    assert_true(closed_after(&cs[5]) >= 770);
+    for (i = 0; i < 7; i++) {
+        if (i == 4 || i == 6)
+            continue;
+        assert_int_equal(cs[i].len, 0);
+        assert_int_equal(cs[i].read_status, UV_EOF);
+    }
+    free(cs);
+}
+
+static uv_tcp_t slow_cl;
+static uv_connect_t slow_cr;
+static uv_write_t slow_wr;
+static uv_timer_t slow_t1, slow_t2;
+static unsigned open_at_t1 = 99, open_at_t2 = 99;
+
+static void slow_connected(uv_connect_t *req, int status)
+{
+    static char get[] = "GET /metrics HTTP/1.1\r\n\r\n";
+    uv_buf_t b = uv_buf_init(get, sizeof(get) - 1);
+
+    (void)req;
+    assert_int_equal(status, 0);
+    assert_int_equal(uv_write(&slow_wr, (uv_stream_t *)&slow_cl, &b, 1, client_written), 0);
+    /* and never reads */
+}
+
+static void slow_first_look(uv_timer_t *t)
+{
+    (void)t;
+    open_at_t1 = tg_metrics_open_conns();
+}
+
+static void slow_second_look(uv_timer_t *t)
+{
+    (void)t;
+    open_at_t2 = tg_metrics_open_conns();
+    tg_metrics_close();
+    uv_close((uv_handle_t *)&slow_cl, NULL);
+    uv_close((uv_handle_t *)&slow_t1, NULL);
+    uv_close((uv_handle_t *)&slow_t2, NULL);
+}
+
+/* A client that asks for a page far larger than the socket buffers and
+ * never reads it holds its connection only until the whole-exchange
+ * deadline. */
+static void test_http_slow_reader(void **state)
+{
+    uint64_t saved = tg_metrics_conn_timeout_ms;
+    static char big[65536];
+    char err[256];
+    struct sockaddr_in sa;
+    int small = 4096;
+
+    (void)state;
+    /* 256 routes with 64 KiB names: a 16 MiB page. */
+    memset(big, 'r', sizeof(big) - 1);
+    for (int i = 0; i < 256; i++) {
+        snprintf(big, 8, "%03d", i);
+        big[3] = 'r';
+        tg_metrics_transfer_started("rrq", big);
+    }
+    tg_metrics_conn_timeout_ms = 500;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(tg_metrics_serve(&loop, "127.0.0.1:0", err, sizeof(err)), 0);
+    assert_int_equal(uv_tcp_init_ex(&loop, &slow_cl, AF_INET), 0);
+    assert_int_equal(uv_recv_buffer_size((uv_handle_t *)&slow_cl, &small), 0);
+    uv_ip4_addr("127.0.0.1", tg_metrics_port(), &sa);
+    assert_int_equal(uv_tcp_connect(&slow_cr, &slow_cl, (struct sockaddr *)&sa, slow_connected), 0);
+    uv_timer_init(&loop, &slow_t1);
+    uv_timer_init(&loop, &slow_t2);
+    uv_timer_start(&slow_t1, slow_first_look, 250, 0);
+    uv_timer_start(&slow_t2, slow_second_look, 900, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    tg_metrics_conn_timeout_ms = saved;
+    assert_int_equal(open_at_t1, 1); /* still writing at 250 ms */
+    assert_int_equal(open_at_t2, 0); /* closed by the 500 ms deadline */
 }
 
 static void connect_ignored(uv_connect_t *req, int status)
@@ -683,6 +852,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_head_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_timeout_and_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_per_client_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_full_evicts_oldest_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_slow_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_close_with_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_ipv6, setup, teardown),
