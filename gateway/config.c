@@ -369,7 +369,7 @@ static const struct server_key server_keys[] = {
     { "single_port", K_BOOL, OFF(single_port), 0, 0, "no", NULL, NULL },
     { "single_port_window", K_SIZE, OFF(single_port_window), 512, 256u << 20, "64k", NULL, NULL },
     { "single_port_writes", K_BOOL, OFF(single_port_writes), 0, 0, "no", NULL, NULL },
-    { "client_rate", K_SIZE, OFF(client_rate), 0, 1ull << 40, "0", NULL, NULL },
+    { "client_rate", K_SIZE, OFF(client_rate), 0, 4095ull << 20, "0", NULL, NULL },
     { "metrics_listen", K_STRING, OFF(metrics_listen), 0, 0, NULL, NULL, NULL },
     { "drain_timeout", K_UINT, OFF(drain_timeout_s), 0, 86400, "30", NULL, NULL },
     { "rate_limit", K_UINT, OFF(rate_limit), 0, 1000000, "0", NULL, NULL },

@@ -182,6 +182,13 @@ static struct slot *free_way(struct slot *set, uint64_t now, unsigned rate, uint
 enum tg_rate_verdict tg_ratelimit_check(struct tg_ratelimit *rl, const struct sockaddr *peer,
                                         uint64_t now_ms, unsigned rate, unsigned burst)
 {
+    return tg_ratelimit_take(rl, peer, now_ms, rate, burst, 1);
+}
+
+enum tg_rate_verdict tg_ratelimit_take(struct tg_ratelimit *rl, const struct sockaddr *peer,
+                                       uint64_t now_ms, unsigned rate, unsigned burst,
+                                       unsigned cost)
+{
     uint8_t a[17];
     struct slot *set, *s = NULL;
     uint64_t b = burst ? burst : 2ull * rate;
@@ -189,7 +196,8 @@ enum tg_rate_verdict tg_ratelimit_check(struct tg_ratelimit *rl, const struct so
 
     if (!rl || rate == 0 || !addr_of(peer, a))
         return TG_RATE_PASS;
-    /* rate_burst is at most 1000000 (config.c), so this never clamps there. */
+    /* rate_burst is at most 1000000 (config.c), client_rate's burst at most
+     * 4 GiB counted in KiB, so this never clamps there. */
     cap = b * MILLI < UINT32_MAX ? (uint32_t)(b * MILLI) : UINT32_MAX;
     set = &rl->slot[(tg_siphash24(rl->key, a, sizeof(a)) % TG_RATE_SETS) * TG_RATE_WAYS];
     for (unsigned w = 0; w < TG_RATE_WAYS && !s; w++)
@@ -208,8 +216,8 @@ enum tg_rate_verdict tg_ratelimit_check(struct tg_ratelimit *rl, const struct so
         s->milli = cap; /* a new bucket starts full, as a forgotten one was */
         s->last_ms = now_ms;
     }
-    if (s->milli < MILLI)
+    if (s->milli < (uint64_t)cost * MILLI)
         return TG_RATE_LIMITED;
-    s->milli -= MILLI;
+    s->milli -= cost * MILLI;
     return TG_RATE_PASS;
 }

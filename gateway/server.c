@@ -161,7 +161,8 @@ int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg
     /* Keyed once per process, before any request: a reload that turns
      * rate_limit on finds the table ready (its pages are touched only then). */
     srv->rate = tg_ratelimit_new(NULL);
-    if (!srv->backends || !srv->listeners || !srv->ptab || !srv->rate) {
+    srv->sendrate = tg_ratelimit_new(NULL);
+    if (!srv->backends || !srv->listeners || !srv->ptab || !srv->rate || !srv->sendrate) {
         snprintf(err, errlen, "out of memory");
         return TG_ENOMEM;
     }
@@ -530,6 +531,8 @@ void tg_server_free(struct tg_server *srv)
     tg_free(srv->ptab);
     tg_ratelimit_free(srv->rate);
     srv->rate = NULL;
+    tg_ratelimit_free(srv->sendrate);
+    srv->sendrate = NULL;
     srv->backends = NULL;
     srv->listeners = NULL;
     srv->ptab = NULL;

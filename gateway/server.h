@@ -60,6 +60,7 @@ struct tg_server {
     unsigned drain_ms;
     struct tg_stats stats;
     struct tg_ratelimit *rate;    /* rate_limit buckets (gateway/ratelimit.c) */
+    struct tg_ratelimit *sendrate; /* client_rate buckets, in KiB */
     uint64_t rl_logged_s;        /* second of the last rate-limit log line */
     struct tg_gen *retired;       /* configurations replaced by reloads */
     unsigned reloads;

@@ -74,6 +74,7 @@ struct tg_session {
     uint64_t started_ms, ended_ms;
     uint64_t be_t0;      /* uv_hrtime() when the backend was asked to open or commit */
     bool guard;          /* the timer waits on the backend, not the client */
+    bool pacing;         /* the timer waits for client_rate's bucket */
     uint64_t deadline;   /* when the timer's meaning is due; 0: disarmed */
     uint64_t timer_due;  /* when the uv timer will actually fire */
     const char *result;  /* "ok", "error", ... for the log line */
@@ -174,6 +175,7 @@ static void set_deadline(struct tg_session *s, uint64_t ms, bool guard)
     uint64_t now = uv_now(s->srv->loop);
 
     s->guard = guard;
+    s->pacing = false;
     s->deadline = now + ms;
     if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->deadline) {
         uv_timer_start(&s->timer, on_timer, ms, 0);
@@ -189,6 +191,7 @@ static void arm(struct tg_session *s, unsigned ms)
 static void disarm(struct tg_session *s)
 {
     s->guard = false;
+    s->pacing = false;
     s->deadline = 0;
 }
 
@@ -492,12 +495,36 @@ static bool send_batch(struct tg_session *s, uint8_t *const *d, const size_t *le
     return true;
 }
 
+/* client_rate: may a datagram of len bytes go to this client's address
+ * now? Counted in KiB, with a bucket of one second's worth and at least
+ * 64 KiB (a block of any size fits). An address whose set of buckets is
+ * full waits like one over its rate. Otherwise *wait_ms says when to
+ * try again. */
+static bool pace_ok(struct tg_session *s, size_t len, unsigned *wait_ms)
+{
+    size_t rate = s->srv->cfg->server.client_rate;
+    unsigned kib, burst, cost;
+
+    if (rate == 0)
+        return true;
+    kib = rate >= 1024 ? (unsigned)(rate / 1024) : 1;
+    burst = kib > 64 ? kib : 64;
+    cost = (unsigned)((len + 1023) / 1024);
+    if (tg_ratelimit_take(s->srv->sendrate, (const struct sockaddr *)&s->peer,
+                          uv_now(s->srv->loop), kib, burst, cost) == TG_RATE_PASS)
+        return true;
+    *wait_ms = cost * 1000u / kib;
+    if (*wait_ms == 0)
+        *wait_ms = 1;
+    return false;
+}
+
 static void send_window(struct tg_session *s)
 {
     uint8_t *d[SEND_BATCH];
     size_t len[SEND_BATCH];
     uint64_t seq;
-    unsigned n = 0;
+    unsigned n = 0, wait_ms = 0;
 
     /* A window leaves in as few sendmmsg calls as it takes; the slots are
      * ready datagrams, so nothing is copied. */
@@ -505,6 +532,10 @@ static void send_window(struct tg_session *s)
         seq = tg_win_sendable(&s->win);
         if (seq != 0) {
             d[n] = (uint8_t *)tg_win_datagram(&s->win, seq, &len[n]);
+            if (!pace_ok(s, len[n], &wait_ms))
+                seq = 0; /* the rest when the bucket has refilled */
+        }
+        if (seq != 0) {
             s->srv->stats.bytes_sent += len[n] - TG_HDR;
             tg_metrics_bytes_sent(len[n] - TG_HDR);
             tg_win_sent(&s->win);
@@ -520,6 +551,11 @@ static void send_window(struct tg_session *s)
         }
         if (seq == 0)
             break;
+    }
+    if (wait_ms) {
+        set_deadline(s, wait_ms, false);
+        s->pacing = true;
+        return;
     }
     if (s->win.next_send > s->win.acked + 1) {
         if (s->guard || !armed(s))
@@ -846,6 +882,12 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     s->deadline = 0;
+    if (s->pacing) {
+        s->pacing = false;
+        if (s->state == TG_SS_TRANSFER && s->op == TG_OP_RRQ)
+            send_window(s);
+        return;
+    }
     if (s->guard || s->state == TG_SS_OPENING) {
         fail(s, TG_TFTP_EUNDEF, "storage did not answer in time", true);
         return;

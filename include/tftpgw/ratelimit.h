@@ -46,6 +46,12 @@ void tg_ratelimit_free(struct tg_ratelimit *rl);
 enum tg_rate_verdict tg_ratelimit_check(struct tg_ratelimit *rl, const struct sockaddr *peer,
                                         uint64_t now_ms, unsigned rate, unsigned burst);
 
+/* The same for `cost` tokens at once (cost <= the bucket size): the send
+ * rate (client_rate) counts bytes, in KiB. */
+enum tg_rate_verdict tg_ratelimit_take(struct tg_ratelimit *rl, const struct sockaddr *peer,
+                                       uint64_t now_ms, unsigned rate, unsigned burst,
+                                       unsigned cost);
+
 /* The set (0 .. TG_RATE_SETS-1) peer's address probes under rl's key. */
 unsigned tg_ratelimit_set_of(const struct tg_ratelimit *rl, const struct sockaddr *peer);
 

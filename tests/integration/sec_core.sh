@@ -17,6 +17,7 @@
 #   sec_core_spoofed_put          a forged WRQ + DATA 1 from an allowed address
 #                                 stores nothing unless single_port_writes = yes
 #   sec_core_flood_memory         RSS after floods of unanswered big-window RRQs
+#   sec_core_client_rate          client_rate paces what one address receives
 
 SEC_BIG="-o blksize=65464 -o windowsize=64 -o tsize=0"
 
@@ -147,6 +148,22 @@ t_sec_spoofed_put() {
         { fail "with single_port_writes = yes the blind upload should land (shows the test bites): $out"; return 1; }
 }
 
+t_sec_client_rate() {
+    sec_up single_port=yes client_rate=1M || return 1
+    local t0 t1
+    t0=$(date +%s%N)
+    timeout 60 "$PY" "$HERE/tftpraw.py" get "$HOST" "$PORT" f5M "$T/w" \
+        -o blksize=1468 -o windowsize=16 > "$T/w.err" 2>&1 ||
+        { fail "tftpraw get under client_rate: $(tail -n 2 "$T/w.err")"; return 1; }
+    t1=$(date +%s%N)
+    same_file "$T/w" "$FIX/f5M" "get under client_rate" || return 1
+    # 5 MiB at 1 MiB/s after a 1 MiB bucket: at least 4 s, however fast the
+    # machine (a lower bound only: a slow machine can only take longer)
+    [ $(((t1 - t0) / 1000000)) -ge 3500 ] ||
+        { fail "5 MiB took $(((t1 - t0) / 1000000)) ms under client_rate = 1M (want >= 3500)"; return 1; }
+    log_has "f5M" "result=ok"
+}
+
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$GW_PID/status"; }
 
 t_sec_flood_memory() {
@@ -181,3 +198,4 @@ run_test sec_core_unsent_ack           t_sec_unsent_ack
 run_test sec_core_single_port_clients  t_sec_sp_clients
 run_test sec_core_spoofed_put          t_sec_spoofed_put
 run_test sec_core_flood_memory         t_sec_flood_memory
+run_test sec_core_client_rate          t_sec_client_rate

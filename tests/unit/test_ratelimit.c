@@ -124,6 +124,26 @@ static void test_burst_then_refill(void **state)
     tg_ratelimit_free(rl);
 }
 
+/* client_rate: many tokens at once (KiB of one datagram). */
+static void test_take_cost(void **state)
+{
+    struct tg_ratelimit *rl = tg_ratelimit_new(key_a);
+    struct sockaddr_storage a = v4(0x0a000009, 1);
+    const struct sockaddr *sa = (const struct sockaddr *)&a;
+
+    (void)state;
+    assert_non_null(rl);
+    /* 100 KiB/s, bucket 128: two 64 KiB blocks, then a third after 640 ms. */
+    assert_int_equal(tg_ratelimit_take(rl, sa, 1000, 100, 128, 64), TG_RATE_PASS);
+    assert_int_equal(tg_ratelimit_take(rl, sa, 1000, 100, 128, 64), TG_RATE_PASS);
+    assert_int_equal(tg_ratelimit_take(rl, sa, 1000, 100, 128, 1), TG_RATE_LIMITED);
+    assert_int_equal(tg_ratelimit_take(rl, sa, 1639, 100, 128, 64), TG_RATE_LIMITED);
+    assert_int_equal(tg_ratelimit_take(rl, sa, 1640, 100, 128, 64), TG_RATE_PASS);
+    /* a refused take costs nothing: 2 KiB are there 20 ms later */
+    assert_int_equal(tg_ratelimit_take(rl, sa, 1660, 100, 128, 2), TG_RATE_PASS);
+    tg_ratelimit_free(rl);
+}
+
 static void test_off_and_null(void **state)
 {
     struct tg_ratelimit *rl = tg_ratelimit_new(key_a);
@@ -326,6 +346,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_siphash_vectors),
         cmocka_unit_test(test_burst_then_refill),
+        cmocka_unit_test(test_take_cost),
         cmocka_unit_test(test_off_and_null),
         cmocka_unit_test(test_owner_keeps_slot),
         cmocka_unit_test(test_no_shared_bucket),
