@@ -250,8 +250,10 @@ static bool call_redirect(struct s3call *c)
         snprintf(c->why, sizeof(c->why), "a %s is not redirected", c->method);
         return false;
     }
-    if (!to || strlen(to) > HX_URL_MAX) {
-        snprintf(c->why, sizeof(c->why), "no usable Location");
+    if (!to || strlen(to) > HX_URL_MAX ||
+        (c->status != 301 && c->status != 302 && c->status != 303 && c->status != 307 &&
+         c->status != 308)) {
+        snprintf(c->why, sizeof(c->why), "no redirect to follow");
         return false;
     }
     if (hx_redirect_check(conf, c->url, to, c->hops, &foreign, c->why, sizeof(c->why)) != 0)

@@ -6,20 +6,24 @@
 # origin, answering redirects from extra `location` blocks; badhttp.py
 # (http.sh's badhttp_up) as "another host" on another port, whose JSON log
 # records every request it received with its headers; s3rver (s3.sh's
-# s3_up) for the S3 prefix; `openssl s_server` for the TLS minimum.
+# s3_up) for the S3 prefix; `openssl s_server` for the TLS minimum and as
+# the other host of an https redirect.
 #
 # What is checked:
 #   redirect_default  a 302 to another origin fails with ERROR 0 "upstream
 #                     error 302" and the other server receives nothing; a
 #                     302 within the origin is followed, with the configured
-#                     headers, and the bytes arrive; a redirect loop stops
-#                     after max_redirects
+#                     headers, and the bytes arrive; create mode's HEAD
+#                     follows the same rules; a redirect loop stops after
+#                     max_redirects
 #   redirect_any      redirects = any follows the 302 elsewhere, and the
 #                     other server gets neither the configured headers, nor
 #                     user:password from the URL, nor X-TFTP-*; a PUT is never
 #                     redirected
 #   redirect_none     redirects = none: a 302 even within the origin fails
-#   s3_redirect       the same for SigV4: signed at the origin only
+#   s3_redirect       the same for SigV4: signed at the origin only, for
+#                     GETs and for both create-mode probes (engine HEAD with
+#                     tsize, multipart HEAD without)
 #   redirect_cert     the same for a TLS client certificate
 #   unavailable       connection refused and a stall: ERROR 0 "upstream
 #                     unavailable" exactly (tftp-hpa and a raw client; through
@@ -97,7 +101,8 @@ no_secret_logged() {
 ngx_count() { grep -cF -- "$1" "$NGX_DIR/logs/access.log" 2>/dev/null; }
 
 # su_web_config URL [backend lines...]: [backend web] (http) and routes
-# o/ (overwrite, key {rest}) and everything else (read only)
+# o/ (overwrite, key {rest}), c/ (create: HEAD first, key {rest}) and
+# everything else (read only)
 su_web_config() {
     local url=$1 l
     shift
@@ -111,6 +116,12 @@ su_web_config() {
     echo "backend = web"
     echo "key = {rest}"
     echo "write = overwrite"
+    echo
+    echo "[route c]"
+    echo "match = c/"
+    echo "backend = web"
+    echo "key = {rest}"
+    echo "write = create"
     echo
     echo "[route all]"
     echo "match ="
@@ -150,6 +161,11 @@ t_su_redirect_default() {
     [[ $RAW_OUT == *"('tsize', '50000')"* ]] || { fail "tsize after the redirect: $RAW_OUT"; return 1; }
     ngx_log_has 'GET "/base/here/x" 302' "auth=\"Bearer $tok\"" || return 1
     ngx_log_has 'GET "/base/f50k" 200' "auth=\"Bearer $tok\"" 'xc="127.0.0.1"' 'xf="here/x"' || return 1
+    # create mode's HEAD follows too: here/x leads to f50k, which exists
+    raw_text 6 "file already exists" put "$FIX/f513" c/here/x -o tsize=513 || return 1
+    ngx_log_has 'HEAD "/base/here/x" 302' || return 1
+    ngx_log_has 'HEAD "/base/f50k" 200' "auth=\"Bearer $tok\"" || return 1
+    raw_text 0 "upstream error 302" put "$FIX/f513" c/away/x -o tsize=513 || return 1
     # a loop ends after max_redirects (5): the first request and 5 hops
     raw_text 0 "upstream error 302" get loop/x "$T/x" || return 1
     local n
@@ -247,6 +263,12 @@ match = $b/
 backend = s3$b
 key = {rest}
 
+[route c$b]
+match = c$b/
+backend = s3$b
+key = {rest}
+write = create
+
 EOF
     done > "$T/s3part.ini"
     su_gw_up "$(cat "$T/s3part.ini")" SU_SECRET="secret-$tok" SU_TOKEN="$tok" || return 1
@@ -263,6 +285,22 @@ EOF
     ngx_log_has 'GET "/bkt/away/x" 302' 'auth="AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/' || return 1
     bad_log_clean "$tok" "GET /data/1000" ||
         { fail "s3, the other host: $(cut -c1-400 "$BAD_LOG" | tr '\n' '|')"; return 1; }
+    # create mode: the HEAD before an upload follows the same rules, both
+    # the engine's (with tsize) and the multipart probe's (without)
+    raw_text 6 "file already exists" put "$FIX/f513" csame/here/x -o tsize=513 || return 1
+    raw_text 6 "file already exists" put "$FIX/f513" csame/here/y || return 1
+    [ "$(ngx_count 'HEAD "/bkt/obj" 200')" = 2 ] ||
+        { fail "s3 create: HEADs of /bkt/obj: $(grep HEAD "$NGX_DIR/logs/access.log" | tr '\n' '|')"; return 1; }
+    ngx_log_has 'HEAD "/bkt/obj" 200' 'auth="AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/' || return 1
+    : > "$BAD_LOG"
+    raw_text 0 "upstream error 302" put "$FIX/f513" csame/away/x || return 1
+    raw_text 0 "upstream error 302" put "$FIX/f513" csame/away/y -o tsize=513 || return 1
+    sleep 0.3
+    [ "$(bad_requests)" = 0 ] ||
+        { fail "s3 create, same-origin: the other host received: $(head -c 400 "$BAD_LOG")"; return 1; }
+    raw_text 6 "file already exists" put "$FIX/f513" cany/away/x || return 1
+    bad_log_clean "$tok" "HEAD /data/1000" ||
+        { fail "s3 create, the other host: $(cut -c1-400 "$BAD_LOG" | tr '\n' '|')"; return 1; }
     no_secret_logged "$tok"
 }
 
