@@ -21,7 +21,7 @@ CORE := gateway/util gateway/log gateway/packet gateway/options gateway/netascii
         gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
         gateway/metrics gateway/ratelimit backends/file backends/http backends/s3 backends/cache
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
-HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h)
+HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h) $(wildcard backends/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
 UNIT_TESTS := packet options netascii path window route config file_backend uri http_config s3 cache metrics ratelimit

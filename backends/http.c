@@ -61,6 +61,7 @@ static void stream_release(struct hx_stream *hs)
         curl_easy_cleanup(hs->x.easy);
     curl_slist_free_all(hs->hdrs);
     tg_free(hs->url);
+    tg_free(hs->hop_url);
     tg_free(hs->client_ip);
     tg_free(hs->filename);
     tg_free(hs->if_none_match);
@@ -115,40 +116,88 @@ static void owe(struct hx_stream *hs, enum tg_stream_ev ev)
     tg_curl_wake(&hs->x);
 }
 
-void hx_fail(struct hx_stream *hs, uint16_t code, const char *fmt, ...)
+static const char *hx_method(const struct hx_stream *hs)
 {
-    va_list ap;
+    if (hs->state == HX_PROBING)
+        return "HEAD";
+    return hs->write ? "PUT" : "GET";
+}
 
+void hx_fail(struct hx_stream *hs, uint16_t code, const char *wire)
+{
     hs->base.err.code = code;
-    va_start(ap, fmt);
-    vsnprintf(hs->base.err.msg, sizeof(hs->base.err.msg), fmt, ap);
-    va_end(ap);
+    snprintf(hs->base.err.msg, sizeof(hs->base.err.msg), "%s", wire);
     hs->state = HX_FAILED;
     hs->pending = EV_BIT(TG_STREAM_FAILED);
 }
 
-void hx_fail_status(struct hx_stream *hs, long st)
+void hx_fail_log(struct hx_stream *hs, uint16_t code, const char *wire, const char *fmt, ...)
 {
-    if (st == 404 || st == 410)
-        hx_fail(hs, TG_TFTP_ENOTFOUND, "file not found");
-    else if (st == 401 || st == 403)
-        hx_fail(hs, TG_TFTP_EACCESS, "access denied by upstream (HTTP %ld)", st);
-    else if (hs->create && (st == 409 || st == 412))
-        hx_fail(hs, TG_TFTP_EEXISTS, "file already exists");
-    else if (hs->write && (st == 413 || st == 507))
-        hx_fail(hs, TG_TFTP_ENOSPACE, "upstream refused the size (HTTP %ld)", st);
-    else
-        hx_fail(hs, TG_TFTP_EUNDEF, "upstream HTTP %ld", st);
+    char detail[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    hx_log_failure(hs->base.backend->name, hx_method(hs), hs->hop_url ? hs->hop_url : hs->url,
+                   hs->client_ip, hs->filename, detail);
+    hx_fail(hs, code, wire);
 }
 
+void hx_fail_status(struct hx_stream *hs, long st, const char *detail)
+{
+    const char *d = detail ? detail : "", *sp = d[0] ? " " : "";
+    char wire[64];
+
+    if (st == 404 || st == 410) {
+        hx_fail(hs, TG_TFTP_ENOTFOUND, "file not found"); /* an answer, not a failure */
+    } else if (st == 401 || st == 403) {
+        hx_fail_log(hs, TG_TFTP_EACCESS, "access denied by upstream", "HTTP %ld%s%s", st, sp, d);
+    } else if (hs->create && (st == 409 || st == 412)) {
+        hx_fail(hs, TG_TFTP_EEXISTS, "file already exists");
+    } else if (hs->write && (st == 413 || st == 507)) {
+        hx_fail_log(hs, TG_TFTP_ENOSPACE, "upstream refused the size", "HTTP %ld%s%s", st, sp, d);
+    } else {
+        snprintf(wire, sizeof(wire), "upstream error %ld", st);
+        hx_fail_log(hs, TG_TFTP_EUNDEF, wire, "HTTP %ld%s%s", st, sp, d);
+    }
+}
+
+/* Connection refused, name not resolved, TLS, timeouts, a connection lost
+ * mid-body: the client learns only that the upstream is unavailable. */
 static void fail_curl(struct hx_stream *hs, CURLcode rc)
 {
-    const char *what = hs->errbuf[0] ? hs->errbuf : curl_easy_strerror(rc);
+    hx_fail_log(hs, TG_TFTP_EUNDEF, HX_WIRE_UNAVAILABLE, "curl %d (%s): %s", (int)rc,
+                curl_easy_strerror(rc), hs->errbuf[0] ? hs->errbuf : "no detail");
+}
 
-    if (rc == CURLE_OPERATION_TIMEDOUT)
-        hx_fail(hs, TG_TFTP_EUNDEF, "upstream timed out: %.100s", what);
+/* A URL for a log line: user:password is a secret and is left out. */
+static void url_for_log(const char *url, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    const char *host = p ? p + 3 : url;
+    const char *at = memrchr(host, '@', strcspn(host, "/?#"));
+    char tmp[HX_URL_MAX + 16];
+
+    if (at)
+        snprintf(tmp, sizeof(tmp), "%.*s%s", (int)(host - url), url, at + 1);
     else
-        hx_fail(hs, TG_TFTP_EUNDEF, "upstream failed: %.100s", what);
+        snprintf(tmp, sizeof(tmp), "%s", url);
+    tg_log_sanitize(tmp, out, cap);
+}
+
+void hx_log_failure(const char *backend, const char *method, const char *url,
+                    const char *client_ip, const char *filename, const char *detail)
+{
+    char u[600], d[700], f[300];
+
+    url_for_log(url, u, sizeof(u));
+    tg_log_sanitize(detail, d, sizeof(d));
+    if (client_ip && client_ip[0])
+        tg_log(TG_LOG_WARN, "backend %s: %s %s failed: %s (client %s file \"%s\")", backend,
+               method, u, d, client_ip, tg_log_sanitize(filename ? filename : "", f, sizeof(f)));
+    else
+        tg_log(TG_LOG_WARN, "backend %s: %s %s failed: %s", backend, method, u, d);
 }
 
 /* ---- curl callbacks: bytes and flags only ---- */
@@ -269,41 +318,55 @@ int hx_add_header(struct curl_slist **l, const char *name, const char *value)
     return 0;
 }
 
-/* Options every request of a stream shares. */
-static void setup_common(struct hx_stream *hs)
+void hx_transport(CURL *e, const struct hx_conf *c, bool creds)
 {
-    const struct hx_conf *c = hs->conf;
-    CURL *e = hs->x.easy;
-
-    curl_easy_setopt(e, CURLOPT_URL, hs->url);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, hs->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    /* A redirect may not downgrade https to http. */
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR,
-                     strncmp(hs->url, "https:", 6) == 0 ? "https" : "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, c->max_redirects > 0 ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, c->max_redirects);
+    /* Redirects are followed by the engine, which applies `redirects`
+     * and decides which credentials go along (on_redirect). */
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    /* Our own floor, whatever the system's OpenSSL policy says: an
+     * upstream that offers less than TLS 1.2 is refused. */
+    curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    curl_easy_setopt(e, CURLOPT_PROXY_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
     if (c->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
-    if (c->client_cert)
-        curl_easy_setopt(e, CURLOPT_SSLCERT, c->client_cert);
-    if (c->client_key)
-        curl_easy_setopt(e, CURLOPT_SSLKEY, c->client_key);
+    curl_easy_setopt(e, CURLOPT_SSLCERT, creds ? c->client_cert : NULL);
+    curl_easy_setopt(e, CURLOPT_SSLKEY, creds ? c->client_key : NULL);
+    if (!creds) {
+        /* A profile's signing (s3) set these; the basic default without
+         * a user sends no Authorization at all. */
+        curl_easy_setopt(e, CURLOPT_AWS_SIGV4, NULL);
+        curl_easy_setopt(e, CURLOPT_USERPWD, NULL);
+        curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+    }
+}
+
+/* Options every request of a stream shares. */
+static void setup_common(struct hx_stream *hs)
+{
+    CURL *e = hs->x.easy;
+
+    curl_easy_setopt(e, CURLOPT_URL, hs->url);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, hs->errbuf);
+    hx_transport(e, hs->conf, true);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, hs);
 }
 
-/* Fresh headers for the next request on this handle. */
+/* Fresh headers for the next request on this handle. A request to another
+ * origin than the configured one (a redirect under `redirects = any`)
+ * carries none of the profile's: no configured header, no X-TFTP-*, no
+ * signature. */
 static int prepare(struct hx_stream *hs, const char *method)
 {
     struct curl_slist *l = NULL;
     bool put = strcmp(method, "PUT") == 0;
-    int rc = hs->prof->prepare(hs, method, &l);
+    int rc = hs->foreign ? 0 : hs->prof->prepare(hs, method, &l);
 
     /* A 100-continue round trip buys nothing: the body trickles in at TFTP
      * speed anyway. */
@@ -346,6 +409,109 @@ static int start_put(struct hx_stream *hs)
     return tg_curl_add(hs->conf->cu, &hs->x);
 }
 
+static bool is_redirect(long st)
+{
+    return st == 301 || st == 302 || st == 303 || st == 307 || st == 308;
+}
+
+/* Back to the configured URL with every credential (a create-mode PUT
+ * after a HEAD that was redirected). */
+static void back_to_origin(struct hx_stream *hs)
+{
+    if (!hs->hop_url)
+        return;
+    tg_free(hs->hop_url);
+    hs->hop_url = NULL;
+    hs->foreign = false;
+    curl_easy_setopt(hs->x.easy, CURLOPT_URL, hs->url);
+    hx_transport(hs->x.easy, hs->conf, true);
+}
+
+/* A 3xx answer to a GET or HEAD: curl never follows (hx_transport); the
+ * engine does, under the backend's `redirects` policy, with the same easy
+ * handle and fresh headers. Returns true when the request was restarted;
+ * otherwise the stream has failed. A PUT is never redirected: its body
+ * was streamed from the session and cannot be sent again. */
+static bool on_redirect(struct hx_stream *hs, long st)
+{
+    const char *method = hx_method(hs);
+    char *to = NULL, why[160], wire[64];
+    bool foreign = false;
+
+    snprintf(wire, sizeof(wire), "upstream error %ld", st);
+    curl_easy_getinfo(hs->x.easy, CURLINFO_REDIRECT_URL, &to);
+    if (hs->write && hs->state != HX_PROBING) {
+        hx_fail_log(hs, TG_TFTP_EUNDEF, wire, "HTTP %ld to %.300s: a PUT is not redirected", st,
+                    to ? to : "(no Location)");
+        return false;
+    }
+    if (!is_redirect(st) || !to) {
+        hx_fail_log(hs, TG_TFTP_EUNDEF, wire, "HTTP %ld without a redirect to follow", st);
+        return false;
+    }
+    if (strlen(to) > HX_URL_MAX) {
+        hx_fail_log(hs, TG_TFTP_EUNDEF, wire, "HTTP %ld to a URL of %zu bytes: refused", st,
+                    strlen(to));
+        return false;
+    }
+    if (hx_redirect_check(hs->conf, hs->url, to, hs->hops, &foreign, why, sizeof(why)) != 0) {
+        hx_fail_log(hs, TG_TFTP_EUNDEF, wire, "HTTP %ld to %.300s refused: %s", st, to, why);
+        return false;
+    }
+    /* `to` belongs to the handle and changes with its next request. */
+    tg_free(hs->hop_url);
+    if (!(hs->hop_url = tg_strdup(to))) {
+        hx_fail(hs, TG_TFTP_EUNDEF, "out of memory");
+        return false;
+    }
+    hs->hops++;
+    hs->foreign = foreign;
+    curl_easy_setopt(hs->x.easy, CURLOPT_URL, hs->hop_url);
+    hx_transport(hs->x.easy, hs->conf, !foreign);
+    hs->status = 0;
+    hs->errlen = 0;
+    hs->errbody[0] = hs->errbuf[0] = '\0';
+    hs->base.etag[0] = hs->base.last_modified[0] = '\0';
+    hs->last_move = uv_now(hs->base.backend->loop);
+    if (prepare(hs, method) != 0 || tg_curl_add(hs->conf->cu, &hs->x) != 0) {
+        hx_fail(hs, TG_TFTP_EUNDEF, HX_WIRE_UNAVAILABLE);
+        return false;
+    }
+    if (tg_log_enabled(TG_LOG_DEBUG)) {
+        char u[600];
+
+        url_for_log(hs->hop_url, u, sizeof(u));
+        tg_log(TG_LOG_DEBUG, "backend %s: %s redirected (HTTP %ld) to %s%s",
+               hs->base.backend->name, method, st, u,
+               foreign ? ", another origin: no credentials sent" : "");
+    }
+    return true;
+}
+
+/* create mode: the object must not exist yet. */
+static void on_probed(struct hx_stream *hs, CURLcode rc, long st)
+{
+    if (rc == CURLE_OK && st >= 200 && st < 300) {
+        hx_fail(hs, TG_TFTP_EEXISTS, "file already exists");
+    } else if (st == 404 || st == 410) {
+        back_to_origin(hs);
+        if (start_put(hs) == 0)
+            hs->pending |= EV_BIT(TG_STREAM_OPENED);
+        else
+            hx_fail(hs, TG_TFTP_EUNDEF, HX_WIRE_UNAVAILABLE);
+    } else if (st >= 400) {
+        hs->prof->map_error(hs, st, "");
+    } else if (rc == CURLE_OK && st >= 300) {
+        if (on_redirect(hs, st))
+            return;
+    } else if (rc == CURLE_OK) {
+        hx_fail_status(hs, st, "to a HEAD");
+    } else {
+        fail_curl(hs, rc);
+    }
+    dispatch(hs);
+}
+
 static void on_done(struct tg_curl_xfer *x, CURLcode rc)
 {
     struct hx_stream *hs = tg_container_of(x, struct hx_stream, x);
@@ -354,19 +520,7 @@ static void on_done(struct tg_curl_xfer *x, CURLcode rc)
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
     hs->status = st;
     if (hs->state == HX_PROBING) {
-        /* create mode: the object must not exist yet. */
-        if (rc == CURLE_OK && st >= 200 && st < 300)
-            hx_fail(hs, TG_TFTP_EEXISTS, "file already exists");
-        else if (st == 404 || st == 410) {
-            if (start_put(hs) == 0)
-                hs->pending |= EV_BIT(TG_STREAM_OPENED);
-            else
-                hx_fail(hs, TG_TFTP_EUNDEF, "upstream unavailable");
-        } else if (st >= 400)
-            hs->prof->map_error(hs, st, "");
-        else
-            fail_curl(hs, rc);
-        dispatch(hs);
+        on_probed(hs, rc, st);
         return;
     }
     if (rc == CURLE_OK && st == 304 && !hs->write &&
@@ -385,7 +539,9 @@ static void on_done(struct tg_curl_xfer *x, CURLcode rc)
             (hs->base.size < 0 || up != (curl_off_t)hs->base.size)) {
             /* The server answered before it had the body: whatever it
              * says, the object is not what the client is sending. */
-            hx_fail(hs, TG_TFTP_EUNDEF, "upstream answered before the upload was complete");
+            hx_fail_log(hs, TG_TFTP_EUNDEF, "upstream answered before the upload was complete",
+                        "HTTP %ld after %lld of %lld bytes", st, (long long)up,
+                        (long long)hs->base.size);
         } else if (hs->write && hs->state != HX_COMMITTING) {
             /* Every byte is sent (an empty body is sent at once): COMMITTED
              * waits for commit(), or the owner would see an upload finish
@@ -408,8 +564,11 @@ static void on_done(struct tg_curl_xfer *x, CURLcode rc)
         }
     } else if (st >= 400 && (rc == CURLE_OK || hs->errlen > 0 || hs->write)) {
         hs->prof->map_error(hs, st, hs->errbody);
+    } else if (st >= 300 && st < 400 && (rc == CURLE_OK || hs->write)) {
+        if (on_redirect(hs, st))
+            return;
     } else if (rc == CURLE_OK) {
-        hx_fail(hs, TG_TFTP_EUNDEF, "upstream HTTP %ld", st);
+        hx_fail_status(hs, st, "unexpected");
     } else {
         fail_curl(hs, rc);
     }
@@ -438,8 +597,8 @@ static void on_stall_check(uv_timer_t *t)
         return;
     uv_timer_stop(t);
     tg_curl_remove(&hs->x);
-    hx_fail(hs, TG_TFTP_EUNDEF, "upstream stalled: nothing for %ld ms",
-            hs->conf->stall_timeout_ms);
+    hx_fail_log(hs, TG_TFTP_EUNDEF, HX_WIRE_UNAVAILABLE, "stalled: nothing moved for %ld ms",
+                hs->conf->stall_timeout_ms);
     dispatch(hs);
 }
 
@@ -599,6 +758,66 @@ void hx_close(struct tg_stream *s)
         stream_free(hs);
 }
 
+/* ---- redirect policy ---- */
+
+/* scheme, host and port (the scheme's default when absent) of url. */
+static bool origin_parts(const char *url, char **scheme, char **host, char **port)
+{
+    CURLU *u = curl_url();
+    bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_SCHEME, scheme, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, host, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_PORT, port, CURLU_DEFAULT_PORT) == CURLUE_OK;
+
+    curl_url_cleanup(u);
+    return ok;
+}
+
+bool hx_same_origin(const char *a, const char *b)
+{
+    char *s1 = NULL, *h1 = NULL, *p1 = NULL, *s2 = NULL, *h2 = NULL, *p2 = NULL;
+    bool same = origin_parts(a, &s1, &h1, &p1) && origin_parts(b, &s2, &h2, &p2) &&
+                !strcasecmp(s1, s2) && !strcasecmp(h1, h2) && !strcmp(p1, p2);
+
+    curl_free(s1);
+    curl_free(h1);
+    curl_free(p1);
+    curl_free(s2);
+    curl_free(h2);
+    curl_free(p2);
+    return same;
+}
+
+int hx_redirect_check(const struct hx_conf *c, const char *origin, const char *to, int hops,
+                      bool *foreign, char *why, size_t whylen)
+{
+    bool https = !strncasecmp(origin, "https:", 6);
+
+    *foreign = false;
+    if (c->redirects == HX_REDIR_NONE) {
+        snprintf(why, whylen, "redirects = none");
+        return TG_EINVAL;
+    }
+    if (hops >= c->max_redirects) {
+        snprintf(why, whylen, "more than max_redirects = %ld", c->max_redirects);
+        return TG_EINVAL;
+    }
+    if (strncasecmp(to, "http://", 7) && strncasecmp(to, "https://", 8)) {
+        snprintf(why, whylen, "not an http or https URL");
+        return TG_EINVAL;
+    }
+    if (https && strncasecmp(to, "https://", 8)) {
+        snprintf(why, whylen, "would leave https for http");
+        return TG_EINVAL;
+    }
+    *foreign = !hx_same_origin(origin, to);
+    if (*foreign && c->redirects == HX_REDIR_SAME_ORIGIN) {
+        snprintf(why, whylen, "another origin (redirects = same-origin)");
+        return TG_EINVAL;
+    }
+    return 0;
+}
+
 /* ---- shared configuration ---- */
 
 void hx_conf_init(struct hx_conf *c)
@@ -607,6 +826,7 @@ void hx_conf_init(struct hx_conf *c)
     c->connect_timeout_ms = 5000;
     c->stall_timeout_ms = 10000;
     c->max_redirects = 5;
+    c->redirects = HX_REDIR_SAME_ORIGIN;
 }
 
 void hx_conf_free(struct hx_conf *c)
@@ -658,6 +878,16 @@ int hx_conf_key(struct hx_conf *c, const char *k, const char *v, char *why, size
         if (parse_long(v, 0, 50, &c->max_redirects) == 0)
             return 1;
         snprintf(why, whylen, "0..50");
+    } else if (!strcmp(k, "redirects")) {
+        static const char *const names[] = {"same-origin", "any", "none"};
+
+        for (size_t i = 0; i < TG_ARRAY_LEN(names); i++) {
+            if (!strcmp(v, names[i])) {
+                c->redirects = (enum hx_redirects)i;
+                return 1;
+            }
+        }
+        snprintf(why, whylen, "same-origin, any or none");
     } else {
         return 0;
     }
@@ -712,6 +942,7 @@ struct http_backend {
     char **headers; /* "Name: value", ${VAR} already expanded */
     size_t nheaders;
     bool client_headers;
+    char *user, *password; /* the url's user:password, taken out of it */
 };
 
 static int http_prepare(struct hx_stream *hs, const char *method, struct curl_slist **l)
@@ -721,6 +952,10 @@ static int http_prepare(struct hx_stream *hs, const char *method, struct curl_sl
     int rc = 0;
 
     (void)method;
+    if (hb->user) {
+        curl_easy_setopt(hs->x.easy, CURLOPT_USERNAME, hb->user);
+        curl_easy_setopt(hs->x.easy, CURLOPT_PASSWORD, hb->password);
+    }
     for (i = 0; i < hb->nheaders && rc == 0; i++)
         rc = hx_add_header(l, hb->headers[i], "");
     if (rc == 0 && hb->client_headers) {
@@ -736,7 +971,7 @@ static int http_prepare(struct hx_stream *hs, const char *method, struct curl_sl
 static void http_map_error(struct hx_stream *hs, long status, const char *body)
 {
     (void)body;
-    hx_fail_status(hs, status);
+    hx_fail_status(hs, status, NULL);
 }
 
 static const struct hx_profile http_profile = {
@@ -780,9 +1015,43 @@ static void http_destroy(struct tg_backend *b)
         tg_free(hb->headers[i]);
     tg_free(hb->headers);
     tg_free(hb->url);
+    tg_free(hb->user);
+    tg_free(hb->password);
     tg_free(hb->base.name);
     hx_conf_free(&hb->conf);
     tg_free(hb);
+}
+
+/* user:password in the url is taken out of it and sent as options of
+ * their own, so it goes with every request to the configured origin, a
+ * followed redirect within it too, and with none elsewhere (hx_transport
+ * clears it). The url left behind holds no secret for a log line. */
+static int take_userinfo(struct http_backend *hb)
+{
+    CURLU *u = curl_url();
+    char *user = NULL, *pw = NULL, *host, *at;
+    int rc = 0;
+
+    if (!u)
+        return TG_ENOMEM;
+    if (curl_url_set(u, CURLUPART_URL, hb->url, 0) == CURLUE_OK) {
+        curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE);
+        curl_url_get(u, CURLUPART_PASSWORD, &pw, CURLU_URLDECODE);
+    }
+    if (user || pw) {
+        hb->user = tg_strdup(user ? user : "");
+        hb->password = tg_strdup(pw ? pw : "");
+        if (!hb->user || !hb->password)
+            rc = TG_ENOMEM;
+        host = strstr(hb->url, "://") + 3;
+        at = memrchr(host, '@', strcspn(host, "/?#"));
+        if (at)
+            memmove(host, at + 1, strlen(at + 1) + 1);
+    }
+    curl_free(user);
+    curl_free(pw);
+    curl_url_cleanup(u);
+    return rc;
 }
 
 static int http_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
@@ -857,6 +1126,8 @@ static int http_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
         http_destroy(&hb->base);
         return TG_EINVAL;
     }
+    if (take_userinfo(hb) != 0)
+        goto oom;
     if (hb->conf.insecure)
         tg_log(TG_LOG_WARN, "backend %s: TLS verification is off (insecure = yes)", cfg->name);
     if (!(hb->conf.cu = tg_curl_acquire(loop)))

@@ -8,13 +8,27 @@
 #include "tftpgw/backend.h"
 #include "tftpgw/curl_uv.h"
 
+/* Which redirects a request follows (`redirects = ...`). */
+enum hx_redirects {
+    HX_REDIR_SAME_ORIGIN, /* only to the configured scheme, host and port */
+    HX_REDIR_ANY,         /* elsewhere too, but without credentials there */
+    HX_REDIR_NONE         /* a 3xx is an error */
+};
+
 /* Transport settings common to both backend types. */
 struct hx_conf {
     struct tg_curl *cu;
     char *ca_file, *client_cert, *client_key;
     bool insecure;
     long connect_timeout_ms, stall_timeout_ms, max_redirects;
+    enum hx_redirects redirects;
 };
+
+/* What a client is told when the upstream cannot be reached or answers
+ * with an unmapped error; the detail goes to the log only. */
+#define HX_WIRE_UNAVAILABLE "upstream unavailable"
+/* A redirect target longer than this is refused (memory per stream). */
+#define HX_URL_MAX 8192
 
 struct hx_stream;
 
@@ -49,7 +63,10 @@ struct hx_stream {
     void *owner;          /* the backend's data, for its profile hooks */
     struct tg_curl_xfer x;
     struct curl_slist *hdrs;
-    char *url;
+    char *url;            /* the configured origin's URL for this key */
+    char *hop_url;        /* where a followed redirect led, or NULL */
+    int hops;             /* redirects followed */
+    bool foreign;         /* hop_url is another origin: no credentials */
     char *client_ip, *filename;
     char *if_none_match, *if_modified_since; /* conditional GET (cache) */
     bool write, create;
@@ -81,13 +98,40 @@ int hx_push(struct tg_stream *s, const uint8_t *src, size_t len);
 int hx_commit(struct tg_stream *s);
 void hx_close(struct tg_stream *s);
 
-/* For map_error hooks. */
-void hx_fail(struct hx_stream *hs, uint16_t code, const char *fmt, ...) TG_PRINTF(3, 4);
-void hx_fail_status(struct hx_stream *hs, long status); /* digest B9 mapping */
+/* For map_error hooks. The client gets `wire`, a short text that says
+ * nothing about the upstream's insides; hx_fail_log also logs one line
+ * with the request and the detail (curl's error, the status, the URL). */
+void hx_fail(struct hx_stream *hs, uint16_t code, const char *wire);
+void hx_fail_log(struct hx_stream *hs, uint16_t code, const char *wire, const char *fmt, ...)
+    TG_PRINTF(4, 5);
+/* The HTTP status mapping: 404/410 -> 1, 401/403 -> 2, 409/412 (create)
+ * -> 6, 413/507 (write) -> 3, anything else ERROR 0 "upstream error N".
+ * detail (may be NULL) is logged with the status. */
+void hx_fail_status(struct hx_stream *hs, long status, const char *detail);
 int hx_add_header(struct curl_slist **l, const char *name, const char *value);
+/* One log line about a failed upstream request: backend, method, URL
+ * (userinfo removed), detail; client and file when known. */
+void hx_log_failure(const char *backend, const char *method, const char *url,
+                    const char *client_ip, const char *filename, const char *detail);
+
+/* Options every easy handle of both backend types gets, set here only:
+ * protocols, connect timeout, TLS verification and the TLS 1.2 minimum.
+ * creds false leaves out (and clears) every credential the handle could
+ * carry: client certificate and key, SigV4 signing, user:password. */
+void hx_transport(CURL *e, const struct hx_conf *c, bool creds);
+/* The redirect policy, for both backend types. May a request whose
+ * configured target is `origin` follow a redirect to `to` after `hops`
+ * redirects? 0: yes, and *foreign says whether `to` is another origin
+ * (scheme, host, port) than the configured one, where no credential or
+ * configured header may go; < 0: no, why says why (for the log). */
+int hx_redirect_check(const struct hx_conf *c, const char *origin, const char *to, int hops,
+                      bool *foreign, char *why, size_t whylen);
+/* Same scheme, host (case-insensitive) and port (defaults applied). */
+bool hx_same_origin(const char *a, const char *b);
 
 /* Config keys shared by both types (ca_file, insecure, client_cert,
- * client_key, connect_timeout, stall_timeout, max_redirects). Returns 1
+ * client_key, connect_timeout, stall_timeout, max_redirects, redirects).
+ * Returns 1
  * when the key was taken, 0 when it is not a transport key, < 0 with why
  * filled on a bad value. */
 int hx_conf_key(struct hx_conf *c, const char *key, const char *value, char *why,

@@ -51,6 +51,7 @@ struct s3_backend {
 #ifdef UNIT_TESTING
 void xml_value(const char *body, const char *tag, char *out, size_t cap);
 void map_s3_error(struct tg_error *e, long status, const char *body);
+void s3_detail(long status, const char *body, char *out, size_t cap);
 int object_url(const struct s3_backend *sb, const char *key, const char *query, char *out,
                size_t cap);
 #endif
@@ -74,8 +75,9 @@ TG_STATIC void xml_value(const char *body, const char *tag, char *out, size_t ca
     out[n] = '\0';
 }
 
-/* digest B9 and the issue's table: the S3 code decides, the status is the
- * fallback (HEAD answers carry no body). */
+/* The S3 code decides, the status is the fallback (HEAD answers carry no
+ * body). The texts are what a client reads: the S3 code and message name
+ * the store's insides and go to the log instead (s3_detail). */
 TG_STATIC void map_s3_error(struct tg_error *e, long status, const char *body)
 {
     char code[64];
@@ -86,16 +88,24 @@ TG_STATIC void map_s3_error(struct tg_error *e, long status, const char *body)
     else if (!strcmp(code, "AccessDenied") || !strcmp(code, "SignatureDoesNotMatch") ||
              !strcmp(code, "InvalidAccessKeyId") || !strcmp(code, "ExpiredToken") ||
              !strcmp(code, "InvalidToken") || (!code[0] && (status == 401 || status == 403)))
-        tg_error_set(e, TG_TFTP_EACCESS, "access denied by S3 (%s)",
-                     code[0] ? code : "HTTP 403");
+        tg_error_set(e, TG_TFTP_EACCESS, "access denied by upstream");
     else if (!strcmp(code, "EntityTooLarge"))
-        tg_error_set(e, TG_TFTP_ENOSPACE, "object too large for S3");
+        tg_error_set(e, TG_TFTP_ENOSPACE, "upstream refused the size");
     else if (!strcmp(code, "PreconditionFailed"))
         tg_error_set(e, TG_TFTP_EEXISTS, "file already exists");
-    else if (code[0])
-        tg_error_set(e, TG_TFTP_EUNDEF, "S3 error %s (HTTP %ld)", code, status);
     else
-        tg_error_set(e, TG_TFTP_EUNDEF, "S3 error (HTTP %ld)", status);
+        tg_error_set(e, TG_TFTP_EUNDEF, "upstream error %ld", status);
+}
+
+/* For the log line: the status, S3's error code and message. */
+TG_STATIC void s3_detail(long status, const char *body, char *out, size_t cap)
+{
+    char code[64], msg[200];
+
+    xml_value(body, "Code", code, sizeof(code));
+    xml_value(body, "Message", msg, sizeof(msg));
+    snprintf(out, cap, "HTTP %ld%s%s%s%s", status, code[0] ? " " : "", code, msg[0] ? ": " : "",
+             msg);
 }
 
 /* Signing and the headers 7.88 will not add itself. */
@@ -123,9 +133,15 @@ static int s3_prepare(struct hx_stream *hs, const char *method, struct curl_slis
 static void s3_map_error(struct hx_stream *hs, long status, const char *body)
 {
     struct tg_error e;
+    char detail[320];
 
     map_s3_error(&e, status, body);
-    hx_fail(hs, e.code, "%s", e.msg);
+    s3_detail(status, body, detail, sizeof(detail));
+    /* Not found and exists are answers; anything else is worth a line. */
+    if (e.code == TG_TFTP_ENOTFOUND || e.code == TG_TFTP_EEXISTS)
+        hx_fail(hs, e.code, e.msg);
+    else
+        hx_fail_log(hs, e.code, e.msg, "%s", detail);
 }
 
 static const struct hx_profile s3_profile = {
@@ -154,6 +170,11 @@ typedef void s3call_cb(struct s3call *c, void *arg);
 
 struct s3call {
     struct tg_curl_xfer x;
+    struct s3_backend *sb;
+    const char *method;   /* a literal */
+    char *url;            /* the configured origin's URL */
+    char *hop_url;        /* where a followed redirect led, or NULL */
+    int hops;
     struct curl_slist *hdrs;
     char *body;
     s3call_cb *cb;
@@ -163,6 +184,7 @@ struct s3call {
     char resp[RESP_MAX];
     size_t rlen;
     char errbuf[CURL_ERROR_SIZE];
+    char why[200];        /* a redirect not followed, for the log */
     /* Fire-and-forget calls (abort on close) hold the loop open, at most
      * DETACHED_MS, because curl's own handles do not (curl_uv.c). */
     uv_timer_t guard;
@@ -188,6 +210,8 @@ static void call_free(struct s3call *c)
         curl_easy_cleanup(c->x.easy);
     curl_slist_free_all(c->hdrs);
     tg_free(c->body);
+    tg_free(c->url);
+    tg_free(c->hop_url);
     tg_free(c);
 }
 
@@ -211,12 +235,61 @@ static void on_guard(uv_timer_t *t)
     end_detached(c);
 }
 
+/* A 3xx to a control request. Only the create-mode probe (HEAD) follows
+ * one, under the backend's `redirects` policy and signed only at the
+ * configured origin (backends/http.c decides); POST and DELETE carry an
+ * upload's state and are never redirected. True: restarted. */
+static bool call_redirect(struct s3call *c)
+{
+    const struct hx_conf *conf = &c->sb->conf;
+    char *to = NULL;
+    bool foreign = false;
+
+    curl_easy_getinfo(c->x.easy, CURLINFO_REDIRECT_URL, &to);
+    if (strcmp(c->method, "HEAD") != 0) {
+        snprintf(c->why, sizeof(c->why), "a %s is not redirected", c->method);
+        return false;
+    }
+    if (!to || strlen(to) > HX_URL_MAX ||
+        (c->status != 301 && c->status != 302 && c->status != 303 && c->status != 307 &&
+         c->status != 308)) {
+        snprintf(c->why, sizeof(c->why), "no redirect to follow");
+        return false;
+    }
+    if (hx_redirect_check(conf, c->url, to, c->hops, &foreign, c->why, sizeof(c->why)) != 0)
+        return false;
+    tg_free(c->hop_url);
+    if (!(c->hop_url = tg_strdup(to))) {
+        snprintf(c->why, sizeof(c->why), "out of memory");
+        return false;
+    }
+    c->hops++;
+    curl_easy_setopt(c->x.easy, CURLOPT_URL, c->hop_url);
+    hx_transport(c->x.easy, conf, !foreign);
+    curl_slist_free_all(c->hdrs);
+    c->hdrs = NULL;
+    if (!foreign && sign(c->sb, c->x.easy, c->method, &c->hdrs) != 0) {
+        snprintf(c->why, sizeof(c->why), "out of memory");
+        return false;
+    }
+    curl_easy_setopt(c->x.easy, CURLOPT_HTTPHEADER, c->hdrs);
+    c->rlen = 0;
+    c->resp[0] = c->errbuf[0] = '\0';
+    if (tg_curl_add(conf->cu, &c->x) != 0) {
+        snprintf(c->why, sizeof(c->why), "cannot restart the request");
+        return false;
+    }
+    return true;
+}
+
 static void call_done(struct tg_curl_xfer *x, CURLcode rc)
 {
     struct s3call *c = tg_container_of(x, struct s3call, x);
 
     c->rc = rc;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &c->status);
+    if (rc == CURLE_OK && c->status >= 300 && c->status < 400 && call_redirect(c))
+        return;
     if (c->cb)
         c->cb(c, c->arg);
     else if (rc != CURLE_OK || c->status >= 300)
@@ -240,29 +313,21 @@ static struct s3call *call_start(struct s3_backend *sb, const char *method, cons
         return NULL;
     c->cb = cb;
     c->arg = arg;
+    c->sb = sb;
+    c->method = method;
     c->x.done = call_done;
     c->x.cu = sb->conf.cu;
     if (!(e = c->x.easy = curl_easy_init()) || (body && !(c->body = tg_strdup(body))) ||
-        sign(sb, e, method, &c->hdrs) != 0) {
+        !(c->url = tg_strdup(url)) || sign(sb, e, method, &c->hdrs) != 0) {
         call_free(c);
         return NULL;
     }
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, sb->conf.connect_timeout_ms);
+    hx_transport(e, &sb->conf, true);
     /* Completing a large upload can take S3 a while; bounded all the same. */
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 300000L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, sb->conf.insecure ? 0L : 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, sb->conf.insecure ? 0L : 2L);
-    if (sb->conf.ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, sb->conf.ca_file);
-    if (sb->conf.client_cert)
-        curl_easy_setopt(e, CURLOPT_SSLCERT, sb->conf.client_cert);
-    if (sb->conf.client_key)
-        curl_easy_setopt(e, CURLOPT_SSLKEY, sb->conf.client_key);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, call_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     if (!strcmp(method, "POST")) {
@@ -422,6 +487,32 @@ static void mp_fail_s3(struct s3mp *mp, long status, const char *body)
     mp_fail(mp, e.code, "%s", e.msg);
 }
 
+/* A multipart control request failed: the client gets a generic text, the
+ * log the detail (curl's error, or the status with S3's code and message,
+ * or why a redirect was not followed). */
+static void mp_call_failed(struct s3mp *mp, const struct s3call *c, const char *what)
+{
+    char detail[512];
+
+    if (c->rc != CURLE_OK) {
+        snprintf(detail, sizeof(detail), "%s: curl %d (%s): %s", what, (int)c->rc,
+                 curl_easy_strerror(c->rc), c->errbuf[0] ? c->errbuf : "no detail");
+    } else if (c->status >= 300 && c->status < 400) {
+        snprintf(detail, sizeof(detail), "%s: HTTP %ld refused: %s", what, c->status, c->why);
+    } else {
+        char d[320];
+
+        s3_detail(c->status, c->resp, d, sizeof(d));
+        snprintf(detail, sizeof(detail), "%s: %s", what, d);
+    }
+    hx_log_failure(mp->sb->base.name, c->method, c->hop_url ? c->hop_url : c->url, NULL, NULL,
+                   detail);
+    if (c->rc != CURLE_OK)
+        mp_fail(mp, TG_TFTP_EUNDEF, HX_WIRE_UNAVAILABLE);
+    else
+        mp_fail_s3(mp, c->status, c->resp);
+}
+
 static void on_spool_written(uv_fs_t *req)
 {
     struct s3mp *mp = req->data;
@@ -432,10 +523,13 @@ static void on_spool_written(uv_fs_t *req)
     mp->writing = false;
     MP_ENTER(mp);
     if (!mp->closed) {
-        if (n < 0 || (size_t)n != mp->flush_len)
+        if (n < 0 || (size_t)n != mp->flush_len) {
+            /* The spool's path and errno are ours to know, not the client's. */
+            tg_log(TG_LOG_WARN, "backend %s: spool write in %s failed: %s", mp->sb->base.name,
+                   mp->sb->spool_dir, n < 0 ? uv_strerror((int)n) : "short write");
             mp_fail(mp, n == UV_ENOSPC ? TG_TFTP_ENOSPACE : TG_TFTP_EUNDEF,
-                    "spool write failed: %s", n < 0 ? uv_strerror((int)n) : "short write");
-        else {
+                    "spool write failed");
+        } else {
             mp->spooled += n;
             mp->flush_len = 0;
             mp_step(mp);
@@ -687,11 +781,8 @@ static void on_completed(struct s3call *c, void *arg)
     MP_ENTER(mp);
     if (!mp->closed && mp->state != MP_FAILED) {
         /* A 200 answer may still carry an <Error> document. */
-        if (c->rc != CURLE_OK)
-            mp_fail(mp, TG_TFTP_EUNDEF, "S3 complete failed: %.80s",
-                    c->errbuf[0] ? c->errbuf : curl_easy_strerror(c->rc));
-        else if (c->status >= 300 || strstr(c->resp, "<Error>")) {
-            mp_fail_s3(mp, c->status, c->resp);
+        if (c->rc != CURLE_OK || c->status >= 300 || strstr(c->resp, "<Error>")) {
+            mp_call_failed(mp, c, "CompleteMultipartUpload");
         } else {
             mp->upload_id[0] = '\0'; /* complete: nothing to abort any more */
             mp->state = MP_COMMITTED;
@@ -710,11 +801,8 @@ static void on_initiated(struct s3call *c, void *arg)
     MP_ENTER(mp);
     if (!mp->closed && mp->state != MP_FAILED) {
         xml_value(c->resp, "UploadId", mp->upload_id, sizeof(mp->upload_id));
-        if (c->rc != CURLE_OK)
-            mp_fail(mp, TG_TFTP_EUNDEF, "S3 upload failed: %.80s",
-                    c->errbuf[0] ? c->errbuf : curl_easy_strerror(c->rc));
-        else if (c->status >= 300 || !mp->upload_id[0]) {
-            mp_fail_s3(mp, c->status, c->resp);
+        if (c->rc != CURLE_OK || c->status >= 300 || !mp->upload_id[0]) {
+            mp_call_failed(mp, c, "CreateMultipartUpload");
         } else {
             mp_step(mp);
         }
@@ -821,7 +909,9 @@ static void on_spool_open(uv_fs_t *req)
         close((int)fd);
     } else if (!mp->closed) {
         if (fd < 0) {
-            mp_fail(mp, TG_TFTP_EUNDEF, "cannot create spool file: %s", uv_strerror((int)fd));
+            tg_log(TG_LOG_WARN, "backend %s: cannot create a spool file in %s: %s",
+                   mp->sb->base.name, mp->sb->spool_dir, uv_strerror((int)fd));
+            mp_fail(mp, TG_TFTP_EUNDEF, "cannot spool the upload");
         } else {
             mp->fd = (int)fd;
             mp->state = MP_OPEN;
@@ -841,7 +931,9 @@ static void open_spool(struct s3mp *mp)
     rc = uv_fs_open(mp->base.backend->loop, &mp->open_req, mp->sb->spool_dir,
                     O_TMPFILE | O_RDWR | O_CLOEXEC, 0600, on_spool_open);
     if (rc != 0) {
-        mp_fail(mp, TG_TFTP_EUNDEF, "cannot create spool file: %s", uv_strerror(rc));
+        tg_log(TG_LOG_WARN, "backend %s: cannot create a spool file in %s: %s",
+               mp->sb->base.name, mp->sb->spool_dir, uv_strerror(rc));
+        mp_fail(mp, TG_TFTP_EUNDEF, "cannot spool the upload");
         return;
     }
     mp->ops++;
@@ -859,11 +951,8 @@ static void on_probed(struct s3call *c, void *arg)
             mp_fail(mp, TG_TFTP_EEXISTS, "file already exists");
         else if (c->status == 404 || c->status == 410)
             open_spool(mp);
-        else if (c->status >= 400) {
-            mp_fail_s3(mp, c->status, c->resp);
-        } else
-            mp_fail(mp, TG_TFTP_EUNDEF, "S3 unavailable: %.80s",
-                    c->errbuf[0] ? c->errbuf : curl_easy_strerror(c->rc));
+        else
+            mp_call_failed(mp, c, "create-mode probe");
     }
     MP_LEAVE(mp);
 }
@@ -1223,14 +1312,25 @@ static int s3_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
     else
         snprintf(buf, sizeof(buf), "%s%s.%s/", scheme, k.bucket, host);
     {
-        char pfx[3 * 256];
+        char pfx[3 * 256 + 2];
+        ssize_t n = tg_uri_encode_path(k.prefix, pfx, sizeof(pfx) - 1);
 
-        if (tg_uri_encode_path(k.prefix, pfx, sizeof(pfx)) < 0) {
+        /* The prefix is a folder: "tftp" must not reach "tftp-private/x"
+         * through a key "-private/x" (invariant 5). */
+        if (n > 0 && pfx[n - 1] != '/') {
+            pfx[n] = '/';
+            pfx[n + 1] = '\0';
+            tg_log(TG_LOG_WARN,
+                   "backend %s: prefix \"%s\" is a folder: keys are read and written under "
+                   "\"%s/\" only (write prefix = %s/ to say so)",
+                   cfg->name, k.prefix, k.prefix, k.prefix);
+        }
+        if (n < 0 || strlen(buf) + strlen(pfx) >= sizeof(buf)) {
             snprintf(err, errlen, "line %d: prefix: too long", line);
             s3_destroy(&sb->base);
             return TG_EINVAL;
         }
-        strncat(buf, pfx, sizeof(buf) - strlen(buf) - 1);
+        strcat(buf, pfx);
     }
     sb->obj_base = tg_strdup(buf);
     snprintf(buf, sizeof(buf), "aws:amz:%s:s3", k.region);
@@ -1248,9 +1348,6 @@ static int s3_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
         goto oom;
     if (!(sb->conf.cu = tg_curl_acquire(loop)))
         goto oom;
-    /* S3 answers with redirects only as errors (wrong region); following
-     * one would carry the signature and token elsewhere. */
-    sb->conf.max_redirects = 0;
     *out = &sb->base;
     return 0;
 bad:

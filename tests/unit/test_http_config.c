@@ -1,5 +1,6 @@
 /* tests/unit/test_http_config.c - the http backend's configuration keys:
- * exact error messages, defaults, ${VAR} expansion. No request is made. */
+ * exact error messages, defaults, ${VAR} expansion; the redirect policy
+ * both backend types share (backends/http.c). No request is made. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "../../backends/http_engine.h"
 #include "tftpgw/backend.h"
 
 static int create(const char *const *kv, size_t n, char *err, size_t errlen,
@@ -61,6 +63,9 @@ static void test_errors(void **state)
         {{"url", "http://x/", "stall_timeout", "abc"}, 2,
          "line 5: stall_timeout: milliseconds, 1000..600000"},
         {{"url", "http://x/", "max_redirects", "51"}, 2, "line 5: max_redirects: 0..50"},
+        {{"url", "http://x/", "redirects", "all"}, 2,
+         "line 5: redirects: same-origin, any or none"},
+        {{"url", "http://x/", "redirects", ""}, 2, "line 5: redirects: same-origin, any or none"},
         {{"url", "http://x/", "insecure", "maybe"}, 2, "line 5: insecure: invalid value"},
         {{"url", "http://x/", "root", "/srv"}, 2, "line 5: root: unknown key for an http backend"},
     };
@@ -93,11 +98,101 @@ static void test_valid(void **state)
     assert_int_equal(tg_alloc_live(), live);
 }
 
+static void test_redirects_key(void **state)
+{
+    struct hx_conf c;
+    char why[160];
+
+    (void)state;
+    hx_conf_init(&c);
+    assert_int_equal(c.redirects, HX_REDIR_SAME_ORIGIN); /* the default */
+    assert_int_equal(c.max_redirects, 5);
+    assert_int_equal(hx_conf_key(&c, "redirects", "any", why, sizeof(why)), 1);
+    assert_int_equal(c.redirects, HX_REDIR_ANY);
+    assert_int_equal(hx_conf_key(&c, "redirects", "none", why, sizeof(why)), 1);
+    assert_int_equal(c.redirects, HX_REDIR_NONE);
+    assert_int_equal(hx_conf_key(&c, "redirects", "same-origin", why, sizeof(why)), 1);
+    assert_int_equal(c.redirects, HX_REDIR_SAME_ORIGIN);
+    hx_conf_free(&c);
+}
+
+static void test_same_origin(void **state)
+{
+    (void)state;
+    assert_true(hx_same_origin("http://a.example/x", "http://a.example/y/z?q"));
+    assert_true(hx_same_origin("http://A.Example/x", "HTTP://a.example:80/y"));
+    assert_true(hx_same_origin("https://a.example/x", "https://a.example:443/"));
+    assert_true(hx_same_origin("http://u:p@127.0.0.1:8080/b/", "http://127.0.0.1:8080/c"));
+    assert_true(hx_same_origin("http://[::1]:81/", "http://[::1]:81/x"));
+    assert_false(hx_same_origin("http://a.example/x", "https://a.example/x"));
+    assert_false(hx_same_origin("http://a.example/x", "http://a.example:8080/x"));
+    assert_false(hx_same_origin("http://a.example/x", "http://b.example/x"));
+    assert_false(hx_same_origin("http://a.example/x", "http://a.example.evil/x"));
+    assert_false(hx_same_origin("http://127.0.0.1:8080/", "http://127.0.0.1:8081/"));
+    assert_false(hx_same_origin("http://a.example/", "http://a.example@b.example/"));
+    assert_false(hx_same_origin("http://a.example/", "not a url"));
+}
+
+static void test_redirect_check(void **state)
+{
+    static const struct {
+        enum hx_redirects policy;
+        long max;
+        int hops;
+        const char *origin, *to;
+        int rc;
+        bool foreign;
+        const char *why;
+    } cases[] = {
+        {HX_REDIR_SAME_ORIGIN, 5, 0, "http://h:1/a", "http://h:1/b", 0, false, ""},
+        {HX_REDIR_SAME_ORIGIN, 5, 4, "http://h:1/a", "http://h:1/b", 0, false, ""},
+        {HX_REDIR_SAME_ORIGIN, 5, 5, "http://h:1/a", "http://h:1/b", TG_EINVAL, false,
+         "more than max_redirects = 5"},
+        {HX_REDIR_SAME_ORIGIN, 0, 0, "http://h:1/a", "http://h:1/b", TG_EINVAL, false,
+         "more than max_redirects = 0"},
+        {HX_REDIR_SAME_ORIGIN, 5, 0, "http://h:1/a", "http://h:2/b", TG_EINVAL, true,
+         "another origin (redirects = same-origin)"},
+        {HX_REDIR_SAME_ORIGIN, 5, 0, "http://h:1/a", "http://evil/b", TG_EINVAL, true,
+         "another origin (redirects = same-origin)"},
+        {HX_REDIR_ANY, 5, 0, "http://h:1/a", "http://evil/b", 0, true, ""},
+        {HX_REDIR_ANY, 5, 0, "http://h:1/a", "https://evil/b", 0, true, ""},
+        {HX_REDIR_ANY, 5, 0, "http://h:1/a", "http://h:1/b", 0, false, ""},
+        {HX_REDIR_ANY, 5, 0, "https://h/a", "http://h/b", TG_EINVAL, false,
+         "would leave https for http"},
+        {HX_REDIR_ANY, 5, 0, "http://h/a", "ftp://h/b", TG_EINVAL, false,
+         "not an http or https URL"},
+        {HX_REDIR_NONE, 5, 0, "http://h:1/a", "http://h:1/b", TG_EINVAL, false,
+         "redirects = none"},
+    };
+    struct hx_conf c;
+    char why[160];
+    bool foreign;
+    size_t i;
+
+    (void)state;
+    hx_conf_init(&c);
+    for (i = 0; i < TG_ARRAY_LEN(cases); i++) {
+        c.redirects = cases[i].policy;
+        c.max_redirects = cases[i].max;
+        why[0] = '\0';
+        assert_int_equal(hx_redirect_check(&c, cases[i].origin, cases[i].to, cases[i].hops,
+                                           &foreign, why, sizeof(why)),
+                         cases[i].rc);
+        assert_string_equal(why, cases[i].why);
+        if (cases[i].rc == 0)
+            assert_int_equal(foreign, cases[i].foreign);
+    }
+    hx_conf_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_redirects_key),
+        cmocka_unit_test(test_same_origin),
+        cmocka_unit_test(test_redirect_check),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

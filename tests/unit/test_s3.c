@@ -15,6 +15,7 @@
 /* Internals exposed by UNIT_TESTING (backends/s3.c). */
 void xml_value(const char *body, const char *tag, char *out, size_t cap);
 void map_s3_error(struct tg_error *e, long status, const char *body);
+void s3_detail(long status, const char *body, char *out, size_t cap);
 int object_url(const struct tg_backend *sb, const char *key, const char *query, char *out,
                size_t cap);
 
@@ -98,6 +99,29 @@ static void test_urls(void **state)
     url_of(minio_virtual, 5, "x", NULL, "https://bk1.minio.lan:9000/x");
 }
 
+/* The prefix is a folder: without its '/', "tftp" plus a key "-private/x"
+ * would be the sibling tftp-private/x (invariant 5). */
+static void test_prefix_is_a_folder(void **state)
+{
+    const char *bare[] = {"endpoint", "http://127.0.0.1:4569", "bucket", "bucket",
+                          "access_key", "AK", "secret_key", "SK", "prefix", "tftp"};
+    const char *slash[] = {"endpoint", "http://127.0.0.1:4569", "bucket", "bucket",
+                           "access_key", "AK", "secret_key", "SK", "prefix", "tftp/"};
+    const char *deep[] = {"endpoint", "http://127.0.0.1:4569", "bucket", "bucket",
+                          "access_key", "AK", "secret_key", "SK", "prefix", "a/b"};
+    const char *none[] = {"endpoint", "http://127.0.0.1:4569", "bucket", "bucket",
+                          "access_key", "AK", "secret_key", "SK", "prefix", ""};
+
+    (void)state;
+    url_of(bare, 5, "-private/secret.txt", NULL,
+           "http://127.0.0.1:4569/bucket/tftp/-private/secret.txt");
+    url_of(bare, 5, "x", NULL, "http://127.0.0.1:4569/bucket/tftp/x");
+    url_of(slash, 5, "-private/secret.txt", NULL,
+           "http://127.0.0.1:4569/bucket/tftp/-private/secret.txt");
+    url_of(deep, 5, "c", NULL, "http://127.0.0.1:4569/bucket/a/b/c");
+    url_of(none, 5, "-private/x", NULL, "http://127.0.0.1:4569/bucket/-private/x");
+}
+
 static void test_errors(void **state)
 {
     static const struct {
@@ -108,19 +132,22 @@ static void test_errors(void **state)
     } cases[] = {
         {404, "<Error><Code>NoSuchKey</Code></Error>", 1, "file not found"},
         {404, "", 1, "file not found"},
+        /* The client's text never names the store's error code: that is
+         * for the log (s3_detail). */
         {404, "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>x</Message></Error>",
-         0, "S3 error NoSuchBucket (HTTP 404)"},
-        {403, "<Error><Code>SignatureDoesNotMatch</Code></Error>", 2,
-         "access denied by S3 (SignatureDoesNotMatch)"},
-        {403, "<Error><Code>InvalidAccessKeyId</Code></Error>", 2,
-         "access denied by S3 (InvalidAccessKeyId)"},
-        {403, "<Error><Code>AccessDenied</Code></Error>", 2, "access denied by S3 (AccessDenied)"},
-        {403, "", 2, "access denied by S3 (HTTP 403)"},
-        {400, "<Error><Code>EntityTooLarge</Code></Error>", 3, "object too large for S3"},
+         0, "upstream error 404"},
+        {403, "<Error><Code>SignatureDoesNotMatch</Code></Error>", 2, "access denied by upstream"},
+        {403, "<Error><Code>InvalidAccessKeyId</Code></Error>", 2, "access denied by upstream"},
+        {403, "<Error><Code>AccessDenied</Code></Error>", 2, "access denied by upstream"},
+        {403, "", 2, "access denied by upstream"},
+        {400, "<Error><Code>EntityTooLarge</Code></Error>", 3, "upstream refused the size"},
         {412, "<Error><Code>PreconditionFailed</Code></Error>", 6, "file already exists"},
-        {500, "<Error><Code>InternalError</Code></Error>", 0, "S3 error InternalError (HTTP 500)"},
-        {503, "", 0, "S3 error (HTTP 503)"},
+        {500, "<Error><Code>InternalError</Code></Error>", 0, "upstream error 500"},
+        {503, "", 0, "upstream error 503"},
+        {503, "<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>", 0,
+         "upstream error 503"},
     };
+    char detail[128];
     struct tg_error e;
     char v[16];
     size_t i;
@@ -131,6 +158,11 @@ static void test_errors(void **state)
         assert_int_equal(e.code, cases[i].code);
         assert_string_equal(e.msg, cases[i].msg);
     }
+    s3_detail(404, "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist"
+                   "</Message></Error>", detail, sizeof(detail));
+    assert_string_equal(detail, "HTTP 404 NoSuchBucket: The specified bucket does not exist");
+    s3_detail(503, "", detail, sizeof(detail));
+    assert_string_equal(detail, "HTTP 503");
     xml_value("<A><UploadId>abc</UploadId></A>", "UploadId", v, sizeof(v));
     assert_string_equal(v, "abc");
     xml_value("<UploadId>0123456789abcdefXYZ</UploadId>", "UploadId", v, sizeof(v));
@@ -193,6 +225,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_prefix_is_a_folder),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_env_credentials),
