@@ -24,7 +24,7 @@ OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
-UNIT_TESTS := packet options netascii path window route config file_backend uri http_config s3 cache metrics sha256
+UNIT_TESTS := packet options netascii path window route config file_backend uri http_config s3 cache metrics sha256 curl_cap
 UT_packet := gateway/util gateway/packet
 UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
@@ -35,6 +35,7 @@ UT_config := gateway/util gateway/log gateway/packet gateway/options gateway/pat
 UT_uri := gateway/util gateway/uri
 UT_metrics := gateway/util gateway/log gateway/metrics
 UT_sha256 := gateway/sha256
+UT_curl_cap := gateway/util gateway/log gateway/curl_uv
 UT_http_config = $(UT_file_backend)
 UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)

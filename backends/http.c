@@ -430,8 +430,8 @@ static void on_stall_check(uv_timer_t *t)
         uv_timer_stop(t);
         return;
     }
-    if (hs->paused) {
-        hs->last_move = now;
+    if (hs->paused || hs->x.queued) {
+        hs->last_move = now; /* waiting for us, or for a connection slot */
         return;
     }
     if (now - hs->last_move < (uint64_t)hs->conf->stall_timeout_ms)
@@ -474,6 +474,7 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
     hs->x.done = on_done;
     hs->x.wake = on_wake;
     hs->x.cu = conf->cu;
+    hs->x.cap = conf->cap;
     if (!hs->ring || !hs->url || !hs->client_ip || !hs->filename || !hs->x.easy ||
         (a->if_none_match && !hs->if_none_match) ||
         (a->if_modified_since && !hs->if_modified_since)) {
@@ -607,6 +608,14 @@ void hx_conf_init(struct hx_conf *c)
     c->connect_timeout_ms = 5000;
     c->stall_timeout_ms = 10000;
     c->max_redirects = 5;
+    c->max_connections = 64;
+}
+
+int hx_conf_start(struct hx_conf *c, uv_loop_t *loop)
+{
+    if (!(c->cap = tg_curl_cap_new((unsigned)c->max_connections)))
+        return TG_ENOMEM;
+    return (c->cu = tg_curl_acquire(loop)) ? 0 : TG_ENOMEM;
 }
 
 void hx_conf_free(struct hx_conf *c)
@@ -616,6 +625,8 @@ void hx_conf_free(struct hx_conf *c)
     tg_free(c->client_key);
     tg_curl_release(c->cu);
     c->cu = NULL;
+    tg_curl_cap_free(c->cap);
+    c->cap = NULL;
 }
 
 static int parse_long(const char *v, long lo, long hi, long *out)
@@ -658,6 +669,10 @@ int hx_conf_key(struct hx_conf *c, const char *k, const char *v, char *why, size
         if (parse_long(v, 0, 50, &c->max_redirects) == 0)
             return 1;
         snprintf(why, whylen, "0..50");
+    } else if (!strcmp(k, "max_connections")) {
+        if (parse_long(v, 1, 10000, &c->max_connections) == 0)
+            return 1;
+        snprintf(why, whylen, "1..10000");
     } else {
         return 0;
     }
@@ -859,7 +874,7 @@ static int http_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
     }
     if (hb->conf.insecure)
         tg_log(TG_LOG_WARN, "backend %s: TLS verification is off (insecure = yes)", cfg->name);
-    if (!(hb->conf.cu = tg_curl_acquire(loop)))
+    if (hx_conf_start(&hb->conf, loop) != 0)
         goto oom;
     *out = &hb->base;
     return 0;

@@ -242,6 +242,7 @@ static struct s3call *call_start(struct s3_backend *sb, const char *method, cons
     c->arg = arg;
     c->x.done = call_done;
     c->x.cu = sb->conf.cu;
+    c->x.cap = sb->conf.cap;
     if (!(e = c->x.easy = curl_easy_init()) || (body && !(c->body = tg_strdup(body))) ||
         sign(sb, e, method, &c->hdrs) != 0) {
         call_free(c);
@@ -1246,7 +1247,7 @@ static int s3_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
     }
     if (!sb->obj_base || !sb->sigv4 || !sb->userpwd || !sb->spool_dir)
         goto oom;
-    if (!(sb->conf.cu = tg_curl_acquire(loop)))
+    if (hx_conf_start(&sb->conf, loop) != 0)
         goto oom;
     /* S3 answers with redirects only as errors (wrong region); following
      * one would carry the signature and token elsewhere. */
