@@ -239,6 +239,12 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
      * ETag. A new status line starts a new response (redirects). */
     if (n > 5 && strncmp(buf, "HTTP/", 5) == 0) {
         hs->base.etag[0] = hs->base.last_modified[0] = '\0';
+        hs->chunked = false;
+    } else if (n > 18 && strncasecmp(buf, "Transfer-Encoding:", 18) == 0) {
+        char te[128] = "";
+
+        copy_header_value(buf + 18, buf + n, te, sizeof(te));
+        hs->chunked = strcasestr(te, "chunked") != NULL;
     } else if (n > 5 && strncasecmp(buf, "ETag:", 5) == 0) {
         copy_header_value(buf + 5, buf + n, hs->base.etag, sizeof(hs->base.etag));
     } else if (n > 14 && strncasecmp(buf, "Last-Modified:", 14) == 0) {
@@ -395,6 +401,12 @@ static void on_done(struct tg_curl_xfer *x, CURLcode rc)
             hs->state = HX_COMMITTED;
             hs->pending |= EV_BIT(TG_STREAM_COMMITTED);
         } else {
+            curl_off_t cl = -1;
+
+            /* curl checks a Content-Length or the last chunk; without
+             * either, only the connection's close ended the body. */
+            curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+            hs->base.end_unproven = cl < 0 && !hs->chunked;
             if (hs->state == HX_OPENING) {
                 /* An empty body: OPENED was never sent from on_body. */
                 hs->base.size = 0;

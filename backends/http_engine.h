@@ -64,6 +64,7 @@ struct hx_stream {
     bool closed;
     long status;
     bool done_early;      /* PUT answered before commit() (Content-Length 0) */
+    bool chunked;         /* the response is Transfer-Encoding: chunked */
     uv_timer_t stall;     /* fails the request when no byte moves */
     bool stall_init;
     uint64_t last_move;   /* loop time of the last byte either way */
