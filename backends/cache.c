@@ -1734,64 +1734,73 @@ static int parse_seconds(const char *v, uint64_t max_s, uint64_t *ms)
     return 0;
 }
 
-/* One key of a [backend] of type cache; false with why filled when bad. */
+static bool key_prefetch(struct cache_backend *cb, const char *v)
+{
+    char *copy = tg_strdup(v), *tok, *save = NULL;
+    bool ok = copy != NULL;
+
+    for (tok = ok ? strtok_r(copy, ", \t", &save) : NULL; tok && ok;
+         tok = strtok_r(NULL, ", \t", &save)) {
+        char **grown = tg_realloc(cb->prefetch, (cb->nprefetch + 1) * sizeof(char *));
+
+        if (grown)
+            cb->prefetch = grown;
+        if (!grown || !(grown[cb->nprefetch] = tg_strdup(tok)))
+            ok = false;
+        else
+            cb->nprefetch++;
+    }
+    tg_free(copy);
+    return ok;
+}
+
+static bool set_string(char **dst, const char *v, bool *oom)
+{
+    tg_free(*dst);
+    *dst = tg_strdup(v);
+    *oom = *dst == NULL;
+    return true;
+}
+
+/* One key of a [backend] of type cache: false with why filled when the
+ * value is bad, *oom when memory ran out. */
 static bool cache_key(struct cache_backend *cb, const struct tg_backend_cfg *cfg,
                       const struct tg_kv *kv, char *why, size_t whylen, bool *oom)
 {
     const char *k = kv->key, *v = kv->value;
+    const char *bad = "unknown key for a cache backend";
 
     if (!strcmp(k, "upstream")) {
         cb->up_line = kv->line;
-        if (!v[0])
-            return snprintf(why, whylen, "name of another backend"), false;
-        if (!strcmp(v, cfg->name))
-            return snprintf(why, whylen, "a cache cannot be its own upstream"), false;
-        tg_free(cb->up_name);
-        return (*oom = !(cb->up_name = tg_strdup(v))), true;
-    }
-    if (!strcmp(k, "dir")) {
-        if (v[0] != '/')
-            return snprintf(why, whylen, "an absolute directory"), false;
-        tg_free(cb->dir);
-        return (*oom = !(cb->dir = tg_strdup(v))), true;
-    }
-    if (!strcmp(k, "max_size"))
-        return tg_config_parse_size(v, &cb->max_size) == 0 && cb->max_size > 0;
-    if (!strcmp(k, "min_free")) {
+        if (v[0] && strcmp(v, cfg->name) != 0)
+            return set_string(&cb->up_name, v, oom);
+        bad = v[0] ? "a cache cannot be its own upstream" : "name of another backend";
+    } else if (!strcmp(k, "dir")) {
+        if (v[0] == '/')
+            return set_string(&cb->dir, v, oom);
+        bad = "an absolute directory";
+    } else if (!strcmp(k, "max_size")) {
+        if (tg_config_parse_size(v, &cb->max_size) == 0 && cb->max_size > 0)
+            return true;
+        bad = "invalid value";
+    } else if (!strcmp(k, "min_free")) {
         if (tg_config_parse_size(v, &cb->min_free) == 0 && cb->min_free >= 0)
             return true;
-        return snprintf(why, whylen, "a size (0, 64M, 1G)"), false;
-    }
-    if (!strcmp(k, "ttl") || !strcmp(k, "stale_if_error")) {
+        bad = "a size (0, 64M, 1G)";
+    } else if (!strcmp(k, "ttl") || !strcmp(k, "stale_if_error")) {
         if (parse_seconds(v, 100u * 365 * 86400, k[0] == 't' ? &cb->ttl_ms : &cb->stale_ms) == 0)
             return true;
-        return snprintf(why, whylen, "seconds"), false;
-    }
-    if (!strcmp(k, "fill_grace")) {
+        bad = "seconds";
+    } else if (!strcmp(k, "fill_grace")) {
         if (parse_seconds(v, 3600, &cb->grace_ms) == 0)
             return true;
-        return snprintf(why, whylen, "seconds, 0..3600"), false;
-    }
-    if (!strcmp(k, "prefetch")) {
-        char *copy = tg_strdup(v), *tok, *save = NULL;
-
-        if (!copy)
-            return (*oom = true);
-        for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-            char **grown = tg_realloc(cb->prefetch, (cb->nprefetch + 1) * sizeof(char *));
-
-            if (grown)
-                cb->prefetch = grown;
-            if (!grown || !(grown[cb->nprefetch] = tg_strdup(tok))) {
-                *oom = true;
-                break;
-            }
-            cb->nprefetch++;
-        }
-        tg_free(copy);
+        bad = "seconds, 0..3600";
+    } else if (!strcmp(k, "prefetch")) {
+        *oom = !key_prefetch(cb, v);
         return true;
     }
-    return snprintf(why, whylen, "unknown key for a cache backend"), false;
+    snprintf(why, whylen, "%s", bad);
+    return false;
 }
 
 /* Start-up: the directory, its free space, and what it holds. */
