@@ -129,6 +129,7 @@ struct fill {
     ssize_t wres;        /* write worker: bytes written */
     int wr_errno;
     bool below_floor;    /* write worker: free space under min_free */
+    bool unlink_old;     /* write worker: remove the outdated copy first */
     int werr;            /* commit worker */
     unsigned seq;        /* names this fill's temporaries (read by the worker) */
     bool tmp_fallback;   /* O_TMPFILE refused: a named temporary instead */
@@ -305,6 +306,18 @@ static void unlink_copy(struct cache_backend *cb, const char *name)
 
 /* ---- disk budget ---- */
 
+static void drop_copy(struct cache_backend *cb, struct centry *e, const char *what)
+{
+    e->present = false;
+    cb->total -= e->size;
+    cb->st.evictions++;
+    tg_metrics_cache_event(cb->base.name, "eviction");
+    unlink_copy(cb, e->name);
+    tg_log(TG_LOG_INFO, "cache %s: %s %s (%lld bytes)", cb->base.name, what, e->key,
+           (long long)e->size);
+    entry_gc(cb, e);
+}
+
 /* Evict least-recently-used copies nobody reads until the committed copies
  * take no more than limit (a copy being read stays: its reader holds the
  * file, so removing it would free nothing). */
@@ -321,14 +334,7 @@ static void evict_to(struct cache_backend *cb, int64_t limit)
                     victim = e;
         if (!victim)
             return;
-        victim->present = false;
-        cb->total -= victim->size;
-        cb->st.evictions++;
-        tg_metrics_cache_event(cb->base.name, "eviction");
-        unlink_copy(cb, victim->name);
-        tg_log(TG_LOG_INFO, "cache %s: evicted %s (%lld bytes)", cb->base.name, victim->key,
-               (long long)victim->size);
-        entry_gc(cb, victim);
+        drop_copy(cb, victim, "evicted");
     }
 }
 
@@ -366,6 +372,30 @@ static bool budget_take(struct cache_backend *cb, struct tmpf *t, int64_t bytes)
     t->charged += bytes;
     cb->filling += bytes;
     return true;
+}
+
+/* The same for a fill's next bytes. A fill that replaces changed content
+ * may drop the old version first, when nobody reads it and that makes
+ * room: otherwise a file above half of max_size could never be refreshed.
+ * Its files are removed by the fill's next write, on the same chain of
+ * work as the commit that will take their names. */
+static bool fill_budget(struct fill *f, int64_t bytes)
+{
+    struct cache_backend *cb = f->cb;
+    struct centry *e = f->e;
+    int64_t over = cb->total + cb->filling + bytes - cb->max_size;
+
+    if (budget_take(cb, f->tf, bytes))
+        return true;
+    if (!f->reval || !e->present || e->readers > 0 || e->pins > 0 ||
+        bytes > cb->max_size - cb->filling || evictable(cb) + e->size < over)
+        return false;
+    e->present = false;
+    cb->total -= e->size;
+    f->unlink_old = true;
+    tg_log(TG_LOG_INFO, "cache %s: dropped the outdated copy of %s (%lld bytes) to make room "
+                        "for its new content", cb->base.name, e->key, (long long)e->size);
+    return budget_take(cb, f->tf, bytes);
 }
 
 /* ---- readers ---- */
@@ -813,6 +843,10 @@ static void fill_stop(struct fill *f, const struct tg_error *err)
     f->err = *err;
     err = &f->err;
     f->state = F_FAILED;
+    if (f->unlink_old && !f->writing) {
+        f->unlink_old = false; /* no write will come to remove it */
+        unlink_copy(cb, e->name);
+    }
     /* Nobody may join a failed fill while its last requests drain. */
     if (e->fill == f)
         e->fill = NULL;
@@ -1179,6 +1213,15 @@ static void write_work(uv_work_t *w)
 
     f->below_floor = false;
     f->wr_errno = 0;
+    if (f->unlink_old) {
+        char p[NAME_LEN + 8];
+
+        f->unlink_old = false;
+        snprintf(p, sizeof(p), "%s.meta", f->e->name);
+        unlinkat(f->cb->dirfd, p, 0);
+        snprintf(p, sizeof(p), "%s.data", f->e->name);
+        unlinkat(f->cb->dirfd, p, 0);
+    }
     if (f->cb->min_free > 0) {
         struct statvfs sv;
 
@@ -1276,7 +1319,7 @@ static void fill_pump(struct fill *f)
         return;
     }
     f->blen = (size_t)n;
-    if (f->size < 0 && !budget_take(f->cb, f->tf, n)) {
+    if (f->size < 0 && !fill_budget(f, n)) {
         char why[128];
 
         snprintf(why, sizeof(why), "more than max_size (%lld bytes) allows after %lld bytes; "
@@ -1305,7 +1348,7 @@ static void fill_ready(struct fill *f)
 
     if (!f->up_opened || !f->fd_ready || f->state != F_OPENING)
         return;
-    if (f->size >= 0 && !budget_take(f->cb, f->tf, f->size)) {
+    if (f->size >= 0 && !fill_budget(f, f->size)) {
         char why[128];
 
         snprintf(why, sizeof(why), "%lld bytes do not fit max_size (%lld bytes); relayed to its "

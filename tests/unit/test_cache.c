@@ -421,6 +421,39 @@ static void test_min_free_floor(void **state)
     tg_backend_destroy(b);
 }
 
+/* A changed object above half of max_size replaces its outdated copy
+ * (nobody reads it) instead of being refused for lack of room. */
+static void test_refresh_big(void **state)
+{
+    static char want[120 * 1024];
+    struct tg_backend *b = NULL;
+    char err[256], n[80], p[300], *old = malloc(100 * 1024);
+    struct rd r;
+    FILE *fp;
+
+    (void)state;
+    assert_non_null(old);
+    memset(old, 'o', 100 * 1024);
+    old[100 * 1024 - 1] = '\0';
+    put_entry("k.bin", old, 100 * 1024 - 1, 1000);     /* fetched long ago */
+    put_random(udir, "k.bin", sizeof(want), want);
+    assert_int_equal(make_cache("150K", "300", &b, err), 0);
+    read_key(b, "k.bin", &r);                          /* revalidation: 200 */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(r.failed, 0);
+    assert_int_equal(r.got, sizeof(want));
+    assert_memory_equal(r.data, want, sizeof(want));
+    name_of("k.bin", n, sizeof(n));
+    snprintf(p, sizeof(p), "%s/%s.data", cdir, n);
+    fp = fopen(p, "r");
+    assert_non_null(fp);                               /* kept, not just relayed */
+    assert_int_equal(fread(r.data, 1, sizeof(r.data), fp), sizeof(want));
+    fclose(fp);
+    assert_memory_equal(r.data, want, sizeof(want));
+    free(old);
+    tg_backend_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +464,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_mismatch_not_served, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big_relayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_free_floor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_big, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
