@@ -19,12 +19,12 @@ LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 CORE := gateway/util gateway/log gateway/packet gateway/options gateway/netascii \
         gateway/path gateway/window gateway/route gateway/config gateway/backend \
         gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
-        gateway/metrics gateway/ratelimit backends/file backends/http backends/s3 backends/cache
+        gateway/metrics gateway/ratelimit gateway/sha256 backends/file backends/http backends/s3 backends/cache
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h) $(wildcard backends/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
-UNIT_TESTS := packet options netascii path window route config file_backend uri http_config s3 cache metrics ratelimit
+UNIT_TESTS := packet options netascii path window route config file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap
 UT_packet := gateway/util gateway/packet
 UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
@@ -35,10 +35,12 @@ UT_config := gateway/util gateway/log gateway/packet gateway/options gateway/pat
 UT_uri := gateway/util gateway/uri
 UT_metrics := gateway/util gateway/log gateway/metrics
 UT_ratelimit := gateway/util gateway/ratelimit
+UT_sha256 := gateway/sha256
+UT_curl_cap := gateway/util gateway/log gateway/curl_uv
 UT_http_config = $(UT_file_backend)
 UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
-UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv gateway/metrics backends/file backends/http backends/s3 backends/cache
+UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv gateway/metrics gateway/sha256 backends/file backends/http backends/s3 backends/cache
 
 .PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench
 

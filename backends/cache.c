@@ -9,9 +9,18 @@
  * known at once. After `ttl` a conditional request revalidates; when the
  * upstream fails, a copy no older than ttl + stale_if_error is served.
  *
- * Files: dir/<hash>.data and dir/<hash>.meta (key, size, validators, fetch
- * time). The index is rebuilt from them at start-up. Every disk operation
- * after start-up runs on libuv's thread pool. */
+ * Disk is bounded: committed copies plus the bytes of every running fill
+ * stay under `max_size` (least recently used copies are evicted to make
+ * room), and a fill writes nothing once the file system's free space would
+ * drop below `min_free`. A fill that cannot store any more relays the rest
+ * of the body to its readers through one memory chunk and is not kept. A
+ * fill that no reader follows any more is cancelled after `fill_grace`. A
+ * body whose end is only the connection closing is relayed, never kept.
+ *
+ * Files: dir/<sha256(key)>.data and .meta (key, size, validators, fetch
+ * time). The index is rebuilt from them at start-up; the key in the .meta
+ * is compared again whenever a copy is opened. Every disk operation after
+ * start-up runs on libuv's thread pool. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -19,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,13 +36,17 @@
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 #include "tftpgw/options.h"
+#include "tftpgw/sha256.h"
 
 #define CHUNK (64 * 1024)
 #define NBUCKETS 1024
-#define NAME_LEN 32
+#define NAME_LEN (2 * TG_SHA256_LEN) /* hex SHA-256 of the key */
+#define OLD_NAME_LEN 32              /* earlier versions: two FNV-1a hashes */
+#define META_MAX 8192
 
 struct fill;
 struct creader;
+struct cache_backend;
 
 struct centry {
     struct centry *next; /* hash chain */
@@ -46,11 +60,25 @@ struct centry {
     uint64_t used;       /* LRU clock */
     int readers;         /* readers of the committed copy */
     int holders;         /* every reader pointing here, whatever its state */
+    int pins;            /* open fill files that are this entry's copy */
     struct fill *fill;   /* fetch or revalidation in flight */
+};
+
+/* A fill's anonymous file, shared by the fill and every reader that follows
+ * it: one descriptor, closed (freeing its blocks) when the last holder lets
+ * go, so a reader that ends holds nothing. Its bytes count against max_size
+ * until then, or until they became a committed copy. */
+struct tmpf {
+    struct cache_backend *cb;
+    struct centry *pin;  /* committed: the entry whose copy this inode is */
+    int fd;
+    int refs;
+    int64_t charged;     /* bytes counted in cb->filling */
 };
 
 struct cache_stats {
     uint64_t hits, misses, revalidations, stale, evictions, up_bytes, served_bytes;
+    uint64_t cancelled, not_stored;
 };
 
 struct cache_backend {
@@ -61,43 +89,59 @@ struct cache_backend {
     char *dir;
     int dirfd;
     int64_t max_size, total;
-    uint64_t ttl_ms, stale_ms;
+    int64_t filling;     /* bytes the running fills hold on disk */
+    int64_t min_free;    /* free-space floor of the file system */
+    uint64_t ttl_ms, stale_ms, grace_ms;
     char **prefetch;
     size_t nprefetch;
     struct centry *buckets[NBUCKETS];
     uint64_t clock;
     unsigned seq;
-    int fills;           /* fills alive: destroy waits for none */
+    int fills;           /* fills alive */
     struct cache_stats st;
 };
 
-enum fill_state { F_OPENING, F_FILLING, F_COMMITTING, F_DONE, F_FAILED };
+/* F_RELAYING: storing stopped; what is on disk stays readable for readers
+ * behind, the rest passes through buf, one chunk at a time, at the pace of
+ * the slowest reader. */
+enum fill_state { F_OPENING, F_FILLING, F_RELAYING, F_COMMITTING, F_DONE, F_FAILED };
 
 struct fill {
     struct cache_backend *cb;
     struct centry *e;
     struct tg_stream *up;
     bool reval;
+    bool prefetch;       /* nobody asked: no reader to wait for */
     bool orphan;         /* a write replaced the object: never becomes the copy */
-    bool up_opened, fd_ready, up_eof, writing, readable;
+    bool up_opened, fd_ready, up_eof, writing, releasing;
     enum fill_state state;
-    int fd;
+    struct tmpf *tf;     /* the file being written */
     char tmpname[NAME_LEN + 32]; /* named-temp fallback; "" with O_TMPFILE */
     int64_t size, filled;
+    int64_t stored;      /* relaying: the bytes on disk */
+    int64_t roff;        /* relaying: offset of the rlen bytes in buf */
+    size_t rlen;
     char etag[128], lastmod[64];
     uint8_t *buf;
     size_t blen;
-    uv_fs_t open_req, write_req;
-    uv_work_t work;
-    int werr;
+    uv_fs_t open_req;
+    uv_work_t work, wwork;
+    ssize_t wres;        /* write worker: bytes written */
+    int wr_errno;
+    bool below_floor;    /* write worker: free space under min_free */
+    bool unlink_old;     /* write worker: remove the outdated copy first */
+    int werr;            /* commit worker */
     unsigned seq;        /* names this fill's temporaries (read by the worker) */
     bool tmp_fallback;   /* O_TMPFILE refused: a named temporary instead */
     int ops;             /* fs requests and work in flight */
+    uv_timer_t timer;    /* fill_grace; relay steps run from it, off the readers' calls */
     struct creader *readers; /* waiting or following */
     struct tg_error err;
 };
 
 enum reader_state { R_WAIT, R_OPENING, R_OPEN, R_FAILED };
+
+struct copy_job;
 
 struct creader {
     struct tg_stream base;
@@ -108,7 +152,8 @@ struct creader {
     enum reader_state state;
     bool on_copy;        /* counted in e->readers */
     bool stale;
-    int fd;
+    int fd;              /* a committed copy's own descriptor, or -1 */
+    struct tmpf *tf;     /* a fill's file, while this reader needs it */
     int64_t pos, avail, total;
     uint8_t *buf;
     size_t boff, blen;
@@ -125,6 +170,7 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Hash table buckets only; entries are told apart by their whole key. */
 static uint64_t fnv1a(const char *s, uint64_t h)
 {
     for (; *s; s++) {
@@ -134,19 +180,23 @@ static uint64_t fnv1a(const char *s, uint64_t h)
     return h;
 }
 
-/* 128 bits of two differently seeded hashes: a file name per key. */
+static size_t bucket_of(const char *key)
+{
+    return fnv1a(key, 0xcbf29ce484222325ULL) % NBUCKETS;
+}
+
+/* A file name per key: finding two keys with one name means breaking
+ * SHA-256, and the key in the .meta is checked on every open anyway. */
 static void key_name(const char *key, char out[NAME_LEN + 1])
 {
-    snprintf(out, NAME_LEN + 1, "%016llx%016llx",
-             (unsigned long long)fnv1a(key, 0xcbf29ce484222325ULL),
-             (unsigned long long)fnv1a(key, 0x84222325cbf29ce4ULL));
+    tg_sha256_hex(key, strlen(key), out);
 }
 
 /* ---- index ---- */
 
 static struct centry *lookup(struct cache_backend *cb, const char *key, bool create)
 {
-    size_t b = fnv1a(key, 0xcbf29ce484222325ULL) % NBUCKETS;
+    size_t b = bucket_of(key);
     struct centry *e;
 
     for (e = cb->buckets[b]; e; e = e->next)
@@ -169,16 +219,51 @@ static void entry_gc(struct cache_backend *cb, struct centry *e)
 {
     struct centry **pp;
 
-    if (e->present || e->fill || e->readers > 0 || e->holders > 0)
+    if (e->present || e->fill || e->readers > 0 || e->holders > 0 || e->pins > 0)
         return;
-    for (pp = &cb->buckets[fnv1a(e->key, 0xcbf29ce484222325ULL) % NBUCKETS]; *pp;
-         pp = &(*pp)->next)
+    for (pp = &cb->buckets[bucket_of(e->key)]; *pp; pp = &(*pp)->next)
         if (*pp == e) {
             *pp = e->next;
             break;
         }
     tg_free(e->key);
     tg_free(e);
+}
+
+/* ---- fill files ---- */
+
+static struct tmpf *tmpf_new(struct cache_backend *cb, int fd)
+{
+    struct tmpf *t = tg_calloc(1, sizeof(*t));
+
+    if (t) {
+        t->cb = cb;
+        t->fd = fd;
+        t->refs = 1;
+    }
+    return t;
+}
+
+static struct tmpf *tmpf_ref(struct tmpf *t)
+{
+    t->refs++;
+    return t;
+}
+
+static void tmpf_unref(struct tmpf *t)
+{
+    struct cache_backend *cb;
+
+    if (!t || --t->refs > 0)
+        return;
+    cb = t->cb;
+    cb->filling -= t->charged;
+    tg_fs_close_async(cb->base.loop, t->fd);
+    if (t->pin) {
+        t->pin->pins--;
+        entry_gc(cb, t->pin);
+    }
+    tg_free(t);
 }
 
 /* ---- small async helpers ---- */
@@ -206,38 +291,111 @@ static void unlink_after(uv_work_t *w, int status)
     tg_free(w->data);
 }
 
-/* Evict least-recently-used copies nobody reads until under max_size
- * (a copy being read stays: its reader holds the file). */
-static void evict(struct cache_backend *cb)
+static void unlink_copy(struct cache_backend *cb, const char *name)
 {
-    while (cb->total > cb->max_size) {
+    struct unlink_job *j = tg_calloc(1, sizeof(*j));
+
+    if (!j)
+        return;
+    j->dirfd = cb->dirfd;
+    memcpy(j->name, name, sizeof(j->name));
+    j->w.data = j;
+    if (uv_queue_work(cb->base.loop, &j->w, unlink_work, unlink_after) != 0)
+        tg_free(j);
+}
+
+/* ---- disk budget ---- */
+
+static void drop_copy(struct cache_backend *cb, struct centry *e, const char *what)
+{
+    e->present = false;
+    cb->total -= e->size;
+    cb->st.evictions++;
+    tg_metrics_cache_event(cb->base.name, "eviction");
+    unlink_copy(cb, e->name);
+    tg_log(TG_LOG_INFO, "cache %s: %s %s (%lld bytes)", cb->base.name, what, e->key,
+           (long long)e->size);
+    entry_gc(cb, e);
+}
+
+/* Evict least-recently-used copies nobody reads until the committed copies
+ * take no more than limit (a copy being read stays: its reader holds the
+ * file, so removing it would free nothing). */
+static void evict_to(struct cache_backend *cb, int64_t limit)
+{
+    while (cb->total > limit) {
         struct centry *victim = NULL, *e;
-        struct unlink_job *j;
         size_t b;
 
         for (b = 0; b < NBUCKETS; b++)
             for (e = cb->buckets[b]; e; e = e->next)
-                if (e->present && e->readers == 0 && !e->fill &&
+                if (e->present && e->readers == 0 && e->pins == 0 && !e->fill &&
                     (!victim || e->used < victim->used))
                     victim = e;
         if (!victim)
             return;
-        victim->present = false;
-        cb->total -= victim->size;
-        cb->st.evictions++;
-        tg_metrics_cache_event(cb->base.name, "eviction");
-        j = tg_calloc(1, sizeof(*j));
-        if (j) {
-            j->dirfd = cb->dirfd;
-            memcpy(j->name, victim->name, sizeof(j->name));
-            j->w.data = j;
-            if (uv_queue_work(cb->base.loop, &j->w, unlink_work, unlink_after) != 0)
-                tg_free(j);
-        }
-        tg_log(TG_LOG_INFO, "cache %s: evicted %s (%lld bytes)", cb->base.name, victim->key,
-               (long long)victim->size);
-        entry_gc(cb, victim);
+        drop_copy(cb, victim, "evicted");
     }
+}
+
+static void evict(struct cache_backend *cb)
+{
+    evict_to(cb, cb->max_size - cb->filling);
+}
+
+/* Bytes of copies that evict_to may remove. */
+static int64_t evictable(struct cache_backend *cb)
+{
+    int64_t n = 0;
+    struct centry *e;
+    size_t b;
+
+    for (b = 0; b < NBUCKETS; b++)
+        for (e = cb->buckets[b]; e; e = e->next)
+            if (e->present && e->readers == 0 && e->pins == 0 && !e->fill)
+                n += e->size;
+    return n;
+}
+
+/* Count bytes more of a fill's file against max_size. Older copies are
+ * evicted only when that makes room; otherwise nothing is evicted and the
+ * answer is no. */
+static bool budget_take(struct cache_backend *cb, struct tmpf *t, int64_t bytes)
+{
+    int64_t over = cb->total + cb->filling + bytes - cb->max_size;
+
+    if (over > 0) {
+        if (bytes > cb->max_size - cb->filling || evictable(cb) < over)
+            return false;
+        evict_to(cb, cb->total - over);
+    }
+    t->charged += bytes;
+    cb->filling += bytes;
+    return true;
+}
+
+/* The same for a fill's next bytes. A fill that replaces changed content
+ * may drop the old version first, when nobody reads it and that makes
+ * room: otherwise a file above half of max_size could never be refreshed.
+ * Its files are removed by the fill's next write, on the same chain of
+ * work as the commit that will take their names. */
+static bool fill_budget(struct fill *f, int64_t bytes)
+{
+    struct cache_backend *cb = f->cb;
+    struct centry *e = f->e;
+    int64_t over = cb->total + cb->filling + bytes - cb->max_size;
+
+    if (budget_take(cb, f->tf, bytes))
+        return true;
+    if (!f->reval || !e->present || e->readers > 0 || e->pins > 0 ||
+        bytes > cb->max_size - cb->filling || evictable(cb) + e->size < over)
+        return false;
+    e->present = false;
+    cb->total -= e->size;
+    f->unlink_old = true;
+    tg_log(TG_LOG_INFO, "cache %s: dropped the outdated copy of %s (%lld bytes) to make room "
+                        "for its new content", cb->base.name, e->key, (long long)e->size);
+    return budget_take(cb, f->tf, bytes);
 }
 
 /* ---- readers ---- */
@@ -248,11 +406,30 @@ static void reader_notify(struct creader *r, enum tg_stream_ev ev)
         r->base.cb(&r->base, ev, r->base.arg);
 }
 
+static int reader_fd(const struct creader *r)
+{
+    return r->tf ? r->tf->fd : r->fd;
+}
+
+/* Let go of the disk at once when nothing of ours is in flight on it;
+ * otherwise the completion does. */
+static void reader_drop_disk(struct creader *r)
+{
+    if (r->ops > 0)
+        return;
+    tmpf_unref(r->tf);
+    r->tf = NULL;
+    if (r->fd >= 0) {
+        tg_fs_close_async(r->cb->base.loop, r->fd);
+        r->fd = -1;
+    }
+}
+
 static void reader_release(struct creader *r)
 {
     if (!r->closed || r->ops > 0)
         return;
-    tg_fs_close_async(r->cb->base.loop, r->fd);
+    reader_drop_disk(r);
     tg_free(r->buf);
     tg_free(r);
 }
@@ -261,8 +438,11 @@ static void reader_fail(struct creader *r, const struct tg_error *e)
 {
     r->base.err = *e;
     r->state = R_FAILED;
+    reader_drop_disk(r);
     reader_notify(r, TG_STREAM_FAILED);
 }
+
+static void fill_unfollowed(struct fill *f);
 
 static void detach(struct creader *r)
 {
@@ -278,93 +458,188 @@ static void detach(struct creader *r)
         r->next->prev = r->prev;
     r->next = r->prev = NULL;
     r->fill = NULL;
+    if (!f->readers)
+        fill_unfollowed(f);
 }
 
-static void on_copy_stat(uv_fs_t *req)
-{
-    struct creader *r = req->data;
-    int64_t size = req->result == 0 ? (int64_t)req->statbuf.st_size : -1;
+/* ---- serving a committed copy ---- */
 
-    uv_fs_req_cleanup(req);
-    r->ops--;
-    if (r->closed) {
-        reader_release(r);
+/* Opening a copy checks, off the loop, that its .meta names this very key:
+ * a copy whose key differs (a file put there by hand, a damaged or
+ * tampered .meta) is never served for it. The job owns copies of what the
+ * worker reads, as the entry may go while it runs. */
+struct copy_job {
+    uv_work_t w;
+    struct creader *r;
+    int dirfd;
+    char name[NAME_LEN + 1];
+    char *key;
+    int fd;
+    int64_t size;
+    int err;             /* errno of a failed open, or 0 */
+    bool mismatch;
+    char found[128];     /* the key the .meta holds, for the log */
+};
+
+static void copy_check_work(uv_work_t *w)
+{
+    struct copy_job *j = w->data;
+    char p[NAME_LEN + 8], meta[META_MAX + 1];
+    const char *k = NULL, *end;
+    size_t kl = strlen(j->key), got = 0;
+    struct stat st;
+    int mfd;
+
+    snprintf(p, sizeof(p), "%s.meta", j->name);
+    if ((mfd = openat(j->dirfd, p, O_RDONLY | O_CLOEXEC)) < 0) {
+        j->err = errno;
         return;
     }
-    if (size < 0) {
+    while (got < META_MAX) {
+        ssize_t n = read(mfd, meta + got, META_MAX - got);
+
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(mfd);
+    meta[got] = '\0';
+    if (!strncmp(meta, "key ", 4))
+        k = meta + 4;
+    else if ((k = strstr(meta, "\nkey ")) != NULL)
+        k += 5;
+    if (!k || strncmp(k, j->key, kl) != 0 || (k[kl] != '\n' && k[kl] != '\0')) {
+        j->mismatch = true;
+        if (k) {
+            end = strchr(k, '\n');
+            snprintf(j->found, sizeof(j->found), "%.*s",
+                     (int)(end ? (size_t)(end - k) : strlen(k)), k);
+        }
+        return;
+    }
+    snprintf(p, sizeof(p), "%s.data", j->name);
+    if ((j->fd = openat(j->dirfd, p, O_RDONLY | O_CLOEXEC)) < 0) {
+        j->err = errno;
+        return;
+    }
+    if (fstat(j->fd, &st) != 0) {
+        j->err = errno;
+        close(j->fd);
+        j->fd = -1;
+        return;
+    }
+    j->size = st.st_size;
+}
+
+static int reader_join(struct creader *r);
+
+/* The copy cannot serve this key: it is no copy of it. Drop it, and fetch
+ * anew as on a miss (a stale reader has nothing to fall back on). */
+static void copy_unusable(struct creader *r, const struct copy_job *j)
+{
+    struct cache_backend *cb = r->cb;
+    struct centry *e = r->e;
+    struct tg_error err;
+
+    if (j->mismatch) {
+        char found[160], want[160];
+
+        tg_log(TG_LOG_WARN, "cache %s: %s.meta names the key \"%s\", not \"%s\": not served, "
+                            "treated as a miss", cb->base.name, e->name,
+               tg_log_sanitize(j->found, found, sizeof(found)),
+               tg_log_sanitize(e->key, want, sizeof(want)));
+    } else {
+        tg_log(TG_LOG_WARN, "cache %s: copy of %s vanished: treated as a miss", cb->base.name,
+               e->key);
+    }
+    r->on_copy = false;
+    e->readers--;
+    if (e->present) {
+        e->present = false;
+        cb->total -= e->size;
+        /* A fill in flight renames its own copy over these names. */
+        if (!e->fill && j->mismatch)
+            unlink_copy(cb, e->name);
+    }
+    tg_error_set(&err, TG_TFTP_EUNDEF, "cached copy unreadable");
+    if (r->stale) {
+        reader_fail(r, &err);
+        return;
+    }
+    cb->st.misses++;
+    tg_metrics_cache_event(cb->base.name, "miss");
+    if (reader_join(r) != 0)
+        reader_fail(r, &err);
+}
+
+static void on_copy_checked(uv_work_t *w, int status)
+{
+    struct copy_job *j = w->data;
+    struct creader *r = j->r;
+
+    r->ops--;
+    if (j->fd >= 0)
+        r->fd = j->fd;
+    if (r->closed) {
+        reader_release(r);
+    } else if (status == 0 && (j->mismatch || j->err == ENOENT)) {
+        copy_unusable(r, j);
+    } else if (status != 0 || j->fd < 0) {
         struct tg_error e;
 
         tg_error_set(&e, TG_TFTP_EUNDEF, "cached copy unreadable");
         reader_fail(r, &e);
-        return;
+    } else {
+        r->state = R_OPEN;
+        r->avail = r->total = r->base.size = j->size;
+        reader_notify(r, TG_STREAM_OPENED);
     }
-    r->state = R_OPEN;
-    r->avail = r->total = r->base.size = size;
-    reader_notify(r, TG_STREAM_OPENED);
-}
-
-static void on_copy_open(uv_fs_t *req)
-{
-    struct creader *r = req->data;
-    ssize_t fd = req->result;
-
-    uv_fs_req_cleanup(req);
-    r->ops--;
-    if (fd >= 0)
-        r->fd = (int)fd;
-    if (r->closed) {
-        reader_release(r);
-        return;
-    }
-    if (fd < 0 || uv_fs_fstat(r->cb->base.loop, &r->req, r->fd, on_copy_stat) != 0) {
-        struct tg_error e;
-
-        tg_error_set(&e, TG_TFTP_EUNDEF, "cached copy unreadable");
-        reader_fail(r, &e);
-        return;
-    }
-    r->ops++;
+    tg_free(j->key);
+    tg_free(j);
 }
 
 /* Serve the committed copy; its size is the file's own, taken after open,
  * so a copy replaced meanwhile is read whole either way. */
 static int open_copy(struct creader *r)
 {
-    char p[1024];
+    struct copy_job *j = tg_calloc(1, sizeof(*j));
 
-    snprintf(p, sizeof(p), "%s/%s.data", r->cb->dir, r->e->name);
+    if (!j || !(j->key = tg_strdup(r->e->key))) {
+        tg_free(j);
+        return TG_ENOMEM;
+    }
+    j->r = r;
+    j->dirfd = r->cb->dirfd;
+    j->fd = -1;
+    memcpy(j->name, r->e->name, sizeof(j->name));
+    j->w.data = j;
+    if (uv_queue_work(r->cb->base.loop, &j->w, copy_check_work, on_copy_checked) != 0) {
+        tg_free(j->key);
+        tg_free(j);
+        return TG_EIO;
+    }
+    r->ops++;
     r->state = R_OPENING;
     r->on_copy = true;
     r->e->readers++;
     r->e->used = ++r->cb->clock;
-    r->req.data = r;
-    if (uv_fs_open(r->cb->base.loop, &r->req, p, O_RDONLY | O_CLOEXEC, 0, on_copy_open) != 0)
-        return TG_EIO;
-    r->ops++;
     return 0;
 }
 
-/* A waiting reader joins the fill's data: a descriptor of its own on the
- * fill's anonymous file. Runs from fill callbacks (the loop). */
+/* ---- following a fill ---- */
+
+/* A waiting reader joins the fill's data: a hold on the fill's file while
+ * the fill stores, nothing while it relays. Runs from fill callbacks. */
 static void follow(struct creader *r, struct fill *f)
 {
-    r->fd = dup(f->fd); /* no disk I/O: a descriptor table entry */
-    if (r->fd < 0) {
-        struct tg_error e;
-
-        tg_error_set(&e, TG_TFTP_EUNDEF, "server out of descriptors");
-        detach(r);
-        reader_fail(r, &e);
-        return;
-    }
+    if (f->state == F_FILLING)
+        r->tf = tmpf_ref(f->tf);
     r->state = R_OPEN;
-    r->avail = f->filled;
-    r->total = f->up_eof ? f->filled : -1;
+    r->avail = f->state == F_FILLING ? f->filled : f->stored;
+    r->total = -1;
     r->base.size = f->size;
     reader_notify(r, TG_STREAM_OPENED);
 }
-
-static void on_follow_stat(uv_fs_t *req);
 
 /* A reader that joined a fill already streaming: now it may start. */
 static void on_follow_stat(uv_fs_t *req)
@@ -377,8 +652,10 @@ static void on_follow_stat(uv_fs_t *req)
         reader_release(r);
         return;
     }
-    if (r->state != R_WAIT)
-        return; /* failed meanwhile */
+    if (r->state != R_WAIT) {
+        reader_drop_disk(r); /* failed meanwhile */
+        return;
+    }
     r->state = R_OPEN;
     reader_notify(r, TG_STREAM_OPENED);
 }
@@ -395,6 +672,10 @@ static void on_read(uv_fs_t *req)
         reader_release(r);
         return;
     }
+    if (r->state == R_FAILED) {
+        reader_drop_disk(r);
+        return;
+    }
     if (n <= 0) {
         struct tg_error e;
 
@@ -409,6 +690,42 @@ static void on_read(uv_fs_t *req)
         r->want = false;
         reader_notify(r, TG_STREAM_READABLE);
     }
+}
+
+static void fill_kick(struct fill *f);
+
+/* A relaying reader past the stored bytes needs the file no more. */
+static void reader_trim(struct creader *r)
+{
+    struct fill *f = r->fill;
+
+    if (r->tf && r->ops == 0 && r->blen == 0 && f && f->state == F_RELAYING &&
+        r->pos >= f->stored) {
+        tmpf_unref(r->tf);
+        r->tf = NULL;
+    }
+}
+
+/* Past the stored bytes of a relaying fill: straight from its chunk. The
+ * fill moves on (outside this call) once every reader has the chunk. */
+static ssize_t relay_pull(struct creader *r, struct fill *f, uint8_t *dst, size_t len)
+{
+    int64_t end = f->roff + (int64_t)f->rlen;
+    size_t n;
+
+    reader_trim(r);
+    if (r->pos >= f->roff && r->pos < end) {
+        n = (size_t)(end - r->pos) < len ? (size_t)(end - r->pos) : len;
+        memcpy(dst, f->buf + (r->pos - f->roff), n);
+        r->pos += (int64_t)n;
+        r->cb->st.served_bytes += n;
+        if (r->pos == end)
+            fill_kick(f);
+        return (ssize_t)n;
+    }
+    r->want = true;
+    fill_kick(f);
+    return TG_EAGAIN;
 }
 
 static ssize_t cache_pull(struct tg_stream *s, uint8_t *dst, size_t len)
@@ -430,13 +747,15 @@ static ssize_t cache_pull(struct tg_stream *s, uint8_t *dst, size_t len)
     }
     if (r->total >= 0 && r->pos >= r->total)
         return 0;
+    if (r->fill && r->fill->state == F_RELAYING && r->pos >= r->fill->stored)
+        return relay_pull(r, r->fill, dst, len);
     r->want = true;
     if (!r->reading && r->pos < r->avail) {
         int64_t left = r->avail - r->pos;
         uv_buf_t b = uv_buf_init((char *)r->buf, (unsigned)(left < CHUNK ? left : CHUNK));
 
         r->req.data = r;
-        if (uv_fs_read(r->cb->base.loop, &r->req, r->fd, &b, 1, r->pos, on_read) != 0) {
+        if (uv_fs_read(r->cb->base.loop, &r->req, reader_fd(r), &b, 1, r->pos, on_read) != 0) {
             tg_error_set(&r->base.err, TG_TFTP_EUNDEF, "cached copy read failed");
             r->state = R_FAILED;
             return TG_EIO;
@@ -466,20 +785,31 @@ static void cache_close(struct tg_stream *s)
 
 /* ---- fills ---- */
 
+static void on_fill_closed(uv_handle_t *h)
+{
+    struct fill *f = h->data;
+
+    f->cb->fills--;
+    tg_free(f->buf);
+    tg_free(f);
+}
+
 static void fill_release(struct fill *f)
 {
     struct cache_backend *cb = f->cb;
 
-    if (f->state != F_DONE && f->state != F_FAILED)
+    if (f->releasing || (f->state != F_DONE && f->state != F_FAILED))
         return;
     if (f->ops > 0 || f->up)
         return;
+    if (f->state == F_DONE && !f->err.msg[0])
+        tg_error_set(&f->err, TG_TFTP_EUNDEF, "cache fetch ended");
     /* Nobody stays linked to a fill that is going away. */
     while (f->readers) {
         struct creader *r = f->readers;
 
         detach(r);
-        if (r->fd >= 0 && f->state == F_DONE) {
+        if (r->tf && f->state == F_DONE) {
             r->avail = r->total = f->filled;
             if (r->state == R_OPEN && r->want && !r->reading && r->blen == 0) {
                 r->want = false;
@@ -489,17 +819,20 @@ static void fill_release(struct fill *f)
             reader_fail(r, &f->err);
         }
     }
-    tg_fs_close_async(cb->base.loop, f->fd);
+    tmpf_unref(f->tf);
+    f->tf = NULL;
     if (f->e->fill == f)
         f->e->fill = NULL;
     f->e->holders--;
     entry_gc(cb, f->e);
-    tg_free(f->buf);
-    tg_free(f);
-    cb->fills--;
+    f->releasing = true;
+    uv_timer_stop(&f->timer);
+    uv_close((uv_handle_t *)&f->timer, on_fill_closed);
 }
 
-static void fill_fail(struct fill *f, const struct tg_error *err)
+/* The fill ends without a copy: upstream closed, every reader told (or
+ * served a stale copy), the file let go of. */
+static void fill_stop(struct fill *f, const struct tg_error *err)
 {
     struct cache_backend *cb = f->cb;
     struct centry *e = f->e;
@@ -510,6 +843,10 @@ static void fill_fail(struct fill *f, const struct tg_error *err)
     f->err = *err;
     err = &f->err;
     f->state = F_FAILED;
+    if (f->unlink_old && !f->writing) {
+        f->unlink_old = false; /* no write will come to remove it */
+        unlink_copy(cb, e->name);
+    }
     /* Nobody may join a failed fill while its last requests drain. */
     if (e->fill == f)
         e->fill = NULL;
@@ -517,8 +854,6 @@ static void fill_fail(struct fill *f, const struct tg_error *err)
         tg_stream_close(f->up);
         f->up = NULL;
     }
-    tg_log(TG_LOG_WARN, "cache %s: upstream fetch of %s failed: %s", cb->base.name, e->key,
-           err->msg);
     /* The upstream says the object is gone or forbidden: that is an answer,
      * not a failure (RFC 5861 serves stale on 5xx and connection errors). */
     if (err->code != TG_TFTP_EUNDEF && e->present && f->reval)
@@ -526,8 +861,10 @@ static void fill_fail(struct fill *f, const struct tg_error *err)
     for (r = f->readers; r; r = next) {
         next = r->next;
         detach(r);
+        if (r->state == R_FAILED)
+            continue;
         /* Not started yet and a copy recent enough: serve it stale. */
-        if (r->state == R_WAIT && r->fd < 0 && r->ops == 0 && e->present &&
+        if (r->state == R_WAIT && !r->tf && r->ops == 0 && e->present &&
             err->code == TG_TFTP_EUNDEF && age <= cb->ttl_ms + cb->stale_ms) {
             cb->st.stale++;
             tg_metrics_cache_event(cb->base.name, "stale");
@@ -539,10 +876,31 @@ static void fill_fail(struct fill *f, const struct tg_error *err)
         }
         reader_fail(r, err);
     }
+    uv_timer_stop(&f->timer);
     fill_release(f);
 }
 
-static void fill_pump(struct fill *f);
+static void fill_fail(struct fill *f, const struct tg_error *err)
+{
+    tg_log(TG_LOG_WARN, "cache %s: upstream fetch of %s failed: %s", f->cb->base.name, f->e->key,
+           err->msg);
+    fill_stop(f, err);
+}
+
+/* Nobody reads it: stop the upstream request and free the file. */
+static void fill_cancel(struct fill *f, const char *why)
+{
+    struct cache_backend *cb = f->cb;
+    struct tg_error e;
+
+    tg_log(TG_LOG_INFO, "cache %s: fetch of %s cancelled after %lld bytes: %s", cb->base.name,
+           f->e->key, (long long)(f->state == F_RELAYING ? f->roff + (int64_t)f->rlen : f->filled),
+           why);
+    cb->st.cancelled++;
+    tg_metrics_cache_event(cb->base.name, "cancelled");
+    tg_error_set(&e, TG_TFTP_EUNDEF, "cache fetch cancelled");
+    fill_stop(f, &e);
+}
 
 static void wake_readers(struct fill *f)
 {
@@ -550,7 +908,7 @@ static void wake_readers(struct fill *f)
 
     for (r = f->readers; r; r = next) {
         next = r->next;
-        if (r->fd < 0)
+        if (!r->tf)
             continue;
         r->avail = f->filled;
         if (f->up_eof)
@@ -574,9 +932,9 @@ static void commit_work(uv_work_t *w)
     char proc[64], tmp[NAME_LEN + 40], data[NAME_LEN + 8], meta[NAME_LEN + 8],
         mtmp[NAME_LEN + 32];
     FILE *m;
-    int mfd;
+    int mfd, fd = f->tf->fd;
 
-    if (fsync(f->fd) != 0) {
+    if (fsync(fd) != 0) {
         f->werr = errno;
         return;
     }
@@ -585,7 +943,7 @@ static void commit_work(uv_work_t *w)
         snprintf(tmp, sizeof(tmp), "%s", f->tmpname);
     } else {
         snprintf(tmp, sizeof(tmp), "%s.%u.tmpdata", e->name, f->seq);
-        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
         unlinkat(f->cb->dirfd, tmp, 0);
         if (linkat(AT_FDCWD, proc, f->cb->dirfd, tmp, AT_SYMLINK_FOLLOW) != 0) {
             f->werr = errno;
@@ -652,7 +1010,13 @@ static void commit_after(uv_work_t *w, int status)
         memcpy(e->etag, f->etag, sizeof(e->etag));
         memcpy(e->lastmod, f->lastmod, sizeof(e->lastmod));
         e->used = ++cb->clock;
+        /* The file's bytes are the copy's now; while readers still hold
+         * the file, the copy is pinned (evicting it would free nothing). */
+        cb->filling -= f->tf->charged;
+        f->tf->charged = 0;
         cb->total += e->size;
+        f->tf->pin = e;
+        e->pins++;
     }
     f->state = F_DONE;
     if (e->fill == f)
@@ -661,7 +1025,8 @@ static void commit_after(uv_work_t *w, int status)
     fill_release(f);
 }
 
-static void fill_commit(struct fill *f)
+/* Every byte is on disk. keep: it may become the copy. */
+static void fill_commit(struct fill *f, bool keep)
 {
     f->state = F_COMMITTING;
     if (f->up) {
@@ -669,8 +1034,8 @@ static void fill_commit(struct fill *f)
         f->up = NULL;
     }
     wake_readers(f);
-    if (f->filled > f->cb->max_size || f->orphan) {
-        /* Too big to keep, or overtaken by a write: it was only relayed. */
+    if (!keep || f->orphan) {
+        /* Relayed only: its readers read on from the file they hold. */
         f->state = F_DONE;
         fill_release(f);
         return;
@@ -684,82 +1049,315 @@ static void fill_commit(struct fill *f)
     f->ops++;
 }
 
-static void on_fill_written(uv_fs_t *req)
+static void not_stored(struct fill *f, int level, const char *why)
 {
-    struct fill *f = req->data;
-    ssize_t n = req->result;
+    struct cache_backend *cb = f->cb;
 
-    uv_fs_req_cleanup(req);
+    tg_log(level, "cache %s: %s not kept: %s", cb->base.name, f->e->key, why);
+    cb->st.not_stored++;
+    tg_metrics_cache_event(cb->base.name, "not_stored");
+}
+
+/* ---- relaying ---- */
+
+static void on_fill_timer(uv_timer_t *t);
+
+/* Run the relay from the loop soon, never inside a reader's own call. */
+static void fill_kick(struct fill *f)
+{
+    if (!f->releasing)
+        uv_timer_start(&f->timer, on_fill_timer, 0, 0);
+}
+
+/* Storing stops at f->filled; with have_chunk, buf holds blen bytes after
+ * that which were not stored. Later readers start a fetch of their own:
+ * the start of the body is not kept for them. */
+static void start_relay(struct fill *f, bool have_chunk)
+{
+    struct creader *r;
+
+    f->state = F_RELAYING;
+    f->stored = f->roff = f->filled;
+    f->rlen = have_chunk ? f->blen : 0;
+    if (have_chunk)
+        f->cb->st.up_bytes += f->blen;
+    f->blen = 0;
+    if (f->e->fill == f)
+        f->e->fill = NULL;
+    /* The fill writes no more: the file lives on only for readers still
+     * behind its end, and is freed when they pass it. */
+    tmpf_unref(f->tf);
+    f->tf = NULL;
+    for (r = f->readers; r; r = r->next) {
+        r->avail = f->stored;
+        reader_trim(r);
+    }
+    fill_kick(f);
+}
+
+/* The next chunk once every reader has the current one; the end when the
+ * upstream ends; cancelled when nobody is left to relay to. */
+static void relay_step(struct fill *f)
+{
+    struct creader *r, *next;
+    int64_t end = f->roff + (int64_t)f->rlen;
+    bool any = false, all_past = true;
+    ssize_t n;
+
+    /* Readers waiting for bytes the chunk holds (the one that stopped
+     * storing brings its chunk along). */
+    for (r = f->readers; r; r = next) {
+        next = r->next;
+        if (r->state == R_OPEN && r->want && r->blen == 0 && r->pos >= f->roff &&
+            r->pos < end) {
+            r->want = false;
+            reader_notify(r, TG_STREAM_READABLE);
+        }
+    }
+    for (r = f->readers; r; r = r->next) {
+        if (r->state == R_FAILED)
+            continue;
+        any = true;
+        if (r->pos < end)
+            all_past = false;
+    }
+    if (!any) {
+        fill_cancel(f, "no reader left to relay to");
+        return;
+    }
+    if (!all_past)
+        return;
+    n = tg_stream_pull(f->up, f->buf, CHUNK);
+    if (n == TG_EAGAIN)
+        return;
+    if (n < 0) {
+        fill_fail(f, &f->up->err);
+        return;
+    }
+    if (n == 0) {
+        struct tg_error e;
+
+        if (f->size >= 0 && end != f->size) {
+            tg_error_set(&e, TG_TFTP_EUNDEF, "upstream ended early");
+            fill_fail(f, &e);
+            return;
+        }
+        tg_stream_close(f->up);
+        f->up = NULL;
+        f->up_eof = true;
+        /* Every reader is at the end: it needs nothing more of the fill. */
+        for (r = f->readers; r; r = next) {
+            next = r->next;
+            r->total = end;
+            detach(r);
+            if (r->state == R_OPEN && r->want) {
+                r->want = false;
+                reader_notify(r, TG_STREAM_READABLE);
+            }
+        }
+        f->state = F_DONE;
+        fill_release(f);
+        return;
+    }
+    f->roff = end;
+    f->rlen = (size_t)n;
+    f->cb->st.up_bytes += (uint64_t)n;
+    for (r = f->readers; r; r = next) {
+        next = r->next;
+        if (r->state == R_OPEN && r->want && r->blen == 0) {
+            r->want = false;
+            reader_notify(r, TG_STREAM_READABLE);
+        }
+    }
+}
+
+static void on_fill_timer(uv_timer_t *t)
+{
+    struct fill *f = t->data;
+
+    if (f->state == F_RELAYING) {
+        relay_step(f);
+    } else if ((f->state == F_OPENING || f->state == F_FILLING) && !f->readers &&
+               !f->prefetch) {
+        char why[64];
+
+        snprintf(why, sizeof(why), "no reader for %llu ms",
+                 (unsigned long long)f->cb->grace_ms);
+        fill_cancel(f, why);
+    }
+}
+
+/* The last reader left. A fetch someone asked for goes on for fill_grace:
+ * UEFI firmware declines the first transfer after its tsize probe (ERROR 8)
+ * and asks again at once, and that must still cost one fetch. */
+static void fill_unfollowed(struct fill *f)
+{
+    if (f->releasing)
+        return;
+    if (f->state == F_RELAYING)
+        fill_kick(f);
+    else if ((f->state == F_OPENING || f->state == F_FILLING) && !f->prefetch)
+        uv_timer_start(&f->timer, on_fill_timer, f->cb->grace_ms, 0);
+}
+
+/* ---- storing ---- */
+
+/* On the thread pool: the free-space floor, then the chunk. statvfs reads
+ * the file system's counters, no disk I/O; a few fills at once can each
+ * pass it, so the floor may be undercut by one chunk per running fill. */
+static void write_work(uv_work_t *w)
+{
+    struct fill *f = w->data;
+    int fd = f->tf->fd;
+    size_t done = 0;
+
+    f->below_floor = false;
+    f->wr_errno = 0;
+    if (f->unlink_old) {
+        char p[NAME_LEN + 8];
+
+        f->unlink_old = false;
+        snprintf(p, sizeof(p), "%s.meta", f->e->name);
+        unlinkat(f->cb->dirfd, p, 0);
+        snprintf(p, sizeof(p), "%s.data", f->e->name);
+        unlinkat(f->cb->dirfd, p, 0);
+    }
+    if (f->cb->min_free > 0) {
+        struct statvfs sv;
+
+        if (fstatvfs(fd, &sv) == 0 &&
+            (uint64_t)sv.f_bavail * sv.f_frsize < (uint64_t)f->cb->min_free + f->blen) {
+            f->below_floor = true;
+            f->wres = 0;
+            return;
+        }
+    }
+    while (done < f->blen) {
+        ssize_t k = pwrite(fd, f->buf + done, f->blen - done, (off_t)(f->filled + (int64_t)done));
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            f->wr_errno = k < 0 ? errno : ENOSPC;
+            break;
+        }
+        done += (size_t)k;
+    }
+    f->wres = (ssize_t)done;
+}
+
+static void fill_pump(struct fill *f);
+
+static void on_fill_written(uv_work_t *w, int status)
+{
+    struct fill *f = w->data;
+    char why[160];
+
     f->ops--;
     f->writing = false;
     if (f->state != F_FILLING) {
         fill_release(f);
         return;
     }
-    if (n < 0 || (size_t)n != f->blen) {
-        struct tg_error e;
-
-        tg_error_set(&e, TG_TFTP_EUNDEF, "cache write failed: %s",
-                     n < 0 ? uv_strerror((int)n) : "short write");
-        fill_fail(f, &e);
+    if (status != 0 || f->below_floor || f->wres != (ssize_t)f->blen) {
+        /* The chunk is still in buf: the readers get it and the rest. */
+        if (f->below_floor)
+            snprintf(why, sizeof(why), "free space in %s below min_free (%lld bytes) after %lld "
+                     "bytes; relayed to its readers", f->cb->dir, (long long)f->cb->min_free,
+                     (long long)f->filled);
+        else
+            snprintf(why, sizeof(why), "cache write failed after %lld bytes: %s; relayed to its "
+                     "readers", (long long)f->filled,
+                     status != 0 ? "cancelled" : strerror(f->wr_errno ? f->wr_errno : EIO));
+        not_stored(f, TG_LOG_WARN, why);
+        start_relay(f, true);
         return;
     }
-    f->filled += n;
-    f->cb->st.up_bytes += (uint64_t)n;
+    f->filled += (int64_t)f->blen;
+    f->cb->st.up_bytes += f->blen;
     f->blen = 0;
     wake_readers(f);
     fill_pump(f);
 }
 
-/* Upstream bytes to disk, one write in flight. */
-static void fill_pump(struct fill *f)
+/* The upstream ended. Only a body whose end is proven may become the copy:
+ * a length that arrived whole, or a chunked body's last chunk. */
+static void fill_end(struct fill *f)
 {
-    while (f->state == F_FILLING && f->fd_ready && f->up_opened && !f->writing) {
-        ssize_t n = tg_stream_pull(f->up, f->buf, CHUNK);
-        uv_buf_t b;
+    struct tg_error e;
 
-        if (n == TG_EAGAIN)
-            return;
-        if (n < 0) {
-            fill_fail(f, &f->up->err);
-            return;
-        }
-        if (n == 0) {
-            if (f->size >= 0 && f->filled != f->size) {
-                struct tg_error e;
-
-                tg_error_set(&e, TG_TFTP_EUNDEF, "upstream ended early");
-                fill_fail(f, &e);
-                return;
-            }
-            f->up_eof = true;
-            fill_commit(f);
-            return;
-        }
-        f->blen = (size_t)n;
-        b = uv_buf_init((char *)f->buf, (unsigned)n);
-        f->write_req.data = f;
-        if (uv_fs_write(f->cb->base.loop, &f->write_req, f->fd, &b, 1, f->filled,
-                        on_fill_written) != 0) {
-            struct tg_error e;
-
-            tg_error_set(&e, TG_TFTP_EUNDEF, "cache write failed");
-            fill_fail(f, &e);
-            return;
-        }
-        f->writing = true;
-        f->ops++;
+    if (f->size >= 0 && f->filled != f->size) {
+        tg_error_set(&e, TG_TFTP_EUNDEF, "upstream ended early");
+        fill_fail(f, &e);
+        return;
     }
+    f->up_eof = true;
+    if (f->up->end_unproven)
+        not_stored(f, TG_LOG_INFO, "the upstream ended it by closing the connection (no "
+                                   "Content-Length, not chunked), so it may be cut short; "
+                                   "relayed only");
+    fill_commit(f, !f->up->end_unproven);
 }
 
-/* Both the upstream answer and the temp file are there: readers may join. */
+/* Upstream bytes to disk, one write in flight, each counted against
+ * max_size before it is written. */
+static void fill_pump(struct fill *f)
+{
+    ssize_t n;
+
+    if (f->state != F_FILLING || f->writing)
+        return;
+    n = tg_stream_pull(f->up, f->buf, CHUNK);
+    if (n == TG_EAGAIN)
+        return;
+    if (n < 0) {
+        fill_fail(f, &f->up->err);
+        return;
+    }
+    if (n == 0) {
+        fill_end(f);
+        return;
+    }
+    f->blen = (size_t)n;
+    if (f->size < 0 && !fill_budget(f, n)) {
+        char why[128];
+
+        snprintf(why, sizeof(why), "more than max_size (%lld bytes) allows after %lld bytes; "
+                 "relayed to its readers", (long long)f->cb->max_size, (long long)f->filled);
+        not_stored(f, TG_LOG_INFO, why);
+        start_relay(f, true);
+        return;
+    }
+    f->wwork.data = f;
+    if (uv_queue_work(f->cb->base.loop, &f->wwork, write_work, on_fill_written) != 0) {
+        struct tg_error e;
+
+        tg_error_set(&e, TG_TFTP_EUNDEF, "cache write failed");
+        fill_fail(f, &e);
+        return;
+    }
+    f->writing = true;
+    f->ops++;
+}
+
+/* Both the upstream answer and the temp file are there: readers may join.
+ * A known size is counted against max_size at once, whole. */
 static void fill_ready(struct fill *f)
 {
     struct creader *r, *next;
 
     if (!f->up_opened || !f->fd_ready || f->state != F_OPENING)
         return;
-    f->state = F_FILLING;
+    if (f->size >= 0 && !fill_budget(f, f->size)) {
+        char why[128];
+
+        snprintf(why, sizeof(why), "%lld bytes do not fit max_size (%lld bytes); relayed to its "
+                 "readers", (long long)f->size, (long long)f->cb->max_size);
+        not_stored(f, TG_LOG_INFO, why);
+        start_relay(f, false);
+    } else {
+        f->state = F_FILLING;
+    }
     for (r = f->readers; r; r = next) {
         next = r->next;
         if (r->state == R_WAIT)
@@ -771,10 +1369,8 @@ static void fill_ready(struct fill *f)
 static void on_upstream(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
 {
     struct fill *f = arg;
-    struct cache_backend *cb = f->cb;
     struct centry *e = f->e;
 
-    (void)s;
     switch (ev) {
     case TG_STREAM_OPENED:
         if (f->up->not_modified) {
@@ -807,7 +1403,10 @@ static void on_upstream(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
         fill_ready(f);
         break;
     case TG_STREAM_READABLE:
-        fill_pump(f);
+        if (f->state == F_RELAYING)
+            relay_step(f);
+        else
+            fill_pump(f);
         break;
     case TG_STREAM_FAILED:
         fill_fail(f, &s->err);
@@ -815,7 +1414,6 @@ static void on_upstream(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
     default:
         break;
     }
-    (void)cb;
 }
 
 static void on_fill_tmp(uv_fs_t *req)
@@ -825,8 +1423,10 @@ static void on_fill_tmp(uv_fs_t *req)
 
     uv_fs_req_cleanup(req);
     f->ops--;
-    if (fd >= 0)
-        f->fd = (int)fd;
+    if (fd >= 0 && !(f->tf = tmpf_new(f->cb, (int)fd))) {
+        close((int)fd);
+        fd = UV_ENOMEM;
+    }
     if (f->state == F_FAILED || f->state == F_DONE) {
         fill_release(f);
         return;
@@ -859,7 +1459,8 @@ static void on_fill_tmp(uv_fs_t *req)
     fill_ready(f);
 }
 
-static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool reval)
+static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool reval,
+                               bool prefetch)
 {
     struct tg_open_args a;
     struct fill *f = tg_calloc(1, sizeof(*f));
@@ -871,9 +1472,9 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
     }
     f->cb = cb;
     f->e = e;
-    f->fd = -1;
     f->size = -1;
     f->reval = reval;
+    f->prefetch = prefetch;
     f->seq = ++cb->seq;
     memset(&a, 0, sizeof(a));
     a.key = e->key;
@@ -901,6 +1502,8 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
         tg_free(f);
         return NULL;
     }
+    uv_timer_init(cb->base.loop, &f->timer);
+    f->timer.data = f;
     f->ops++;
     cb->fills++;
     e->fill = f;
@@ -910,6 +1513,46 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
 
 /* ---- backend operations ---- */
 
+/* Follow e's fill, starting one when none runs. The reader waits (R_WAIT);
+ * a fill already streaming is joined through a fstat of its file, so that
+ * OPENED comes from the loop, never from inside open_read. */
+static int reader_join(struct creader *r)
+{
+    struct cache_backend *cb = r->cb;
+    struct centry *e = r->e;
+    struct fill *f;
+
+    if (!e->fill && !fill_start(cb, e, e->present, false))
+        return TG_EIO;
+    f = e->fill;
+    r->state = R_WAIT;
+    r->fill = f;
+    r->next = f->readers;
+    if (r->next)
+        r->next->prev = r;
+    f->readers = r;
+    uv_timer_stop(&f->timer); /* followed again: no cancel */
+    if (f->state == F_FILLING || f->state == F_COMMITTING) {
+        r->tf = tmpf_ref(f->tf);
+        r->avail = f->filled;
+        r->base.size = f->size;
+        if (f->state == F_COMMITTING) {
+            /* Every byte is on disk already: read it on our own. */
+            detach(r);
+            r->total = f->filled;
+        }
+        r->req.data = r;
+        if (uv_fs_fstat(cb->base.loop, &r->req, r->tf->fd, on_follow_stat) != 0) {
+            detach(r);
+            tmpf_unref(r->tf);
+            r->tf = NULL;
+            return TG_EIO;
+        }
+        r->ops++;
+    }
+    return 0;
+}
+
 static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
                            tg_stream_cb *cb_fn, void *arg, struct tg_stream **out)
 {
@@ -917,6 +1560,7 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
     struct centry *e = lookup(cb, a->key, true);
     struct creader *r;
     uint64_t now = wall_ms();
+    int rc;
 
     if (!e)
         return TG_ENOMEM;
@@ -938,63 +1582,26 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
     if (!e->fill && e->present && now - e->fetched_ms < cb->ttl_ms) {
         cb->st.hits++;
         tg_metrics_cache_event(cb->base.name, "hit");
-        if (open_copy(r) != 0) {
-            e->readers--;
-            e->holders--;
-            tg_free(r->buf);
-            tg_free(r);
-            return TG_EIO;
-        }
-        *out = &r->base;
-        return 0;
-    }
-    if (!e->fill) {
-        if (e->present)
-            cb->st.revalidations++;
-        else
-            cb->st.misses++;
-        tg_metrics_cache_event(cb->base.name, e->present ? "revalidation" : "miss");
-        if (!fill_start(cb, e, e->present)) {
-            e->holders--;
-            tg_free(r->buf);
-            tg_free(r);
-            entry_gc(cb, e);
-            return TG_EIO;
-        }
+        rc = open_copy(r);
     } else {
-        cb->st.hits++; /* single flight: no new upstream request */
-        tg_metrics_cache_event(cb->base.name, "hit");
+        if (e->fill) {
+            cb->st.hits++; /* single flight: no new upstream request */
+            tg_metrics_cache_event(cb->base.name, "hit");
+        } else if (e->present) {
+            cb->st.revalidations++;
+            tg_metrics_cache_event(cb->base.name, "revalidation");
+        } else {
+            cb->st.misses++;
+            tg_metrics_cache_event(cb->base.name, "miss");
+        }
+        rc = reader_join(r);
     }
-    /* Join the fill. One already streaming is followed at once, from the
-     * loop: a fstat of the shared file makes the round. */
-    r->state = R_WAIT;
-    r->fill = e->fill;
-    r->next = e->fill->readers;
-    if (r->next)
-        r->next->prev = r;
-    e->fill->readers = r;
-    if (e->fill->state == F_FILLING || e->fill->state == F_COMMITTING) {
-        struct fill *f = e->fill;
-
-        r->fd = dup(f->fd);
-        r->avail = f->filled;
-        r->base.size = f->size;
-        if (f->state == F_COMMITTING) {
-            /* Every byte is on disk already: read it on our own. */
-            detach(r);
-            r->total = f->filled;
-        }
-        r->req.data = r;
-        if (r->fd < 0 || uv_fs_fstat(b->loop, &r->req, r->fd, on_follow_stat) != 0) {
-            detach(r);
-            e->holders--;
-            if (r->fd >= 0)
-                close(r->fd);
-            tg_free(r->buf);
-            tg_free(r);
-            return TG_EIO;
-        }
-        r->ops++;
+    if (rc != 0) {
+        e->holders--;
+        tg_free(r->buf);
+        tg_free(r);
+        entry_gc(cb, e);
+        return rc;
     }
     *out = &r->base;
     return 0;
@@ -1039,11 +1646,12 @@ static void cache_destroy(struct tg_backend *b)
 
     tg_log(TG_LOG_INFO,
            "cache %s: hits=%llu misses=%llu revalidations=%llu stale=%llu evictions=%llu "
-           "upstream_bytes=%llu served_bytes=%llu",
+           "upstream_bytes=%llu served_bytes=%llu cancelled=%llu not_stored=%llu",
            b->name, (unsigned long long)cb->st.hits, (unsigned long long)cb->st.misses,
            (unsigned long long)cb->st.revalidations, (unsigned long long)cb->st.stale,
            (unsigned long long)cb->st.evictions, (unsigned long long)cb->st.up_bytes,
-           (unsigned long long)cb->st.served_bytes);
+           (unsigned long long)cb->st.served_bytes, (unsigned long long)cb->st.cancelled,
+           (unsigned long long)cb->st.not_stored);
     for (i = 0; i < NBUCKETS; i++) {
         struct centry *e, *n;
 
@@ -1064,9 +1672,29 @@ static void cache_destroy(struct tg_backend *b)
     tg_free(cb);
 }
 
+static bool all_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* Files of this cache that no entry can own: temporaries of fills cut
+ * short, and copies named the way earlier versions did (FNV-1a). */
+static bool leftover(const char *n, size_t l)
+{
+    if (l > 8 && !strcmp(n + l - 8, ".tmpdata"))
+        return true;
+    if (l > 9 && !strcmp(n + l - 9, ".meta.tmp"))
+        return true;
+    return l == OLD_NAME_LEN + 5 && all_hex(n, OLD_NAME_LEN) &&
+           (!strcmp(n + OLD_NAME_LEN, ".meta") || !strcmp(n + OLD_NAME_LEN, ".data"));
+}
+
 /* Start-up (before the loop runs): rebuild the index from dir. A .meta
- * without its .data, or whose size disagrees, is dropped with its data;
- * temporaries of fills cut short are removed. */
+ * without its .data, or whose size disagrees, or filed under another key's
+ * name, is dropped with its data; leftovers are removed. */
 static void scan_dir(struct cache_backend *cb)
 {
     DIR *d = fdopendir(dup(cb->dirfd));
@@ -1085,11 +1713,7 @@ static void scan_dir(struct cache_backend *cb)
         FILE *m;
         int fd;
 
-        if (l > 8 && !strcmp(n + l - 8, ".tmpdata")) {
-            unlinkat(cb->dirfd, n, 0);
-            continue;
-        }
-        if (l > 9 && !strcmp(n + l - 9, ".meta.tmp")) {
+        if (leftover(n, l)) {
             unlinkat(cb->dirfd, n, 0);
             continue;
         }
@@ -1143,13 +1767,108 @@ static void scan_dir(struct cache_backend *cb)
     cb->clock = wall_ms();
 }
 
-static int parse_seconds(const char *v, uint64_t *ms)
+static int parse_seconds(const char *v, uint64_t max_s, uint64_t *ms)
 {
     uint64_t n;
 
-    if (tg_parse_u64(v, 100u * 365 * 86400, &n) != 0)
+    if (tg_parse_u64(v, max_s, &n) != 0)
         return TG_EINVAL;
     *ms = n * 1000u;
+    return 0;
+}
+
+static bool key_prefetch(struct cache_backend *cb, const char *v)
+{
+    char *copy = tg_strdup(v), *tok, *save = NULL;
+    bool ok = copy != NULL;
+
+    for (tok = ok ? strtok_r(copy, ", \t", &save) : NULL; tok && ok;
+         tok = strtok_r(NULL, ", \t", &save)) {
+        char **grown = tg_realloc(cb->prefetch, (cb->nprefetch + 1) * sizeof(char *));
+
+        if (grown)
+            cb->prefetch = grown;
+        if (!grown || !(grown[cb->nprefetch] = tg_strdup(tok)))
+            ok = false;
+        else
+            cb->nprefetch++;
+    }
+    tg_free(copy);
+    return ok;
+}
+
+static bool set_string(char **dst, const char *v, bool *oom)
+{
+    tg_free(*dst);
+    *dst = tg_strdup(v);
+    *oom = *dst == NULL;
+    return true;
+}
+
+/* One key of a [backend] of type cache: false with why filled when the
+ * value is bad, *oom when memory ran out. */
+static bool cache_key(struct cache_backend *cb, const struct tg_backend_cfg *cfg,
+                      const struct tg_kv *kv, char *why, size_t whylen, bool *oom)
+{
+    const char *k = kv->key, *v = kv->value;
+    const char *bad = "unknown key for a cache backend";
+
+    if (!strcmp(k, "upstream")) {
+        cb->up_line = kv->line;
+        if (v[0] && strcmp(v, cfg->name) != 0)
+            return set_string(&cb->up_name, v, oom);
+        bad = v[0] ? "a cache cannot be its own upstream" : "name of another backend";
+    } else if (!strcmp(k, "dir")) {
+        if (v[0] == '/')
+            return set_string(&cb->dir, v, oom);
+        bad = "an absolute directory";
+    } else if (!strcmp(k, "max_size")) {
+        if (tg_config_parse_size(v, &cb->max_size) == 0 && cb->max_size > 0)
+            return true;
+        bad = "invalid value";
+    } else if (!strcmp(k, "min_free")) {
+        if (tg_config_parse_size(v, &cb->min_free) == 0 && cb->min_free >= 0)
+            return true;
+        bad = "a size (0, 64M, 1G)";
+    } else if (!strcmp(k, "ttl") || !strcmp(k, "stale_if_error")) {
+        if (parse_seconds(v, 100u * 365 * 86400, k[0] == 't' ? &cb->ttl_ms : &cb->stale_ms) == 0)
+            return true;
+        bad = "seconds";
+    } else if (!strcmp(k, "fill_grace")) {
+        if (parse_seconds(v, 3600, &cb->grace_ms) == 0)
+            return true;
+        bad = "seconds, 0..3600";
+    } else if (!strcmp(k, "prefetch")) {
+        *oom = !key_prefetch(cb, v);
+        return true;
+    }
+    snprintf(why, whylen, "%s", bad);
+    return false;
+}
+
+/* Start-up: the directory, its free space, and what it holds. */
+static int cache_open_dir(struct cache_backend *cb, const struct tg_backend_cfg *cfg, char *err,
+                          size_t errlen)
+{
+    struct statvfs sv;
+
+    /* Before the loop: blocking disk calls are fine here. */
+    mkdir(cb->dir, 0755);
+    cb->dirfd = open(cb->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cb->dirfd < 0) {
+        snprintf(err, errlen, "line %d: dir: %s: %s", cfg->line, cb->dir, strerror(errno));
+        return TG_EINVAL;
+    }
+    scan_dir(cb);
+    if (cb->total > 0)
+        tg_log(TG_LOG_INFO, "cache %s: %lld bytes of copies found in %s", cfg->name,
+               (long long)cb->total, cb->dir);
+    if (cb->min_free > 0 && fstatvfs(cb->dirfd, &sv) == 0 &&
+        (uint64_t)sv.f_bavail * sv.f_frsize < (uint64_t)cb->min_free)
+        tg_log(TG_LOG_WARN, "cache %s: %s has %llu bytes free, less than min_free (%lld): "
+                            "nothing is stored until there is more",
+               cfg->name, cb->dir, (unsigned long long)sv.f_bavail * sv.f_frsize,
+               (long long)cb->min_free);
     return 0;
 }
 
@@ -1157,6 +1876,7 @@ static int cache_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                         struct tg_backend **out, char *err, size_t errlen)
 {
     struct cache_backend *cb = tg_calloc(1, sizeof(*cb));
+    bool oom = false;
     size_t i;
 
     if (!cb) {
@@ -1168,71 +1888,22 @@ static int cache_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
     cb->base.name = tg_strdup(cfg->name);
     cb->dirfd = -1;
     cb->max_size = 1LL << 30;
+    cb->min_free = 64LL << 20;
     cb->ttl_ms = 300000;
     cb->stale_ms = 86400000;
+    cb->grace_ms = 5000;
     if (!cb->base.name)
         goto oom;
     for (i = 0; i < cfg->nkv; i++) {
-        const struct tg_kv *kv = &cfg->kv[i];
-        const char *k = kv->key, *v = kv->value;
         char why[128] = "invalid value";
-        bool bad = false;
 
-        if (!strcmp(k, "upstream")) {
-            cb->up_line = kv->line;
-            if (!v[0]) {
-                snprintf(why, sizeof(why), "name of another backend");
-                bad = true;
-            } else if (!strcmp(v, cfg->name)) {
-                snprintf(why, sizeof(why), "a cache cannot be its own upstream");
-                bad = true;
-            } else if (!(cb->up_name = tg_strdup(v))) {
-                goto oom;
-            }
-        } else if (!strcmp(k, "dir")) {
-            if (v[0] != '/') {
-                snprintf(why, sizeof(why), "an absolute directory");
-                bad = true;
-            } else if (!(cb->dir = tg_strdup(v))) {
-                goto oom;
-            }
-        } else if (!strcmp(k, "max_size")) {
-            bad = tg_config_parse_size(v, &cb->max_size) != 0 || cb->max_size <= 0;
-        } else if (!strcmp(k, "ttl")) {
-            bad = parse_seconds(v, &cb->ttl_ms) != 0;
-            if (bad)
-                snprintf(why, sizeof(why), "seconds");
-        } else if (!strcmp(k, "stale_if_error")) {
-            bad = parse_seconds(v, &cb->stale_ms) != 0;
-            if (bad)
-                snprintf(why, sizeof(why), "seconds");
-        } else if (!strcmp(k, "prefetch")) {
-            char *copy = tg_strdup(v), *tok, *save = NULL;
-
-            if (!copy)
-                goto oom;
-            for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-                char **grown = tg_realloc(cb->prefetch, (cb->nprefetch + 1) * sizeof(char *));
-
-                if (!grown || !(grown[cb->nprefetch] = tg_strdup(tok))) {
-                    if (grown)
-                        cb->prefetch = grown;
-                    tg_free(copy);
-                    goto oom;
-                }
-                cb->prefetch = grown;
-                cb->nprefetch++;
-            }
-            tg_free(copy);
-        } else {
-            snprintf(why, sizeof(why), "unknown key for a cache backend");
-            bad = true;
-        }
-        if (bad) {
-            snprintf(err, errlen, "line %d: %s: %s", kv->line, k, why);
+        if (!cache_key(cb, cfg, &cfg->kv[i], why, sizeof(why), &oom)) {
+            snprintf(err, errlen, "line %d: %s: %s", cfg->kv[i].line, cfg->kv[i].key, why);
             cache_destroy(&cb->base);
             return TG_EINVAL;
         }
+        if (oom)
+            goto oom;
     }
     if (!cb->up_name || !cb->dir) {
         snprintf(err, errlen, "line %d: %s: required for a cache backend", cfg->line,
@@ -1244,18 +1915,10 @@ static int cache_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
         *out = &cb->base; /* the settings are valid; the directory is the running one's */
         return 0;
     }
-    /* Start-up, before the loop: blocking disk calls are fine here. */
-    mkdir(cb->dir, 0755);
-    cb->dirfd = open(cb->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (cb->dirfd < 0) {
-        snprintf(err, errlen, "line %d: dir: %s: %s", cfg->line, cb->dir, strerror(errno));
+    if (cache_open_dir(cb, cfg, err, errlen) != 0) {
         cache_destroy(&cb->base);
         return TG_EINVAL;
     }
-    scan_dir(cb);
-    if (cb->total > 0)
-        tg_log(TG_LOG_INFO, "cache %s: %lld bytes of copies found in %s", cfg->name,
-               (long long)cb->total, cb->dir);
     *out = &cb->base;
     return 0;
 oom:
@@ -1290,7 +1953,7 @@ static int cache_link(struct tg_backend *b, struct tg_backend *(*find)(void *ctx
         if (e && !e->fill && !e->present) {
             cb->st.misses++;
             tg_metrics_cache_event(cb->base.name, "miss");
-            if (!fill_start(cb, e, false))
+            if (!fill_start(cb, e, false, true))
                 entry_gc(cb, e);
         }
     }

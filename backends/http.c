@@ -288,6 +288,12 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
      * ETag. A new status line starts a new response (redirects). */
     if (n > 5 && strncmp(buf, "HTTP/", 5) == 0) {
         hs->base.etag[0] = hs->base.last_modified[0] = '\0';
+        hs->chunked = false;
+    } else if (n > 18 && strncasecmp(buf, "Transfer-Encoding:", 18) == 0) {
+        char te[128] = "";
+
+        copy_header_value(buf + 18, buf + n, te, sizeof(te));
+        hs->chunked = strcasestr(te, "chunked") != NULL;
     } else if (n > 5 && strncasecmp(buf, "ETag:", 5) == 0) {
         copy_header_value(buf + 5, buf + n, hs->base.etag, sizeof(hs->base.etag));
     } else if (n > 14 && strncasecmp(buf, "Last-Modified:", 14) == 0) {
@@ -551,6 +557,12 @@ static void on_done(struct tg_curl_xfer *x, CURLcode rc)
             hs->state = HX_COMMITTED;
             hs->pending |= EV_BIT(TG_STREAM_COMMITTED);
         } else {
+            curl_off_t cl = -1;
+
+            /* curl checks a Content-Length or the last chunk; without
+             * either, only the connection's close ended the body. */
+            curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+            hs->base.end_unproven = cl < 0 && !hs->chunked;
             if (hs->state == HX_OPENING) {
                 /* An empty body: OPENED was never sent from on_body. */
                 hs->base.size = 0;
@@ -589,8 +601,8 @@ static void on_stall_check(uv_timer_t *t)
         uv_timer_stop(t);
         return;
     }
-    if (hs->paused) {
-        hs->last_move = now;
+    if (hs->paused || hs->x.queued) {
+        hs->last_move = now; /* waiting for us, or for a connection slot */
         return;
     }
     if (now - hs->last_move < (uint64_t)hs->conf->stall_timeout_ms)
@@ -633,6 +645,7 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
     hs->x.done = on_done;
     hs->x.wake = on_wake;
     hs->x.cu = conf->cu;
+    hs->x.cap = conf->cap;
     if (!hs->ring || !hs->url || !hs->client_ip || !hs->filename || !hs->x.easy ||
         (a->if_none_match && !hs->if_none_match) ||
         (a->if_modified_since && !hs->if_modified_since)) {
@@ -827,6 +840,14 @@ void hx_conf_init(struct hx_conf *c)
     c->stall_timeout_ms = 10000;
     c->max_redirects = 5;
     c->redirects = HX_REDIR_SAME_ORIGIN;
+    c->max_connections = 64;
+}
+
+int hx_conf_start(struct hx_conf *c, uv_loop_t *loop)
+{
+    if (!(c->cap = tg_curl_cap_new((unsigned)c->max_connections)))
+        return TG_ENOMEM;
+    return (c->cu = tg_curl_acquire(loop)) ? 0 : TG_ENOMEM;
 }
 
 void hx_conf_free(struct hx_conf *c)
@@ -836,6 +857,8 @@ void hx_conf_free(struct hx_conf *c)
     tg_free(c->client_key);
     tg_curl_release(c->cu);
     c->cu = NULL;
+    tg_curl_cap_free(c->cap);
+    c->cap = NULL;
 }
 
 static int parse_long(const char *v, long lo, long hi, long *out)
@@ -888,6 +911,10 @@ int hx_conf_key(struct hx_conf *c, const char *k, const char *v, char *why, size
             }
         }
         snprintf(why, whylen, "same-origin, any or none");
+    } else if (!strcmp(k, "max_connections")) {
+        if (parse_long(v, 1, 10000, &c->max_connections) == 0)
+            return 1;
+        snprintf(why, whylen, "1..10000");
     } else {
         return 0;
     }
@@ -1130,7 +1157,7 @@ static int http_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
         goto oom;
     if (hb->conf.insecure)
         tg_log(TG_LOG_WARN, "backend %s: TLS verification is off (insecure = yes)", cfg->name);
-    if (!(hb->conf.cu = tg_curl_acquire(loop)))
+    if (hx_conf_start(&hb->conf, loop) != 0)
         goto oom;
     *out = &hb->base;
     return 0;

@@ -18,9 +18,10 @@ enum hx_redirects {
 /* Transport settings common to both backend types. */
 struct hx_conf {
     struct tg_curl *cu;
+    struct tg_curl_cap *cap; /* max_connections of this backend */
     char *ca_file, *client_cert, *client_key;
     bool insecure;
-    long connect_timeout_ms, stall_timeout_ms, max_redirects;
+    long connect_timeout_ms, stall_timeout_ms, max_redirects, max_connections;
     enum hx_redirects redirects;
 };
 
@@ -80,6 +81,7 @@ struct hx_stream {
     bool closed;
     long status;
     bool done_early;      /* PUT answered before commit() (Content-Length 0) */
+    bool chunked;         /* the response is Transfer-Encoding: chunked */
     uv_timer_t stall;     /* fails the request when no byte moves */
     bool stall_init;
     uint64_t last_move;   /* loop time of the last byte either way */
@@ -130,13 +132,16 @@ int hx_redirect_check(const struct hx_conf *c, const char *origin, const char *t
 bool hx_same_origin(const char *a, const char *b);
 
 /* Config keys shared by both types (ca_file, insecure, client_cert,
- * client_key, connect_timeout, stall_timeout, max_redirects, redirects).
- * Returns 1
+ * client_key, connect_timeout, stall_timeout, max_redirects, redirects,
+ * max_connections). Returns 1
  * when the key was taken, 0 when it is not a transport key, < 0 with why
  * filled on a bad value. */
 int hx_conf_key(struct hx_conf *c, const char *key, const char *value, char *why,
                 size_t whylen);
 void hx_conf_init(struct hx_conf *c);
+/* After the keys: the loop's curl handle and this backend's connection
+ * cap. Returns 0, or TG_ENOMEM. */
+int hx_conf_start(struct hx_conf *c, uv_loop_t *loop);
 void hx_conf_free(struct hx_conf *c);
 /* ${VAR} from the environment, so secrets need not sit in the file. */
 int hx_expand_env(const char *in, char *out, size_t cap, char *why, size_t whylen);

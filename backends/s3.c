@@ -317,6 +317,7 @@ static struct s3call *call_start(struct s3_backend *sb, const char *method, cons
     c->method = method;
     c->x.done = call_done;
     c->x.cu = sb->conf.cu;
+    c->x.cap = sb->conf.cap;
     if (!(e = c->x.easy = curl_easy_init()) || (body && !(c->body = tg_strdup(body))) ||
         !(c->url = tg_strdup(url)) || sign(sb, e, method, &c->hdrs) != 0) {
         call_free(c);
@@ -1346,7 +1347,7 @@ static int s3_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
     }
     if (!sb->obj_base || !sb->sigv4 || !sb->userpwd || !sb->spool_dir)
         goto oom;
-    if (!(sb->conf.cu = tg_curl_acquire(loop)))
+    if (hx_conf_start(&sb->conf, loop) != 0)
         goto oom;
     *out = &sb->base;
     return 0;

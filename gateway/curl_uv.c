@@ -46,9 +46,52 @@ static void drain_wakeups(struct tg_curl *cu)
     }
 }
 
+static int multi_add(struct tg_curl *cu, struct tg_curl_xfer *x)
+{
+    CURLMcode mc = curl_multi_add_handle(cu->multi, x->easy);
+
+    if (mc != CURLM_OK) {
+        tg_log(TG_LOG_ERROR, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+        return TG_EIO;
+    }
+    return 0;
+}
+
+/* Give free slots to waiting transfers, oldest first. One that cannot be
+ * added ends as a failed transfer would, through its done callback. */
+static void cap_start_waiting(struct tg_curl_cap *cap)
+{
+    while (cap->head && cap->running < cap->max) {
+        struct tg_curl_xfer *x = cap->head;
+
+        cap->head = x->cap_next;
+        if (!cap->head)
+            cap->tail = NULL;
+        x->cap_next = NULL;
+        x->queued = false;
+        cap->waiting--;
+        if (multi_add(x->cu, x) != 0) {
+            x->added = false;
+            x->done(x, CURLE_FAILED_INIT);
+            continue;
+        }
+        x->counted = true;
+        cap->running++;
+    }
+}
+
+static void cap_release(struct tg_curl_xfer *x)
+{
+    if (x->counted) {
+        x->counted = false;
+        x->cap->running--;
+    }
+}
+
 static void check_done(struct tg_curl *cu)
 {
     CURLMsg *msg;
+    struct tg_curl_cap *cap;
     int left;
 
     /* digest M6: copy what the message holds before removing the handle,
@@ -67,7 +110,14 @@ static void check_done(struct tg_curl *cu)
         if (!x)
             continue;
         x->added = false;
+        cap = x->cap;
+        /* The slot is free before done runs: a transfer that goes on with
+         * its next request (a HEAD, then the PUT) takes it again at once
+         * instead of queueing behind strangers. x may be gone after done. */
+        cap_release(x);
         x->done(x, rc);
+        if (cap)
+            cap_start_waiting(cap);
     }
     drain_wakeups(cu);
 }
@@ -259,19 +309,49 @@ void tg_curl_release(struct tg_curl *cu)
 
 int tg_curl_add(struct tg_curl *cu, struct tg_curl_xfer *x)
 {
-    CURLMcode mc;
+    struct tg_curl_cap *cap = x->cap;
 
     x->cu = cu;
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (char *)x);
     curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETDATA, cu);
-    mc = curl_multi_add_handle(cu->multi, x->easy);
-    if (mc != CURLM_OK) {
-        tg_log(TG_LOG_ERROR, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+    if (cap && cap->running >= cap->max) {
+        x->cap_next = NULL;
+        if (cap->tail)
+            cap->tail->cap_next = x;
+        else
+            cap->head = x;
+        cap->tail = x;
+        cap->waiting++;
+        x->queued = true;
+        x->added = true;
+        return 0;
+    }
+    if (multi_add(cu, x) != 0)
         return TG_EIO;
+    if (cap) {
+        x->counted = true;
+        cap->running++;
     }
     x->added = true;
     return 0;
+}
+
+static void cap_unqueue(struct tg_curl_xfer *x)
+{
+    struct tg_curl_cap *cap = x->cap;
+    struct tg_curl_xfer **pp, *prev = NULL;
+
+    for (pp = &cap->head; *pp; prev = *pp, pp = &(*pp)->cap_next)
+        if (*pp == x) {
+            *pp = x->cap_next;
+            if (cap->tail == x)
+                cap->tail = prev;
+            cap->waiting--;
+            break;
+        }
+    x->cap_next = NULL;
+    x->queued = false;
 }
 
 void tg_curl_remove(struct tg_curl_xfer *x)
@@ -286,10 +366,33 @@ void tg_curl_remove(struct tg_curl_xfer *x)
             }
         x->wake_queued = false;
     }
+    if (x->queued) {
+        cap_unqueue(x);
+        x->added = false;
+        return;
+    }
     if (x->added) {
         curl_multi_remove_handle(x->cu->multi, x->easy);
         x->added = false;
+        if (x->counted) {
+            cap_release(x);
+            cap_start_waiting(x->cap);
+        }
     }
+}
+
+struct tg_curl_cap *tg_curl_cap_new(unsigned max)
+{
+    struct tg_curl_cap *cap = tg_calloc(1, sizeof(*cap));
+
+    if (cap)
+        cap->max = max > 0 ? max : 1;
+    return cap;
+}
+
+void tg_curl_cap_free(struct tg_curl_cap *cap)
+{
+    tg_free(cap);
 }
 
 void tg_curl_wake(struct tg_curl_xfer *x)

@@ -107,6 +107,10 @@ struct tg_stream {
     char etag[128];
     char last_modified[64];
     bool not_modified;   /* a conditional open found the object unchanged */
+    /* read, at end of file: the end was only the connection closing (no
+     * Content-Length, not chunked; RFC 9112 section 6.3), so a body cut
+     * short looks the same as a whole one */
+    bool end_unproven;
     ssize_t direct_result;
 };
 

@@ -23,6 +23,12 @@ put in front: /c/_/put-409 acts as /put-409):
     /chunked-500/N       chunked, data(N) in chunks, then an HTTP/1.1 500
                          status line where the next chunk size belongs (a
                          server that gave up mid-body), then a clean close
+    /close/N             200 with neither Content-Length nor chunked
+                         (Connection: close), data(N), then a clean close
+                         (FIN): a whole body whose end nothing proves
+    /close-reset/N       the same, but RST after data(N): cut short
+    /endless             200, chunked, data without end (stops after
+                         --hang seconds or 4 GiB, or when the client goes)
     /redirect/N/REST     302 to /redirect/N-1/REST; /redirect/0/REST is REST
     /echo-headers[/...]  200, the request line and headers as the body
     /exists              200 (HEAD: Content-Length 5, no body)
@@ -265,6 +271,40 @@ class Handler(BaseHTTPRequestHandler):
                              b"Content-Length: 0\r\n\r\n")
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_WR)
+            self.close_connection = True
+            return None
+        m = re.fullmatch(r"/close(-reset)?/(\d+)", p)
+        if m:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            if self.command == "HEAD":
+                return None
+            self.wfile.write(data(int(m.group(2))))
+            self.wfile.flush()
+            if m.group(1):
+                time.sleep(0.3)       # let the bytes leave before the RST
+                return self.rst()
+            self.connection.shutdown(socket.SHUT_WR)
+            return None
+        if p == "/endless":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if self.command == "HEAD":
+                return None
+            chunk = data(65536)
+            end = time.monotonic() + HANG_MAX
+            sent = 0
+            try:
+                while time.monotonic() < end and sent < (4 << 30):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    sent += len(chunk)
+            except OSError:
+                pass
             self.close_connection = True
             return None
         m = re.fullmatch(r"/drip/(\d+)", p)

@@ -1,7 +1,9 @@
 /* tests/unit/test_cache.c - the cache backend's index: rebuilt from its
  * directory at start-up (bad or half-written entries dropped), LRU eviction
- * to max_size, configuration errors, and a miss -> fill -> hit cycle over a
- * file-backend upstream on a real loop (no network). */
+ * to max_size, configuration errors, a miss -> fill -> hit cycle over a
+ * file-backend upstream on a real loop (no network), a copy whose .meta
+ * names another key (never served), an object larger than max_size and a
+ * disk below min_free (served whole, nothing kept, nothing left open). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,30 +12,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "tftpgw/backend.h"
+#include "tftpgw/sha256.h"
 
 static char top[64], cdir[96], udir[96];
 static uv_loop_t loop;
 static struct tg_backend *upstream;
 
-/* The file name the cache uses for a key (two seeded FNV-1a hashes). */
-static uint64_t fnv(const char *s, uint64_t h)
-{
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
+/* The file name the cache uses for a key: its SHA-256 in hex. */
 static void name_of(const char *key, char *out, size_t cap)
 {
-    snprintf(out, cap, "%016llx%016llx", (unsigned long long)fnv(key, 0xcbf29ce484222325ULL),
-             (unsigned long long)fnv(key, 0x84222325cbf29ce4ULL));
+    char h[65];
+
+    tg_sha256_hex(key, strlen(key), h);
+    snprintf(out, cap, "%s", h);
 }
 
 static void put_file(const char *dir, const char *name, const char *content)
@@ -59,7 +56,7 @@ static bool exists(const char *dir, const char *name)
 static void put_entry(const char *key, const char *data, long long meta_size,
                       unsigned long long fetched)
 {
-    char n[40], f[64], meta[512];
+    char n[80], f[96], meta[512];
 
     name_of(key, n, sizeof(n));
     snprintf(f, sizeof(f), "%s.data", n);
@@ -73,7 +70,7 @@ static void put_entry(const char *key, const char *data, long long meta_size,
 
 static bool has_entry(const char *key)
 {
-    char n[40], f[64];
+    char n[80], f[96];
 
     name_of(key, n, sizeof(n));
     snprintf(f, sizeof(f), "%s.data", n);
@@ -86,16 +83,25 @@ static struct tg_backend *find(void *ctx, const char *name)
     return strcmp(name, "up") == 0 ? upstream : NULL;
 }
 
-static int make_cache(const char *max_size, const char *ttl, struct tg_backend **out, char *err)
+/* min_free 0: the tests must not depend on the free space of /tmp, except
+ * the one that sets a floor no disk can meet. */
+static int make_cache_floor(const char *max_size, const char *ttl, const char *min_free,
+                            struct tg_backend **out, char *err)
 {
     struct tg_kv kv[] = {{(char *)"upstream", (char *)"up", 2}, {(char *)"dir", cdir, 3},
-                         {(char *)"max_size", (char *)max_size, 4}, {(char *)"ttl", (char *)ttl, 5}};
-    struct tg_backend_cfg cfg = {(char *)"edge", (char *)"cache", 1, NULL, kv, 4};
+                         {(char *)"max_size", (char *)max_size, 4}, {(char *)"ttl", (char *)ttl, 5},
+                         {(char *)"min_free", (char *)min_free, 6}};
+    struct tg_backend_cfg cfg = {(char *)"edge", (char *)"cache", 1, NULL, kv, 5};
     int rc = tg_backend_create(&loop, &cfg, out, err, 256);
 
     if (rc == 0)
         rc = (*out)->ops->link(*out, find, NULL, err, 256);
     return rc;
+}
+
+static int make_cache(const char *max_size, const char *ttl, struct tg_backend **out, char *err)
+{
+    return make_cache_floor(max_size, ttl, "0", out, err);
 }
 
 static int setup(void **state)
@@ -130,7 +136,7 @@ static int teardown(void **state)
 static void test_rebuild(void **state)
 {
     struct tg_backend *b = NULL;
-    char err[256], n[40], f[80];
+    char err[256], n[80], f[120];
 
     (void)state;
     put_entry("good.bin", "12345", 5, 1000);
@@ -192,6 +198,11 @@ static void test_config_errors(void **state)
         {{{(char *)"upstream", (char *)"up", 2}}, 1, "line 1: dir: required for a cache backend"},
         {{{(char *)"dir", (char *)"rel", 2}}, 1, "line 2: dir: an absolute directory"},
         {{{(char *)"ttl", (char *)"5m", 2}}, 1, "line 2: ttl: seconds"},
+        {{{(char *)"min_free", (char *)"-1", 2}}, 1, "line 2: min_free: a size (0, 64M, 1G)"},
+        {{{(char *)"min_free", (char *)"lots", 2}}, 1, "line 2: min_free: a size (0, 64M, 1G)"},
+        {{{(char *)"fill_grace", (char *)"3601", 2}}, 1, "line 2: fill_grace: seconds, 0..3600"},
+        {{{(char *)"fill_grace", (char *)"1.5", 2}}, 1, "line 2: fill_grace: seconds, 0..3600"},
+        {{{(char *)"max_size", (char *)"0", 2}}, 1, "line 2: max_size: invalid value"},
         {{{(char *)"url", (char *)"x", 2}}, 1, "line 2: url: unknown key for a cache backend"},
     };
     struct tg_backend *b = NULL;
@@ -214,7 +225,7 @@ struct rd {
     int opened, failed, eof, code;
     int64_t size;
     size_t got;
-    char data[64];
+    char data[300 * 1024];
     struct tg_stream *s;
 };
 
@@ -292,6 +303,157 @@ static void test_fill_then_hit(void **state)
     tg_backend_destroy(b);
 }
 
+static void put_random(const char *dir, const char *name, size_t n, char *copy)
+{
+    char p[256];
+    FILE *f;
+
+    for (size_t i = 0; i < n; i++)
+        copy[i] = (char)(rand() & 0xff);
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    f = fopen(p, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(copy, 1, n, f), n);
+    fclose(f);
+}
+
+static int open_fds(void)
+{
+    char p[64];
+    int n = 0;
+
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+        if (access(p, F_OK) == 0)
+            n++;
+    }
+    return n;
+}
+
+/* A copy whose .meta names another key (damaged, tampered, or a second
+ * key hashing to the same name) is never served for this key: the open is
+ * a miss, the object comes from the upstream and replaces the copy. */
+static void test_key_mismatch_not_served(void **state)
+{
+    struct tg_backend *b = NULL;
+    char err[256], n[80], f[120], meta[256];
+    struct rd r;
+
+    (void)state;
+    put_file(udir, "a.bin", "from upstream\n");
+    unsigned long long now = (unsigned long long)time(NULL) * 1000u;
+
+    put_entry("a.bin", "PLANTED COPY!\n", 14, now); /* fresh: a hit */
+    assert_int_equal(make_cache("1M", "300", &b, err), 0);
+    assert_true(has_entry("a.bin"));    /* valid at start-up: indexed */
+    /* Now the .meta under a.bin's name says it is b.bin's copy. */
+    name_of("a.bin", n, sizeof(n));
+    snprintf(f, sizeof(f), "%s.meta", n);
+    snprintf(meta, sizeof(meta), "tftpgw-cache 1\nsize 14\nfetched %llu\netag -\nlastmod -\n"
+             "key b.bin\n", now);
+    put_file(cdir, f, meta);
+    read_key(b, "a.bin", &r);
+    assert_int_equal(r.failed, 0);
+    assert_int_equal(r.opened, 1);
+    assert_int_equal(r.eof, 1);
+    assert_string_equal(r.data, "from upstream\n");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    /* The fetch became the copy, with the right key. */
+    unlink(strcat(strcpy(f, udir), "/a.bin"));
+    read_key(b, "a.bin", &r);
+    assert_int_equal(r.failed, 0);
+    assert_string_equal(r.data, "from upstream\n");
+    tg_backend_destroy(b);
+}
+
+/* An object larger than max_size is served whole, through the relay, and
+ * nothing of it stays on disk or open. */
+static void test_too_big_relayed(void **state)
+{
+    static char want[200 * 1024];
+    struct tg_backend *b = NULL;
+    char err[256];
+    struct rd r;
+    int fds;
+
+    (void)state;
+    put_random(udir, "big.bin", sizeof(want), want);
+    assert_int_equal(make_cache("100K", "300", &b, err), 0);
+    fds = open_fds();
+    read_key(b, "big.bin", &r);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(r.failed, 0);
+    assert_int_equal(r.eof, 1);
+    assert_int_equal(r.size, (int64_t)sizeof(want));
+    assert_int_equal(r.got, sizeof(want));
+    assert_memory_equal(r.data, want, sizeof(want));
+    assert_false(has_entry("big.bin"));
+    assert_int_equal(open_fds(), fds);
+    tg_backend_destroy(b);
+}
+
+/* Free space below min_free: nothing is written, the reader still gets
+ * every byte, and the next read fetches again. */
+static void test_min_free_floor(void **state)
+{
+    static char want[150 * 1024];
+    struct tg_backend *b = NULL;
+    char err[256], p[160];
+    struct rd r;
+    int fds;
+
+    (void)state;
+    put_random(udir, "f.bin", sizeof(want), want);
+    assert_int_equal(make_cache_floor("1G", "300", "1000000G", &b, err), 0);
+    fds = open_fds();
+    read_key(b, "f.bin", &r);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(r.failed, 0);
+    assert_int_equal(r.got, sizeof(want));
+    assert_memory_equal(r.data, want, sizeof(want));
+    assert_false(has_entry("f.bin"));
+    assert_int_equal(open_fds(), fds);
+    snprintf(p, sizeof(p), "%s/f.bin", udir);
+    unlink(p);
+    read_key(b, "f.bin", &r);            /* not a hit: the upstream answers */
+    assert_int_equal(r.failed, 1);
+    assert_int_equal(r.code, 1);
+    tg_backend_destroy(b);
+}
+
+/* A changed object above half of max_size replaces its outdated copy
+ * (nobody reads it) instead of being refused for lack of room. */
+static void test_refresh_big(void **state)
+{
+    static char want[120 * 1024];
+    struct tg_backend *b = NULL;
+    char err[256], n[80], p[300], *old = malloc(100 * 1024);
+    struct rd r;
+    FILE *fp;
+
+    (void)state;
+    assert_non_null(old);
+    memset(old, 'o', 100 * 1024);
+    old[100 * 1024 - 1] = '\0';
+    put_entry("k.bin", old, 100 * 1024 - 1, 1000);     /* fetched long ago */
+    put_random(udir, "k.bin", sizeof(want), want);
+    assert_int_equal(make_cache("150K", "300", &b, err), 0);
+    read_key(b, "k.bin", &r);                          /* revalidation: 200 */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(r.failed, 0);
+    assert_int_equal(r.got, sizeof(want));
+    assert_memory_equal(r.data, want, sizeof(want));
+    name_of("k.bin", n, sizeof(n));
+    snprintf(p, sizeof(p), "%s/%s.data", cdir, n);
+    fp = fopen(p, "r");
+    assert_non_null(fp);                               /* kept, not just relayed */
+    assert_int_equal(fread(r.data, 1, sizeof(r.data), fp), sizeof(want));
+    fclose(fp);
+    assert_memory_equal(r.data, want, sizeof(want));
+    free(old);
+    tg_backend_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +461,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_evict_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fill_then_hit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_mismatch_not_served, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_big_relayed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_min_free_floor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_big, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -66,6 +66,10 @@ static void test_errors(void **state)
         {{"url", "http://x/", "redirects", "all"}, 2,
          "line 5: redirects: same-origin, any or none"},
         {{"url", "http://x/", "redirects", ""}, 2, "line 5: redirects: same-origin, any or none"},
+        {{"url", "http://x/", "max_connections", "0"}, 2, "line 5: max_connections: 1..10000"},
+        {{"url", "http://x/", "max_connections", "10001"}, 2,
+         "line 5: max_connections: 1..10000"},
+        {{"url", "http://x/", "max_connections", "-1"}, 2, "line 5: max_connections: 1..10000"},
         {{"url", "http://x/", "insecure", "maybe"}, 2, "line 5: insecure: invalid value"},
         {{"url", "http://x/", "root", "/srv"}, 2, "line 5: root: unknown key for an http backend"},
     };
@@ -86,14 +90,14 @@ static void test_errors(void **state)
 static void test_valid(void **state)
 {
     const char *kv[] = {"url", "https://repo.example/boot", "header", "Authorization: Bearer ${TG_TEST_TOKEN}",
-                        "insecure", "yes", "stall_timeout", "1500"};
+                        "insecure", "yes", "stall_timeout", "1500", "max_connections", "10000"};
     struct tg_backend *b = NULL;
     char err[256];
     long live = tg_alloc_live();
 
     (void)state;
     setenv("TG_TEST_TOKEN", "s3cret", 1);
-    assert_int_equal(create(kv, 4, err, sizeof(err), &b), 0);
+    assert_int_equal(create(kv, 5, err, sizeof(err), &b), 0);
     assert_string_equal(err, "");
     assert_int_equal(tg_alloc_live(), live);
 }
