@@ -1450,8 +1450,10 @@ static void on_fill_tmp(uv_fs_t *req)
     if (fd < 0) {
         struct tg_error e;
 
-        tg_error_set(&e, TG_TFTP_EUNDEF, "cache cannot create a file: %s",
-                     uv_strerror((int)fd));
+        /* The reason is for the operator, not the client (docs/security.md). */
+        tg_log(TG_LOG_WARN, "cache %s: cannot create a file in %s: %s", f->cb->base.name,
+               f->cb->dir, uv_strerror((int)fd));
+        tg_error_set(&e, TG_TFTP_EUNDEF, "cache cannot create a file");
         fill_fail(f, &e);
         return;
     }
