@@ -1,5 +1,6 @@
 /* gateway/curl_uv.c - libcurl's multi-socket API driven by libuv
- * (digest M1-M8, M30-M34; curl's multi-uv.c example is the model).
+ * (libcurl's CURLMOPT_SOCKETFUNCTION and CURLMOPT_TIMERFUNCTION contracts
+ * and libuv's poll handle rules; curl's multi-uv.c example is the model).
  *
  * Every uv handle here is unref'd: idle keep-alive connections and curl's
  * timers must not keep the loop alive once the server has shut down. A
@@ -94,8 +95,8 @@ static void check_done(struct tg_curl *cu)
     struct tg_curl_cap *cap;
     int left;
 
-    /* digest M6: copy what the message holds before removing the handle,
-     * which invalidates it. */
+    /* Copy what the message holds before removing the handle: libcurl's
+     * curl_multi_info_read documents the message as invalid after that. */
     while ((msg = curl_multi_info_read(cu->multi, &left)) != NULL) {
         struct tg_curl_xfer *x = NULL;
         CURL *easy;
@@ -137,9 +138,10 @@ static void on_poll(uv_poll_t *h, int status, int events)
     struct poll_ctx *pc = h->data;
     int flags = 0;
 
-    /* libuv reports POLLERR/POLLHUP as a negative status (digest M4). Let
-     * curl read and write: it then meets the real error ("connection reset
-     * by peer") instead of a generic select failure. */
+    /* libuv reports POLLERR/POLLHUP as a negative status (libuv's
+     * uv_poll_cb contract). Let curl read and write: it then meets the real
+     * error ("connection reset by peer") instead of a generic select
+     * failure. */
     if (status < 0)
         flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
     else {
@@ -168,7 +170,8 @@ static void forget_fd(struct tg_curl *cu, curl_socket_t fd)
     if (fd < 0 || (size_t)fd >= cu->nfds || !(pc = cu->fds[fd]))
         return;
     cu->fds[fd] = NULL;
-    /* Stop polling before the descriptor can be closed (digest M30, M31). */
+    /* Stop polling before the descriptor can be closed: libuv's poll
+     * handle rules forbid closing a descriptor that is still polled. */
     uv_poll_stop(&pc->poll);
     uv_close((uv_handle_t *)&pc->poll, free_ctx);
     curl_multi_assign(cu->multi, fd, NULL);
@@ -227,8 +230,9 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
     struct tg_curl *cu = userp;
 
     (void)multi;
-    /* digest M5: never call curl from here; -1 stops the timer; 0 runs on
-     * the next loop iteration. */
+    /* libcurl's CURLMOPT_TIMERFUNCTION contract: one timer that replaces
+     * the previous one, -1 stops it. Never call curl from here (that
+     * recurses); 0 runs on the next loop iteration. */
     if (timeout_ms < 0)
         uv_timer_stop(&cu->timer);
     else
@@ -236,9 +240,11 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-/* curl closes its sockets through here, so a descriptor is never closed
- * while libuv still polls it (digest M31). Its data is the long-lived
- * context, never a transfer (digest M28). */
+/* curl closes its sockets through here (CURLOPT_CLOSESOCKETFUNCTION), so a
+ * descriptor is never closed while libuv still polls it, even when curl
+ * closes before it reports CURL_POLL_REMOVE. Its data is the long-lived
+ * context, never a transfer: libcurl keeps a connection's callbacks from
+ * the handle that opened it and may call them after that handle is gone. */
 static int on_close_socket(void *clientp, curl_socket_t fd)
 {
     forget_fd(clientp, fd);
@@ -298,8 +304,9 @@ void tg_curl_release(struct tg_curl *cu)
             *pp = cu->next;
             break;
         }
-    /* digest M32: cleanup may call the socket callback (REMOVE) for cached
-     * connections; the loop must run again for the uv_close callbacks. */
+    /* curl_multi_cleanup may still call the socket callback (REMOVE) for
+     * cached connections; the loop must run again for the uv_close
+     * callbacks. */
     curl_multi_cleanup(cu->multi);
     cu->multi = NULL;
     uv_close((uv_handle_t *)&cu->timer, free_cu);

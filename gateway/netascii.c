@@ -1,4 +1,5 @@
-/* gateway/netascii.c - streaming netascii conversion (digest J3, J4, J5). */
+/* gateway/netascii.c - streaming netascii conversion (RFC 1350 section 5,
+ * RFC 764; docs/protocol.md, Netascii). */
 #include "tftpgw/netascii.h"
 
 #define CR 0x0d
@@ -12,7 +13,7 @@ size_t tg_na_encode(struct tg_na_enc *st, const uint8_t *src, size_t srclen,
     size_t out = 0;
 
     /* The held second byte belongs before anything new, or the pair would
-     * be torn apart on the wire (digest J5). */
+     * be torn apart on the wire (docs/protocol.md, Netascii). */
     if (st->has_pending && out < dstcap) {
         dst[out++] = st->pending;
         st->has_pending = false;
@@ -23,9 +24,9 @@ size_t tg_na_encode(struct tg_na_enc *st, const uint8_t *src, size_t srclen,
         uint8_t second;
 
         if (c == LF)
-            second = LF;        /* LF -> CR LF, digest J3 */
+            second = LF;        /* LF -> CR LF */
         else if (c == CR)
-            second = NUL;       /* bare CR -> CR NUL, digest J3 */
+            second = NUL;       /* bare CR -> CR NUL */
         else {
             dst[out++] = c;
             continue;
@@ -58,11 +59,11 @@ size_t tg_na_decode(struct tg_na_dec *st, const uint8_t *src, size_t len,
         if (st->cr) {
             st->cr = false;
             if (c == LF) {
-                dst[out++] = LF;        /* CR LF -> LF, digest J4 */
+                dst[out++] = LF;        /* CR LF -> LF */
                 continue;
             }
             if (c == NUL) {
-                dst[out++] = CR;        /* CR NUL -> CR, digest J4 */
+                dst[out++] = CR;        /* CR NUL -> CR */
                 continue;
             }
             /* A stray CR is kept rather than dropped (OpenBSD drops it):

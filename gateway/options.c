@@ -1,9 +1,11 @@
 /* gateway/options.c - option negotiation (RFC 2347, 2348, 2349, 7440).
  *
  * The rule throughout is the gentle reading of RFC 2347 that tftp-hpa
- * follows: an option we cannot honour is left out of the OACK (E2, E5), so
- * the client falls back to RFC 1350 behaviour instead of failing; only the
- * transfer mode, which has no fallback, can make a request fail here. */
+ * follows: an option we cannot honour is left out of the OACK (RFC 2347,
+ * Negotiation Protocol: an option not acknowledged is not used by either
+ * side), so the client falls back to RFC 1350 behaviour instead of
+ * failing; only the transfer mode, which has no fallback, can make a
+ * request fail here. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,9 +13,9 @@
 
 #include "tftpgw/options.h"
 
-#define TIMEOUT_MIN 1u       /* RFC 2349, digest G1 */
+#define TIMEOUT_MIN 1u       /* RFC 2349, Timeout Interval Option Specification */
 #define TIMEOUT_MAX 255u
-#define WINDOWSIZE_MAX 65535u /* RFC 7440 section 3, digest H1 */
+#define WINDOWSIZE_MAX 65535u /* RFC 7440 section 3 */
 
 static const struct {
     const char *name;
@@ -62,7 +64,8 @@ static unsigned clamp_u(unsigned v, unsigned lo, unsigned hi)
 }
 
 /* blksize and windowsize share one shape: below `min` (or not a number) is
- * left out, above `cap` is answered with the cap (F2, F4, H2). A digit
+ * left out, above `cap` is answered with the cap, since RFC 2348 and RFC
+ * 7440 section 3 let the OACK offer less than was asked. A digit
  * string too long for 64 bits is just a very large request, so it is capped
  * too. Returns false when the option must be left out. */
 static bool negotiate_capped(const char *value, unsigned min, unsigned cap,
@@ -99,19 +102,22 @@ static void apply_option(const struct tg_opt_pair *o, unsigned bit,
         }
         break;
     case TG_OPT_TIMEOUT:
-        /* G2, G3: no counter-offer is allowed, so out of range means out. */
+        /* RFC 2349, Timeout Interval Option Specification: the OACK must
+         * echo the client's value, so out of range means left out. */
         if (tg_parse_u64(o->value, TIMEOUT_MAX, &v) == 0 && v >= TIMEOUT_MIN) {
             n->timeout_s = (unsigned)v;
             n->accepted |= bit;
         }
         break;
     case TG_OPT_TSIZE:
-        /* G9: the converted netascii size is not known before sending. */
+        /* The converted netascii size is not known before sending
+         * (docs/protocol.md, Transfer size). */
         if (n->mode != TG_MODE_OCTET)
             break;
         if (tg_parse_u64(o->value, (uint64_t)INT64_MAX, &v) != 0)
             break;
-        /* G5: on RRQ the client's value (normally "0") is only a question;
+        /* RFC 2349, Transfer Size Option Specification: on RRQ the
+         * client's value (normally "0") is only a question;
          * the server fills in the real size before building the OACK. */
         if (n->op == TG_OP_WRQ)
             n->tsize = (int64_t)v;
@@ -144,8 +150,8 @@ int tg_opt_negotiate(enum tg_opcode op, const struct tg_request *req,
     memset(out, 0, sizeof(*out));
     out->op = op;
     out->mode = TG_MODE_OCTET;
-    out->blksize = TG_SEGSIZE;   /* F5 */
-    out->windowsize = 1;         /* H6 */
+    out->blksize = TG_SEGSIZE;   /* RFC 1350 section 2 */
+    out->windowsize = 1;         /* RFC 1350 lock-step */
     out->tsize = -1;
     if (!err)
         err = &scratch;
@@ -156,17 +162,19 @@ int tg_opt_negotiate(enum tg_opcode op, const struct tg_request *req,
         tg_error_set(err, TG_TFTP_EBADOP, "not a read or write request");
         return TG_EINVAL;
     }
-    /* A4: mode names are case-insensitive. */
+    /* RFC 1350 section 5: mode names are case-insensitive. */
     if (req->mode && strcasecmp(req->mode, "octet") == 0) {
         out->mode = TG_MODE_OCTET;
     } else if (req->mode && strcasecmp(req->mode, "netascii") == 0) {
         out->mode = TG_MODE_NETASCII;
     } else if (req->mode && strcasecmp(req->mode, "mail") == 0) {
-        /* B7: mail mode is obsolete; say so rather than "unknown". */
+        /* mail mode is obsolete (RFC 1350 section 1, RFC 1123 4.2.2.1);
+         * say so rather than "unknown". */
         tg_error_set(err, TG_TFTP_EBADOP, "mail mode is not supported");
         return TG_EINVAL;
     } else {
-        tg_error_set(err, TG_TFTP_EBADOP, "unknown transfer mode"); /* A6 */
+        /* Illegal TFTP operation, RFC 1350 Appendix, Error Codes. */
+        tg_error_set(err, TG_TFTP_EBADOP, "unknown transfer mode");
         return TG_EINVAL;
     }
 
@@ -184,20 +192,26 @@ int tg_opt_negotiate(enum tg_opcode op, const struct tg_request *req,
                 break;
             }
         }
-        /* E2: unknown options are ignored. E1: an option may appear only
-         * once; like tftp-hpa, the first one decides, even when its value
-         * is unusable, so a repeat cannot override a refusal. */
+        /* Unknown options are ignored (RFC 2347, Negotiation Protocol).
+         * An option may appear only once (RFC 2347, Packet Formats); like
+         * tftp-hpa, the first one decides, even when its value is
+         * unusable, so a repeat cannot override a refusal
+         * (docs/protocol.md, Options order and repeats). */
         if (!bit || (seen & bit))
             continue;
         seen |= bit;
         out->requested |= bit;
+        /* A route's refusal is as silent as an unknown option
+         * (docs/protocol.md, Per-route refused options). */
         if (lim->refuse & bit)
-            continue; /* E14: per-route refusal, silent like E2 */
+            continue;
         apply_option(o, bit, lim, out);
     }
 
-    /* Done after the loop because option order does not matter (E1) and
-     * the ring costs windowsize * blksize bytes (H2, design "Memory"). */
+    /* Done after the loop because option order does not matter (RFC 2347,
+     * Packet Formats) and the ring costs windowsize * blksize bytes, which
+     * RFC 7440 section 3 lets us lower (docs/protocol.md, Window size and
+     * memory). */
     if ((out->accepted & TG_OPT_WINDOWSIZE) && lim->max_window_bytes) {
         size_t fit = lim->max_window_bytes / out->blksize;
 
@@ -223,8 +237,8 @@ size_t tg_opt_build_oack(const struct tg_negotiated *n, uint8_t *buf, size_t cap
         snprintf(to, sizeof(to), "%u", n->timeout_s);
         pairs[cnt++] = (struct tg_opt_pair){ "timeout", to };
     }
-    /* G8: a size still unknown (-1) cannot be announced; leave it out
-     * rather than send a made-up value. */
+    /* A size still unknown (-1) cannot be announced; leave it out rather
+     * than send a made-up value (docs/protocol.md, Transfer size). */
     if ((n->accepted & TG_OPT_TSIZE) && n->tsize >= 0) {
         snprintf(ts, sizeof(ts), "%" PRId64, n->tsize);
         pairs[cnt++] = (struct tg_opt_pair){ "tsize", ts };
@@ -233,7 +247,9 @@ size_t tg_opt_build_oack(const struct tg_negotiated *n, uint8_t *buf, size_t cap
         snprintf(ws, sizeof(ws), "%u", n->windowsize);
         pairs[cnt++] = (struct tg_opt_pair){ "windowsize", ws };
     }
+    /* Nothing accepted: no OACK at all, never an empty one
+     * (docs/protocol.md, Options order and repeats). */
     if (cnt == 0)
-        return 0; /* E4: never an empty OACK */
+        return 0;
     return tg_pkt_build_oack(buf, cap, pairs, cnt);
 }

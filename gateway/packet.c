@@ -7,9 +7,10 @@
 
 #include "tftpgw/packet.h"
 
-/* A13: an ERROR may be the first thing a client hears, before any blksize
- * is agreed, so it must fit the smallest buffer a peer could use for one
- * RFC 1350 segment; like dnsmasq, stay under 512 bytes. */
+/* An ERROR may be the first thing a client hears, before any blksize is
+ * agreed, so it must fit the smallest buffer a peer could use for one
+ * RFC 1350 segment; like dnsmasq, stay under 512 bytes (docs/protocol.md,
+ * Error packets). */
 #define ERROR_DGRAM_MAX (TG_SEGSIZE - 1)
 
 static uint16_t get16(const uint8_t *p)
@@ -38,10 +39,11 @@ static long str_in(const uint8_t *buf, size_t len, size_t off)
 }
 
 /* name NUL value NUL pairs from off to the end of the datagram. Parsing stops
- * without error at the first pair that is not complete (digest A5: some
- * OpenFirmware versions append garbage), at an empty name (nothing real is
- * called "", so it is padding or garbage too) and after TG_MAX_OPTS pairs;
- * what follows is ignored, never refused (E2, E12). */
+ * without error at the first pair that is not complete (some Open Firmware
+ * versions append garbage), at an empty name (nothing real is called "", so
+ * it is padding or garbage too) and after TG_MAX_OPTS pairs; what follows is
+ * ignored, never refused, like an unknown option (RFC 2347, Negotiation
+ * Protocol; docs/protocol.md, Request parsing). */
 static size_t parse_pairs(const uint8_t *buf, size_t len, size_t off,
                           struct tg_opt_pair *opts)
 {
@@ -69,8 +71,9 @@ static int parse_request(const uint8_t *buf, size_t len, struct tg_request *req)
     long flen, mlen;
     size_t off = 2;
 
-    /* A6: filename and mode must each end inside the datagram. An empty
-     * filename is well formed here; the path layer refuses it. */
+    /* RFC 1350 section 5: filename and mode must each end in a NUL inside
+     * the datagram, or the request is ERROR 4. An empty filename is well
+     * formed here; the path layer refuses it. */
     flen = str_in(buf, len, off);
     if (flen < 0)
         return TG_EINVAL;
@@ -103,8 +106,9 @@ int tg_pkt_parse(const uint8_t *buf, size_t len, struct tg_packet *out)
         return parse_request(buf, len, &out->u.req);
 
     case TG_OP_DATA:
-        /* A7: a 0-byte payload is legal (D5: the final block of a file
-         * whose length is a multiple of blksize). */
+        /* A 0-byte payload is legal (RFC 1350 section 5): the final block
+         * of a file whose length is a multiple of blksize (docs/protocol.md,
+         * The final empty block). */
         if (len < TG_HDR)
             return TG_EINVAL;
         out->op = TG_OP_DATA;
@@ -114,9 +118,9 @@ int tg_pkt_parse(const uint8_t *buf, size_t len, struct tg_packet *out)
         return 0;
 
     case TG_OP_ACK:
-        /* A8 says 4 bytes exactly, but some clients pad their datagrams;
-         * the block number is all that matters, so extra bytes are
-         * ignored rather than the ACK refused. */
+        /* RFC 1350 section 5 says 4 bytes exactly, but some clients pad
+         * their datagrams; the block number is all that matters, so extra
+         * bytes are ignored rather than the ACK refused. */
         if (len < TG_HDR)
             return TG_EINVAL;
         out->op = TG_OP_ACK;
@@ -128,14 +132,15 @@ int tg_pkt_parse(const uint8_t *buf, size_t len, struct tg_packet *out)
             return TG_EINVAL;
         out->op = TG_OP_ERROR;
         out->u.error.code = get16(buf + 2);
-        /* A9 wants a NUL-terminated message, but an ERROR must still end
-         * the session when the peer leaves it out (A11, D15). */
+        /* RFC 1350 section 5 wants a NUL-terminated message, but an ERROR
+         * must still end the session when the peer leaves it out: its
+         * sender may already be gone (RFC 1350 section 7). */
         mlen = str_in(buf, len, TG_HDR);
         out->u.error.msg = mlen < 0 ? "" : (const char *)(buf + TG_HDR);
         return 0;
 
     case TG_OP_OACK:
-        /* A10: only pairs after the opcode. */
+        /* RFC 2347, Packet Formats: only pairs after the opcode. */
         out->op = TG_OP_OACK;
         out->u.oack.nopts = parse_pairs(buf, len, 2, out->u.oack.opts);
         return 0;

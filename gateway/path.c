@@ -5,7 +5,8 @@
 
 static bool is_sep(unsigned char c)
 {
-    /* Windows boot programs send backslashes (digest K7). */
+    /* Windows boot programs send backslashes (docs/protocol.md, File
+     * names). */
     return c == '/' || c == '\\';
 }
 

@@ -93,7 +93,8 @@ uint8_t *tg_win_fill_ptr(struct tg_win *w, size_t *room)
 void tg_win_fill_commit(struct tg_win *w, size_t n)
 {
     w->fill_off += n;
-    /* A full block is never the last one (digest D6): it can go out now. */
+    /* A full block is never the last one (RFC 1350 section 6: only a short
+     * block ends a transfer), so it can go out now. */
     if (w->fill_off == w->blksize) {
         w->filled++;
         w->len[w->filled % w->size] = w->blksize;
@@ -108,7 +109,8 @@ void tg_win_fill_eof(struct tg_win *w)
     if (w->last != 0)
         return;
     /* The short block, or an empty one when the size is a multiple of
-     * blksize (digest D5). */
+     * blksize (RFC 1350 section 5; docs/protocol.md, The final empty
+     * block). */
     w->len[seq % w->size] = w->fill_off;
     w->filled = seq;
     w->last = seq;
@@ -197,8 +199,8 @@ enum tg_rx_action tg_rx_on_data(struct tg_rx *r, uint16_t wire, bool last,
         r->since_ack++;
         r->gap_acked = false;
         r->dups = 0;
-        /* RFC 7440 4: ACK the last block of each window and the short
-         * final block (digest H5, D7). */
+        /* RFC 7440 section 4: ACK the last block of each window and the
+         * short final block, which RFC 1350 section 6 ACKs like any other. */
         if (last || r->since_ack >= r->windowsize) {
             *ack = true;
             r->since_ack = 0;
@@ -208,12 +210,14 @@ enum tg_rx_action tg_rx_on_data(struct tg_rx *r, uint16_t wire, bool last,
     lo = r->received > 2u * r->windowsize ? r->received - 2u * r->windowsize : 1;
     if (r->received > 0 &&
         tg_blk_resolve(wire, lo, r->received, r->rollover, &s) == 0) {
-        /* Our ACK was probably lost (digest D12): say it again, once per
+        /* Our ACK was probably lost: say it again (RFC 1350 section 6; safe
+         * because senders ignore duplicate ACKs, RFC 1123 4.2.3.1), once per
          * window's worth of duplicates, i.e. once per retransmission round
          * of the sender. Answering only the first duplicate stalls a
          * transfer whose re-ACK is lost too; answering each one makes
          * windowed senders that restart on every ACK (atftp) storm.
-         * Lock-step and the final block: every time (RFC 1350 6). */
+         * Lock-step and the final block: every time (RFC 1350 section 6).
+         * docs/protocol.md, Duplicate DATA. */
         r->dups++;
         if (last || (r->dups - 1) % r->windowsize == 0) {
             *ack = true;
@@ -221,7 +225,8 @@ enum tg_rx_action tg_rx_on_data(struct tg_rx *r, uint16_t wire, bool last,
         }
         return TG_RX_DUP;
     }
-    /* Out of order (digest H8): report the last in-order block, once. */
+    /* Out of order: report the last in-order block, once (RFC 7440
+     * section 4). */
     if (!r->gap_acked) {
         *ack = true;
         r->gap_acked = true;

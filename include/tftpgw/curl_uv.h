@@ -2,8 +2,11 @@
  * libuv. One multi handle per loop, shared by every HTTP and S3 backend, so
  * keep-alive connections to an upstream are reused across transfers.
  *
- * Rules for users (digest M7, M11): from inside a curl callback (write,
- * read, header) only move bytes and set flags; ask for a wake-up with
+ * Rules for users, because libcurl forbids some calls inside its own
+ * callbacks (multi calls such as curl_multi_remove_handle fail there with
+ * CURLM_RECURSIVE_API_CALL; curl_easy_pause may not be called from the
+ * socket callback): from inside a curl callback (write, read, header) only
+ * move bytes and set flags; ask for a wake-up with
  * tg_curl_wake(), and act in x->wake, which runs after curl has returned.
  * tg_curl_remove() and session callbacks only run outside curl callbacks. */
 #ifndef TFTPGW_CURL_UV_H

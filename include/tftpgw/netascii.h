@@ -1,6 +1,7 @@
 /* include/tftpgw/netascii.h - streaming netascii conversion (RFC 1350, RFC 764).
  * State is carried between calls, so a CR at the end of one block and its LF
- * or NUL at the start of the next are handled (digest J5). */
+ * or NUL at the start of the next are handled (docs/protocol.md,
+ * Netascii). */
 #ifndef TFTPGW_NETASCII_H
 #define TFTPGW_NETASCII_H
 

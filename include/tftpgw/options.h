@@ -27,24 +27,30 @@ struct tg_negotiated {
     unsigned blksize;    /* 512 unless accepted */
     unsigned windowsize; /* 1 unless accepted */
     unsigned timeout_s;  /* 0 unless accepted (then 1..255, echoed as sent) */
-    int64_t tsize;       /* WRQ: the client's size, -1 if none or not accepted (E11); RRQ: -1, set by the server before the OACK */
+    /* WRQ: the client's size, -1 if none or not accepted (an option left
+     * out of the OACK is not used, RFC 2347, Negotiation Protocol); RRQ:
+     * -1, set by the server before the OACK */
+    int64_t tsize;
 };
 
 /* Check mode and options of a request against the limits.
  * Mode: "octet"/"netascii" in any case; "mail" or anything else fills err
  * with ERROR 4 and returns TG_EINVAL. Options: names case-insensitive,
  * unknown names ignored, the first of a repeated option wins, invalid
- * values left out (E5: blksize < 8, timeout outside 1..255, windowsize 0,
- * tsize not a non-negative 64-bit decimal), oversize blksize/windowsize
- * lowered to the caps. tsize is never accepted in netascii (G9). */
+ * values left out (blksize < 8, timeout outside 1..255, windowsize 0,
+ * tsize not a non-negative 64-bit decimal; docs/protocol.md, Option values),
+ * oversize blksize/windowsize lowered to the caps. tsize is never accepted
+ * in netascii (docs/protocol.md, Transfer size). */
 int tg_opt_negotiate(enum tg_opcode op, const struct tg_request *req,
                      const struct tg_opt_limits *lim, struct tg_negotiated *out,
                      struct tg_error *err);
 
 /* Build the OACK for n->accepted (names lower case, order blksize, timeout,
  * tsize, windowsize; tsize carries n->tsize, and is left out while it is
- * still negative: size unknown, G8). Returns the datagram length, or 0 when
- * nothing is left to acknowledge (E4: then no OACK is sent) or cap is short. */
+ * still negative: size unknown, docs/protocol.md, Transfer size). Returns
+ * the datagram length, or 0 when nothing is left to acknowledge (then no
+ * OACK is sent: docs/protocol.md, Options order and repeats) or cap is
+ * short. */
 size_t tg_opt_build_oack(const struct tg_negotiated *n, uint8_t *buf, size_t cap);
 
 /* Strict decimal parse for option values and config: digits only, no sign,

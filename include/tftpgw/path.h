@@ -7,7 +7,8 @@
 #define TG_PATH_MAX 1024
 
 /* Normalise a client filename into "a/b/c": leading '/' stripped, '\\' read
- * as '/' (Windows boot programs, digest K7), empty and "." segments dropped.
+ * as '/' (Windows boot programs; docs/protocol.md, File names), empty and
+ * "." segments dropped.
  * Refused with TG_EACCES: a ".." segment, control characters (< 0x20, 0x7f),
  * invalid or overlong UTF-8. TG_ENAMETOOLONG when the result does not fit in
  * cap (or exceeds TG_PATH_MAX - 1), TG_ENOENT when nothing is left ("", "/").

@@ -81,8 +81,9 @@ struct tg_rx {
 };
 void tg_rx_init(struct tg_rx *r, unsigned windowsize, unsigned rollover);
 /* `last` says the block is shorter than blksize (end of transfer): it is
- * always ACKed. H5: the last block of each window is ACKed; H8: on a gap the
- * last in-order block is ACKed once. */
+ * always ACKed. RFC 7440 section 4: the last block of each window is ACKed,
+ * and on a gap the last in-order block, once. Duplicates: docs/protocol.md,
+ * Duplicate DATA. */
 enum tg_rx_action tg_rx_on_data(struct tg_rx *r, uint16_t wire, bool last,
                                 bool *ack);
 /* Block number to put in an ACK now. */

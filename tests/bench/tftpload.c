@@ -10,7 +10,8 @@
  * with the content of LOCAL (when given). put: N WRQs of LOCAL's content,
  * transfer i (1..N) named REMOTE.i. Options go out only when asked for, so
  * the default request is plain RFC 1350. Mode is always octet; block
- * numbers roll over from 65535 to 0 (digest I2).
+ * numbers roll over from 65535 to 0, as most peers do (docs/protocol.md,
+ * Block number rollover).
  *
  * One epoll loop, one non-blocking UDP socket (our TID) per transfer. The
  * window logic is written here on purpose rather than taken from
@@ -50,7 +51,8 @@
 
 #include "tftpgw/packet.h"
 
-#define REQ_MAX 512          /* digest A5: a request fits in 512 octets */
+/* A request fits in 512 octets (RFC 2347, Packet Formats). */
+#define REQ_MAX 512
 #define NAME_MAX_LEN 400     /* REMOTE plus ".N" must leave room for options */
 /* One byte more than the largest legal DATA, and MSG_TRUNC, so an oversized
  * datagram is seen as such instead of being silently cut to fit. */
@@ -81,7 +83,8 @@ struct xfer {
     size_t blksize;
     unsigned windowsize;
     /* get: last block received in order; put: last block ACKed. Both are
-     * 64-bit sequences; only the wire wraps (digest I5). */
+     * 64-bit sequences; only the wire wraps (docs/protocol.md, Block number
+     * rollover). */
     uint64_t done;
     uint64_t next_send;       /* put: next block to transmit */
     uint64_t max_sent;        /* put: highest block ever transmitted */
@@ -199,7 +202,7 @@ static void note_deadline(struct load *L, uint64_t t)
 }
 
 /* Restart the retransmission clock. `progress` resets the backoff: only
- * forward movement earns back the base timeout (digest D13). */
+ * forward movement earns back the base timeout (RFC 1123 4.2.3.2). */
 static void arm(struct load *L, struct xfer *x, bool progress)
 {
     if (progress) {
@@ -245,7 +248,8 @@ static void finish(struct load *L, struct xfer *x, bool ok, uint64_t bytes)
 }
 
 /* End a transfer as failed. `code` >= 0 sends that ERROR to the server's TID
- * first, so it stops retransmitting; never in answer to an ERROR (A12). */
+ * first, so it stops retransmitting; never in answer to an ERROR
+ * (docs/protocol.md, Never answer an ERROR). */
 static void fail(struct load *L, struct xfer *x, int code, const char *fmt, ...)
     TG_PRINTF(4, 5);
 
@@ -307,7 +311,8 @@ static void put_send_window(struct load *L, struct xfer *x)
 
 static void put_begin(struct load *L, struct xfer *x)
 {
-    /* D4/D5: a file that is a multiple of blksize ends with an empty block. */
+    /* A file that is a multiple of blksize ends with an empty block (RFC
+     * 1350 sections 5 and 6). */
     x->nblocks = L->content_size / x->blksize + 1;
     x->done = 0;
     x->next_send = 1;
@@ -320,9 +325,9 @@ static void put_on_ack(struct load *L, struct xfer *x, uint16_t wire)
 {
     uint16_t adv = (uint16_t)(wire - (uint16_t)x->done);
 
-    /* D11 (RFC 1123 4.2.3.1): a duplicate or stale ACK never triggers a
-     * resend; only the timer does. H10: an ACK of the window base counts as
-     * a duplicate. */
+    /* RFC 1123 4.2.3.1: a duplicate or stale ACK never triggers a resend;
+     * only the timer does. An ACK of the window base counts as a duplicate
+     * (docs/protocol.md, Duplicate ACKs). */
     if (adv == 0 || adv > x->max_sent - x->done) {
         L->c.dup_acks++;
         return;
@@ -332,7 +337,8 @@ static void put_on_ack(struct load *L, struct xfer *x, uint16_t wire)
         finish(L, x, true, L->content_size);
         return;
     }
-    x->next_send = x->done + 1; /* H9: the next window starts after the ACK */
+    /* The next window starts after the ACK (RFC 7440 section 4). */
+    x->next_send = x->done + 1;
     arm(L, x, true);
     put_send_window(L, x);
 }
@@ -348,9 +354,10 @@ static void get_on_data(struct load *L, struct xfer *x, uint16_t wire,
             L->c.gaps++;
         else
             L->c.dup_data++;
-        /* D12/H8: answer a duplicate or a gap with the last in-order block,
-         * once until something moves; a flood of re-ACKs would only invite
-         * the server to resend the same window again. */
+        /* Answer a duplicate or a gap with the last in-order block (RFC 1350
+         * section 6, RFC 7440 section 4), once until something moves; a
+         * flood of re-ACKs would only invite the server to resend the same
+         * window again. */
         if (!x->nak_sent) {
             send_ack(L, x, x->done);
             x->nak_sent = true;
@@ -384,21 +391,24 @@ static void get_on_data(struct load *L, struct xfer *x, uint16_t wire,
                  off + len, L->content_size);
             return;
         }
-        /* D7/H5: the short block is ACKed, once: no dally here. */
+        /* The short block is ACKed like any other (RFC 1350 section 6),
+         * once: no dally here. */
         send_ack(L, x, x->done);
         finish(L, x, true, off + len);
         return;
     }
     if (++x->since_ack >= x->windowsize) {
-        send_ack(L, x, x->done); /* H5: the last block of each window */
+        /* the last block of each window (RFC 7440 section 4) */
+        send_ack(L, x, x->done);
         x->since_ack = 0;
     }
     arm(L, x, true);
 }
 
-/* E11, F2/F3, H2/H3, G5/G7: take exactly what the OACK says, within what we
- * asked for; anything else is refused with ERROR 8. Returns false when the
- * transfer has been failed. */
+/* Take exactly what the OACK says, within what we asked for (RFC 2347,
+ * Negotiation Protocol; RFC 2348; RFC 2349; RFC 7440 section 3); anything
+ * else is refused with ERROR 8. Returns false when the transfer has been
+ * failed. */
 static bool take_oack(struct load *L, struct xfer *x, const struct tg_packet *p)
 {
     uint64_t v;
@@ -406,8 +416,10 @@ static bool take_oack(struct load *L, struct xfer *x, const struct tg_packet *p)
 
     x->blksize = TG_SEGSIZE;
     x->windowsize = 1;
+    /* An empty OACK should never be sent (docs/protocol.md, Options order
+     * and repeats); count it and take it as "no options". */
     if (p->u.oack.nopts == 0)
-        L->c.empty_oack++; /* E4 says never; take it as "no options" */
+        L->c.empty_oack++;
     for (i = 0; i < p->u.oack.nopts; i++) {
         const char *name = p->u.oack.opts[i].name;
         const char *val = p->u.oack.opts[i].value;
@@ -429,7 +441,7 @@ static bool take_oack(struct load *L, struct xfer *x, const struct tg_packet *p)
                 return false;
             }
         } else {
-            goto refuse; /* E3: not requested */
+            goto refuse; /* not requested (RFC 2347, Negotiation Protocol) */
         }
         continue;
 refuse:
@@ -446,7 +458,8 @@ static void on_first_reply(struct load *L, struct xfer *x, const struct tg_packe
     memcpy(&x->peer, from, from_len);
     x->peer_len = from_len;
     x->state = XS_XFER;
-    /* E4: no OACK means the server took none of the options. */
+    /* No OACK means the server took none of the options (RFC 2347,
+     * Negotiation Protocol). */
     x->blksize = TG_SEGSIZE;
     x->windowsize = 1;
     x->done = 0;
@@ -462,10 +475,11 @@ static void on_first_reply(struct load *L, struct xfer *x, const struct tg_packe
         if (!take_oack(L, x, p))
             return;
         if (L->op == OP_GET) {
-            send_ack(L, x, 0); /* E6 */
+            /* ACK 0 confirms the OACK (RFC 2347, Negotiation Protocol) */
+            send_ack(L, x, 0);
             arm(L, x, true);
         } else {
-            put_begin(L, x);   /* E7: DATA 1, no ACK 0 */
+            put_begin(L, x);   /* DATA 1, no ACK 0 (RFC 2347, Examples) */
         }
         return;
     case TG_OP_DATA:
@@ -477,7 +491,7 @@ static void on_first_reply(struct load *L, struct xfer *x, const struct tg_packe
         break;
     case TG_OP_ACK:
         if (L->op == OP_PUT && p->u.ack.block == 0) {
-            put_begin(L, x); /* D2 */
+            put_begin(L, x); /* a plain WRQ's ACK 0 (RFC 1350 section 4) */
             return;
         }
         break;
@@ -500,8 +514,9 @@ static void on_datagram(struct load *L, struct xfer *x, size_t len,
         return;
     }
     if (x->state == XS_XFER && port_of(from) != port_of(&x->peer)) {
-        /* C3/C6: a second server TID (say, from a retransmitted request)
-         * gets ERROR 5 and our transfer goes on; an ERROR gets nothing. */
+        /* RFC 1350 section 4: a second server TID (say, from a
+         * retransmitted request) gets ERROR 5 and our transfer goes on; an
+         * ERROR gets nothing. */
         L->c.foreign++;
         if (len < 2 || ((L->rbuf[0] << 8) | L->rbuf[1]) != TG_OP_ERROR) {
             uint8_t pkt[CTL_BUF];
@@ -538,7 +553,8 @@ static void on_datagram(struct load *L, struct xfer *x, size_t len,
         break;
     case TG_OP_OACK:
         /* The server's OACK timed out. For a get our ACK 0 was lost: say it
-         * again. For a put our DATA 1 was lost: the timer resends (D11). */
+         * again. For a put our DATA 1 was lost: the timer resends (RFC 1123
+         * 4.2.3.1). */
         L->c.stale_oack++;
         if (L->op == OP_GET && x->done == 0)
             send_ack(L, x, 0);
@@ -590,13 +606,13 @@ static void on_timeout(struct load *L, struct xfer *x)
     if (x->state == XS_REQ) {
         send_raw(L, x, x->req, x->req_len, &L->srv, L->srv_len);
     } else if (L->op == OP_GET) {
-        /* D12: re-ACK the last in-order block; a windowed sender restarts
-         * after it (H9). */
+        /* Re-ACK the last in-order block (RFC 1350 section 6); a windowed
+         * sender restarts after it (RFC 7440 section 4). */
         send_ack(L, x, x->done);
         x->since_ack = 0;
         x->nak_sent = false;
     } else {
-        x->next_send = x->done + 1; /* H7 */
+        x->next_send = x->done + 1; /* after the last ACK (RFC 7440 section 4) */
         put_send_window(L, x);
     }
 }
@@ -1007,7 +1023,8 @@ static void build_opts(struct load *L)
         L->opts[L->nopts++] = (struct tg_opt_pair){"windowsize", L->windowsize_str};
     }
     if (L->tsize) {
-        /* G5: an RRQ asks with 0; G7: a WRQ states the size. */
+        /* RFC 2349, Transfer Size Option Specification: an RRQ asks with 0,
+         * a WRQ states the size. */
         snprintf(L->tsize_str, sizeof(L->tsize_str), "%" PRIu64,
                  L->op == OP_PUT ? L->content_size : 0);
         L->opts[L->nopts++] = (struct tg_opt_pair){"tsize", L->tsize_str};

@@ -6,7 +6,8 @@
  *  - chunked encoding equals the one-shot RFC 764 expansion (LF -> CR LF,
  *    CR -> CR NUL), whatever the chunking and however small dst is;
  *  - decode(encode(x)) == x, with chunks split at schedule points and,
- *    separately, right after every CR (the CR-at-block-end case, J5);
+ *    separately, right after every CR (the CR-at-block-end case of
+ *    docs/protocol.md, Netascii);
  *  - decoding arbitrary bytes in chunks equals decoding them in one go and
  *    equals the rule "CR LF -> LF, CR NUL -> CR, other CR kept". */
 #include <stdio.h>

@@ -210,7 +210,8 @@ def g_requests():
         ("wrq_mode_without_nul", b"\0\2rw/nonul\0octet", ("ERROR", 4)),
         ("one_byte", b"\1", ("ERROR", 4)),
         ("empty_datagram", b"", ("ERROR", 4)),
-        # A5: an incomplete option pair ends the options, the request stands
+        # an incomplete option pair ends the options, the request stands
+        # (docs/protocol.md, Request parsing)
         ("rrq_option_value_without_nul", b"\0\1f50k\0octet\0blksize\0" + b"1024",
          ("DATA1", 512)),
         ("rrq_option_name_only", b"\0\1f50k\0octet\0blksize\0", ("DATA1", 512)),
@@ -232,7 +233,8 @@ def g_requests():
         ("empty_oack_to_request_port", b"\0\6", ("ERROR", 4)),
         ("unknown_opcode_7", b"\0\7f1\0octet\0", ("ERROR", 4)),
         ("opcode_256", b"\1\0f1\0octet\0", ("ERROR", 4)),
-        # A12: an ERROR is never answered, however it is spelled
+        # an ERROR is never answered, however it is spelled
+        # (docs/protocol.md, Never answer an ERROR)
         ("error_to_request_port", T.build_error(0, "hello"), ("SILENT",)),
         ("error_no_message_to_request_port", b"\0\5\0\0", ("SILENT",)),
         ("error_empty_message_to_request_port", b"\0\5\0\4\0", ("SILENT",)),
@@ -286,7 +288,8 @@ def g_options():
         ("tsize_30_digits", [("tsize", big30)], "plain", "plain"),
         ("blksize_twice", [("blksize", "1024"), ("blksize", "2048")],
          {"blksize": "1024"}, {"blksize": "1024"}),
-        # E1: the first one decides even when it is unusable
+        # the first one decides even when it is unusable
+        # (docs/protocol.md, Options order and repeats)
         ("blksize_bad_then_good", [("blksize", "7"), ("blksize", "1024")], "plain", "plain"),
         ("tsize_twice", [("tsize", "0"), ("tsize", "100")], {"tsize": "50000"}, {"tsize": "0"}),
         ("BLKSIZE_upper", [("BLKSIZE", "1024")], {"blksize": "1024"}, {"blksize": "1024"}),
@@ -506,7 +509,8 @@ def g_session():
     if os.path.exists(root_path("rw/err-nomsg")):
         note_fail("wrq_client_error_no_message: rw/err-nomsg was stored")
 
-    # 4. WRQ: DATA far ahead (a gap) gets the last in-order ACK (H8); the
+    # 4. WRQ: DATA far ahead (a gap) gets the last in-order ACK (RFC 7440
+    # section 4); the
     # upload then completes
     data = read_root("f4404")
     with client() as c:
@@ -609,38 +613,38 @@ def g_names():
             return "DATA is not f1: %r" % pkt.data[:20]
         return None
 
-    E1, E2, E4 = ("ERROR", 1), ("ERROR", 2), ("ERROR", 4)
+    ERR1, ERR2, ERR4 = ("ERROR", 1), ("ERROR", 2), ("ERROR", 4)
     rd = [
-        ("../" + secret_name, E2),
-        ("..\\" + secret_name, E2),
-        ("%2e%2e/" + secret_name, E1),
-        ("%2e%2e%2f" + secret_name, E1),
-        ("..%2f" + secret_name, E1),
-        ("..%00/" + secret_name, E1),
-        ("/etc/passwd", E1),
-        ("//etc/passwd", E1),
-        ("/../../../../../../etc/passwd", E2),
-        ("a/../../" + secret_name, E2),
-        ("up/./../../" + secret_name, E2),
-        ("%c0%ae%c0%ae/" + secret_name, E1),
-        (b"\xc0\xae\xc0\xae/" + secret_name.encode(), E2),
-        (b"\xc0\xae\xc0\xae", E2),
-        (b"\xc0\x2e\xc0\x2e/" + secret_name.encode(), E2),
-        (b"\xe0\x80\xae\xe0\x80\xae/" + secret_name.encode(), E2),     # 3-byte overlong '.'
-        (b"\xf0\x80\x80\xae\xf0\x80\x80\xae/" + secret_name.encode(), E2),  # 4-byte overlong
-        (b"\xef\xbc\x8e\xef\xbc\x8e/" + secret_name.encode(), E1),     # U+FF0E: a real name
-        (b"\xed\xa0\x80", E2),                                          # a UTF-16 surrogate
-        (b"f1\xff", E2),
-        (b"rw/\x1b[31mred\x1b[0m", E2),
-        (b"f1\r\nfake log line", E2),
-        ("A" * 255, E1),
-        ("A" * 300, E1, E2),
-        ("A" * 1100, E2),
-        ("a/" * 600, E2),
-        ("/".join(["d" * 200] * 5) + "/x", E1),
-        ("B" * 60000, E2, E4),     # E4: cut to the request buffer, a name without its NUL
-        (".../" + secret_name, E1),
-        ("....", E1),
+        ("../" + secret_name, ERR2),
+        ("..\\" + secret_name, ERR2),
+        ("%2e%2e/" + secret_name, ERR1),
+        ("%2e%2e%2f" + secret_name, ERR1),
+        ("..%2f" + secret_name, ERR1),
+        ("..%00/" + secret_name, ERR1),
+        ("/etc/passwd", ERR1),
+        ("//etc/passwd", ERR1),
+        ("/../../../../../../etc/passwd", ERR2),
+        ("a/../../" + secret_name, ERR2),
+        ("up/./../../" + secret_name, ERR2),
+        ("%c0%ae%c0%ae/" + secret_name, ERR1),
+        (b"\xc0\xae\xc0\xae/" + secret_name.encode(), ERR2),
+        (b"\xc0\xae\xc0\xae", ERR2),
+        (b"\xc0\x2e\xc0\x2e/" + secret_name.encode(), ERR2),
+        (b"\xe0\x80\xae\xe0\x80\xae/" + secret_name.encode(), ERR2),     # 3-byte overlong '.'
+        (b"\xf0\x80\x80\xae\xf0\x80\x80\xae/" + secret_name.encode(), ERR2),  # 4-byte overlong
+        (b"\xef\xbc\x8e\xef\xbc\x8e/" + secret_name.encode(), ERR1),     # U+FF0E: a real name
+        (b"\xed\xa0\x80", ERR2),                                          # a UTF-16 surrogate
+        (b"f1\xff", ERR2),
+        (b"rw/\x1b[31mred\x1b[0m", ERR2),
+        (b"f1\r\nfake log line", ERR2),
+        ("A" * 255, ERR1),
+        ("A" * 300, ERR1, ERR2),
+        ("A" * 1100, ERR2),
+        ("a/" * 600, ERR2),
+        ("/".join(["d" * 200] * 5) + "/x", ERR1),
+        ("B" * 60000, ERR2, ERR4),     # ERROR 4: cut to the request buffer, a name without its NUL
+        (".../" + secret_name, ERR1),
+        ("....", ERR1),
     ]
     cases = []
     for i, item in enumerate(rd):
@@ -649,7 +653,7 @@ def g_names():
         cases.append((label, rq(1, name), want, not_secret))
     # NUL inside the name: the name ends there; what follows is the mode
     cases.append(("rrq_nul_then_traversal_as_mode", b"\0\1f1\0../" + secret_name.encode() + b"\0",
-                  E4, not_secret))
+                  ERR4, not_secret))
     cases.append(("rrq_nul_then_octet_then_traversal", b"\0\1f1\0octet\0../" +
                   secret_name.encode() + b"\0x\0", ("DATA1", len(f1)), is_f1))
     # the name is judged before the mode: either refusal will do
@@ -657,29 +661,29 @@ def g_names():
                   ("ERROR", 2, 4), not_secret))
 
     wr = [
-        ("../" + esc, E2),
-        ("rw/../../" + esc, E2),
-        ("rw/..\\..\\" + esc, E2),
-        ("..\\" + esc, E2),
-        ("/etc/" + esc, E2),                       # read-only route "all"
-        ("//etc/" + esc, E2),
-        ("/../../../../../../tmp/" + esc, E2),
-        ("rw/a/../../" + esc, E2),
-        (b"rw/\xc0\xae\xc0\xae/" + esc.encode(), E2),
-        (b"rw/\xc0\xae\xc0\xae/\xc0\xae\xc0\xae/" + esc.encode(), E2),
-        (b"up/\xe0\x80\xae\xe0\x80\xae/" + esc.encode(), E2),
-        (b"rw/\x1b]0;pwned\x07", E2),
-        (b"rw/a\nb", E2),
-        ("rw/" + "A" * 300, E2, E1),
-        ("rw/" + "A" * 1100, E2),
-        ("rw/" + "B" * 60000, E2, E4),
-        ("f1", E2),                                 # read-only route
+        ("../" + esc, ERR2),
+        ("rw/../../" + esc, ERR2),
+        ("rw/..\\..\\" + esc, ERR2),
+        ("..\\" + esc, ERR2),
+        ("/etc/" + esc, ERR2),                       # read-only route "all"
+        ("//etc/" + esc, ERR2),
+        ("/../../../../../../tmp/" + esc, ERR2),
+        ("rw/a/../../" + esc, ERR2),
+        (b"rw/\xc0\xae\xc0\xae/" + esc.encode(), ERR2),
+        (b"rw/\xc0\xae\xc0\xae/\xc0\xae\xc0\xae/" + esc.encode(), ERR2),
+        (b"up/\xe0\x80\xae\xe0\x80\xae/" + esc.encode(), ERR2),
+        (b"rw/\x1b]0;pwned\x07", ERR2),
+        (b"rw/a\nb", ERR2),
+        ("rw/" + "A" * 300, ERR2, ERR1),
+        ("rw/" + "A" * 1100, ERR2),
+        ("rw/" + "B" * 60000, ERR2, ERR4),
+        ("f1", ERR2),                                 # read-only route
     ]
     for i, item in enumerate(wr):
         name, want = item[0], ("ERROR",) + tuple(w[1] for w in item[1:])
         label = "wrq_%02d_%s" % (i, label_of(name))
         cases.append((label, rq(2, name), want))
-    cases.append(("wrq_nul_then_traversal_as_mode", b"\0\2rw/nul\0../" + esc.encode() + b"\0", E4))
+    cases.append(("wrq_nul_then_traversal_as_mode", b"\0\2rw/nul\0../" + esc.encode() + b"\0", ERR4))
     # ERROR 2 for a single 300-byte segment, like the path layer's "too long"
     run_cases(cases)
 
@@ -896,7 +900,8 @@ def g_flood():
 
     # burst 1: 2000 requests from 4 ports, as fast as they go: real files,
     # missing ones, uploads, garbage. Repeats from one port are retransmissions
-    # of an opening session (C6), not new sessions.
+    # of an opening session, not new sessions (docs/protocol.md, Repeated
+    # requests).
     few = [sock() for _ in range(4)]
     kinds = []
     for f in files:
@@ -989,8 +994,9 @@ def g_flood():
         note_fail("flood: the gateway handled only %d of %d paced bad requests" % (handled, n_refused))
     if bad:
         note_fail("flood: malformed replies %r" % bad[:3])
-    # D16: a session that never heard from its client sends its first
-    # packet and one retransmission; a repeated request gets one resend
+    # a session that never heard from its client sends its first packet and
+    # one retransmission; a repeated request gets one resend
+    # (docs/security.md, Reflection)
     if replies > 2 * sent:
         note_fail("flood: %d replies to %d requests (amplification)" % (replies, sent))
     if replies == 0:

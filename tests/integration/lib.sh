@@ -318,7 +318,8 @@ log_lines() {
 
 # transfer_logged BYTES [RESULT]: a summary line with result=RESULT (ok)
 # and exactly bytes=BYTES, waiting up to 6 s (the gateway dallies one timeout
-# after the final ACK of an upload before it logs, digest D9)
+# after the final ACK of an upload before it logs: RFC 1350 section 6;
+# docs/protocol.md, Final ACK and dally)
 transfer_logged() {
     [ -n "$PEER" ] && return 0
     local i res=${2:-ok}

@@ -73,7 +73,8 @@ def expect_error(fn, code, what):
 
 def probe(op, filename, mode="octet", options=None, wait=2.0):
     """Send one request, return the first reply Packet and abort politely:
-    ERROR 8 after an OACK (E9), ERROR 0 after DATA/ACK."""
+    ERROR 8 after an OACK (RFC 2347, Negotiation Protocol), ERROR 0 after
+    DATA/ACK."""
     with client() as c:
         c.send_raw(T.build_request(op, filename, mode, options))
         got = c.recv(wait)
@@ -97,7 +98,7 @@ def oack_of(op, filename, options, mode="octet"):
     if p.op == T.OACK:
         names = [k.lower() for k, _ in p.options]
         check(len(names) == len(set(names)), "OACK repeats an option: %r" % p.options)
-        check(names, "empty OACK for %r (E4: send none)" % (options,))
+        check(names, "empty OACK for %r (send none)" % (options,))
         return p.opts()
     if op == T.RRQ:
         check(p.op == T.DATA and p.block == 1,
@@ -116,7 +117,8 @@ def gateway_only():
 # ------------------------------------------------------------------ tests
 
 def t_oack_none():
-    """No options, or only unknown/invalid ones: plain RFC 1350 answer (E4)."""
+    """No options, or only unknown/invalid ones: plain RFC 1350 answer (RFC 2347,
+    Negotiation Protocol)."""
     want = read_root("f50k")
     with client() as c:
         r = c.get("f50k")
@@ -137,7 +139,8 @@ def t_oack_none():
 
 
 def t_oack_values():
-    """OACK holds exactly the requested and accepted options (E2, E3)."""
+    """OACK holds exactly the requested and accepted options (RFC 2347,
+    Negotiation Protocol)."""
     cases = [
         ("f50k", [("blksize", "1468")], {"blksize": "1468"}),
         ("f50k", [("blksize", "8")], {"blksize": "8"}),
@@ -163,10 +166,11 @@ def t_oack_values():
     got = oack_of(T.RRQ, "f0", [("tsize", "0"), ("blksize", "1024")])
     check(got in ({"blksize": "1024"}, {"blksize": "1024", "tsize": "0"}),
           "RRQ f0 tsize=0 blksize=1024: OACK %r" % (got,))
-    # G9: no tsize in netascii; tsize alone then means no OACK at all
+    # no tsize in netascii (docs/protocol.md, Transfer size); tsize alone
+    # then means no OACK at all
     got = oack_of(T.RRQ, "text.txt", [("tsize", "0")], mode="netascii")
     if not CTX.peer:
-        check(got is None, "netascii RRQ tsize=0: OACK %r, want none (G9)" % (got,))
+        check(got is None, "netascii RRQ tsize=0: OACK %r, want none" % (got,))
     # full transfers with the negotiated values
     want = read_root("f50k")
     with client() as c:
@@ -186,7 +190,8 @@ def t_oack_values():
 
 
 def t_oack_caps():
-    """Caps from [server] max_blksize=1468, max_windowsize=8 (F2, H2)."""
+    """Caps from [server] max_blksize=1468, max_windowsize=8 (RFC 2348, RFC 7440
+    section 3)."""
     for opts, want in (([("blksize", "65464")], {"blksize": "1468"}),
                        ([("blksize", "8192")], {"blksize": "1468"}),
                        ([("blksize", "1469")], {"blksize": "1468"}),
@@ -263,7 +268,8 @@ def t_dup_ack_ws1():
 
 
 def t_dup_ack_window():
-    """windowsize 4: a repeated ACK of the window's end sends nothing new (H10)."""
+    """windowsize 4: a repeated ACK of the window's end sends nothing new
+    (docs/protocol.md, Duplicate ACKs)."""
     gateway_only()
     with client() as c:
         c.send_raw(T.build_rrq("f50k", options=[("windowsize", "4")]))
@@ -290,7 +296,8 @@ def t_dup_ack_window():
 
 
 def t_session_tid():
-    """Replies come from a new port (the session TID), never the request port (C2);
+    """Replies come from a new port (the session TID), never the request port
+    (RFC 1350 section 4);
     in single-port mode (TG_SERVER_EXTRA has single_port=yes) from the request port."""
     single = "single_port=yes" in os.environ.get("TG_SERVER_EXTRA", "").split()
     with client() as c:
@@ -306,7 +313,8 @@ def t_session_tid():
 
 
 def t_wrq_window_acks():
-    """WRQ windowsize 8: the gateway ACKs the end of each window, not every block (H5)."""
+    """WRQ windowsize 8: the gateway ACKs the end of each window, not every block
+    (RFC 7440 section 4)."""
     data = read_root("f50k")
     nblocks = len(data) // 512 + 1
     windows = -(-nblocks // 8)
@@ -338,7 +346,8 @@ def _arrivals(c, duration, ok):
 
 
 def t_timeout_option():
-    """timeout=1 sets the first retransmission interval (G1, G4); config says 3 s."""
+    """timeout=1 sets the first retransmission interval (RFC 2349; docs/protocol.md,
+    Timeouts and retransmission); config says 3 s."""
     with client() as c:
         c.send_raw(T.build_rrq("f4404", options=[("timeout", "1")]))
         got = c.recv(2.0)
@@ -361,7 +370,8 @@ def t_timeout_option():
 
 def t_unheard_timeout():
     """Until the client answers, the server's interval (timeout=500 here) and one
-    retransmission, whatever timeout option the request asked (D16, G1)."""
+    retransmission, whatever timeout option the request asked (docs/security.md,
+    Reflection)."""
     gateway_only()
     with client() as c:
         c.send_raw(T.build_rrq("f4404", options=[("timeout", "255")]))
@@ -380,7 +390,8 @@ def t_unheard_timeout():
 
 def t_retransmit_giveup():
     """No ACK ever: DATA 1 is resent with backoff, at most `retries` times, then
-    the session ends (D10, D13, D14, D16). timeout=200 retries=3."""
+    the session ends (RFC 1350 section 2, RFC 1123 4.2.3.2, RFC 7440 section 6;
+    docs/security.md, Reflection). timeout=200 retries=3."""
     with client() as c:
         c.send_raw(T.build_rrq("f4404"))
         times, tids = _arrivals(c, 5.0, lambda p: p.op == T.DATA and p.block == 1)
@@ -399,7 +410,8 @@ def t_retransmit_giveup():
 
 
 def t_foreign_tid():
-    """A packet from a foreign TID gets ERROR 5 and the transfer goes on (C3, C4)."""
+    """A packet from a foreign TID gets ERROR 5 and the transfer goes on (RFC 1350
+    sections 2 and 4)."""
     want = read_root("f50k")
     answers = []
 
@@ -438,7 +450,8 @@ def t_foreign_tid():
 
 
 def t_repeat_rrq():
-    """A repeated RRQ from the same client port makes no second session (C6)."""
+    """A repeated RRQ from the same client port makes no second session
+    (docs/protocol.md, Repeated requests)."""
     want = read_root("f50k")
     with client() as c:
         c.send_raw(T.build_rrq("f50k"))
@@ -459,7 +472,8 @@ def t_repeat_rrq():
 
 
 def t_error8():
-    """ERROR 8 after an OACK ends the session quietly (E9, A12). timeout=200 retries=3."""
+    """ERROR 8 after an OACK ends the session quietly (docs/protocol.md, ERROR 8
+    after an OACK). timeout=200 retries=3."""
     gateway_only()
     for op, name, opts in ((T.RRQ, "f50k", [("tsize", "0"), ("blksize", "1468")]),
                            (T.WRQ, "up/e8", [("tsize", "1000"), ("blksize", "1468")])):
@@ -534,7 +548,8 @@ def t_garbage():
 
 
 def t_modes():
-    """mail and unknown modes: ERROR 4 (A6, J7); mode names are case-insensitive (J6)."""
+    """mail and unknown modes: ERROR 4; mode names are case-insensitive
+    (docs/protocol.md, Transfer modes)."""
     for op, name, mode in ((T.RRQ, "f1", "mail"), (T.WRQ, "up/mail", "mail"),
                            (T.RRQ, "f1", "binary"), (T.RRQ, "f1", ""),
                            (T.WRQ, "up/bin", "binary")):
@@ -654,7 +669,8 @@ def netascii_text():
 
 
 def t_netascii_wire():
-    """netascii on the wire: LF <-> CR LF, CR <-> CR NUL, across block edges (J3-J5)."""
+    """netascii on the wire: LF <-> CR LF, CR <-> CR NUL, across block edges
+    (docs/protocol.md, Netascii)."""
     text = read_root("text2.txt")
     check(text == netascii_text(), "fixture text2.txt is not what run.sh should write")
     wire = T.to_netascii(text)

@@ -30,11 +30,10 @@
 # client. Without node, npm (when s3rver is not installed yet) or
 # /usr/bin/aws the tests SKIP.
 #
-# s3rver is not real S3 in ways these tests avoid relying on
-# (/work/shared/backends.md): it answers AbortMultipartUpload with 405 and
-# does not enforce the 5 MiB minimum part size, so the tests read its request
-# log (s3rver-launch.js, S3RVER_REQLOG) to see which requests the gateway
-# sent, and check part sizes themselves.
+# s3rver is not real S3 in ways these tests avoid relying on: it answers
+# AbortMultipartUpload with 405 and does not enforce the 5 MiB minimum part
+# size, so the tests read its request log (s3rver-launch.js, S3RVER_REQLOG)
+# to see which requests the gateway sent, and check part sizes themselves.
 #
 # Gateway configuration (s3_write_config), first match wins:
 #   route bad       match bad/       -> backend badsecret (wrong secret_key)

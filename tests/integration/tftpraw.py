@@ -549,7 +549,9 @@ class Client:
                 diff = (pkt.block - (base - 1)) & 0xFFFF
                 if diff == 0 or diff >= 0x8000:
                     res.stale_acks += 1
-                    continue      # duplicate or older ACK: never resend because of it (D11)
+                    # duplicate or older ACK: never resend because of it
+                    # (RFC 1123 4.2.3.1)
+                    continue
                 n = base - 1 + diff
                 if n > hi:
                     raise ProtocolViolation("ACK %d for a block never sent (base %d, hi %d)"

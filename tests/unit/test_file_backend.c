@@ -341,7 +341,7 @@ static int pull_rest(struct ctx *c, struct sx *x, size_t chunk, bool exact,
         if (n == 0)
             return 0;
         if (exact) {
-            /* Only the last block may be short (digest D5/D6). */
+            /* Only the last block may be short (RFC 1350 section 6). */
             assert_false(short_seen);
             if ((size_t)n < chunk)
                 short_seen = true;
@@ -869,7 +869,8 @@ static void test_write_new(void **state)
         assert_int_equal(stat(p, &sb), 0);
         assert_int_equal(sb.st_mode & 07777, 0644 & ~um);
         assert_int_equal(unlink(p), 0);
-        /* An empty upload is a file too (digest D5). */
+        /* An empty upload is a file too (docs/protocol.md, The final empty
+         * block). */
         assert_int_equal(write_all(c, "empty", false, NULL, 0, 512, &err), 0);
         assert_string_equal(listing(c->root), "empty\n");
         assert_non_null(got = get_file(c->root, "empty", &n));
@@ -934,7 +935,9 @@ static void test_write_refused(void **state)
         { "outdir/f", true, -1, 2, "access violation" },   /* parent leads out */
         { "outdir/new/f", true, -1, 2, "access violation" },
         { "exists.txt/f", true, -1, 1, "file not found" }, /* ENOTDIR */
-        { "huge.iso", false, INT64_MAX / 4, 3, "disk full" }, /* tsize cannot fit (B3) */
+        /* tsize cannot fit: ERROR 3 (RFC 2349, Transfer Size Option
+         * Specification) */
+        { "huge.iso", false, INT64_MAX / 4, 3, "disk full" },
         { "", false, -1, 2, "access violation" },
     };
     const char *before;

@@ -1,5 +1,6 @@
 /* tests/unit/test_netascii.c - netascii conversion: exact bytes, splits at
- * every boundary, and a seeded random round trip (digest J3, J4, J5). */
+ * every boundary, and a seeded random round trip (docs/protocol.md,
+ * Netascii). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -238,7 +239,7 @@ static void test_decode_table(void **state)
     }
 }
 
-/* A CR at the end of one block and the byte after it in the next (J5). */
+/* A CR at the end of one block and the byte after it in the next. */
 static void test_decode_across_blocks(void **state)
 {
     static const struct {

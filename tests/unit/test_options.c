@@ -186,7 +186,7 @@ static const struct neg_case neg_cases[] = {
     { "no options", RRQ, "octet", 0, { NULL }, LIM_DEF,
       0, 0, 512, 1, 0, -1 },
 
-    /* blksize: RFC 2348, digest F1-F5 */
+    /* blksize: RFC 2348 */
     { "blksize 7 left out", RRQ, "octet", 1, { "blksize", "7" }, LIM_DEF,
       B, 0, 512, 1, 0, -1 },
     { "blksize 0 left out", RRQ, "octet", 1, { "blksize", "0" }, LIM_DEF,
@@ -224,7 +224,7 @@ static const struct neg_case neg_cases[] = {
     { "blksize hex", RRQ, "octet", 1, { "blksize", "0x400" }, LIM_DEF,
       B, 0, 512, 1, 0, -1 },
 
-    /* timeout: RFC 2349, digest G1-G3 */
+    /* timeout: RFC 2349, Timeout Interval Option Specification */
     { "timeout 0 left out", RRQ, "octet", 1, { "timeout", "0" }, LIM_DEF,
       T, 0, 512, 1, 0, -1 },
     { "timeout 1", RRQ, "octet", 1, { "timeout", "1" }, LIM_DEF,
@@ -244,7 +244,7 @@ static const struct neg_case neg_cases[] = {
     { "timeout 010 is ten", RRQ, "octet", 1, { "timeout", "010" }, LIM_DEF,
       T, T, 512, 1, 10, -1 },
 
-    /* windowsize: RFC 7440, digest H1-H2 */
+    /* windowsize: RFC 7440 section 3 */
     { "windowsize 0 left out", RRQ, "octet", 1, { "windowsize", "0" }, LIM_DEF,
       W, 0, 512, 1, 0, -1 },
     { "windowsize 1", RRQ, "octet", 1, { "windowsize", "1" }, LIM_DEF,
@@ -288,7 +288,8 @@ static const struct neg_case neg_cases[] = {
       { "blksize", "1468", "windowsize", "4" }, { 1468, 64, 1000, 0 },
       B | W, B | W, 1468, 1, 0, -1 },
 
-    /* tsize: RFC 2349, digest G5-G10 */
+    /* tsize: RFC 2349, Transfer Size Option Specification;
+     * docs/protocol.md, Transfer size */
     { "RRQ tsize 0", RRQ, "octet", 1, { "tsize", "0" }, LIM_DEF,
       S, S, 512, 1, 0, -1 },
     { "RRQ tsize non-zero still a question", RRQ, "octet", 1,
@@ -313,15 +314,16 @@ static const struct neg_case neg_cases[] = {
       S, 0, 512, 1, 0, -1 },
     { "WRQ tsize 12a", WRQ, "octet", 1, { "tsize", "12a" }, LIM_DEF,
       S, 0, 512, 1, 0, -1 },
-    { "netascii RRQ tsize never accepted (G9)", RRQ, "netascii", 1,
+    { "netascii RRQ tsize never accepted", RRQ, "netascii", 1,
       { "tsize", "0" }, LIM_DEF, S, 0, 512, 1, 0, -1 },
-    { "netascii WRQ tsize never accepted (G9)", WRQ, "NETASCII", 1,
+    { "netascii WRQ tsize never accepted", WRQ, "NETASCII", 1,
       { "tsize", "100" }, LIM_DEF, S, 0, 512, 1, 0, -1 },
     { "netascii keeps the other options", RRQ, "netascii", 3,
       { "tsize", "0", "blksize", "1024", "timeout", "2" }, LIM_DEF,
       S | B | T, B | T, 1024, 1, 2, -1 },
 
-    /* E1: names case-insensitive, first of a repeat wins */
+    /* Names case-insensitive (RFC 2347, Packet Formats), first of a repeat
+     * wins (docs/protocol.md, Options order and repeats) */
     { "mixed-case names", WRQ, "octet", 4,
       { "BlkSize", "1024", "TIMEOUT", "3", "TSize", "77", "WindowSize", "8" },
       LIM_DEF, B | T | S | W, B | T | S | W, 1024, 8, 3, 77 },
@@ -336,7 +338,8 @@ static const struct neg_case neg_cases[] = {
     { "duplicate windowsize: first wins", RRQ, "octet", 2,
       { "windowsize", "4", "windowsize", "0" }, LIM_DEF, W, W, 512, 4, 0, -1 },
 
-    /* E2: unknown options ignored, not refused */
+    /* Unknown options ignored, not refused (RFC 2347, Negotiation
+     * Protocol) */
     { "unknown options ignored", RRQ, "octet", 5,
       { "rollover", "0", "multicast", "", "blksize2", "1024", "utimeout",
         "10000", "blksiz", "512" },
@@ -344,7 +347,8 @@ static const struct neg_case neg_cases[] = {
     { "unknown options around a known one", RRQ, "octet", 3,
       { "x", "y", "blksize", "1400", "z", "" }, LIM_DEF, B, B, 1400, 1, 0, -1 },
 
-    /* E14: refusals are requested but never accepted */
+    /* Refusals are requested but never accepted (docs/protocol.md,
+     * Per-route refused options) */
     { "refuse blksize and tsize", RRQ, "octet", 3,
       { "blksize", "1024", "tsize", "0", "timeout", "5" },
       { 1468, 64, 0, B | S }, B | S | T, T, 512, 1, 5, -1 },
@@ -402,7 +406,7 @@ static const struct {
     struct tg_opt_limits lim;
     int64_t rrq_size;  /* what the server learnt from the backend */
     const uint8_t *oack;
-    size_t len;        /* 0: no OACK at all (E4) */
+    size_t len;        /* 0: no OACK at all, never an empty one */
 } oack_cases[] = {
     { "all four, fixed order whatever the request order", RRQ, "octet", 4,
       { "windowsize", "8", "tsize", "0", "timeout", "5", "blksize", "1468" },
@@ -428,7 +432,7 @@ static const struct {
       { "blksize", "7", "timeout", "0" }, LIM_DEF, -1, NULL, 0 },
     { "only refused options: no OACK", RRQ, "octet", 1, { "blksize", "1024" },
       { 1468, 64, 0, B }, -1, NULL, 0 },
-    { "RRQ tsize with size unknown: no OACK (G8)", RRQ, "octet", 1,
+    { "RRQ tsize with size unknown: no OACK", RRQ, "octet", 1,
       { "tsize", "0" }, LIM_DEF, -1, NULL, 0 },
     { "RRQ tsize unknown, blksize still acknowledged", RRQ, "octet", 2,
       { "tsize", "0", "blksize", "1024" }, LIM_DEF, -1,

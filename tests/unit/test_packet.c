@@ -126,7 +126,7 @@ static const struct {
     { "option name without its NUL is dropped",
       DG("\x00\x01" "f\0" "octet\0" "tsize\0" "0\0" "blks"),
       TG_OP_RRQ, "f", "octet", 1, { "tsize", "0" } },
-    { "value without its NUL is dropped (A5 garbage)",
+    { "value without its NUL is dropped (trailing garbage)",
       DG("\x00\x01" "f\0" "octet\0" "blksize\0" "512"),
       TG_OP_RRQ, "f", "octet", 0, { NULL } },
     { "NUL padding after the mode is not an option",
@@ -209,7 +209,7 @@ static const struct {
     size_t dlen;
 } datas[] = {
     { "block 1, 3 bytes", DG("\x00\x03\x00\x01" "abc"), 1, 3 },
-    { "0-byte payload (D5)", DG("\x00\x03\xff\xff"), 65535, 0 },
+    { "0-byte payload (final empty block)", DG("\x00\x03\xff\xff"), 65535, 0 },
     { "block byte order", DG("\x00\x03\x12\x34" "\x00"), 0x1234, 1 },
     { "block 0 after rollover", DG("\x00\x03\x00\x00" "zz"), 0, 2 },
 };
@@ -387,7 +387,7 @@ static void test_build_error(void **state)
     assert_int_equal(n, 19);
     assert_memory_equal(buf, "\x00\x05\x00\x01" "File not found\0", 19);
 
-    /* A message-less ERROR still carries its NUL (A9). */
+    /* A message-less ERROR still carries its NUL (RFC 1350 section 5). */
     n = tg_pkt_build_error(buf, sizeof(buf), TG_TFTP_EOPTNEG, NULL);
     assert_int_equal(n, 5);
     assert_memory_equal(buf, "\x00\x05\x00\x08\0", 5);
@@ -395,7 +395,8 @@ static void test_build_error(void **state)
     assert_int_equal(n, 5);
     assert_memory_equal(buf, "\x00\x05\x00\x00\0", 5);
 
-    /* A13: the datagram stays under 512 bytes whatever the message. */
+    /* The datagram stays under 512 bytes whatever the message
+     * (docs/protocol.md, Error packets). */
     memset(longmsg, 'x', sizeof(longmsg) - 1);
     longmsg[sizeof(longmsg) - 1] = '\0';
     memset(buf, 0xaa, sizeof(buf));
@@ -437,7 +438,8 @@ static void test_build_oack(void **state)
     assert_int_equal(tg_pkt_build_oack(buf, sizeof(want), opts, 2), sizeof(want));
     ASSERT_SHORT_CAPS(tg_pkt_build_oack(buf, cap, opts, 2), sizeof(want));
 
-    /* The codec itself does not forbid an empty OACK; options.c does (E4). */
+    /* The codec itself does not forbid an empty OACK; options.c does
+     * (docs/protocol.md, Options order and repeats). */
     assert_int_equal(tg_pkt_build_oack(buf, sizeof(buf), NULL, 0), 2);
     assert_memory_equal(buf, "\x00\x06", 2);
 }

@@ -1,5 +1,6 @@
 /* tests/unit/test_window.c - block arithmetic, sender ring and receiver policy
- * (RFC 7440, digest H and I), written against include/tftpgw/window.h. */
+ * (RFC 7440; docs/protocol.md, Block number rollover, Duplicate ACKs and
+ * Duplicate DATA), written against include/tftpgw/window.h. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -44,7 +45,7 @@ static const struct {
     { 1, 1, 1 },
     { 65534, 0, 65534 },
     { 65535, 0, 65535 },
-    { 65536, 0, 0 },             /* digest I2: after 65535 comes 0 */
+    { 65536, 0, 0 },             /* after 65535 comes 0 (the default) */
     { 65537, 0, 1 },
     { 131071, 0, 65535 },
     { 131072, 0, 0 },
@@ -53,7 +54,7 @@ static const struct {
     { 4294967301ULL, 0, 5 },
     { 65534, 1, 65534 },
     { 65535, 1, 65535 },
-    { 65536, 1, 1 },             /* digest I3: after 65535 comes 1 */
+    { 65536, 1, 1 },             /* after 65535 comes 1 (rollover = 1) */
     { 65537, 1, 2 },
     { 131070, 1, 65535 },
     { 131071, 1, 1 },
@@ -76,7 +77,8 @@ static void test_blk_wire(void **state)
     }
 }
 
-/* Consecutive sequences give consecutive wire numbers (digest I5). */
+/* Consecutive sequences give consecutive wire numbers, modulo 2^16
+ * (docs/protocol.md, Block number rollover). */
 static void test_blk_wire_successor(void **state)
 {
     (void)state;
@@ -464,7 +466,8 @@ static void test_win_eof_short(void **state)
     assert_int_equal(tg_win_sendable(&w), 0);
     assert_int_equal(tg_win_ack(&w, 1), 1);
     assert_false(tg_win_done(&w));
-    assert_int_equal(send_all(&w, 2), 1);   /* H9: again from after the ACK */
+    /* again from after the ACK (RFC 7440 section 4) */
+    assert_int_equal(send_all(&w, 2), 1);
     assert_int_equal(tg_win_ack(&w, 2), 1);
     assert_true(tg_win_done(&w));
     assert_int_equal(tg_win_sendable(&w), 0);
@@ -508,7 +511,7 @@ static void test_win_eof_exact_multiple(void **state)
     assert_true(tg_win_done(&w));
     tg_win_free(&w);
 
-    /* windowsize 1 (RFC 1350 lock-step, H6), exact multiple */
+    /* windowsize 1 (RFC 1350 lock-step, RFC 7440 section 4), exact multiple */
     assert_int_equal(tg_win_init(&w, 1, 8, 0), 0);
     fill_full(&w, 1);
     assert_null(tg_win_fill_ptr(&w, &room));
@@ -523,7 +526,7 @@ static void test_win_eof_exact_multiple(void **state)
     tg_win_free(&w);
 }
 
-/* RFC 7440 4 (H9), RFC 1123 4.2.3.1, digest H10. */
+/* RFC 7440 section 4, RFC 1123 4.2.3.1; docs/protocol.md, Duplicate ACKs. */
 static void test_win_ack_rules(void **state)
 {
     struct tg_win w;
@@ -608,7 +611,7 @@ static void test_win_ack_rules_old_tail(void **state)
     tg_win_free(&w);
 }
 
-/* Timeout: start again after the last ACK (RFC 7440 4, H7). */
+/* Timeout: start again after the last ACK (RFC 7440 section 4). */
 static void test_win_rewind(void **state)
 {
     struct tg_win w;
@@ -658,7 +661,8 @@ static void advance_to(struct tg_win *w, uint64_t target)
     }
 }
 
-/* Digest I4, I6: 65534, 65535, 0, 1 with duplicates of 65535 and 0. */
+/* Across the wrap to 0: 65534, 65535, 0, 1 with duplicates of 65535 and 0
+ * (docs/protocol.md, Block number rollover). */
 static void test_win_ack_rollover0(void **state)
 {
     struct tg_win w;
@@ -685,7 +689,7 @@ static void test_win_ack_rollover0(void **state)
     assert_int_equal(w.acked, 65536);
     assert_int_equal(w.next_send, 65537);
     expect_ignored(&w, 0);
-    expect_ignored(&w, 65535);  /* I4: tftp-hpa's late 65535 */
+    expect_ignored(&w, 65535);  /* tftp-hpa's late 65535 */
     assert_int_equal(send_all(&w, 65537), 1);
     assert_int_equal(tg_win_ack(&w, 1), 1);
     assert_int_equal(w.acked, 65537);
@@ -827,7 +831,8 @@ static void test_rx_init(void **state)
     assert_int_equal(tg_rx_ack_wire(&r), 0);
 }
 
-/* H5: ACK the last block of each window and the short final block. */
+/* RFC 7440 section 4: ACK the last block of each window and the short
+ * final block. */
 static void test_rx_in_order(void **state)
 {
     static const struct rx_step ws4[] = {
@@ -848,7 +853,7 @@ static void test_rx_in_order(void **state)
     static const struct rx_step ws4_first_last[] = {
         { 1, true, TG_RX_ACCEPT, 1, 1 },
     };
-    static const struct rx_step ws1[] = {   /* H6: RFC 1350 lock-step */
+    static const struct rx_step ws1[] = {   /* RFC 1350 lock-step */
         { 1, false, TG_RX_ACCEPT, 1, 1 },
         { 2, false, TG_RX_ACCEPT, 1, 2 },
         { 3, true, TG_RX_ACCEPT, 1, 3 },
@@ -910,8 +915,8 @@ static void test_rx_dup(void **state)
     assert_int_equal(r.received, 2);
 }
 
-/* H8: on a gap ACK the last in-order block once, then stay quiet until an
- * in-order block arrives. */
+/* RFC 7440 section 4: on a gap ACK the last in-order block once, then stay
+ * quiet until an in-order block arrives. */
 static void test_rx_gap(void **state)
 {
     static const struct rx_step steps[] = {
@@ -980,7 +985,8 @@ static unsigned rx_burst(struct tg_rx *r, uint16_t from, unsigned n, uint16_t la
 }
 
 /* The window's ACK is lost, then the re-ACK a duplicate draws is lost too:
- * each further retransmission of the window (the sender's timeout, H7) must
+ * each further retransmission of the window (the sender's timeout, RFC 7440
+ * section 4) must
  * still draw an ACK, or the transfer stalls until the sender gives up.
  * The same holds for the final block (RFC 1350 6: a lost last ACK is
  * answered by the retransmitted last DATA). */
