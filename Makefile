@@ -42,7 +42,7 @@ UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
 UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv gateway/metrics gateway/sha256 backends/file backends/http backends/s3 backends/cache
 
-.PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench
+.PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench bench-compare
 
 all: $(BIN)
 
@@ -110,6 +110,16 @@ test-asan: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    sh tests/run-unit.sh $(UNIT_TESTS:%=build-asan/test_%)
 	@ASAN_OPTIONS=detect_leaks=1 TFTPGW_BIN=$(CURDIR)/build-asan/tftpgw bash tests/integration/run.sh
+
+# The benchmark with the gateway of commit OLD served alongside (old-file,
+# old-http, old-cache, interleaved in every round): docs/performance.md then
+# has a table of new/old ratios from the same run.
+bench-compare: deps tftpgw $(BUILD)/tftpload
+	@test -n "$(OLD)" || { echo "usage: make bench-compare OLD=COMMIT"; exit 2; }
+	@rm -rf $(BUILD)/old && mkdir -p $(BUILD)/old && git archive "$(OLD)" | tar -x -C $(BUILD)/old
+	@$(MAKE) --no-print-directory -C $(BUILD)/old tftpgw > /dev/null
+	@TFTPLOAD=$(CURDIR)/$(BUILD)/tftpload TFTPGW_OLD_BIN=$(CURDIR)/$(BUILD)/old/tftpgw \
+	    TFTPGW_OLD_REV=$$(git rev-parse --short "$(OLD)") bash tests/bench/run.sh
 
 # Unit tests under valgrind (memcheck, leaks are errors).
 test-valgrind: $(UNIT_BINS)

@@ -119,11 +119,13 @@ def tree_sample(pid, interval):
 
 # ---------------------------------------------------------------- report
 
-SERVERS = ["gw-file", "gw-http", "gw-cache", "tftpd-hpa", "atftpd", "dnsmasq"]
+SERVERS = ["gw-file", "old-file", "gw-http", "old-http", "gw-cache", "old-cache",
+           "tftpd-hpa", "atftpd", "dnsmasq"]
 GATEWAYS = ["gw-file", "gw-http", "gw-cache"]
 PEERS = ["tftpd-hpa", "atftpd", "dnsmasq"]
 LABEL = {
     "gw-file": "tftpgw file", "gw-http": "tftpgw http", "gw-cache": "tftpgw cache",
+    "old-file": "old file", "old-http": "old http", "old-cache": "old cache",
     "tftpd-hpa": "tftpd-hpa", "atftpd": "atftpd", "dnsmasq": "dnsmasq",
 }
 SINGLE = [("ls1468", "blksize 1468, lock-step"), ("ws8", "blksize 1468, windowsize 8"),
@@ -273,7 +275,9 @@ def write_chart(res, rundir, png):
     plots = []
     styles = {"gw-file": "lw 3 dt 1 lc rgb '#1f4e9c'", "gw-http": "lw 3 dt 2 lc rgb '#3a8fd9'",
               "gw-cache": "lw 3 dt 3 lc rgb '#7b3fb5'", "tftpd-hpa": "lw 2 dt 1 lc rgb '#d95f02'",
-              "atftpd": "lw 2 dt 1 lc rgb '#1b9e77'", "dnsmasq": "lw 2 dt 4 lc rgb '#a50f15'"}
+              "atftpd": "lw 2 dt 1 lc rgb '#1b9e77'", "dnsmasq": "lw 2 dt 4 lc rgb '#a50f15'",
+              "old-file": "lw 1 dt 1 lc rgb '#8c8c8c'", "old-http": "lw 1 dt 2 lc rgb '#8c8c8c'",
+              "old-cache": "lw 1 dt 3 lc rgb '#8c8c8c'"}
     storm_max = 0.0
     for s in servers:
         st = storm_stats(res, s)
@@ -327,6 +331,38 @@ unset multiplot
 
 
 res_meta = {}
+
+
+def old_new_table(res, meta, w):
+    """New binary against old, per backend and scenario, from the same
+    interleaved rounds (make bench-compare)."""
+    if not any(r["server"].startswith("old-") for r in res.rows):
+        return
+    w("## Old and new binary, same run (median; new / old)")
+    w("")
+    w("The old binary is commit %s; the new one is the commit above. Both serve the same "
+      "backends with the same configuration, interleaved in every round, so the ratio "
+      "is the change's effect within this run's noise." % (meta.get("OLD_REV") or "?"))
+    w("")
+    w("| scenario | backend | new | old | new / old |")
+    w("|---|---|---|---|---|")
+    rows = [(scen, title, "aggregate_MBps", "MB/s", 1) for scen, title in SINGLE]
+    rows += [("storm", "boot storm, aggregate", "aggregate_MBps", "MB/s", 1),
+             ("storm", "boot storm, p99", "p99_s", "s", 1),
+             ("storm", "boot storm, server CPU", "server_cpu_s", "s", 1),
+             ("mem", "memory row, peak RSS", "peak_rss_kib", "MiB", 1024.0)]
+    for scen, title, key, unit, div in rows:
+        for kind in ("file", "http", "cache"):
+            new, old = res.med(scen, "gw-" + kind, key), res.med(scen, "old-" + kind, key)
+            if new is None and old is None:
+                continue
+            r = ratio(new, old)
+            w("| %s | %s | %s %s | %s %s | %s |" % (
+                title, kind, fmt(None if new is None else new / div, 2), unit,
+                fmt(None if old is None else old / div, 2), unit, fmt(r, 3)))
+    w("")
+    w("MB/s: higher is better; seconds and MiB: lower is better.")
+    w("")
 
 
 def report(rundir, out_md, out_png):
@@ -520,6 +556,8 @@ def report(rundir, out_md, out_png):
             fmt(None if pk is None else pk / 1024.0), tgt / 1024.0,
             fmt(ratio(pk, tgt), 2), fmt(res.med("mem", s, "aggregate_MBps")), failed))
     w("")
+
+    old_new_table(res, meta, w)
 
     # targets
     w("## Targets of issue 6 (ratios from this run)")

@@ -23,6 +23,11 @@
 # round: every scenario runs against every server once before the next
 # repetition.
 #
+# Old and new binary in one run: TFTPGW_OLD_BIN (and TFTPGW_OLD_REV, its
+# label) adds old-file, old-http and old-cache, the same backends served by
+# that binary, interleaved with the others; the report then has a table of
+# new/old ratios (`make bench-compare OLD=REV` builds REV and sets both).
+#
 # Environment: REPS (3), QUICK=1, SERVERS, SCENARIOS, TFTPLOAD (load
 # generator, default build/tftpload, built with make when missing),
 # TFTPGW_BIN, SERVER_CPU, CLIENT_CPU, NGINX_CPU, OUT_MD, OUT_PNG, KEEP=1
@@ -73,7 +78,13 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 NGINX_CPU=${NGINX_CPU:-1}
 RSS_SAMPLE_S=0.05
-SERVERS=${SERVERS:-gw-file gw-http gw-cache tftpd-hpa atftpd dnsmasq}
+OLD_GW=${TFTPGW_OLD_BIN:-}
+OLD_REV=${TFTPGW_OLD_REV:-}
+if [ -n "$OLD_GW" ]; then
+    SERVERS=${SERVERS:-gw-file old-file gw-http old-http gw-cache old-cache tftpd-hpa atftpd dnsmasq}
+else
+    SERVERS=${SERVERS:-gw-file gw-http gw-cache tftpd-hpa atftpd dnsmasq}
+fi
 SCENARIOS=${SCENARIOS:-ls1468 ws8 ws16 ws32 ws64 ls8192 storm mem}
 TFTPLOAD=${TFTPLOAD:-$REPO/build/tftpload}
 PEERS_DIR=$REPO/build/peers
@@ -98,6 +109,7 @@ ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)" 2> /dev/null
 # ---------------------------------------------------------------- checks, set-up
 
 [ -x "$GW" ] || die "no gateway binary at $GW (run make first)"
+[ -z "$OLD_GW" ] || [ -x "$OLD_GW" ] || die "no old gateway binary at $OLD_GW"
 # tftpgw refuses root without [server] user unless told; the bench drops nothing.
 ALLOW_ROOT=""; [ "$(id -u)" = 0 ] && ALLOW_ROOT=--allow-root
 if [ ! -x "$TFTPLOAD" ]; then
@@ -289,14 +301,15 @@ gw_config() {   # gw_config FILE PORT KIND
     } > "$file"
 }
 
-start_gw() {   # start_gw NAME KIND
-    local name=$1 kind=$2 port
+start_gw() {   # start_gw NAME KIND [BINARY]: old-* names run the old binary
+    local name=$1 kind=$2 port bin=${3:-$GW}
+    case $name in old-*|mem-old-*) bin=$OLD_GW ;; esac
     for _ in 1 2 3; do
         port=$(free_port)
         gw_config "$T/$name.ini" "$port" "$kind"
         sed -e "s|$WORK|WORK|g" -e "s|127.0.0.1:$port|127.0.0.1:PORT|" \
             -e "s|127.0.0.1:${NGX_PORT:-none}/|127.0.0.1:NGINX_PORT/|" "$T/$name.ini" > "$RUN/logs/$name.ini"
-        start_srv "$name" "$port" "" "$GW" --config "$T/$name.ini" $ALLOW_ROOT && return 0
+        start_srv "$name" "$port" "" "$bin" --config "$T/$name.ini" $ALLOW_ROOT && return 0
     done
     return 1
 }
@@ -328,7 +341,8 @@ start_peer() {   # start_peer NAME
 }
 
 NGX_UP=0
-if has_server gw-http || has_server gw-cache || has_scen mem; then
+if has_server gw-http || has_server gw-cache || has_server old-http || has_server old-cache ||
+    has_scen mem; then
     if nginx_up; then
         NGX_UP=1
         taskset -pc "$NGINX_CPU" "$NGX_PID" > /dev/null
@@ -338,14 +352,16 @@ if has_server gw-http || has_server gw-cache || has_scen mem; then
         NOTES+=("nginx did not start ($REASON): http and cache backends left out")
         drop_server gw-http
         drop_server gw-cache
+        drop_server old-http
+        drop_server old-cache
     fi
 fi
 
 for s in $SERVERS; do
     case $s in
-        gw-file) start_gw "$s" file ;;
-        gw-http) start_gw "$s" http ;;
-        gw-cache) start_gw "$s" cache ;;
+        gw-file|old-file) start_gw "$s" file ;;
+        gw-http|old-http) start_gw "$s" http ;;
+        gw-cache|old-cache) start_gw "$s" cache ;;
         *) start_peer "$s" ;;
     esac || { NOTES+=("$s left out: $REASON"); say "$REASON"; drop_server "$s"; }
 done
@@ -429,7 +445,7 @@ measure() {
         peak=$(stat_kib "$pid" VmHWM)
     fi
     local ups=""
-    case $name in gw-http|gw-cache) ups=$(awk -v t=$((u1 - u0)) -v hz="$HZ" 'BEGIN {printf "%.2f", t / hz}') ;; esac
+    case $name in *-http|*-cache) ups=$(awk -v t=$((u1 - u0)) -v hz="$HZ" 'BEGIN {printf "%.2f", t / hz}') ;; esac
     [ "$scen" = mem ] && ups=""
     local size
     size=$(stat -c %s "$ROOT/$file.bin")
@@ -444,16 +460,19 @@ measure() {
 
 # the memory row: a fresh gateway per backend, peak RSS of that process
 measure_mem() {
-    local rep=$1 kind
+    local rep=$1 kind who
     for kind in file http; do
         [ "$kind" = http ] && [ "$NGX_UP" != 1 ] && continue
-        local name=mem-$kind
-        start_gw "$name" "$kind" || { NOTES+=("memory row, $kind backend: $REASON"); continue; }
-        sleep 0.2
-        # the CSV names the backend as the other tables do
-        ROW_NAME=gw-$kind measure "$rep" mem "$name" mem "$MEM_BLKSIZE" "$MEM_WINDOWSIZE" \
-            "$MEM_CLIENTS" "$MEM_CLIENTS" 0 300
-        stop_pid "${SPID[$name]}"
+        for who in gw ${OLD_GW:+old}; do
+            local name=mem-$kind
+            [ "$who" = old ] && name=mem-old-$kind
+            start_gw "$name" "$kind" || { NOTES+=("memory row, $kind backend: $REASON"); continue; }
+            sleep 0.2
+            # the CSV names the backend as the other tables do
+            ROW_NAME=$who-$kind measure "$rep" mem "$name" mem "$MEM_BLKSIZE" "$MEM_WINDOWSIZE" \
+                "$MEM_CLIENTS" "$MEM_CLIENTS" 0 300
+            stop_pid "${SPID[$name]}"
+        done
     done
 }
 
@@ -475,7 +494,7 @@ sleep 1   # let the probed sessions time out or end
 for s in $SERVERS; do
     for f in storm big small; do
         [ -f "$ROOT/$f.bin" ] || continue
-        [ "$s" != gw-cache ] && [ "$f" != storm ] && continue
+        case $s in *-cache) ;; *) [ "$f" != storm ] && continue ;; esac
         load "$s" warmup "$f" 1468 8 1 1 0 120
         [ "$LOAD_RC" = 0 ] || NOTES+=("warm-up of $f.bin on $s failed (exit $LOAD_RC): $LOAD_OUT")
     done
@@ -500,6 +519,7 @@ pv() { dpkg-deb -f "$PEERS_DIR/debs/$1"_*.deb Version 2>/dev/null | head -n 1; }
     echo "OS=$(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}")"
     echo "GIT_REV=$GIT_REV"
     echo "GIT_DIRTY=$GIT_DIRTY"
+    echo "OLD_REV=$OLD_REV"
     echo "GW_CFLAGS=make (CFLAGS -O2 -g)"
     echo "PEER_VERSIONS=tftpd-hpa $(pv tftpd-hpa), atftpd $(pv atftpd), dnsmasq $(pv dnsmasq-base) (Debian packages, unpacked)"
     echo "NGINX_VERSION=nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"
@@ -522,6 +542,7 @@ pv() { dpkg-deb -f "$PEERS_DIR/debs/$1"_*.deb Version 2>/dev/null | head -n 1; }
     inv="make bench"
     [ "$QUICK" = 1 ] && inv="QUICK=1 make bench"
     [ "$REPS" != 3 ] && [ "$QUICK" != 1 ] && inv="REPS=$REPS make bench"
+    [ -n "$OLD_GW" ] && inv="$inv-compare OLD=${OLD_REV:-?}"
     echo "INVOCATION=$inv"
 } > "$RUN/meta.env"
 
