@@ -16,9 +16,9 @@ CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 
-CORE := gateway/util gateway/log gateway/packet gateway/options gateway/netascii \
+CORE := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/netascii \
         gateway/path gateway/window gateway/route gateway/config gateway/backend \
-        gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
+        gateway/registry gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
         gateway/metrics gateway/ratelimit backends/file backends/http backends/s3 backends/cache
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h)
@@ -30,15 +30,15 @@ UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
 UT_path := gateway/util gateway/path
 UT_window := gateway/util gateway/packet gateway/window
-UT_route := gateway/util gateway/path gateway/route
-UT_config := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config
+UT_route := gateway/util gateway/sockaddr gateway/path gateway/route
+UT_config := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config
 UT_uri := gateway/util gateway/uri
-UT_metrics := gateway/util gateway/log gateway/metrics
+UT_metrics := gateway/util gateway/sockaddr gateway/log gateway/metrics
 UT_ratelimit := gateway/util gateway/ratelimit
 UT_http_config = $(UT_file_backend)
 UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
-UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv gateway/metrics backends/file backends/http backends/s3 backends/cache
+UT_file_backend := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv gateway/metrics backends/file backends/http backends/s3 backends/cache
 
 .PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench
 

@@ -342,9 +342,9 @@ int main(int argc, char **argv)
     if (rc != 0)
         tg_log(TG_LOG_WARN, "loop did not close cleanly: %s", uv_strerror(rc));
     tg_log(TG_LOG_INFO, "stopped: %llu ok, %llu failed, %llu refused",
-           (unsigned long long)srv.stats.transfers_ok,
-           (unsigned long long)srv.stats.transfers_failed,
-           (unsigned long long)srv.stats.requests_refused);
-    tg_config_free(srv.cfg); /* the one running at the end: reloads freed the rest */
+           (unsigned long long)srv.rt.stats.transfers_ok,
+           (unsigned long long)srv.rt.stats.transfers_failed,
+           (unsigned long long)srv.rt.stats.requests_refused);
+    tg_config_free(srv.rt.cfg); /* the one running at the end: reloads freed the rest */
     return 0;
 }

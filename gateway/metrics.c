@@ -19,6 +19,7 @@
 #include "tftpgw/common.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
+#include "tftpgw/sockaddr.h"
 
 #define MAX_LABELS 3
 #define OTHER_IDX TG_METRICS_MAX_VALUES

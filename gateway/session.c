@@ -18,12 +18,18 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "registry.h"
+#include "runtime.h"
+#include "session.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
+#include "tftpgw/netascii.h"
+#include "tftpgw/options.h"
 #include "tftpgw/packet.h"
 #include "tftpgw/path.h"
 #include "tftpgw/route.h"
+#include "tftpgw/sockaddr.h"
+#include "tftpgw/window.h"
 
 #define BURST 64
 #define RTO_CAP_MS 16000u
@@ -43,16 +49,14 @@ static const char *const state_names[] = {"opening", "negotiated", "transfer",
                                           "draining", "dally", "done"};
 
 struct tg_session {
-    struct tg_session *prev, *next;
-    struct tg_server *srv;
+    struct tg_reg_entry reg; /* the server's registry: peer, request, ops */
+    struct tg_runtime *rt;
     enum tg_opcode op;
     enum tg_sess_state state;
     struct sockaddr_storage peer;
     char peer_str[INET6_ADDRSTRLEN + 8];
-    char client_ip[INET6_ADDRSTRLEN];
     int fd;              /* own socket, or the listener's in single-port mode */
     bool shared;         /* single-port: fd belongs to the listener */
-    struct tg_session *hnext; /* chain of the server's by-peer table */
     union {               /* single-port: the source address of our replies */
         char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
         struct cmsghdr align;
@@ -111,12 +115,6 @@ struct tg_session {
 static void pump(struct tg_session *s);
 static void finish(struct tg_session *s, const char *result);
 
-static socklen_t sa_len(const struct sockaddr *sa)
-{
-    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                     : sizeof(struct sockaddr_in);
-}
-
 static void set_state(struct tg_session *s, enum tg_sess_state st)
 {
     if (tg_log_enabled(TG_LOG_DEBUG))
@@ -132,7 +130,7 @@ static void set_msghdr(struct tg_session *s, struct msghdr *mh, struct iovec *io
 {
     memset(mh, 0, sizeof(*mh));
     mh->msg_name = &s->peer;
-    mh->msg_namelen = sa_len((const struct sockaddr *)&s->peer);
+    mh->msg_namelen = tg_sockaddr_len((const struct sockaddr *)&s->peer);
     mh->msg_iov = iov;
     mh->msg_iovlen = 1;
     if (s->cm_len) {
@@ -172,7 +170,7 @@ static void on_timer(uv_timer_t *t);
  * otherwise cost two timer-heap updates on the hot path. */
 static void set_deadline(struct tg_session *s, uint64_t ms, bool guard)
 {
-    uint64_t now = uv_now(s->srv->loop);
+    uint64_t now = uv_now(s->rt->loop);
 
     s->guard = guard;
     s->pacing = false;
@@ -205,7 +203,7 @@ static bool armed(const struct tg_session *s)
  * stalled store cannot pin a session. */
 static void arm_guard(struct tg_session *s)
 {
-    unsigned ms = s->rto_init * (s->srv->cfg->server.retries + 2);
+    unsigned ms = s->rto_init * (s->rt->cfg->server.retries + 2);
 
     set_deadline(s, ms > 5000 ? ms : 5000, true);
 }
@@ -232,7 +230,7 @@ enum { GIVE_UP, RESEND, LISTEN };
  * intervals. Nothing but proof restores the budget (see progress()). */
 static int backoff(struct tg_session *s)
 {
-    unsigned max = s->srv->cfg->server.retries;
+    unsigned max = s->rt->cfg->server.retries;
 
     if (!s->proven && max > 2)
         max = 2;
@@ -245,7 +243,6 @@ static int backoff(struct tg_session *s)
     if (!s->proven && s->tries > 1)
         return LISTEN;
     s->retransmits++;
-    s->srv->stats.retransmits++;
     tg_metrics_retransmits(1);
     return RESEND;
 }
@@ -268,7 +265,7 @@ static bool start_window(struct tg_session *s)
     if (s->win.buf)
         return true;
     if (tg_win_init(&s->win, s->neg.windowsize, s->neg.blksize,
-                    s->srv->cfg->server.rollover) != 0 ||
+                    s->rt->cfg->server.rollover) != 0 ||
         (s->neg.mode == TG_MODE_NETASCII && !(s->na_raw = tg_malloc(s->neg.blksize)))) {
         fail(s, TG_TFTP_EUNDEF, "out of memory", true);
         return false;
@@ -502,7 +499,7 @@ static bool send_batch(struct tg_session *s, uint8_t *const *d, const size_t *le
  * try again. */
 static bool pace_ok(struct tg_session *s, size_t len, unsigned *wait_ms)
 {
-    size_t rate = s->srv->cfg->server.client_rate;
+    size_t rate = s->rt->cfg->server.client_rate;
     unsigned kib, burst, cost;
 
     if (rate == 0)
@@ -510,8 +507,8 @@ static bool pace_ok(struct tg_session *s, size_t len, unsigned *wait_ms)
     kib = rate >= 1024 ? (unsigned)(rate / 1024) : 1;
     burst = kib > 64 ? kib : 64;
     cost = (unsigned)((len + 1023) / 1024);
-    if (tg_ratelimit_take(s->srv->sendrate, (const struct sockaddr *)&s->peer,
-                          uv_now(s->srv->loop), kib, burst, cost) == TG_RATE_PASS)
+    if (tg_ratelimit_take(s->rt->sendrate, (const struct sockaddr *)&s->peer,
+                          uv_now(s->rt->loop), kib, burst, cost) == TG_RATE_PASS)
         return true;
     *wait_ms = cost * 1000u / kib;
     if (*wait_ms == 0)
@@ -536,7 +533,6 @@ static void send_window(struct tg_session *s)
                 seq = 0; /* the rest when the bucket has refilled */
         }
         if (seq != 0) {
-            s->srv->stats.bytes_sent += len[n] - TG_HDR;
             tg_metrics_bytes_sent(len[n] - TG_HDR);
             tg_win_sent(&s->win);
             n++;
@@ -693,7 +689,6 @@ static void deliver(struct tg_session *s, const uint8_t *data, size_t len,
         return;
     }
     s->stored += (int64_t)n;
-    s->srv->stats.bytes_received += len;
     tg_metrics_bytes_received(len);
     if (n > 0)
         rc = tg_stream_push(s->stream, p, n);
@@ -784,7 +779,7 @@ static void on_committed(struct tg_session *s)
     tg_stream_close(s->stream);
     s->stream = NULL;
     send_ack(s);
-    s->ended_ms = uv_now(s->srv->loop);
+    s->ended_ms = uv_now(s->rt->loop);
     set_state(s, TG_SS_DALLY);
     /* Linger long enough for the client's own retransmission of its last
      * DATA, in case this ACK is lost (RFC 1350 6). */
@@ -871,7 +866,7 @@ static void on_stream(struct tg_stream *st, enum tg_stream_ev ev, void *arg)
 static void on_timer(uv_timer_t *t)
 {
     struct tg_session *s = t->data;
-    uint64_t now = uv_now(s->srv->loop);
+    uint64_t now = uv_now(s->rt->loop);
 
     if (!armed(s))
         return;
@@ -1026,7 +1021,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
     for (i = 0; i < BURST && s->state != TG_SS_DONE && !s->blocked; i++) {
         struct sockaddr_storage from;
         socklen_t fl = sizeof(from);
-        ssize_t n = recvfrom(s->fd, s->srv->rxbuf, sizeof(s->srv->rxbuf), MSG_DONTWAIT,
+        ssize_t n = recvfrom(s->fd, s->rt->rxbuf, sizeof(s->rt->rxbuf), MSG_DONTWAIT,
                              (struct sockaddr *)&from, &fl);
 
         if (n < 0)
@@ -1037,14 +1032,14 @@ static void on_readable(uv_poll_t *h, int status, int events)
             uint8_t pkt[64];
             size_t m;
 
-            if (n >= 2 && s->srv->rxbuf[0] == 0 && s->srv->rxbuf[1] == TG_OP_ERROR)
+            if (n >= 2 && s->rt->rxbuf[0] == 0 && s->rt->rxbuf[1] == TG_OP_ERROR)
                 continue;
             m = tg_pkt_build_error(pkt, sizeof(pkt), TG_TFTP_EBADID, "unknown transfer ID");
             (void)sendto(s->fd, pkt, m, 0, (struct sockaddr *)&from, fl);
             continue;
         }
         heard(s);
-        on_packet(s, s->srv->rxbuf, (size_t)n);
+        on_packet(s, s->rt->rxbuf, (size_t)n);
     }
 }
 
@@ -1083,77 +1078,48 @@ static void on_handle_closed(uv_handle_t *h)
         session_free(s);
 }
 
-/* ---- the by-peer table: request dedupe, and single-port demultiplexing ---- */
+/* ---- what the registry asks (gateway/registry.h) ---- */
 
-static unsigned peer_hash(const struct sockaddr *sa)
-{
-    uint32_t h;
-
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        uint32_t w[4];
-
-        memcpy(w, &s6->sin6_addr, sizeof(w));
-        h = w[0] ^ w[1] ^ w[2] ^ w[3] ^ s6->sin6_port;
-    } else {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-
-        h = s4->sin_addr.s_addr ^ ((uint32_t)s4->sin_port << 16);
-    }
-    /* Fibonacci hashing spreads clients that differ only in the port. */
-    return (unsigned)((h * 2654435769u) >> 12);
-}
-
-static void table_add(struct tg_session *s)
-{
-    struct tg_server *srv = s->srv;
-    unsigned b = peer_hash((const struct sockaddr *)&s->peer) & srv->pmask;
-
-    s->hnext = srv->ptab[b];
-    srv->ptab[b] = s;
-}
-
-static void table_del(struct tg_session *s)
-{
-    struct tg_server *srv = s->srv;
-    struct tg_session **pp = &srv->ptab[peer_hash((const struct sockaddr *)&s->peer) & srv->pmask];
-
-    for (; *pp; pp = &(*pp)->hnext) {
-        if (*pp == s) {
-            *pp = s->hnext;
-            break;
-        }
-    }
-    s->hnext = NULL;
-}
-
-struct tg_session *tg_session_find_peer(struct tg_server *srv, const struct sockaddr *peer)
-{
-    struct tg_session *s = srv->ptab[peer_hash(peer) & srv->pmask];
-
-    for (; s; s = s->hnext)
-        if (tg_sockaddr_equal((const struct sockaddr *)&s->peer, peer))
-            return s;
-    return NULL;
-}
-
-bool tg_session_same_request(const struct tg_session *s, enum tg_opcode op,
-                             const char *filename)
-{
-    /* A finished upload only lingers for a lost final ACK: the client has
-     * moved on, so any request from its port is a new one. */
-    return s->state != TG_SS_DALLY && s->op == op && strcmp(s->reqname, filename) == 0;
-}
-
-bool tg_session_heard(const struct tg_session *s)
+static bool op_heard(const struct tg_session *s)
 {
     return s->heard;
 }
 
-bool tg_session_shared(const struct tg_session *s)
+static bool op_proven(const struct tg_session *s)
 {
-    return s->shared;
+    return s->proven;
 }
+
+static bool op_lingering(const struct tg_session *s)
+{
+    return s->state == TG_SS_DALLY;
+}
+
+static void op_end(struct tg_session *s, enum tg_reg_end how, const char *msg)
+{
+    switch (how) {
+    case TG_END_EVICT:
+        tg_error_set(&s->why, TG_TFTP_EUNDEF,
+                     "evicted: server full and the client never answered");
+        finish(s, "evicted");
+        return;
+    case TG_END_ABORT:
+        if (s->state == TG_SS_DALLY)
+            finish(s, "ok");
+        else
+            fail(s, TG_TFTP_EUNDEF, msg, true);
+        return;
+    case TG_END_SHUTDOWN:
+        if (s->state == TG_SS_DALLY)
+            finish(s, "ok");
+        else if (!s->heard && s->state != TG_SS_OPENING)
+            /* Not a running transfer yet: the client never answered. */
+            fail(s, TG_TFTP_EUNDEF, "server is shutting down", true);
+        return;
+    }
+}
+
+static const struct tg_reg_ops reg_ops = {op_heard, op_proven, op_lingering, op_end};
 
 static bool queue_put(struct tg_session *s, const uint8_t *buf, size_t len)
 {
@@ -1223,21 +1189,6 @@ void tg_session_supersede(struct tg_session *s)
     finish(s, "superseded");
 }
 
-static void unlink_session(struct tg_session *s)
-{
-    struct tg_server *srv = s->srv;
-
-    table_del(s);
-    if (s->prev)
-        s->prev->next = s->next;
-    else if (srv->sessions == s)
-        srv->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
-    srv->nsessions--;
-}
-
 static void log_transfer(struct tg_session *s, const char *result)
 {
     char fn[160], key[160], opts[128] = "";
@@ -1268,7 +1219,7 @@ static void log_transfer(struct tg_session *s, const char *result)
            tg_log_sanitize(s->match.key, key, sizeof(key)),
            s->neg.mode == TG_MODE_NETASCII ? "netascii" : "octet", s->neg.blksize,
            s->neg.windowsize, opts, (unsigned long long)bytes,
-           (unsigned long long)((s->ended_ms ? s->ended_ms : uv_now(s->srv->loop)) -
+           (unsigned long long)((s->ended_ms ? s->ended_ms : uv_now(s->rt->loop)) -
                                 s->started_ms),
            (unsigned long long)s->retransmits, result, s->why.msg[0] ? " error=\"" : "",
            s->why.msg, s->why.msg[0] ? "\"" : "");
@@ -1287,12 +1238,11 @@ static void finish(struct tg_session *s, const char *result)
     }
     log_transfer(s, result);
     tg_metrics_transfer_finished(s->op == TG_OP_RRQ ? "rrq" : "wrq", s->match.route->name,
-                                 tg_metrics_result(result, s->why.code, s->srv->draining));
+                                 tg_metrics_result(result, s->why.code, s->rt->draining));
     if (!strcmp(result, "ok") || !strcmp(result, "unconfirmed"))
-        s->srv->stats.transfers_ok++;
+        s->rt->stats.transfers_ok++;
     else
-        s->srv->stats.transfers_failed++;
-    unlink_session(s);
+        s->rt->stats.transfers_failed++;
     uv_timer_stop(&s->timer);
     if (!s->shared) {
         if (s->reading)
@@ -1300,7 +1250,7 @@ static void finish(struct tg_session *s, const char *result)
         uv_close((uv_handle_t *)&s->poll, on_handle_closed);
     }
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
-    tg_server_session_ended(s->srv);
+    tg_registry_remove(&s->rt->reg, &s->reg);
 }
 
 static uint32_t random_u32(void)
@@ -1374,14 +1324,13 @@ static void set_source(struct tg_session *s, const struct tg_request_ctx *rc)
     }
 }
 
-static int open_socket(struct tg_session *s, const struct tg_listener *l,
-                       const struct tg_request_ctx *rc)
+static int open_socket(struct tg_session *s, const struct tg_request_ctx *rc)
 {
-    const struct tg_server_cfg *sc = &s->srv->cfg->server;
+    const struct tg_server_cfg *sc = &s->rt->cfg->server;
     struct sockaddr_storage la;
     int fd, err = 0;
 
-    if (s->srv->single_port && (s->op == TG_OP_RRQ || sc->single_port_writes)) {
+    if (s->rt->single_port && (s->op == TG_OP_RRQ || sc->single_port_writes)) {
         /* Single-port mode: our TID is the listener's port (RFC 1350's
          * per-transfer port cannot cross NAT or a published container
          * port); sessions are told apart by the client's address:port.
@@ -1389,13 +1338,13 @@ static int open_socket(struct tg_session *s, const struct tg_listener *l,
          * says otherwise: on the shared port a blind sender can complete
          * an upload from any address an allow list trusts. */
         s->shared = true;
-        s->fd = l->fd;
+        s->fd = rc->listen_fd;
         set_source(s, rc);
         return 0;
     }
 
     memset(&la, 0, sizeof(la));
-    memcpy(&la, rc->local, sa_len(rc->local));
+    memcpy(&la, rc->local, tg_sockaddr_len(rc->local));
     if (la.ss_family == AF_INET6) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&la;
 
@@ -1416,7 +1365,7 @@ static int open_socket(struct tg_session *s, const struct tg_listener *l,
                 ((struct sockaddr_in6 *)&la)->sin6_port = port;
             else
                 ((struct sockaddr_in *)&la)->sin_port = port;
-            if (bind(fd, (struct sockaddr *)&la, sa_len((struct sockaddr *)&la)) == 0) {
+            if (bind(fd, (struct sockaddr *)&la, tg_sockaddr_len((struct sockaddr *)&la)) == 0) {
                 err = 0;
                 break;
             }
@@ -1430,7 +1379,7 @@ static int open_socket(struct tg_session *s, const struct tg_listener *l,
             ((struct sockaddr_in6 *)&la)->sin6_port = 0;
         else
             ((struct sockaddr_in *)&la)->sin_port = 0;
-        if (bind(fd, (struct sockaddr *)&la, sa_len((struct sockaddr *)&la)) != 0)
+        if (bind(fd, (struct sockaddr *)&la, tg_sockaddr_len((struct sockaddr *)&la)) != 0)
             err = -errno;
     }
     if (err) {
@@ -1458,10 +1407,19 @@ static void path_error(int rc, struct tg_error *err)
     }
 }
 
-int tg_session_start(struct tg_server *srv, struct tg_listener *l,
-                     const struct tg_request_ctx *rc, struct tg_error *err)
+/* The running generation's backend of that name. */
+static struct tg_backend *find_backend(const struct tg_runtime *rt, const char *name)
 {
-    const struct tg_server_cfg *sc = &srv->cfg->server;
+    for (size_t i = 0; i < rt->cfg->nbackends; i++)
+        if (strcmp(rt->cfg->backends[i].name, name) == 0)
+            return rt->backends[i];
+    return NULL;
+}
+
+int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,
+                     struct tg_error *err)
+{
+    const struct tg_server_cfg *sc = &rt->cfg->server;
     struct tg_opt_limits lim;
     struct tg_open_args oa;
     struct tg_backend *be;
@@ -1474,18 +1432,17 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
         return TG_ENOMEM;
     }
     s->fd = -1;
-    s->srv = srv;
+    s->rt = rt;
     s->op = rc->op;
-    memcpy(&s->peer, rc->peer, sa_len(rc->peer));
+    memcpy(&s->peer, rc->peer, tg_sockaddr_len(rc->peer));
     tg_sockaddr_str(rc->peer, s->peer_str, sizeof(s->peer_str));
-    tg_sockaddr_ip(rc->peer, s->client_ip, sizeof(s->client_ip));
 
     r = tg_path_normalize(rc->req->filename, s->path, sizeof(s->path));
     if (r != 0) {
         path_error(r, err);
         goto refuse;
     }
-    r = tg_route_resolve(srv->cfg->routes, srv->cfg->nroutes, s->path, rc->peer,
+    r = tg_route_resolve(rt->cfg->routes, rt->cfg->nroutes, s->path, rc->peer,
                          rc->op, &s->match, err);
     if (r != 0)
         goto refuse;
@@ -1493,7 +1450,7 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
     lim.max_windowsize = sc->max_windowsize;
     lim.max_window_bytes = sc->max_window_bytes;
     lim.refuse = s->match.route->refuse;
-    if (srv->single_port && (rc->op == TG_OP_RRQ || sc->single_port_writes)) {
+    if (rt->single_port && (rc->op == TG_OP_RRQ || sc->single_port_writes)) {
         /* A blind sender knows the shared port: what one blind ACK can
          * release is capped (docs/security.md), blksize included. */
         if (lim.max_window_bytes == 0 || lim.max_window_bytes > sc->single_port_window)
@@ -1510,7 +1467,7 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
                      (long long)s->match.route->max_size);
         goto refuse;
     }
-    be = tg_server_backend(srv, s->match.route->backend);
+    be = find_backend(rt, s->match.route->backend);
     s->reqname = tg_strdup(rc->req->filename);
     if (!be || !s->reqname) {
         tg_error_set(err, TG_TFTP_EUNDEF, be ? "out of memory" : "route has no backend");
@@ -1521,14 +1478,14 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
      * not a window (invariant 2). */
     if (rc->op == TG_OP_WRQ)
         tg_rx_init(&s->rx, s->neg.windowsize, sc->rollover);
-    r = open_socket(s, l, rc);
+    r = open_socket(s, rc);
     if (r != 0) {
         tg_log(TG_LOG_WARN, "session %s: no socket: %s", s->peer_str, strerror(-r));
         tg_error_set(err, TG_TFTP_EUNDEF, "server cannot open a transfer socket");
         goto refuse;
     }
     if (!s->shared) {
-        r = uv_poll_init_socket(srv->loop, &s->poll, s->fd);
+        r = uv_poll_init_socket(rt->loop, &s->poll, s->fd);
         if (r != 0) {
             tg_error_set(err, TG_TFTP_EUNDEF, "server cannot watch a transfer socket");
             goto refuse;
@@ -1536,7 +1493,7 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
         s->poll.data = s;
         s->open_handles++;
     }
-    uv_timer_init(srv->loop, &s->timer);
+    uv_timer_init(rt->loop, &s->timer);
     s->timer.data = s;
     s->open_handles++;
     set_reading(s, true);
@@ -1544,20 +1501,21 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
      * request asking timeout=255 must not hold a session for minutes. */
     s->rto_init = sc->timeout_ms;
     s->rto = s->rto_init;
-    s->started_ms = uv_now(srv->loop);
+    s->started_ms = uv_now(rt->loop);
     s->state = TG_SS_OPENING;
-    s->next = srv->sessions;
-    if (srv->sessions)
-        srv->sessions->prev = s;
-    srv->sessions = s;
-    srv->nsessions++;
-    table_add(s);
-    srv->stats.sessions_started++;
+    memcpy(&s->reg.peer, &s->peer, sizeof(s->peer));
+    tg_sockaddr_ip(rc->peer, s->reg.ip, sizeof(s->reg.ip));
+    s->reg.s = s;
+    s->reg.ops = &reg_ops;
+    s->reg.op = s->op;
+    s->reg.reqname = s->reqname;
+    s->reg.shared = s->shared;
+    tg_registry_add(&rt->reg, &s->reg);
     tg_metrics_transfer_started(rc->op == TG_OP_RRQ ? "rrq" : "wrq", s->match.route->name);
 
     memset(&oa, 0, sizeof(oa));
     oa.key = s->match.key;
-    oa.client_ip = s->client_ip;
+    oa.client_ip = s->reg.ip;
     oa.filename = s->path;
     oa.size_hint = rc->op == TG_OP_WRQ ? s->neg.tsize : -1;
     oa.overwrite = s->match.route->write == TG_WRITE_OVERWRITE;
@@ -1587,20 +1545,6 @@ refuse:
     return TG_EINVAL;
 }
 
-struct tg_session *tg_session_find_dup(struct tg_server *srv,
-                                       const struct sockaddr *peer,
-                                       enum tg_opcode op, const char *filename)
-{
-    struct tg_session *s = srv->ptab[peer_hash(peer) & srv->pmask];
-
-    for (; s; s = s->hnext)
-        if (!s->heard && s->op == op &&
-            tg_sockaddr_equal((const struct sockaddr *)&s->peer, peer) &&
-            strcmp(s->reqname, filename) == 0)
-            return s;
-    return NULL;
-}
-
 void tg_session_retransmit(struct tg_session *s)
 {
     /* Client-driven, one answer per request: no amplification, no tries. */
@@ -1618,61 +1562,5 @@ void tg_session_retransmit(struct tg_session *s)
         break;
     default:
         break;
-    }
-}
-
-unsigned tg_session_count_client(struct tg_server *srv, const struct sockaddr *peer)
-{
-    struct tg_session *s;
-    unsigned n = 0;
-    char ip[INET6_ADDRSTRLEN];
-
-    tg_sockaddr_ip(peer, ip, sizeof(ip));
-    for (s = srv->sessions; s; s = s->next)
-        if (s->state != TG_SS_DALLY && strcmp(s->client_ip, ip) == 0)
-            n++;
-    return n;
-}
-
-void tg_sessions_abort_all(struct tg_server *srv, const char *msg)
-{
-    struct tg_session *s;
-
-    while ((s = srv->sessions) != NULL) {
-        if (s->state == TG_SS_DALLY)
-            finish(s, "ok");
-        else
-            fail(s, TG_TFTP_EUNDEF, msg, true);
-    }
-}
-
-bool tg_session_evict_unheard(struct tg_server *srv)
-{
-    struct tg_session *s, *oldest = NULL;
-
-    /* New sessions go to the head: the last unproven one is the oldest.
-     * Unproven, not unheard: a blind ACK must not make a spoofed session
-     * safe from eviction. */
-    for (s = srv->sessions; s; s = s->next)
-        if (!s->proven && s->state != TG_SS_DALLY)
-            oldest = s;
-    if (!oldest)
-        return false;
-    tg_error_set(&oldest->why, TG_TFTP_EUNDEF, "evicted: server full and the client never answered");
-    finish(oldest, "evicted");
-    return true;
-}
-
-void tg_sessions_end_dallying(struct tg_server *srv)
-{
-    struct tg_session *s, *next;
-
-    for (s = srv->sessions; s; s = next) {
-        next = s->next;
-        if (s->state == TG_SS_DALLY)
-            finish(s, "ok");
-        else if (!s->heard && s->state != TG_SS_OPENING)
-            /* Not a running transfer yet: the client never answered. */
-            fail(s, TG_TFTP_EUNDEF, "server is shutting down", true);
     }
 }
