@@ -11,16 +11,15 @@
  * set_state(). */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "registry.h"
 #include "runtime.h"
 #include "session.h"
+#include "transport.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 #include "tftpgw/netascii.h"
@@ -53,15 +52,8 @@ struct tg_session {
     struct tg_runtime *rt;
     enum tg_opcode op;
     enum tg_sess_state state;
-    struct sockaddr_storage peer;
-    char peer_str[INET6_ADDRSTRLEN + 8];
-    int fd;              /* own socket, or the listener's in single-port mode */
-    bool shared;         /* single-port: fd belongs to the listener */
-    union {               /* single-port: the source address of our replies */
-        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
-        struct cmsghdr align;
-    } cm;
-    size_t cm_len;
+    struct tg_transport tp;
+    bool shared;         /* single-port: the listener's socket carries it */
     uv_poll_t poll;
     uv_timer_t timer;
     int open_handles;    /* freed when the last uv_close callback ran */
@@ -103,10 +95,6 @@ struct tg_session {
     uint8_t *hold;       /* a block the stream could not take yet */
     size_t hold_len;
     bool hold_last, hold_ack, blocked;
-    bool dropped;        /* single-port: DATA was dropped while blocked */
-    uint8_t *q;          /* single-port: datagrams that came while blocked */
-    size_t q_cap, q_used, q_off; /* as [u32 length][bytes] records */
-    bool no_gso;         /* the kernel refused UDP GSO for this socket/path */
     struct tg_na_dec na_dec;
     uint8_t *na_out;
     int64_t stored;      /* bytes pushed to the stream (after decoding) */
@@ -118,40 +106,14 @@ static void finish(struct tg_session *s, const char *result);
 static void set_state(struct tg_session *s, enum tg_sess_state st)
 {
     if (tg_log_enabled(TG_LOG_DEBUG))
-        tg_log(TG_LOG_DEBUG, "session %s: %s -> %s", s->peer_str,
+        tg_log(TG_LOG_DEBUG, "session %s: %s -> %s", s->tp.peer_str,
                state_names[s->state], state_names[st]);
     s->state = st;
 }
 
-/* Single-port replies leave a socket bound to the wildcard address; the
- * control message makes them come from the address the client asked
- * (digest C7), as a per-transfer socket bound to it would. */
-static void set_msghdr(struct tg_session *s, struct msghdr *mh, struct iovec *iov)
-{
-    memset(mh, 0, sizeof(*mh));
-    mh->msg_name = &s->peer;
-    mh->msg_namelen = tg_sockaddr_len((const struct sockaddr *)&s->peer);
-    mh->msg_iov = iov;
-    mh->msg_iovlen = 1;
-    if (s->cm_len) {
-        mh->msg_control = s->cm.buf;
-        mh->msg_controllen = s->cm_len;
-    }
-}
-
-static void send_raw(struct tg_session *s, const uint8_t *buf, size_t len)
-{
-    struct iovec iov = {(void *)buf, len};
-    struct msghdr mh;
-
-    set_msghdr(s, &mh, &iov);
-    /* A full socket buffer is a lost packet; the timer covers it. */
-    (void)sendmsg(s->fd, &mh, 0);
-}
-
 static void send_ctl(struct tg_session *s)
 {
-    send_raw(s, s->ctl, s->ctl_len);
+    tg_tp_send(&s->tp, s->ctl, s->ctl_len);
 }
 
 static void send_error(struct tg_session *s, uint16_t code, const char *msg)
@@ -160,7 +122,7 @@ static void send_error(struct tg_session *s, uint16_t code, const char *msg)
     size_t n = tg_pkt_build_error(pkt, sizeof(pkt), code, msg);
 
     if (n)
-        send_raw(s, pkt, n);
+        tg_tp_send(&s->tp, pkt, n);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -422,99 +384,6 @@ static bool fill_netascii(struct tg_session *s)
 }
 
 #define SEND_BATCH 64
-#define GSO_MAX_BYTES 64512 /* below UDP's 65507-byte datagram limit */
-#define GSO_MAX_SEGS 64     /* the kernel's UDP_MAX_SEGMENTS */
-
-typedef union {
-    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))];
-    struct cmsghdr align;
-} gso_ctl;
-
-/* Adjacent full slots of the window are one run of equal-sized datagrams
- * in memory: with UDP GSO (UDP_SEGMENT) the kernel cuts a whole run into
- * datagrams itself, one pass through the stack instead of one per block
- * (profiled: windowsize 64 spent 3/4 of its CPU in per-datagram sends). */
-static void add_gso(struct tg_session *s, struct msghdr *mh, gso_ctl *ctl, uint16_t seg)
-{
-    struct cmsghdr *c;
-
-    memcpy(ctl->buf, s->cm.buf, s->cm_len);
-    /* The padding after the 2-byte value goes to the kernel too. */
-    memset(ctl->buf + s->cm_len, 0, CMSG_SPACE(sizeof(seg)));
-    c = (struct cmsghdr *)(ctl->buf + s->cm_len);
-    c->cmsg_level = SOL_UDP;
-    c->cmsg_type = UDP_SEGMENT;
-    c->cmsg_len = CMSG_LEN(sizeof(seg));
-    memcpy(CMSG_DATA(c), &seg, sizeof(seg));
-    mh->msg_control = ctl->buf;
-    mh->msg_controllen = s->cm_len + CMSG_SPACE(sizeof(seg));
-}
-
-/* Send datagrams d[0..n) (lengths len[]), coalescing runs for GSO. Returns
- * false when GSO was refused and the window must go again without it. */
-static bool send_batch(struct tg_session *s, uint8_t *const *d, const size_t *len, unsigned n)
-{
-    struct mmsghdr msgs[SEND_BATCH];
-    struct iovec iov[SEND_BATCH];
-    gso_ctl ctl[SEND_BATCH];
-    size_t full = TG_HDR + s->win.blksize;
-    bool gso = !s->no_gso && full * 2 <= GSO_MAX_BYTES, used = false;
-    unsigned i = 0, m = 0;
-
-    while (i < n) {
-        unsigned j = i + 1;
-        size_t bytes = len[i];
-
-        while (gso && j < n && len[j - 1] == full && d[j] == d[j - 1] + full &&
-               j - i < GSO_MAX_SEGS && bytes + len[j] <= GSO_MAX_BYTES)
-            bytes += len[j++];
-        iov[m].iov_base = d[i];
-        iov[m].iov_len = bytes;
-        set_msghdr(s, &msgs[m].msg_hdr, &iov[m]);
-        msgs[m].msg_len = 0;
-        if (j - i > 1) {
-            add_gso(s, &msgs[m].msg_hdr, &ctl[m], (uint16_t)full);
-            used = true;
-        }
-        m++;
-        i = j;
-    }
-    if (sendmmsg(s->fd, msgs, m, 0) < 0 && used &&
-        (errno == EINVAL || errno == EIO || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
-        /* No GSO here: an old kernel, a device without checksum offload,
-         * or a segment above the path MTU. */
-        tg_log(TG_LOG_DEBUG, "session %s: UDP GSO refused (%s); sending datagrams one by one",
-               s->peer_str, strerror(errno));
-        s->no_gso = true;
-        return false;
-    }
-    /* A datagram the kernel did not take is a lost packet, for the timer. */
-    return true;
-}
-
-/* client_rate: may a datagram of len bytes go to this client's address
- * now? Counted in KiB, with a bucket of one second's worth and at least
- * 64 KiB (a block of any size fits). An address whose set of buckets is
- * full waits like one over its rate. Otherwise *wait_ms says when to
- * try again. */
-static bool pace_ok(struct tg_session *s, size_t len, unsigned *wait_ms)
-{
-    size_t rate = s->rt->cfg->server.client_rate;
-    unsigned kib, burst, cost;
-
-    if (rate == 0)
-        return true;
-    kib = rate >= 1024 ? (unsigned)(rate / 1024) : 1;
-    burst = kib > 64 ? kib : 64;
-    cost = (unsigned)((len + 1023) / 1024);
-    if (tg_ratelimit_take(s->rt->sendrate, (const struct sockaddr *)&s->peer,
-                          uv_now(s->rt->loop), kib, burst, cost) == TG_RATE_PASS)
-        return true;
-    *wait_ms = cost * 1000u / kib;
-    if (*wait_ms == 0)
-        *wait_ms = 1;
-    return false;
-}
 
 static void send_window(struct tg_session *s)
 {
@@ -529,7 +398,7 @@ static void send_window(struct tg_session *s)
         seq = tg_win_sendable(&s->win);
         if (seq != 0) {
             d[n] = (uint8_t *)tg_win_datagram(&s->win, seq, &len[n]);
-            if (!pace_ok(s, len[n], &wait_ms))
+            if (!tg_tp_pace(&s->tp, len[n], uv_now(s->rt->loop), &wait_ms))
                 seq = 0; /* the rest when the bucket has refilled */
         }
         if (seq != 0) {
@@ -538,11 +407,7 @@ static void send_window(struct tg_session *s)
             n++;
         }
         if (n > 0 && (seq == 0 || n == SEND_BATCH)) {
-            if (!send_batch(s, d, len, n)) {
-                tg_win_rewind(&s->win);
-                send_window(s); /* once: no_gso is set now */
-                return;
-            }
+            tg_tp_send_many(&s->tp, d, len, n, TG_HDR + s->win.blksize);
             n = 0;
         }
         if (seq == 0)
@@ -582,7 +447,7 @@ static bool start_window(struct tg_session *s);
 static void unsent_ack(struct tg_session *s, uint16_t wire)
 {
     tg_log(TG_LOG_INFO, "session %s: ACK %u for a block not sent yet; ending the transfer",
-           s->peer_str, (unsigned)wire);
+           s->tp.peer_str, (unsigned)wire);
     fail(s, TG_TFTP_EBADOP, "ACK for a block not sent", true);
 }
 
@@ -762,14 +627,8 @@ static void on_writable(struct tg_session *s)
     set_reading(s, true);
     progress(s);
     after_push(s, s->hold_last, s->hold_ack);
-    if (s->q_used)
+    if (s->shared)
         queue_replay(s);
-    /* Blocks dropped while blocked: an ACK now says where to resume (RFC
-     * 7440 4), instead of the client's timeout. */
-    if (s->dropped && !s->blocked && s->state == TG_SS_TRANSFER) {
-        s->dropped = false;
-        send_ack(s);
-    }
 }
 
 static void on_committed(struct tg_session *s)
@@ -973,7 +832,7 @@ static void on_packet(struct tg_session *s, const uint8_t *buf, size_t len)
     if (tg_pkt_parse(buf, len, &pkt) != 0) {
         /* From the right TID but unreadable: ignore it rather than let a
          * stray datagram end a good transfer. */
-        tg_log(TG_LOG_DEBUG, "session %s: malformed packet ignored", s->peer_str);
+        tg_log(TG_LOG_DEBUG, "session %s: malformed packet ignored", s->tp.peer_str);
         return;
     }
     switch (pkt.op) {
@@ -999,7 +858,7 @@ static void on_packet(struct tg_session *s, const uint8_t *buf, size_t len)
             on_data(s, pkt.u.data.block, pkt.u.data.data, pkt.u.data.len);
         return;
     default:
-        tg_log(TG_LOG_DEBUG, "session %s: unexpected %s ignored", s->peer_str,
+        tg_log(TG_LOG_DEBUG, "session %s: unexpected %s ignored", s->tp.peer_str,
                tg_pkt_opname(pkt.op));
         return;
     }
@@ -1012,32 +871,19 @@ static void on_readable(uv_poll_t *h, int status, int events)
 
     if (status < 0) {
         /* libuv has stopped watching this socket: the session is deaf. */
-        tg_log(TG_LOG_WARN, "session %s: socket error: %s", s->peer_str, uv_strerror(status));
+        tg_log(TG_LOG_WARN, "session %s: socket error: %s", s->tp.peer_str, uv_strerror(status));
         fail(s, TG_TFTP_EUNDEF, "server socket error", false);
         return;
     }
     if (!(events & UV_READABLE))
         return;
     for (i = 0; i < BURST && s->state != TG_SS_DONE && !s->blocked; i++) {
-        struct sockaddr_storage from;
-        socklen_t fl = sizeof(from);
-        ssize_t n = recvfrom(s->fd, s->rt->rxbuf, sizeof(s->rt->rxbuf), MSG_DONTWAIT,
-                             (struct sockaddr *)&from, &fl);
+        ssize_t n = tg_tp_recv(&s->tp, s->rt->rxbuf, sizeof(s->rt->rxbuf));
 
-        if (n < 0)
+        if (n == TG_TP_AGAIN)
             break;
-        if (!tg_sockaddr_equal((struct sockaddr *)&from, (struct sockaddr *)&s->peer)) {
-            /* RFC 1350 4: a foreign TID gets ERROR 5; the transfer goes on.
-             * An ERROR is never answered (digest A12). */
-            uint8_t pkt[64];
-            size_t m;
-
-            if (n >= 2 && s->rt->rxbuf[0] == 0 && s->rt->rxbuf[1] == TG_OP_ERROR)
-                continue;
-            m = tg_pkt_build_error(pkt, sizeof(pkt), TG_TFTP_EBADID, "unknown transfer ID");
-            (void)sendto(s->fd, pkt, m, 0, (struct sockaddr *)&from, fl);
+        if (n == TG_TP_FOREIGN)
             continue;
-        }
         heard(s);
         on_packet(s, s->rt->rxbuf, (size_t)n);
     }
@@ -1058,12 +904,10 @@ static void set_reading(struct tg_session *s, bool on)
 
 static void session_free(struct tg_session *s)
 {
-    if (s->fd >= 0 && !s->shared)
-        close(s->fd);
+    tg_tp_close(&s->tp);
     tg_win_free(&s->win);
     tg_free(s->na_raw);
     tg_free(s->hold);
-    tg_free(s->q);
     tg_free(s->na_out);
     tg_free(s->reqname);
     tg_free(s);
@@ -1121,40 +965,18 @@ static void op_end(struct tg_session *s, enum tg_reg_end how, const char *msg)
 
 static const struct tg_reg_ops reg_ops = {op_heard, op_proven, op_lingering, op_end};
 
-static bool queue_put(struct tg_session *s, const uint8_t *buf, size_t len)
-{
-    uint32_t l = (uint32_t)len;
-
-    if (!s->q) {
-        s->q_cap = (size_t)s->neg.windowsize * (TG_HDR + s->neg.blksize + sizeof(l));
-        if (!(s->q = tg_malloc(s->q_cap)))
-            return false;
-    }
-    if (s->q_off > 0) {
-        memmove(s->q, s->q + s->q_off, s->q_used - s->q_off);
-        s->q_used -= s->q_off;
-        s->q_off = 0;
-    }
-    if (s->q_used + sizeof(l) + len > s->q_cap)
-        return false;
-    memcpy(s->q + s->q_used, &l, sizeof(l));
-    memcpy(s->q + s->q_used + sizeof(l), buf, len);
-    s->q_used += sizeof(l) + len;
-    return true;
-}
-
-/* What came while blocked, in arrival order, until it blocks again. */
+/* What the shared socket kept while blocked, in arrival order, until it
+ * blocks again. Blocks dropped meanwhile: an ACK now says where to resume
+ * (RFC 7440 4), instead of the client's timeout. */
 static void queue_replay(struct tg_session *s)
 {
-    while (s->q_off < s->q_used && !s->blocked && s->state != TG_SS_DONE) {
-        uint32_t l;
+    const uint8_t *buf;
+    size_t len;
 
-        memcpy(&l, s->q + s->q_off, sizeof(l));
-        s->q_off += sizeof(l) + l;
-        on_packet(s, s->q + s->q_off - l, l);
-    }
-    if (s->q_off >= s->q_used)
-        s->q_off = s->q_used = 0;
+    while (!s->blocked && s->state != TG_SS_DONE && tg_tp_next_held(&s->tp, &buf, &len))
+        on_packet(s, buf, len);
+    if (!s->blocked && s->state == TG_SS_TRANSFER && tg_tp_take_dropped(&s->tp))
+        send_ack(s);
 }
 
 void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len)
@@ -1167,10 +989,7 @@ void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len)
          * buffer would hold it (invariant 2: a window's worth); beyond
          * that a block is dropped, and the ACK on unblocking says where
          * the client resumes. */
-        if (!queue_put(s, buf, len)) {
-            tg_log(TG_LOG_DEBUG, "session %s: store busy, datagram dropped", s->peer_str);
-            s->dropped = true;
-        }
+        tg_tp_hold(&s->tp, buf, len);
         return;
     }
     heard(s);
@@ -1214,7 +1033,7 @@ static void log_transfer(struct tg_session *s, const char *result)
            "transfer client=%s op=%s file=\"%s\" route=%s key=\"%s\" mode=%s "
            "blksize=%u windowsize=%u%s bytes=%llu duration_ms=%llu retransmits=%llu "
            "result=%s%s%s%s",
-           s->peer_str, tg_pkt_opname(s->op), tg_log_sanitize(s->path, fn, sizeof(fn)),
+           s->tp.peer_str, tg_pkt_opname(s->op), tg_log_sanitize(s->path, fn, sizeof(fn)),
            s->match.route ? s->match.route->name : "-",
            tg_log_sanitize(s->match.key, key, sizeof(key)),
            s->neg.mode == TG_MODE_NETASCII ? "netascii" : "octet", s->neg.blksize,
@@ -1253,142 +1072,42 @@ static void finish(struct tg_session *s, const char *result)
     tg_registry_remove(&s->rt->reg, &s->reg);
 }
 
-static uint32_t random_u32(void)
+/* The transfer's socket: the listener's in single-port mode (RFC 1350's
+ * per-transfer port cannot cross NAT or a published container port) for
+ * reads, and for writes only with single_port_writes (on the shared port a
+ * blind sender can complete an upload from any address an allow list
+ * trusts); else one of its own bound to the address the request came to,
+ * its port the transfer's TID. */
+static int open_transport(struct tg_session *s, const struct tg_request_ctx *rc)
 {
-    uint32_t r = 0;
-
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-        r = (uint32_t)rand();
-    return r;
-}
-
-/* An upload's whole window arrives at once: the socket must hold it, or
- * its tail is dropped and every window costs a timeout. Ask for room (the
- * FORCE variant works with CAP_NET_ADMIN), and if the kernel grants less,
- * lower the windowsize before the OACK offers it. */
-#define SKB_COST 1024 /* kernel accounting per datagram beyond its payload */
-
-static void size_rcvbuf(struct tg_session *s, int fd)
-{
-    int want, got = 0;
-    socklen_t gl = sizeof(got);
+    const struct tg_server_cfg *sc = &s->rt->cfg->server;
+    struct tg_tp_spec spec;
     unsigned fit;
+    int r;
 
-    if (s->neg.windowsize <= 1)
-        return;
-    want = (int)(s->neg.windowsize * (s->neg.blksize + SKB_COST) + 65536);
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) != 0)
-        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
-    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &gl) != 0 || got <= 0)
-        return;
-    /* Linux reports twice what was set; half is the payload room. */
-    fit = (unsigned)(got / 2) / (s->neg.blksize + SKB_COST);
-    if (fit < 1)
-        fit = 1;
+    memset(&spec, 0, sizeof(spec));
+    spec.peer = rc->peer;
+    spec.local = rc->local;
+    spec.ifindex = rc->ifindex;
+    spec.listen_fd = s->shared ? rc->listen_fd : -1;
+    spec.port_lo = sc->port_lo;
+    spec.port_hi = sc->port_hi;
+    /* A window's worth, as a socket of its own would buffer it. */
+    spec.hold_cap = (size_t)s->neg.windowsize * (TG_HDR + s->neg.blksize + sizeof(uint32_t));
+    spec.pace = s->rt->sendrate;
+    spec.rate = sc->client_rate;
+    r = tg_tp_open(&s->tp, &spec);
+    if (r != 0 || s->op != TG_OP_WRQ)
+        return r;
+    /* An upload's whole window arrives at once: the socket must hold it,
+     * or its tail is dropped and every window costs a timeout. */
+    fit = tg_tp_fit_window(&s->tp, s->neg.windowsize, s->neg.blksize);
     if (fit < s->neg.windowsize) {
         tg_log(TG_LOG_INFO, "session %s: windowsize %u lowered to %u to fit the socket buffer",
-               s->peer_str, s->neg.windowsize, fit);
+               s->tp.peer_str, s->neg.windowsize, fit);
         s->neg.windowsize = fit;
         tg_rx_init(&s->rx, fit, s->rx.rollover);
     }
-}
-
-/* The session's own socket, bound to the address the request came to
- * (digest C7), on an ephemeral port or one from port_range: its TID. */
-static void set_source(struct tg_session *s, const struct tg_request_ctx *rc)
-{
-    struct cmsghdr *c = (struct cmsghdr *)s->cm.buf;
-
-    memset(&s->cm, 0, sizeof(s->cm));
-    if (rc->local->sa_family == AF_INET6) {
-        struct in6_pktinfo pi;
-
-        memset(&pi, 0, sizeof(pi));
-        pi.ipi6_addr = ((const struct sockaddr_in6 *)rc->local)->sin6_addr;
-        pi.ipi6_ifindex = rc->ifindex;
-        c->cmsg_level = IPPROTO_IPV6;
-        c->cmsg_type = IPV6_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof(pi));
-        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-        s->cm_len = CMSG_SPACE(sizeof(pi));
-    } else {
-        struct in_pktinfo pi;
-
-        memset(&pi, 0, sizeof(pi));
-        pi.ipi_spec_dst = ((const struct sockaddr_in *)rc->local)->sin_addr;
-        c->cmsg_level = IPPROTO_IP;
-        c->cmsg_type = IP_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof(pi));
-        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-        s->cm_len = CMSG_SPACE(sizeof(pi));
-    }
-}
-
-static int open_socket(struct tg_session *s, const struct tg_request_ctx *rc)
-{
-    const struct tg_server_cfg *sc = &s->rt->cfg->server;
-    struct sockaddr_storage la;
-    int fd, err = 0;
-
-    if (s->rt->single_port && (s->op == TG_OP_RRQ || sc->single_port_writes)) {
-        /* Single-port mode: our TID is the listener's port (RFC 1350's
-         * per-transfer port cannot cross NAT or a published container
-         * port); sessions are told apart by the client's address:port.
-         * Writes stay on a port of their own unless single_port_writes
-         * says otherwise: on the shared port a blind sender can complete
-         * an upload from any address an allow list trusts. */
-        s->shared = true;
-        s->fd = rc->listen_fd;
-        set_source(s, rc);
-        return 0;
-    }
-
-    memset(&la, 0, sizeof(la));
-    memcpy(&la, rc->local, tg_sockaddr_len(rc->local));
-    if (la.ss_family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&la;
-
-        if (IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr))
-            s6->sin6_scope_id = rc->ifindex;
-    }
-    fd = socket(la.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (sc->port_lo) {
-        unsigned span = sc->port_hi - sc->port_lo + 1, start = random_u32() % span, i;
-
-        err = -EADDRINUSE;
-        for (i = 0; i < span; i++) {
-            uint16_t port = htons((uint16_t)(sc->port_lo + (start + i) % span));
-
-            if (la.ss_family == AF_INET6)
-                ((struct sockaddr_in6 *)&la)->sin6_port = port;
-            else
-                ((struct sockaddr_in *)&la)->sin_port = port;
-            if (bind(fd, (struct sockaddr *)&la, tg_sockaddr_len((struct sockaddr *)&la)) == 0) {
-                err = 0;
-                break;
-            }
-            if (errno != EADDRINUSE) {
-                err = -errno;
-                break;
-            }
-        }
-    } else {
-        if (la.ss_family == AF_INET6)
-            ((struct sockaddr_in6 *)&la)->sin6_port = 0;
-        else
-            ((struct sockaddr_in *)&la)->sin_port = 0;
-        if (bind(fd, (struct sockaddr *)&la, tg_sockaddr_len((struct sockaddr *)&la)) != 0)
-            err = -errno;
-    }
-    if (err) {
-        close(fd);
-        return err;
-    }
-    if (s->op == TG_OP_WRQ)
-        size_rcvbuf(s, fd);
-    s->fd = fd;
     return 0;
 }
 
@@ -1431,11 +1150,10 @@ int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,
         tg_error_set(err, TG_TFTP_EUNDEF, "out of memory");
         return TG_ENOMEM;
     }
-    s->fd = -1;
+    s->tp.fd = -1;
     s->rt = rt;
     s->op = rc->op;
-    memcpy(&s->peer, rc->peer, tg_sockaddr_len(rc->peer));
-    tg_sockaddr_str(rc->peer, s->peer_str, sizeof(s->peer_str));
+    tg_sockaddr_str(rc->peer, s->tp.peer_str, sizeof(s->tp.peer_str));
 
     r = tg_path_normalize(rc->req->filename, s->path, sizeof(s->path));
     if (r != 0) {
@@ -1450,7 +1168,8 @@ int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,
     lim.max_windowsize = sc->max_windowsize;
     lim.max_window_bytes = sc->max_window_bytes;
     lim.refuse = s->match.route->refuse;
-    if (rt->single_port && (rc->op == TG_OP_RRQ || sc->single_port_writes)) {
+    s->shared = rt->single_port && (rc->op == TG_OP_RRQ || sc->single_port_writes);
+    if (s->shared) {
         /* A blind sender knows the shared port: what one blind ACK can
          * release is capped (docs/security.md), blksize included. */
         if (lim.max_window_bytes == 0 || lim.max_window_bytes > sc->single_port_window)
@@ -1478,14 +1197,14 @@ int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,
      * not a window (invariant 2). */
     if (rc->op == TG_OP_WRQ)
         tg_rx_init(&s->rx, s->neg.windowsize, sc->rollover);
-    r = open_socket(s, rc);
+    r = open_transport(s, rc);
     if (r != 0) {
-        tg_log(TG_LOG_WARN, "session %s: no socket: %s", s->peer_str, strerror(-r));
+        tg_log(TG_LOG_WARN, "session %s: no socket: %s", s->tp.peer_str, strerror(-r));
         tg_error_set(err, TG_TFTP_EUNDEF, "server cannot open a transfer socket");
         goto refuse;
     }
     if (!s->shared) {
-        r = uv_poll_init_socket(rt->loop, &s->poll, s->fd);
+        r = uv_poll_init_socket(rt->loop, &s->poll, s->tp.fd);
         if (r != 0) {
             tg_error_set(err, TG_TFTP_EUNDEF, "server cannot watch a transfer socket");
             goto refuse;
@@ -1503,7 +1222,7 @@ int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,
     s->rto = s->rto_init;
     s->started_ms = uv_now(rt->loop);
     s->state = TG_SS_OPENING;
-    memcpy(&s->reg.peer, &s->peer, sizeof(s->peer));
+    memcpy(&s->reg.peer, rc->peer, tg_sockaddr_len(rc->peer));
     tg_sockaddr_ip(rc->peer, s->reg.ip, sizeof(s->reg.ip));
     s->reg.s = s;
     s->reg.ops = &reg_ops;
