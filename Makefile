@@ -18,7 +18,7 @@ LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 
 CORE := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/netascii \
         gateway/path gateway/window gateway/route gateway/config gateway/backend \
-        gateway/registry gateway/transport gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
+        gateway/engine gateway/registry gateway/transport gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
         gateway/metrics gateway/ratelimit backends/file backends/http backends/s3 backends/cache
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h)
