@@ -24,7 +24,7 @@ OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
-UNIT_TESTS := packet options netascii path window route config file_backend uri http_config s3 cache metrics ratelimit
+UNIT_TESTS := packet options netascii path window route config file_backend uri http_config s3 cache metrics ratelimit engine
 UT_packet := gateway/util gateway/packet
 UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
@@ -35,6 +35,9 @@ UT_config := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/op
 UT_uri := gateway/util gateway/uri
 UT_metrics := gateway/util gateway/sockaddr gateway/log gateway/metrics
 UT_ratelimit := gateway/util gateway/ratelimit
+UT_engine := gateway/util gateway/packet gateway/window gateway/netascii gateway/engine
+# Linked without libuv, libcurl or inih: the engine needs none of them.
+UT_NOLIBS := engine
 UT_http_config = $(UT_file_backend)
 UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
@@ -58,7 +61,8 @@ $(BUILD)/uobj/%.o: %.c $(HDRS)
 define unit_rule
 $(BUILD)/test_$(1): tests/unit/test_$(1).c $$(UT_$(1):%=$(BUILD)/uobj/%.o) $(HDRS)
 	@mkdir -p $(BUILD)
-	$$(CC) $$(ALL_CFLAGS) -DUNIT_TESTING -o $$@ $$< $$(UT_$(1):%=$(BUILD)/uobj/%.o) $$(LDLIBS) $(CMOCKA_LIBS)
+	$$(CC) $$(ALL_CFLAGS) -DUNIT_TESTING -o $$@ $$< $$(UT_$(1):%=$(BUILD)/uobj/%.o) \
+	    $(if $(filter $(1),$(UT_NOLIBS)),$$(EXTRA_LDFLAGS),$$(LDLIBS)) $(CMOCKA_LIBS)
 endef
 $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 
