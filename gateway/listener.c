@@ -2,7 +2,7 @@
  * then hand over to a session. Uses its own non-blocking socket under a
  * uv_poll_t, because libuv's UDP receive path cannot report the destination
  * address of a datagram (IP_PKTINFO), and replies must come from the address
- * the client asked (digest C7). */
+ * the client asked (a client on a multi-homed host ignores any other). */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -100,7 +100,7 @@ static bool known_request(struct tg_listener *l, const struct sockaddr *peer,
     struct tg_reg_entry *e = tg_registry_find_dup(reg, peer, op, filename);
 
     if (e) {
-        /* The client did not hear our first answer (digest C6). */
+        /* The client did not hear our first answer (RFC 1350 4). */
         tg_session_retransmit(e->s);
         return true;
     }
@@ -174,7 +174,7 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         return;
     if (tg_pkt_parse(buf, len, &pkt) != 0) {
         /* An ERROR cut short before its code is still an ERROR, and an
-         * ERROR is never answered (digest A12). */
+         * ERROR is never answered (RFC 1350 7). */
         if (is_error(buf, len))
             return;
         tg_error_set(&err, TG_TFTP_EBADOP, "malformed request");
@@ -183,7 +183,7 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         return;
     }
     if (pkt.op == TG_OP_ERROR)
-        return; /* never answer an ERROR (digest A12) */
+        return; /* never answer an ERROR (RFC 1350 7) */
     if (pkt.op != TG_OP_RRQ && pkt.op != TG_OP_WRQ) {
         tg_error_set(&err, TG_TFTP_EBADOP, "only RRQ and WRQ are served on this port");
         tg_metrics_request_refused("bad_request");
@@ -205,7 +205,7 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
     }
 }
 
-/* The destination of a request: replies come from it (digest C7). Returns
+/* The destination of a request: replies come from it. Returns
  * false for a subnet-directed broadcast, which is not answered. */
 static bool read_pktinfo(struct tg_listener *l, struct msghdr *mh,
                          struct sockaddr_storage *local, unsigned *ifindex)
