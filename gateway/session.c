@@ -5,10 +5,9 @@
  * the one timer), the sender's fill strategies (octet pull, direct read
  * into window slots, netascii), and the transfer's log line.
  *
- *   socket ─datagram─▶ input() ─┐            ┌─▶ SEND_* ─▶ transport
- *   stream ─event────▶ on_stream() ─▶ run() ─┼─▶ FILL/PUSH/COMMIT ─▶ stream
- *   timer  ─fired────▶ on_timer() ─┘   │     └─▶ ARM, READ_*, FINISH
- *                                 tg_eng_run()
+ *   datagram (input)     ─┐                      ┌─ SEND_* ─────────────▶ transport
+ *   stream   (on_stream) ─┼─▶ run ─▶ tg_eng_run ─┼─ FILL, PUSH, COMMIT ─▶ stream
+ *   timer    (on_timer)  ─┘                      └─ ARM, READ_*, FINISH    (here)
  *
  * Actions with a result (FILL, SEND_DATA, PUSH) report it to the engine at
  * once, so one event can run a short chain: ACK -> FILL -> FILLED ->
