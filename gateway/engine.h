@@ -21,9 +21,10 @@
  * (SEND_DATA), their bytes the caller's to send. Nothing else of the
  * engine is written from outside.
  *
- *   read:  OPENING -> [OACK] -> SENDING <-> SOURCE_WAIT -> DONE
- *   write: OPENING -> [OACK] -> RECEIVING <-> STORE_WAIT -> COMMITTING
- *                                          -> DALLY -> DONE
+ *   read:  OPENING -> [OACK] -> SENDING <-> SOURCE_WAIT       -> DONE
+ *   write: OPENING -> [OACK] -> RECEIVING <-> STORE_WAIT
+ *                              RECEIVING -> COMMITTING -> DALLY -> DONE
+ *   ([OACK] only when options were accepted; any state can end in DONE.)
  */
 #ifndef TFTPGW_ENGINE_H
 #define TFTPGW_ENGINE_H
