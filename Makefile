@@ -16,31 +16,34 @@ CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 
-CORE := gateway/util gateway/log gateway/packet gateway/options gateway/netascii \
+CORE := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/netascii \
         gateway/path gateway/window gateway/route gateway/config gateway/backend \
-        gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
+        gateway/engine gateway/registry gateway/transport gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
         gateway/metrics gateway/ratelimit gateway/sha256 backends/file backends/http backends/s3 backends/cache
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h) $(wildcard backends/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
-UNIT_TESTS := packet options netascii path window route config file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap
+UNIT_TESTS := packet options netascii path window route config file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap engine
 UT_packet := gateway/util gateway/packet
 UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
 UT_path := gateway/util gateway/path
 UT_window := gateway/util gateway/packet gateway/window
-UT_route := gateway/util gateway/path gateway/route
-UT_config := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config
+UT_route := gateway/util gateway/sockaddr gateway/path gateway/route
+UT_config := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config
 UT_uri := gateway/util gateway/uri
-UT_metrics := gateway/util gateway/log gateway/metrics
+UT_metrics := gateway/util gateway/sockaddr gateway/log gateway/metrics
 UT_ratelimit := gateway/util gateway/ratelimit
 UT_sha256 := gateway/sha256
 UT_curl_cap := gateway/util gateway/log gateway/curl_uv
+UT_engine := gateway/util gateway/packet gateway/window gateway/netascii gateway/engine
+# Linked without libuv, libcurl or inih: the engine needs none of them.
+UT_NOLIBS := engine
 UT_http_config = $(UT_file_backend)
 UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
-UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv gateway/metrics gateway/sha256 backends/file backends/http backends/s3 backends/cache
+UT_file_backend := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv gateway/metrics gateway/sha256 backends/file backends/http backends/s3 backends/cache
 
 .PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench bench-compare
 
@@ -60,7 +63,8 @@ $(BUILD)/uobj/%.o: %.c $(HDRS)
 define unit_rule
 $(BUILD)/test_$(1): tests/unit/test_$(1).c $$(UT_$(1):%=$(BUILD)/uobj/%.o) $(HDRS)
 	@mkdir -p $(BUILD)
-	$$(CC) $$(ALL_CFLAGS) -DUNIT_TESTING -o $$@ $$< $$(UT_$(1):%=$(BUILD)/uobj/%.o) $$(LDLIBS) $(CMOCKA_LIBS)
+	$$(CC) $$(ALL_CFLAGS) -DUNIT_TESTING -o $$@ $$< $$(UT_$(1):%=$(BUILD)/uobj/%.o) \
+	    $(if $(filter $(1),$(UT_NOLIBS)),$$(EXTRA_LDFLAGS),$$(LDLIBS)) $(CMOCKA_LIBS)
 endef
 $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 

@@ -5,7 +5,11 @@
  * Debian build of inih r55 gives the handler no line numbers and never calls
  * it for a section without keys: the reader counts lines, sees every section
  * header (so an empty [route x] is still caught), and strips indentation so
- * an indented key is never taken for a continuation line. */
+ * an indented key is never taken for a continuation line.
+ *
+ * Longer than 900 lines on purpose: it is one table of [server] keys and
+ * the validation of every section, which read the same parse state; cut
+ * apart, each half would have to export that state. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>

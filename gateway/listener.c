@@ -2,7 +2,7 @@
  * then hand over to a session. Uses its own non-blocking socket under a
  * uv_poll_t, because libuv's UDP receive path cannot report the destination
  * address of a datagram (IP_PKTINFO), and replies must come from the address
- * the client asked (digest C7). */
+ * the client asked (a client on a multi-homed host ignores any other). */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -11,69 +11,27 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "listener.h"
+#include "session.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 #include "tftpgw/packet.h"
-#include "tftpgw/path.h"
+#include "tftpgw/sockaddr.h"
 
 #define BURST 64    /* datagrams taken per wakeup, so one busy socket cannot starve the loop */
 #define RX_BATCH 16 /* datagrams per recvmmsg */
 #define RX_SLOT_REQ 4096 /* per-transfer ports: only requests arrive here */
 #define SINGLE_PORT_RCVBUF (8 << 20) /* single-port: every client's window lands here */
 
-void tg_sockaddr_str(const struct sockaddr *sa, char *out, size_t cap)
-{
-    char ip[INET6_ADDRSTRLEN];
-
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-        snprintf(out, cap, "[%s]:%u", ip, ntohs(s6->sin6_port));
-    } else if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-
-        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-        snprintf(out, cap, "%s:%u", ip, ntohs(s4->sin_port));
-    } else {
-        snprintf(out, cap, "?");
-    }
-}
-
-bool tg_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
-{
-    if (a->sa_family != b->sa_family)
-        return false;
-    if (a->sa_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-
-        return x->sin6_port == y->sin6_port &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-    }
-    return false;
-}
-
-static socklen_t sa_len(const struct sockaddr *sa)
-{
-    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                     : sizeof(struct sockaddr_in);
-}
-
-void tg_listener_send_error(struct tg_listener *l, const struct sockaddr *peer,
-                            uint16_t code, const char *msg)
+static void send_error(struct tg_listener *l, const struct sockaddr *peer,
+                       uint16_t code, const char *msg)
 {
     uint8_t pkt[512];
     size_t n = tg_pkt_build_error(pkt, sizeof(pkt), code, msg);
 
     /* Best effort: an ERROR is never retransmitted (RFC 1350 7). */
     if (n)
-        (void)sendto(l->fd, pkt, n, 0, peer, sa_len(peer));
+        (void)sendto(l->fd, pkt, n, 0, peer, tg_sockaddr_len(peer));
 }
 
 /* Broadcast and multicast requests are not ours to answer (RFC 1123 4.2.3.5). */
@@ -94,54 +52,130 @@ static void refuse(struct tg_listener *l, const struct sockaddr *peer,
 {
     char ps[INET6_ADDRSTRLEN + 8], fs[160];
 
-    l->srv->stats.requests_refused++;
+    l->rt->stats.requests_refused++;
     tg_sockaddr_str(peer, ps, sizeof(ps));
     tg_log(TG_LOG_INFO, "refused client=%s op=%s file=\"%s\" code=%u msg=\"%s\"",
            ps, what, file ? tg_log_sanitize(file, fs, sizeof(fs)) : "",
            e->code, e->msg);
-    tg_listener_send_error(l, peer, e->code, e->msg);
+    send_error(l, peer, e->code, e->msg);
+}
+
+static bool is_error(const uint8_t *buf, size_t len)
+{
+    return len >= 2 && buf[0] == 0 && buf[1] == TG_OP_ERROR;
+}
+
+/* Single-port mode: a datagram other than a request belongs to the session
+ * of its address:port. True when it was taken care of here. */
+static bool to_session(struct tg_listener *l, const uint8_t *buf, size_t len,
+                       const struct sockaddr *peer)
+{
+    struct tg_reg_entry *e = tg_registry_find_peer(&l->rt->reg, peer);
+    struct tg_error err;
+
+    if (len >= 2 && buf[0] == 0 && (buf[1] == TG_OP_RRQ || buf[1] == TG_OP_WRQ))
+        return false;
+    /* A write on a port of its own (single_port_writes = no) takes nothing
+     * from this port but requests. */
+    if (e && e->shared) {
+        tg_session_input(e->s, buf, len);
+        return true;
+    }
+    /* Single-port mode's foreign TID: nothing runs for this address:port
+     * (RFC 1350 4; an ERROR is never answered). */
+    if (is_error(buf, len))
+        return true;
+    tg_error_set(&err, TG_TFTP_EBADID, "unknown transfer ID");
+    refuse(l, peer, len >= 2 && buf[0] == 0 ? tg_pkt_opname(buf[1]) : "?", NULL, &err);
+    return true;
+}
+
+/* A request from a client that already has a session: its retransmission,
+ * a late duplicate, or (single-port) a new transfer from the same port.
+ * True when nothing more is to be done with it. */
+static bool known_request(struct tg_listener *l, const struct sockaddr *peer,
+                          enum tg_opcode op, const char *filename)
+{
+    struct tg_registry *reg = &l->rt->reg;
+    struct tg_reg_entry *e = tg_registry_find_dup(reg, peer, op, filename);
+
+    if (e) {
+        /* The client did not hear our first answer (RFC 1350 4). */
+        tg_session_retransmit(e->s);
+        return true;
+    }
+    if (l->rt->single_port && (e = tg_registry_find_peer(reg, peer)) != NULL && e->shared) {
+        /* The same request again once data flows is a late duplicate;
+         * anything else from this port starts over. */
+        if (tg_registry_same_request(e, op, filename))
+            return true;
+        tg_session_supersede(e->s);
+    }
+    return false;
+}
+
+/* Shutdown, rate limit, max_sessions and max_sessions_per_client: false
+ * when the request was refused. */
+static bool admit(struct tg_listener *l, const struct sockaddr *peer,
+                  enum tg_opcode op, const char *filename)
+{
+    struct tg_runtime *rt = l->rt;
+    const struct tg_server_cfg *sc = &rt->cfg->server;
+    struct tg_error err;
+
+    if (rt->draining) {
+        tg_error_set(&err, TG_TFTP_EUNDEF, "server is shutting down");
+        tg_metrics_request_refused("shutdown");
+        refuse(l, peer, tg_pkt_opname(op), filename, &err);
+        return false;
+    }
+    if (tg_ratelimit_check(rt->rate, peer, uv_now(rt->loop), sc->rate_limit, sc->rate_burst) !=
+        TG_RATE_PASS) {
+        /* One small ERROR per refused request: never more than came in. */
+        tg_error_set(&err, TG_TFTP_EUNDEF, "rate limit exceeded, slow down");
+        tg_metrics_request_refused("rate_limited");
+        rt->stats.requests_refused++;
+        if (rt->rl_logged_s != uv_now(rt->loop) / 1000) {
+            /* A flood must not become a log flood: a line a second. */
+            rt->rl_logged_s = uv_now(rt->loop) / 1000;
+            refuse(l, peer, tg_pkt_opname(op), filename, &err);
+        } else {
+            send_error(l, peer, err.code, err.msg);
+        }
+        return false;
+    }
+    if (rt->reg.count >= sc->max_sessions && tg_registry_evict_unproven(&rt->reg))
+        tg_log(TG_LOG_INFO, "server full: evicted a session whose client never answered");
+    if (rt->reg.count >= sc->max_sessions ||
+        (sc->max_sessions_per_client &&
+         tg_registry_count_client(&rt->reg, peer) >= sc->max_sessions_per_client)) {
+        tg_error_set(&err, TG_TFTP_EUNDEF, "server busy, try again later");
+        tg_metrics_request_refused("busy");
+        refuse(l, peer, tg_pkt_opname(op), filename, &err);
+        return false;
+    }
+    return true;
 }
 
 static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t len,
                             const struct sockaddr *peer,
                             const struct sockaddr *local, unsigned ifindex)
 {
-    struct tg_server *srv = l->srv;
     struct tg_packet pkt;
     struct tg_error err;
-    struct tg_session *dup;
     struct tg_request_ctx rc;
-    unsigned per_client = srv->cfg->server.max_sessions_per_client;
     uint16_t port = peer->sa_family == AF_INET6
                         ? ((const struct sockaddr_in6 *)peer)->sin6_port
                         : ((const struct sockaddr_in *)peer)->sin_port;
 
     if (port == 0 || dst_is_group(local))
         return; /* nowhere to answer, or not addressed to us alone */
-    if (srv->single_port) {
-        struct tg_session *s = tg_session_find_peer(srv, peer);
-        bool request = len >= 2 && buf[0] == 0 && (buf[1] == TG_OP_RRQ || buf[1] == TG_OP_WRQ);
-
-        if (s && !request && tg_session_shared(s)) {
-            tg_session_input(s, buf, len);
-            return;
-        }
-        /* A write on a port of its own (single_port_writes = no) takes
-         * nothing from this port but requests. */
-        if (!request) {
-            /* Single-port mode's foreign TID: nothing runs for this
-             * address:port (RFC 1350 4; an ERROR is never answered). */
-            if (len >= 2 && buf[0] == 0 && buf[1] == TG_OP_ERROR)
-                return;
-            tg_error_set(&err, TG_TFTP_EBADID, "unknown transfer ID");
-            refuse(l, peer, len >= 2 && buf[0] == 0 ? tg_pkt_opname(buf[1]) : "?", NULL, &err);
-            return;
-        }
-    }
+    if (l->rt->single_port && to_session(l, buf, len, peer))
+        return;
     if (tg_pkt_parse(buf, len, &pkt) != 0) {
         /* An ERROR cut short before its code is still an ERROR, and an
-         * ERROR is never answered (digest A12). */
-        if (len >= 2 && buf[0] == 0 && buf[1] == TG_OP_ERROR)
+         * ERROR is never answered (RFC 1350 7). */
+        if (is_error(buf, len))
             return;
         tg_error_set(&err, TG_TFTP_EBADOP, "malformed request");
         tg_metrics_request_refused("bad_request");
@@ -149,69 +183,29 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         return;
     }
     if (pkt.op == TG_OP_ERROR)
-        return; /* never answer an ERROR (digest A12) */
+        return; /* never answer an ERROR (RFC 1350 7) */
     if (pkt.op != TG_OP_RRQ && pkt.op != TG_OP_WRQ) {
         tg_error_set(&err, TG_TFTP_EBADOP, "only RRQ and WRQ are served on this port");
         tg_metrics_request_refused("bad_request");
         refuse(l, peer, tg_pkt_opname(pkt.op), NULL, &err);
         return;
     }
-    dup = tg_session_find_dup(srv, peer, pkt.op, pkt.u.req.filename);
-    if (dup) {
-        /* The client did not hear our first answer (digest C6). */
-        tg_session_retransmit(dup);
+    if (known_request(l, peer, pkt.op, pkt.u.req.filename) ||
+        !admit(l, peer, pkt.op, pkt.u.req.filename))
         return;
-    }
-    if (srv->single_port && (dup = tg_session_find_peer(srv, peer)) != NULL &&
-        tg_session_shared(dup)) {
-        /* The same request again once data flows is a late duplicate;
-         * anything else from this port starts over. */
-        if (tg_session_heard(dup) && tg_session_same_request(dup, pkt.op, pkt.u.req.filename))
-            return;
-        tg_session_supersede(dup);
-    }
-    if (srv->draining) {
-        tg_error_set(&err, TG_TFTP_EUNDEF, "server is shutting down");
-        tg_metrics_request_refused("shutdown");
-        refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
-        return;
-    }
-    if (tg_ratelimit_check(srv->rate, peer, uv_now(srv->loop), srv->cfg->server.rate_limit,
-                           srv->cfg->server.rate_burst) != TG_RATE_PASS) {
-        /* One small ERROR per refused request: never more than came in. */
-        tg_error_set(&err, TG_TFTP_EUNDEF, "rate limit exceeded, slow down");
-        tg_metrics_request_refused("rate_limited");
-        srv->stats.requests_refused++;
-        if (srv->rl_logged_s != uv_now(srv->loop) / 1000) {
-            /* A flood must not become a log flood: a line a second. */
-            srv->rl_logged_s = uv_now(srv->loop) / 1000;
-            refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
-        } else {
-            tg_listener_send_error(l, peer, err.code, err.msg);
-        }
-        return;
-    }
-    if (srv->nsessions >= srv->cfg->server.max_sessions && tg_session_evict_unheard(srv))
-        tg_log(TG_LOG_INFO, "server full: evicted a session whose client never answered");
-    if (srv->nsessions >= srv->cfg->server.max_sessions ||
-        (per_client && tg_session_count_client(srv, peer) >= per_client)) {
-        tg_error_set(&err, TG_TFTP_EUNDEF, "server busy, try again later");
-        tg_metrics_request_refused("busy");
-        refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
-        return;
-    }
     rc.op = pkt.op;
     rc.req = &pkt.u.req;
     rc.peer = peer;
     rc.local = local;
     rc.ifindex = ifindex;
-    if (tg_session_start(srv, l, &rc, &err) != 0) {
+    rc.listen_fd = l->fd;
+    if (tg_session_start(l->rt, &rc, &err) != 0) {
         tg_metrics_request_refused(tg_metrics_refusal(err.code));
         refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
     }
 }
 
-/* The destination of a request: replies come from it (digest C7). Returns
+/* The destination of a request: replies come from it. Returns
  * false for a subnet-directed broadcast, which is not answered. */
 static bool read_pktinfo(struct tg_listener *l, struct msghdr *mh,
                          struct sockaddr_storage *local, unsigned *ifindex)
@@ -301,7 +295,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
 
 /* Options, buffers and the poll handle, for a bound socket of ours or one
  * systemd passed. Takes fd: closed here on failure. */
-static int watch(struct tg_listener *l, struct tg_server *srv, int fd, char *err, size_t errlen)
+static int watch(struct tg_listener *l, int fd, char *err, size_t errlen)
 {
     int one = 1, rc;
 
@@ -309,7 +303,7 @@ static int watch(struct tg_listener *l, struct tg_server *srv, int fd, char *err
         setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
     else
         setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
-    if (srv->single_port) {
+    if (l->rt->single_port) {
         int want = SINGLE_PORT_RCVBUF;
 
         /* Whole windows of many uploads queue here, not in per-transfer
@@ -319,14 +313,14 @@ static int watch(struct tg_listener *l, struct tg_server *srv, int fd, char *err
     }
     /* In single-port mode a slot must hold the largest DATA any reload may
      * allow; pages are only touched as datagrams fill them. */
-    l->rx_slot = srv->single_port ? TG_HDR + TG_BLKSIZE_MAX + 1 : RX_SLOT_REQ;
+    l->rx_slot = l->rt->single_port ? TG_HDR + TG_BLKSIZE_MAX + 1 : RX_SLOT_REQ;
     l->rx = tg_malloc(l->rx_slot * RX_BATCH);
     if (!l->rx) {
         snprintf(err, errlen, "listen %s: out of memory", l->label);
         close(fd);
         return TG_ENOMEM;
     }
-    rc = uv_poll_init_socket(srv->loop, &l->poll, fd);
+    rc = uv_poll_init_socket(l->rt->loop, &l->poll, fd);
     if (rc != 0) {
         snprintf(err, errlen, "listen %s: poll: %s", l->label, uv_strerror(rc));
         close(fd);
@@ -342,17 +336,17 @@ static int watch(struct tg_listener *l, struct tg_server *srv, int fd, char *err
         return rc;
     }
     tg_log(TG_LOG_INFO, "listening on %s%s%s", l->label, l->adopted ? " (from systemd)" : "",
-           srv->single_port ? ", single-port mode" : "");
+           l->rt->single_port ? ", single-port mode" : "");
     return 0;
 }
 
-int tg_listener_open(struct tg_listener *l, struct tg_server *srv,
+int tg_listener_open(struct tg_listener *l, struct tg_runtime *rt,
                      const char *spec, char *err, size_t errlen)
 {
     int one = 1, fd, rc;
 
     memset(l, 0, sizeof(*l));
-    l->srv = srv;
+    l->rt = rt;
     l->fd = -1;
     snprintf(l->label, sizeof(l->label), "%s", spec);
     if (tg_sockaddr_parse(spec, false, &l->addr) != 0) {
@@ -367,16 +361,16 @@ int tg_listener_open(struct tg_listener *l, struct tg_server *srv,
     /* One socket per family keeps addresses unmapped and pktinfo simple. */
     if (l->addr.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&l->addr, sa_len((struct sockaddr *)&l->addr)) != 0) {
+    if (bind(fd, (struct sockaddr *)&l->addr, tg_sockaddr_len((struct sockaddr *)&l->addr)) != 0) {
         rc = -errno;
         snprintf(err, errlen, "listen %s: bind: %s", spec, strerror(errno));
         close(fd);
         return rc;
     }
-    return watch(l, srv, fd, err, errlen);
+    return watch(l, fd, err, errlen);
 }
 
-int tg_listener_adopt(struct tg_listener *l, struct tg_server *srv, int fd,
+int tg_listener_adopt(struct tg_listener *l, struct tg_runtime *rt, int fd,
                       char *err, size_t errlen)
 {
     socklen_t al = sizeof(l->addr);
@@ -385,7 +379,7 @@ int tg_listener_adopt(struct tg_listener *l, struct tg_server *srv, int fd,
     int fl;
 
     memset(l, 0, sizeof(*l));
-    l->srv = srv;
+    l->rt = rt;
     l->fd = -1;
     l->adopted = true;
     if (getsockname(fd, (struct sockaddr *)&l->addr, &al) != 0 ||
@@ -401,7 +395,7 @@ int tg_listener_adopt(struct tg_listener *l, struct tg_server *srv, int fd,
         snprintf(err, errlen, "socket activation: descriptor %d: %s", fd, strerror(errno));
         return -errno;
     }
-    return watch(l, srv, fd, err, errlen);
+    return watch(l, fd, err, errlen);
 }
 
 static void on_listener_closed(uv_handle_t *h)
@@ -420,4 +414,10 @@ void tg_listener_close(struct tg_listener *l)
     l->open = false;
     uv_poll_stop(&l->poll);
     uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+}
+
+void tg_listener_free(struct tg_listener *l)
+{
+    tg_free(l->rx);
+    l->rx = NULL;
 }

@@ -168,7 +168,7 @@ static int enter_chroot(const struct tg_config *cfg)
     return 0;
 }
 
-static int set_listen(struct tg_config *cfg, char **list, size_t n)
+static int set_listen(struct tg_config *cfg, char *const *list, size_t n)
 {
     size_t i;
 
@@ -185,7 +185,16 @@ static int set_listen(struct tg_config *cfg, char **list, size_t n)
     return 0;
 }
 
-int main(int argc, char **argv)
+struct args {
+    const char *config, *root, *range;
+    enum tg_write_mode write;
+    char *listen[16];
+    size_t nlisten;
+    int verbose, allow_root;
+};
+
+/* The command line into a; -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -199,51 +208,38 @@ int main(int argc, char **argv)
         {"check-config", required_argument, NULL, 'C'},
         {"allow-root", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0}};
-    const char *config = NULL, *root = NULL, *range = NULL;
-    enum tg_write_mode write = TG_WRITE_OFF;
-    char *listen[16];
-    size_t nlisten = 0;
-    int verbose = 0, allow_root = 0, c, rc;
-    struct tg_config *cfg = NULL;
-    struct tg_server srv;
-    char err[512];
-    uv_loop_t loop;
+    int c;
 
-    /* Windows and large staging come from mmap and go back to the system
-     * when a transfer ends. glibc would otherwise raise this threshold
-     * after the first such free and carve later windows from the heap,
-     * which a flood of big-window requests fragments for good. */
-    (void)mallopt(M_MMAP_THRESHOLD, 64 * 1024);
     while ((c = getopt_long(argc, argv, "c:r:w:l:p:vhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
-            config = optarg;
+            a->config = optarg;
             break;
         case 'r':
-            root = optarg;
+            a->root = optarg;
             break;
         case 'w':
             if (!strcmp(optarg, "create"))
-                write = TG_WRITE_CREATE;
+                a->write = TG_WRITE_CREATE;
             else if (!strcmp(optarg, "overwrite"))
-                write = TG_WRITE_OVERWRITE;
+                a->write = TG_WRITE_OVERWRITE;
             else {
                 fprintf(stderr, "tftpgw: --write takes create or overwrite\n");
                 return 2;
             }
             break;
         case 'l':
-            if (nlisten == TG_ARRAY_LEN(listen)) {
+            if (a->nlisten == TG_ARRAY_LEN(a->listen)) {
                 fprintf(stderr, "tftpgw: too many --listen\n");
                 return 2;
             }
-            listen[nlisten++] = optarg;
+            a->listen[a->nlisten++] = optarg;
             break;
         case 'p':
-            range = optarg;
+            a->range = optarg;
             break;
         case 'v':
-            verbose++;
+            a->verbose++;
             break;
         case 'h':
             usage(stdout);
@@ -254,66 +250,79 @@ int main(int argc, char **argv)
         case 'C':
             return check_config(optarg);
         case 'R':
-            allow_root = 1;
+            a->allow_root = 1;
             break;
         default:
             usage(stderr);
             return 2;
         }
     }
-    if (optind != argc || (!config == !root)) {
+    if (optind != argc || (!a->config == !a->root)) {
         fprintf(stderr, "tftpgw: give exactly one of --config FILE or --root DIR\n");
         usage(stderr);
         return 2;
     }
-    if (write != TG_WRITE_OFF && !root) {
+    if (a->write != TG_WRITE_OFF && !a->root) {
         fprintf(stderr, "tftpgw: --write goes with --root; a config file sets write per route\n");
         return 2;
     }
-    if (config) {
-        if (tg_config_load(config, &cfg, err, sizeof(err)) != 0) {
+    return -1;
+}
+
+/* The configuration the command line asks for; 0 or the exit status. */
+static int load_config(const struct args *a, struct tg_config **out)
+{
+    struct tg_config *cfg = NULL;
+    char err[512];
+
+    if (a->config) {
+        if (tg_config_load(a->config, &cfg, err, sizeof(err)) != 0) {
             fprintf(stderr, "tftpgw: %s\n", err);
             return 1;
         }
-    } else if (!(cfg = tg_config_embedded(root, write))) {
+    } else if (!(cfg = tg_config_embedded(a->root, a->write))) {
         fprintf(stderr, "tftpgw: out of memory\n");
         return 1;
     }
-    if (nlisten && set_listen(cfg, listen, nlisten) != 0) {
+    *out = cfg;
+    if (a->nlisten && set_listen(cfg, a->listen, a->nlisten) != 0) {
         fprintf(stderr, "tftpgw: out of memory\n");
         return 1;
     }
-    if (range) {
+    if (a->range) {
         unsigned lo, hi;
         char extra;
 
-        if (sscanf(range, "%u:%u%c", &lo, &hi, &extra) != 2 || lo == 0 || lo > hi || hi > 65535) {
+        if (sscanf(a->range, "%u:%u%c", &lo, &hi, &extra) != 2 || lo == 0 || lo > hi ||
+            hi > 65535) {
             fprintf(stderr, "tftpgw: --port-range takes LO:HI within 1..65535\n");
             return 2;
         }
         cfg->server.port_lo = lo;
         cfg->server.port_hi = hi;
     }
-    if (geteuid() == 0 && !cfg->server.user && !allow_root) {
+    if (geteuid() == 0 && !cfg->server.user && !a->allow_root) {
         fprintf(stderr, "tftpgw: refusing to run as root: set [server] user = NAME to drop "
                         "privileges after binding, or pass --allow-root\n");
         tg_config_free(cfg);
+        *out = NULL;
         return 1;
     }
-    tg_log_init(verbose ? TG_LOG_DEBUG : cfg->server.log_level, cfg->server.log_format,
-                cfg->server.log_target);
-    raise_fd_limit(cfg->server.max_sessions);
-    /* A client that vanishes must not kill us through a failed send. */
-    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
 
-    /* libuv's pool defaults to 4 threads, read by its first use: disk reads
-     * that miss the page cache during a storm of 100s of sessions queue
-     * behind each other there. An operator's own setting wins. */
-    setenv("UV_THREADPOOL_SIZE", "16", 0);
+/* Bind, drop privileges, run the loop until the server has shut down. */
+static int serve(struct tg_config *cfg, const struct args *a)
+{
+    struct tg_server srv;
+    char err[512];
+    uv_loop_t loop;
+    int rc;
+
     uv_loop_init(&loop);
     rc = tg_server_init(&srv, &loop, cfg, err, sizeof(err));
-    srv.verbose = verbose > 0;
-    if (range) {
+    srv.verbose = a->verbose > 0;
+    if (a->range) {
         srv.cli_port_lo = cfg->server.port_lo;
         srv.cli_port_hi = cfg->server.port_hi;
     }
@@ -342,9 +351,36 @@ int main(int argc, char **argv)
     if (rc != 0)
         tg_log(TG_LOG_WARN, "loop did not close cleanly: %s", uv_strerror(rc));
     tg_log(TG_LOG_INFO, "stopped: %llu ok, %llu failed, %llu refused",
-           (unsigned long long)srv.stats.transfers_ok,
-           (unsigned long long)srv.stats.transfers_failed,
-           (unsigned long long)srv.stats.requests_refused);
-    tg_config_free(srv.cfg); /* the one running at the end: reloads freed the rest */
+           (unsigned long long)srv.rt.stats.transfers_ok,
+           (unsigned long long)srv.rt.stats.transfers_failed,
+           (unsigned long long)srv.rt.stats.requests_refused);
+    tg_config_free(srv.rt.cfg); /* the one running at the end: reloads freed the rest */
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a = {.write = TG_WRITE_OFF};
+    struct tg_config *cfg = NULL;
+    int rc;
+
+    /* Windows and large staging come from mmap and go back to the system
+     * when a transfer ends. glibc would otherwise raise this threshold
+     * after the first such free and carve later windows from the heap,
+     * which a flood of big-window requests fragments for good. */
+    (void)mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    if ((rc = parse_args(argc, argv, &a)) >= 0)
+        return rc;
+    if ((rc = load_config(&a, &cfg)) != 0)
+        return rc;
+    tg_log_init(a.verbose ? TG_LOG_DEBUG : cfg->server.log_level, cfg->server.log_format,
+                cfg->server.log_target);
+    raise_fd_limit(cfg->server.max_sessions);
+    /* A client that vanishes must not kill us through a failed send. */
+    signal(SIGPIPE, SIG_IGN);
+    /* libuv's pool defaults to 4 threads, read by its first use: disk reads
+     * that miss the page cache during a storm of 100s of sessions queue
+     * behind each other there. An operator's own setting wins. */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
+    return serve(cfg, &a);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tftpgw/route.h"
+#include "tftpgw/sockaddr.h"
 
 /* ---- addresses and networks ---------------------------------------------- */
 
@@ -79,13 +80,6 @@ static bool prefix_equal(const uint8_t *net, const uint8_t *a, unsigned bits)
     return (a[whole] & (uint8_t)(0xff00u >> rest)) == net[whole];
 }
 
-static bool is_v4mapped(const struct sockaddr_in6 *sin6)
-{
-    static const uint8_t pfx[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-    return memcmp(sin6->sin6_addr.s6_addr, pfx, sizeof(pfx)) == 0;
-}
-
 bool tg_cidr_contains(const struct tg_cidr *c, const struct sockaddr *sa)
 {
     if (!c || !sa)
@@ -104,39 +98,10 @@ bool tg_cidr_contains(const struct tg_cidr *c, const struct sockaddr *sa)
             return prefix_equal(c->addr, sin6->sin6_addr.s6_addr, c->bits);
         /* A dual-stack [::] listener sees IPv4 clients as ::ffff:a.b.c.d;
          * the operator wrote IPv4 networks for them. */
-        if (c->family == AF_INET && is_v4mapped(sin6))
+        if (c->family == AF_INET && tg_sockaddr_v4mapped(sin6))
             return prefix_equal(c->addr, sin6->sin6_addr.s6_addr + 12, c->bits);
     }
     return false;
-}
-
-int tg_sockaddr_ip(const struct sockaddr *sa, char *out, size_t cap)
-{
-    char buf[INET6_ADDRSTRLEN];
-    const char *r = NULL;
-    size_t n;
-
-    if (!sa || !out)
-        return TG_EINVAL;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-
-        r = inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-
-        if (is_v4mapped(sin6))
-            r = inet_ntop(AF_INET, sin6->sin6_addr.s6_addr + 12, buf, sizeof(buf));
-        else
-            r = inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
-    }
-    if (!r)
-        return TG_EINVAL;
-    n = strlen(buf);
-    if (n >= cap)
-        return TG_ENOSPC;
-    memcpy(out, buf, n + 1);
-    return 0;
 }
 
 /* ---- matching ------------------------------------------------------------ */

@@ -9,6 +9,7 @@
 #include "server.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
+#include "tftpgw/options.h"
 
 #define DRAIN_MS 30000
 
@@ -52,10 +53,10 @@ static bool same_backend_cfg(const struct tg_backend_cfg *a, const struct tg_bac
 static struct tg_backend *reusable(const struct tg_server *srv, const struct tg_backend_cfg *want,
                                    bool all_same)
 {
-    const struct tg_config *old = srv->cfg;
+    const struct tg_config *old = srv->rt.cfg;
 
     for (size_t i = 0; old && i < old->nbackends; i++) {
-        struct tg_backend *b = srv->backends[i];
+        struct tg_backend *b = srv->rt.backends[i];
 
         if (!same_backend_cfg(&old->backends[i], want))
             continue;
@@ -66,18 +67,18 @@ static struct tg_backend *reusable(const struct tg_server *srv, const struct tg_
 
 static bool all_backends_same(const struct tg_server *srv, const struct tg_config *cfg)
 {
-    if (!srv->cfg || srv->cfg->nbackends != cfg->nbackends)
+    if (!srv->rt.cfg || srv->rt.cfg->nbackends != cfg->nbackends)
         return false;
     for (size_t i = 0; i < cfg->nbackends; i++)
-        if (!same_backend_cfg(&srv->cfg->backends[i], &cfg->backends[i]))
+        if (!same_backend_cfg(&srv->rt.cfg->backends[i], &cfg->backends[i]))
             return false;
     return true;
 }
 
 static bool was_reused(const struct tg_server *srv, const struct tg_backend *b)
 {
-    for (size_t i = 0; srv->cfg && i < srv->cfg->nbackends; i++)
-        if (srv->backends[i] == b)
+    for (size_t i = 0; srv->rt.cfg && i < srv->rt.cfg->nbackends; i++)
+        if (srv->rt.backends[i] == b)
             return true;
     return false;
 }
@@ -101,7 +102,7 @@ static int build_backends(struct tg_server *srv, const struct tg_config *cfg,
             (*nreused)++;
             continue;
         }
-        rc = tg_backend_create(srv->loop, &cfg->backends[i], &out[i], e, sizeof(e));
+        rc = tg_backend_create(srv->rt.loop, &cfg->backends[i], &out[i], e, sizeof(e));
         if (rc != 0) {
             out[i] = NULL;
             snprintf(err, errlen, "%s: [backend %s] %s", cfg->file ? cfg->file : "(built-in)",
@@ -142,37 +143,42 @@ static int retire(struct tg_server *srv, struct tg_config *cfg, struct tg_backen
     return 0;
 }
 
+/* A session left the registry: the drain ends with the last one. */
+static void session_ended(void *arg)
+{
+    struct tg_server *srv = arg;
+
+    if (srv->rt.draining && srv->rt.reg.count == 0)
+        tg_server_close(srv);
+}
+
 int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg,
                    char *err, size_t errlen)
 {
     unsigned reused;
+    int rc;
 
     memset(srv, 0, sizeof(*srv));
-    srv->loop = loop;
-    srv->single_port = cfg->server.single_port;
-    /* Chains of about one session each at max_sessions; a reload that
-     * raises it only makes them longer. */
-    for (srv->pmask = 63; srv->pmask < cfg->server.max_sessions && srv->pmask < 65535;)
-        srv->pmask = srv->pmask * 2 + 1;
-    srv->ptab = tg_calloc((size_t)srv->pmask + 1, sizeof(*srv->ptab));
-    srv->backends = tg_calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof(*srv->backends));
+    srv->rt.loop = loop;
+    srv->rt.single_port = cfg->server.single_port;
+    rc = tg_registry_init(&srv->rt.reg, cfg->server.max_sessions);
+    srv->rt.reg.ended = session_ended;
+    srv->rt.reg.arg = srv;
+    srv->rt.backends = tg_calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof(*srv->rt.backends));
     srv->listeners = tg_calloc(cfg->server.nlisten ? cfg->server.nlisten : 1,
                                sizeof(*srv->listeners));
     /* Keyed once per process, before any request: a reload that turns
      * rate_limit on finds the table ready (its pages are touched only then). */
-    srv->rate = tg_ratelimit_new(NULL);
-    srv->sendrate = tg_ratelimit_new(NULL);
-    if (!srv->backends || !srv->listeners || !srv->ptab || !srv->rate || !srv->sendrate) {
+    srv->rt.rate = tg_ratelimit_new(NULL);
+    srv->rt.sendrate = tg_ratelimit_new(NULL);
+    if (rc != 0 || !srv->rt.backends || !srv->listeners || !srv->rt.rate || !srv->rt.sendrate) {
         snprintf(err, errlen, "out of memory");
         return TG_ENOMEM;
     }
-    /* srv->cfg is set after the build: nothing to reuse at start. */
-    {
-        int rc = build_backends(srv, cfg, srv->backends, &reused, err, errlen);
-
-        srv->cfg = cfg;
-        return rc;
-    }
+    /* srv->rt.cfg is set after the build: nothing to reuse at start. */
+    rc = build_backends(srv, cfg, srv->rt.backends, &reused, err, errlen);
+    srv->rt.cfg = cfg;
+    return rc;
 }
 
 /* Keys that shape sockets and the process, not sessions. */
@@ -224,7 +230,7 @@ static void reload_after(uv_work_t *w, int status)
     if (status != 0 || j->rc != 0)
         tg_log(TG_LOG_ERROR, "reload refused, running configuration kept: %s",
                status != 0 ? "cancelled" : j->err);
-    else if (srv->draining || srv->closed)
+    else if (srv->rt.draining || srv->closed)
         tg_config_free(j->cfg); /* shutting down: nothing to reload into */
     else
         (void)reload_apply(srv, j->cfg);
@@ -236,7 +242,7 @@ int tg_server_reload(struct tg_server *srv)
 {
     struct reload_job *j;
 
-    if (!srv->cfg->file) {
+    if (!srv->rt.cfg->file) {
         tg_log(TG_LOG_WARN, "reload: running on the built-in configuration (--root); nothing to reload");
         return TG_EINVAL;
     }
@@ -245,13 +251,13 @@ int tg_server_reload(struct tg_server *srv)
         return TG_EAGAIN;
     }
     j = tg_calloc(1, sizeof(*j));
-    if (!j || !(j->path = tg_strdup(srv->cfg->file))) {
+    if (!j || !(j->path = tg_strdup(srv->rt.cfg->file))) {
         tg_free(j);
         tg_log(TG_LOG_ERROR, "reload refused: out of memory");
         return TG_ENOMEM;
     }
     j->srv = srv;
-    if (uv_queue_work(srv->loop, &j->work, reload_work, reload_after) != 0) {
+    if (uv_queue_work(srv->rt.loop, &j->work, reload_work, reload_after) != 0) {
         tg_free(j->path);
         tg_free(j);
         tg_log(TG_LOG_ERROR, "reload refused: cannot queue the read");
@@ -266,7 +272,7 @@ int tg_server_reload(struct tg_server *srv)
  * and reload, per route, while the setting asks for it. */
 static void warn_spoofable_writes(const struct tg_server *srv, const struct tg_config *cfg)
 {
-    if (!srv->single_port || !cfg->server.single_port_writes)
+    if (!srv->rt.single_port || !cfg->server.single_port_writes)
         return;
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const struct tg_route *r = &cfg->routes[i];
@@ -317,10 +323,10 @@ static int reload_apply(struct tg_server *srv, struct tg_config *cfg)
         }
         return rc;
     }
-    warn_restart_only(&srv->cfg->server, &cfg->server);
+    warn_restart_only(&srv->rt.cfg->server, &cfg->server);
     /* Reused backends now belong to the new generation as well; free()
      * destroys each backend once whatever generations share it. */
-    if (retire(srv, srv->cfg, srv->backends) != 0) {
+    if (retire(srv, srv->rt.cfg, srv->rt.backends) != 0) {
         tg_log(TG_LOG_ERROR, "reload refused: out of memory");
         for (size_t i = 0; i < cfg->nbackends; i++)
             if (be[i] && was_reused(srv, be[i]))
@@ -328,15 +334,15 @@ static int reload_apply(struct tg_server *srv, struct tg_config *cfg)
         (void)retire(srv, cfg, be);
         return TG_ENOMEM;
     }
-    srv->cfg = cfg;
-    srv->backends = be;
+    srv->rt.cfg = cfg;
+    srv->rt.backends = be;
     if (!srv->verbose)
         tg_log_init(cfg->server.log_level, cfg->server.log_format, cfg->server.log_target);
     srv->reloads++;
     warn_spoofable_writes(srv, cfg);
     tg_log(TG_LOG_INFO, "configuration reloaded from %s: %zu route(s), %zu backend(s), %u kept "
                         "running; %u session(s) finish on the previous one",
-           cfg->file, cfg->nroutes, cfg->nbackends, reused, srv->nsessions);
+           cfg->file, cfg->nroutes, cfg->nbackends, reused, srv->rt.reg.count);
     return 0;
 }
 
@@ -345,27 +351,27 @@ static void on_signal(uv_signal_t *h, int signum)
     struct tg_server *srv = h->data;
 
     if (signum == SIGHUP) {
-        if (!srv->draining)
+        if (!srv->rt.draining)
             (void)tg_server_reload(srv);
         return;
     }
-    if (!srv->draining) {
-        srv->drain_ms = srv->cfg->server.drain_timeout_s * 1000u;
+    if (!srv->rt.draining) {
+        srv->drain_ms = srv->rt.cfg->server.drain_timeout_s * 1000u;
         tg_log(TG_LOG_INFO, "signal %d: draining %u session(s), at most %u ms",
-               signum, srv->nsessions, srv->drain_ms);
+               signum, srv->rt.reg.count, srv->drain_ms);
         tg_server_drain(srv);
         return;
     }
-    tg_log(TG_LOG_WARN, "signal %d again: ending %u session(s) now", signum, srv->nsessions);
-    tg_sessions_abort_all(srv, "server is shutting down");
+    tg_log(TG_LOG_WARN, "signal %d again: ending %u session(s) now", signum, srv->rt.reg.count);
+    tg_registry_abort_all(&srv->rt.reg, "server is shutting down");
 }
 
 static void on_drain_timeout(uv_timer_t *t)
 {
     struct tg_server *srv = t->data;
 
-    tg_log(TG_LOG_WARN, "drain timeout: ending %u session(s)", srv->nsessions);
-    tg_sessions_abort_all(srv, "server is shutting down");
+    tg_log(TG_LOG_WARN, "drain timeout: ending %u session(s)", srv->rt.reg.count);
+    tg_registry_abort_all(&srv->rt.reg, "server is shutting down");
 }
 
 #define SD_LISTEN_FDS_START 3
@@ -398,7 +404,7 @@ static int adopt_listeners(struct tg_server *srv, int n, char *err, size_t errle
     }
     srv->listeners = ls;
     for (int i = 0; i < n; i++) {
-        int rc = tg_listener_adopt(&srv->listeners[srv->nlisteners], srv,
+        int rc = tg_listener_adopt(&srv->listeners[srv->nlisteners], &srv->rt,
                                    SD_LISTEN_FDS_START + i, err, errlen);
 
         if (rc != 0)
@@ -412,7 +418,7 @@ static int adopt_listeners(struct tg_server *srv, int n, char *err, size_t errle
 
 int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
 {
-    const struct tg_server_cfg *sc = &srv->cfg->server;
+    const struct tg_server_cfg *sc = &srv->rt.cfg->server;
     size_t i;
     int rc, passed = passed_sockets();
 
@@ -422,7 +428,8 @@ int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
             return rc;
     }
     for (i = 0; passed == 0 && i < sc->nlisten; i++) {
-        rc = tg_listener_open(&srv->listeners[srv->nlisteners], srv, sc->listen[i], err, errlen);
+        rc = tg_listener_open(&srv->listeners[srv->nlisteners], &srv->rt, sc->listen[i], err,
+                              errlen);
         if (rc == -EAFNOSUPPORT && sc->nlisten > 1) {
             /* A host without IPv6 still serves IPv4 with the default
              * "0.0.0.0:69 [::]:69". */
@@ -438,14 +445,14 @@ int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
         return TG_EINVAL;
     }
     if (sc->metrics_listen &&
-        (rc = tg_metrics_serve(srv->loop, sc->metrics_listen, err, errlen)) != 0)
+        (rc = tg_metrics_serve(srv->rt.loop, sc->metrics_listen, err, errlen)) != 0)
         return rc;
-    warn_spoofable_writes(srv, srv->cfg);
+    warn_spoofable_writes(srv, srv->rt.cfg);
     srv->handles_ready = true;
-    uv_signal_init(srv->loop, &srv->sig_int);
-    uv_signal_init(srv->loop, &srv->sig_term);
-    uv_signal_init(srv->loop, &srv->sig_hup);
-    uv_timer_init(srv->loop, &srv->drain_timer);
+    uv_signal_init(srv->rt.loop, &srv->sig_int);
+    uv_signal_init(srv->rt.loop, &srv->sig_term);
+    uv_signal_init(srv->rt.loop, &srv->sig_hup);
+    uv_timer_init(srv->rt.loop, &srv->drain_timer);
     srv->sig_int.data = srv->sig_term.data = srv->sig_hup.data = srv;
     srv->drain_timer.data = srv;
     uv_signal_start(&srv->sig_int, on_signal, SIGINT);
@@ -456,24 +463,20 @@ int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
 
 void tg_server_drain(struct tg_server *srv)
 {
-    if (srv->draining)
+    if (srv->rt.draining)
         return;
-    srv->draining = true;
+    srv->rt.draining = true;
     /* Listeners stay open until the end so new requests hear why they are
      * refused instead of timing out. */
-    /* Dallying sessions only wait for a lost final ACK's echo. */
-    tg_sessions_end_dallying(srv);
-    if (srv->nsessions == 0) {
+    /* What is not a running transfer ends now: a dallying upload only
+     * waits for a lost final ACK's echo, an unanswered request never
+     * started. */
+    tg_registry_drain(&srv->rt.reg);
+    if (srv->rt.reg.count == 0) {
         tg_server_close(srv);
         return;
     }
     uv_timer_start(&srv->drain_timer, on_drain_timeout, srv->drain_ms, 0);
-}
-
-void tg_server_session_ended(struct tg_server *srv)
-{
-    if (srv->draining && srv->nsessions == 0)
-        tg_server_close(srv);
 }
 
 void tg_server_close(struct tg_server *srv)
@@ -511,10 +514,10 @@ void tg_server_free(struct tg_server *srv)
     struct tg_gen *g, *next;
     size_t i;
 
-    for (i = 0; srv->backends && i < srv->cfg->nbackends; i++)
-        if (srv->backends[i] && !later_has(srv->retired, srv->backends[i]))
-            tg_backend_destroy(srv->backends[i]);
-    tg_free(srv->backends);
+    for (i = 0; srv->rt.backends && i < srv->rt.cfg->nbackends; i++)
+        if (srv->rt.backends[i] && !later_has(srv->retired, srv->rt.backends[i]))
+            tg_backend_destroy(srv->rt.backends[i]);
+    tg_free(srv->rt.backends);
     for (g = srv->retired; g; g = next) {
         next = g->next;
         for (i = 0; i < g->cfg->nbackends; i++)
@@ -526,24 +529,13 @@ void tg_server_free(struct tg_server *srv)
     }
     srv->retired = NULL;
     for (i = 0; srv->listeners && i < srv->nlisteners; i++)
-        tg_free(srv->listeners[i].rx);
+        tg_listener_free(&srv->listeners[i]);
     tg_free(srv->listeners);
-    tg_free(srv->ptab);
-    tg_ratelimit_free(srv->rate);
-    srv->rate = NULL;
-    tg_ratelimit_free(srv->sendrate);
-    srv->sendrate = NULL;
-    srv->backends = NULL;
+    tg_registry_free(&srv->rt.reg);
+    tg_ratelimit_free(srv->rt.rate);
+    srv->rt.rate = NULL;
+    tg_ratelimit_free(srv->rt.sendrate);
+    srv->rt.sendrate = NULL;
+    srv->rt.backends = NULL;
     srv->listeners = NULL;
-    srv->ptab = NULL;
-}
-
-struct tg_backend *tg_server_backend(struct tg_server *srv, const char *name)
-{
-    size_t i;
-
-    for (i = 0; i < srv->cfg->nbackends; i++)
-        if (strcmp(srv->cfg->backends[i].name, name) == 0)
-            return srv->backends[i];
-    return NULL;
 }

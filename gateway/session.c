@@ -1,323 +1,148 @@
-/* gateway/session.c - one transfer: its socket (the server's TID), its timer,
- * its window, and its backend stream. Two roles share one state machine:
- * sender (RRQ) and receiver (WRQ).
+/* gateway/session.c - one transfer, as glue: it turns a request into an
+ * engine (gateway/engine.c, the protocol), a transport (gateway/transport.c,
+ * the socket) and a backend stream, then carries events to the engine and
+ * the engine's actions out. It owns the libuv handles (the socket's poll,
+ * the one timer), the sender's fill strategies (octet pull, direct read
+ * into window slots, netascii), and the transfer's log line.
  *
- *   OPENING ──▶ NEGOTIATED ──▶ TRANSFER ──▶ DRAINING ──▶ DALLY ──▶ DONE
- *   (backend   (OACK sent,     (window /    (WRQ: commit  (WRQ: final
- *    opening)   wait ACK 0 /    lock-step)   in progress)   ACK sent,
- *               DATA 1)                                     re-ACK dups)
+ *   datagram (input)     ─┐                      ┌─ SEND_* ─────────────▶ transport
+ *   stream   (on_stream) ─┼─▶ run ─▶ tg_eng_run ─┼─ FILL, PUSH, COMMIT ─▶ stream
+ *   timer    (on_timer)  ─┘                      └─ ARM, READ_*, FINISH    (here)
  *
- * The state decides what the one timer means; every transition goes through
- * set_state(). */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/udp.h>
+ * Actions with a result (FILL, SEND_DATA, PUSH) report it to the engine at
+ * once, so one event can run a short chain: ACK -> FILL -> FILLED ->
+ * SEND_DATA -> SENT -> ARM. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
-#include "server.h"
+#include "engine.h"
+#include "registry.h"
+#include "runtime.h"
+#include "session.h"
+#include "transport.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
-#include "tftpgw/packet.h"
 #include "tftpgw/path.h"
 #include "tftpgw/route.h"
+#include "tftpgw/sockaddr.h"
 
-#define BURST 64
-#define RTO_CAP_MS 16000u
-#define CTL_MAX 512
+#define BURST 64       /* datagrams taken per wakeup, so one busy client cannot starve the loop */
+#define SEND_BATCH 64  /* datagrams handed to the transport at once */
+#define CTL_MAX 512    /* OACK, ACK or ERROR */
 #define DIRECT_MIN_WINDOW (64 * 1024)
 
-enum tg_sess_state {
-    TG_SS_OPENING,
-    TG_SS_NEGOTIATED,
-    TG_SS_TRANSFER,
-    TG_SS_DRAINING,
-    TG_SS_DALLY,
-    TG_SS_DONE
+/* How the sender fills its window from the stream. */
+enum fill_kind {
+    FILL_OCTET,   /* pull() into the slots */
+    FILL_DIRECT,  /* read_direct(): one preadv into every free slot, off the loop */
+    FILL_NETASCII /* pull() into a staging buffer, encoded into the slots */
 };
-
-static const char *const state_names[] = {"opening", "negotiated", "transfer",
-                                          "draining", "dally", "done"};
 
 struct tg_session {
-    struct tg_session *prev, *next;
-    struct tg_server *srv;
-    enum tg_opcode op;
-    enum tg_sess_state state;
-    struct sockaddr_storage peer;
-    char peer_str[INET6_ADDRSTRLEN + 8];
-    char client_ip[INET6_ADDRSTRLEN];
-    int fd;              /* own socket, or the listener's in single-port mode */
-    bool shared;         /* single-port: fd belongs to the listener */
-    struct tg_session *hnext; /* chain of the server's by-peer table */
-    union {               /* single-port: the source address of our replies */
-        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
-        struct cmsghdr align;
-    } cm;
-    size_t cm_len;
-    uv_poll_t poll;
+    struct tg_reg_entry reg; /* the server's registry: peer, request, ops */
+    struct tg_runtime *rt;
+    struct tg_eng eng;
+    struct tg_transport tp;
+    uv_poll_t poll;          /* own socket only */
     uv_timer_t timer;
-    int open_handles;    /* freed when the last uv_close callback ran */
-    bool reading;        /* poll started for UV_READABLE */
-    char *reqname;       /* the filename as the client sent it (dedupe) */
+    int open_handles;        /* freed when the last uv_close callback ran */
+    bool reading;            /* the engine takes datagrams (READ_ON / READ_OFF) */
+    bool done;               /* FINISH ran: nothing more goes to the engine */
+    uint64_t deadline;       /* the engine's timer; 0: disarmed */
+    uint64_t timer_due;      /* when the uv timer will actually fire */
+    char *reqname;           /* the filename as the client sent it (dedupe) */
     char path[TG_PATH_MAX];
     struct tg_route_match match;
-    struct tg_negotiated neg;
     struct tg_stream *stream;
-    bool heard;          /* a packet came from the client's TID */
-    bool proven;         /* the client showed it hears us (docs/security.md) */
-    unsigned rto_init, rto, tries;
-    uint64_t retransmits;
-    uint64_t started_ms, ended_ms;
-    uint64_t be_t0;      /* uv_hrtime() when the backend was asked to open or commit */
-    bool guard;          /* the timer waits on the backend, not the client */
-    bool pacing;         /* the timer waits for client_rate's bucket */
-    uint64_t deadline;   /* when the timer's meaning is due; 0: disarmed */
-    uint64_t timer_due;  /* when the uv timer will actually fire */
-    const char *result;  /* "ok", "error", ... for the log line */
-    struct tg_error why;
-    uint8_t ctl[CTL_MAX]; /* OACK or ACK: what the timer resends */
-    size_t ctl_len;
+    uint64_t be_t0;          /* uv_hrtime() when the backend was asked to open or commit */
 
-    /* sender (RRQ) */
-    struct tg_win win;
-    bool wait_readable;
-    bool direct;         /* the stream reads straight into window slots */
-    bool direct_busy;    /* such a read is in flight */
+    /* the sender's fill strategy */
+    enum fill_kind fill;
+    bool direct_busy;        /* a direct read into window slots is in flight */
     uint64_t direct_asked;
-    uint64_t src_bytes;  /* bytes pulled from the stream */
     struct tg_na_enc na_enc;
-    uint8_t *na_raw;     /* netascii: source bytes not yet encoded */
+    uint8_t *na_raw;         /* netascii: source bytes not yet encoded */
     size_t na_len, na_off;
     bool src_eof;
-
-    /* receiver (WRQ) */
-    struct tg_rx rx;
-    uint8_t *hold;       /* a block the stream could not take yet */
-    size_t hold_len;
-    bool hold_last, hold_ack, blocked;
-    bool dropped;        /* single-port: DATA was dropped while blocked */
-    uint8_t *q;          /* single-port: datagrams that came while blocked */
-    size_t q_cap, q_used, q_off; /* as [u32 length][bytes] records */
-    bool no_gso;         /* the kernel refused UDP GSO for this socket/path */
-    struct tg_na_dec na_dec;
-    uint8_t *na_out;
-    int64_t stored;      /* bytes pushed to the stream (after decoding) */
 };
 
-static void pump(struct tg_session *s);
-static void finish(struct tg_session *s, const char *result);
+static void run(struct tg_session *s, const struct tg_eng_ev *ev);
 
-static socklen_t sa_len(const struct sockaddr *sa)
+static void run_kind(struct tg_session *s, enum tg_eng_ev_kind kind)
 {
-    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                     : sizeof(struct sockaddr_in);
+    struct tg_eng_ev ev = {.kind = kind};
+
+    run(s, &ev);
 }
 
-static void set_state(struct tg_session *s, enum tg_sess_state st)
+/* The stream's error as an event: FAILED, or fill's or push's error. */
+static void stream_error(struct tg_session *s, struct tg_eng_ev *ev, const char *fallback)
 {
-    if (tg_log_enabled(TG_LOG_DEBUG))
-        tg_log(TG_LOG_DEBUG, "session %s: %s -> %s", s->peer_str,
-               state_names[s->state], state_names[st]);
-    s->state = st;
+    ev->code = s->stream->err.code ? s->stream->err.code : TG_TFTP_EUNDEF;
+    ev->msg = s->stream->err.msg[0] ? s->stream->err.msg : fallback;
 }
 
-/* Single-port replies leave a socket bound to the wildcard address; the
- * control message makes them come from the address the client asked
- * (digest C7), as a per-transfer socket bound to it would. */
-static void set_msghdr(struct tg_session *s, struct msghdr *mh, struct iovec *iov)
+/* ---- the sender's fill strategies (FILL -> FILLED) ---- */
+
+static void fill_octet(struct tg_session *s, struct tg_eng_ev *ev)
 {
-    memset(mh, 0, sizeof(*mh));
-    mh->msg_name = &s->peer;
-    mh->msg_namelen = sa_len((const struct sockaddr *)&s->peer);
-    mh->msg_iov = iov;
-    mh->msg_iovlen = 1;
-    if (s->cm_len) {
-        mh->msg_control = s->cm.buf;
-        mh->msg_controllen = s->cm_len;
-    }
-}
-
-static void send_raw(struct tg_session *s, const uint8_t *buf, size_t len)
-{
-    struct iovec iov = {(void *)buf, len};
-    struct msghdr mh;
-
-    set_msghdr(s, &mh, &iov);
-    /* A full socket buffer is a lost packet; the timer covers it. */
-    (void)sendmsg(s->fd, &mh, 0);
-}
-
-static void send_ctl(struct tg_session *s)
-{
-    send_raw(s, s->ctl, s->ctl_len);
-}
-
-static void send_error(struct tg_session *s, uint16_t code, const char *msg)
-{
-    uint8_t pkt[CTL_MAX];
-    size_t n = tg_pkt_build_error(pkt, sizeof(pkt), code, msg);
-
-    if (n)
-        send_raw(s, pkt, n);
-}
-
-static void on_timer(uv_timer_t *t);
-
-/* The one timer is re-armed lazily: arming only moves a deadline, and the
- * uv timer, when it fires early, waits for the rest. An ACK per block would
- * otherwise cost two timer-heap updates on the hot path. */
-static void set_deadline(struct tg_session *s, uint64_t ms, bool guard)
-{
-    uint64_t now = uv_now(s->srv->loop);
-
-    s->guard = guard;
-    s->pacing = false;
-    s->deadline = now + ms;
-    if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->deadline) {
-        uv_timer_start(&s->timer, on_timer, ms, 0);
-        s->timer_due = s->deadline;
-    }
-}
-
-static void arm(struct tg_session *s, unsigned ms)
-{
-    set_deadline(s, ms, false);
-}
-
-static void disarm(struct tg_session *s)
-{
-    s->guard = false;
-    s->pacing = false;
-    s->deadline = 0;
-}
-
-static bool armed(const struct tg_session *s)
-{
-    return s->deadline != 0;
-}
-
-/* While the session waits on its backend (opening, a read with nothing in
- * flight, a blocked write, a commit), the one timer bounds that wait, so a
- * stalled store cannot pin a session. */
-static void arm_guard(struct tg_session *s)
-{
-    unsigned ms = s->rto_init * (s->srv->cfg->server.retries + 2);
-
-    set_deadline(s, ms > 5000 ? ms : 5000, true);
-}
-
-/* Progress from the client: back to the first interval (RFC 1123 4.2.3.2
- * asks for adaptive backoff, which restarts once the path works again).
- * Before the client proved it hears us, what looked like progress may be a
- * blind sender's guess: the budget is not restored. */
-static void progress(struct tg_session *s)
-{
-    if (!s->proven)
-        return;
-    s->tries = 0;
-    s->rto = s->rto_init;
-}
-
-enum { GIVE_UP, RESEND, LISTEN };
-
-/* The next timeout's meaning. A session whose client has not proven that
- * it hears us sends its first packet and one retransmission at most (RFC
- * 1350 has no such rule; its absence makes a reflector: docs/security.md),
- * then listens one more, doubled interval: on a lossy path the client's
- * answer may still come, and a spoofed request still ends after 7
- * intervals. Nothing but proof restores the budget (see progress()). */
-static int backoff(struct tg_session *s)
-{
-    unsigned max = s->srv->cfg->server.retries;
-
-    if (!s->proven && max > 2)
-        max = 2;
-    unsigned cap = s->rto_init > RTO_CAP_MS ? s->rto_init : RTO_CAP_MS;
-
-    if (s->tries >= max)
-        return GIVE_UP;
-    s->tries++;
-    s->rto = s->rto * 2 > cap ? cap : s->rto * 2;
-    if (!s->proven && s->tries > 1)
-        return LISTEN;
-    s->retransmits++;
-    s->srv->stats.retransmits++;
-    tg_metrics_retransmits(1);
-    return RESEND;
-}
-
-static void fail(struct tg_session *s, uint16_t code, const char *msg, bool tell)
-{
-    tg_error_set(&s->why, code, "%s", msg);
-    if (tell)
-        send_error(s, code, msg);
-    finish(s, "error");
-}
-
-/* ---- sender (RRQ) ---- */
-
-/* The window ring is allocated when the client first answers (or at once
- * for a plain RRQ, whose window is one 516-byte block): a flood of
- * requests nobody answers costs no windows. False when the session ended. */
-static bool start_window(struct tg_session *s)
-{
-    if (s->win.buf)
-        return true;
-    if (tg_win_init(&s->win, s->neg.windowsize, s->neg.blksize,
-                    s->srv->cfg->server.rollover) != 0 ||
-        (s->neg.mode == TG_MODE_NETASCII && !(s->na_raw = tg_malloc(s->neg.blksize)))) {
-        fail(s, TG_TFTP_EUNDEF, "out of memory", true);
-        return false;
-    }
-    return true;
-}
-
-static bool fill_octet(struct tg_session *s)
-{
+    struct tg_win *w = &s->eng.tx.win;
     uint8_t *p;
     size_t room;
 
-    while ((p = tg_win_fill_ptr(&s->win, &room)) != NULL) {
+    while ((p = tg_win_fill_ptr(w, &room)) != NULL) {
         ssize_t n = tg_stream_pull(s->stream, p, room);
 
         if (n == TG_EAGAIN) {
-            s->wait_readable = true;
-            return true;
+            ev->rc = TG_FILL_WAIT;
+            return;
         }
         if (n < 0) {
-            fail(s, s->stream->err.code, s->stream->err.msg, true);
-            return false;
+            ev->rc = TG_FILL_ERROR;
+            stream_error(s, ev, "read failed");
+            return;
         }
         if (n == 0) {
-            /* digest G10: the OACK promised a size; a file that changed
-             * under us must not be passed off as complete. */
-            if ((s->neg.accepted & TG_OPT_TSIZE) && (int64_t)s->src_bytes != s->neg.tsize) {
-                fail(s, TG_TFTP_EUNDEF, "file changed during transfer", true);
-                return false;
-            }
-            tg_win_fill_eof(&s->win);
-            return true;
+            tg_win_fill_eof(w);
+            return;
         }
-        s->src_bytes += (uint64_t)n;
-        if ((s->neg.accepted & TG_OPT_TSIZE) && (int64_t)s->src_bytes > s->neg.tsize) {
-            fail(s, TG_TFTP_EUNDEF, "file changed during transfer", true);
-            return false;
-        }
-        tg_win_fill_commit(&s->win, (size_t)n);
+        ev->n += (uint64_t)n;
+        tg_win_fill_commit(w, (size_t)n);
     }
-    return true;
+}
+
+/* Bytes a direct read brought into the window. */
+static void apply_direct(struct tg_session *s, ssize_t got, struct tg_eng_ev *ev)
+{
+    struct tg_win *w = &s->eng.tx.win;
+    uint64_t left;
+
+    if (got < 0) {
+        ev->rc = TG_FILL_ERROR;
+        stream_error(s, ev, "read failed");
+        return;
+    }
+    ev->n += (uint64_t)got;
+    for (left = (uint64_t)got; left > 0;) {
+        size_t room;
+        uint64_t take;
+
+        tg_win_fill_ptr(w, &room);
+        take = left < room ? left : room;
+        tg_win_fill_commit(w, (size_t)take);
+        left -= take;
+    }
+    /* Short: the end of the file (the stream never reads past it). */
+    if ((uint64_t)got < s->direct_asked)
+        tg_win_fill_eof(w);
 }
 
 /* Octet reads from a file need no copy: one preadv fills every free slot
- * of the window, then the slots go out with sendmmsg. */
-static bool apply_direct(struct tg_session *s, ssize_t got);
-
-static bool fill_direct(struct tg_session *s)
+ * of the window, then the slots go out as they are. */
+static void fill_direct(struct tg_session *s, struct tg_eng_ev *ev)
 {
+    struct tg_win *w = &s->eng.tx.win;
     uv_buf_t bufs[TG_WINDOW_DIRECT_MAX];
     unsigned n = 0;
     uint64_t seq;
@@ -325,555 +150,253 @@ static bool fill_direct(struct tg_session *s)
     uint8_t *p;
     int rc;
 
-    if (s->direct_busy || !(p = tg_win_fill_ptr(&s->win, &room)))
-        return true;
+    if (s->direct_busy) {
+        ev->rc = TG_FILL_WAIT;
+        return;
+    }
+    if (!(p = tg_win_fill_ptr(w, &room)))
+        return;
     bufs[n++] = uv_buf_init((char *)p, (unsigned)room);
     s->direct_asked = room;
-    for (seq = s->win.filled + 2; seq <= s->win.acked + s->win.size && n < TG_WINDOW_DIRECT_MAX;
-         seq++) {
-        bufs[n++] = uv_buf_init((char *)tg_win_payload(&s->win, seq), (unsigned)s->win.blksize);
-        s->direct_asked += s->win.blksize;
+    for (seq = w->filled + 2; seq <= w->acked + w->size && n < TG_WINDOW_DIRECT_MAX; seq++) {
+        bufs[n++] = uv_buf_init((char *)tg_win_payload(w, seq), (unsigned)w->blksize);
+        s->direct_asked += w->blksize;
     }
     rc = s->stream->backend->ops->read_direct(s->stream, bufs, n);
     if (rc < 0) {
-        fail(s, s->stream->err.code, s->stream->err.msg[0] ? s->stream->err.msg : "read failed",
-             true);
-        return false;
+        ev->rc = TG_FILL_ERROR;
+        stream_error(s, ev, "read failed");
+    } else if (rc == TG_DIRECT_DONE) {
+        apply_direct(s, s->stream->direct_result, ev);
+    } else {
+        s->direct_busy = true;
+        ev->rc = TG_FILL_WAIT; /* nothing more to fill until it lands */
     }
-    if (rc == TG_DIRECT_DONE)
-        return apply_direct(s, s->stream->direct_result);
-    s->direct_busy = true;
-    s->wait_readable = true; /* nothing more to fill until it lands */
-    return true;
-}
-
-static void on_direct(struct tg_session *s, ssize_t got)
-{
-    s->direct_busy = false;
-    s->wait_readable = false;
-    if (apply_direct(s, got))
-        pump(s);
-}
-
-/* Bytes a direct read brought into the window; false when the session
- * ended. */
-static bool apply_direct(struct tg_session *s, ssize_t got)
-{
-    uint64_t left;
-
-    if (got < 0) {
-        fail(s, s->stream->err.code, s->stream->err.msg, true);
-        return false;
-    }
-    s->src_bytes += (uint64_t)got;
-    for (left = (uint64_t)got; left > 0;) {
-        size_t room;
-        uint64_t take;
-
-        tg_win_fill_ptr(&s->win, &room);
-        take = left < room ? left : room;
-        tg_win_fill_commit(&s->win, (size_t)take);
-        left -= take;
-    }
-    if ((uint64_t)got < s->direct_asked) {
-        /* Short: the end of the file (the stream never reads past it). */
-        if ((s->neg.accepted & TG_OPT_TSIZE) && (int64_t)s->src_bytes != s->neg.tsize) {
-            fail(s, TG_TFTP_EUNDEF, "file changed during transfer", true);
-            return false;
-        }
-        tg_win_fill_eof(&s->win);
-    }
-    return true;
 }
 
 /* netascii grows the data, so source bytes go through a staging buffer and
- * the encoder carries a split CR LF / CR NUL pair across blocks (digest J5). */
-static bool fill_netascii(struct tg_session *s)
+ * the encoder carries a split CR LF / CR NUL pair across blocks. */
+static void fill_netascii(struct tg_session *s, struct tg_eng_ev *ev)
 {
+    struct tg_win *w = &s->eng.tx.win;
     uint8_t *p;
     size_t room;
 
-    while ((p = tg_win_fill_ptr(&s->win, &room)) != NULL) {
+    if (!s->na_raw && !(s->na_raw = tg_malloc(w->blksize))) {
+        ev->rc = TG_FILL_ERROR;
+        ev->code = TG_TFTP_EUNDEF;
+        ev->msg = "out of memory";
+        return;
+    }
+    while ((p = tg_win_fill_ptr(w, &room)) != NULL) {
         size_t used = 0, wrote;
 
         if (s->na_off == s->na_len && !s->src_eof) {
-            ssize_t n = tg_stream_pull(s->stream, s->na_raw, s->win.blksize);
+            ssize_t n = tg_stream_pull(s->stream, s->na_raw, w->blksize);
 
-            if (n == TG_EAGAIN) {
-                s->wait_readable = true;
-                return true;
-            }
-            if (n < 0) {
-                fail(s, s->stream->err.code, s->stream->err.msg, true);
-                return false;
+            if (n == TG_EAGAIN || n < 0) {
+                ev->rc = n == TG_EAGAIN ? TG_FILL_WAIT : TG_FILL_ERROR;
+                if (n != TG_EAGAIN)
+                    stream_error(s, ev, "read failed");
+                return;
             }
             s->na_off = 0;
             s->na_len = (size_t)n;
             s->src_eof = n == 0;
-            s->src_bytes += (uint64_t)n;
+            ev->n += (uint64_t)n;
         }
-        wrote = tg_na_encode(&s->na_enc, s->na_raw + s->na_off, s->na_len - s->na_off,
-                             &used, p, room);
+        wrote = tg_na_encode(&s->na_enc, s->na_raw + s->na_off, s->na_len - s->na_off, &used,
+                             p, room);
         s->na_off += used;
-        tg_win_fill_commit(&s->win, wrote);
+        tg_win_fill_commit(w, wrote);
         if (s->src_eof && s->na_off == s->na_len && !tg_na_enc_pending(&s->na_enc)) {
-            tg_win_fill_eof(&s->win);
-            return true;
+            tg_win_fill_eof(w);
+            return;
         }
     }
-    return true;
 }
 
-#define SEND_BATCH 64
-#define GSO_MAX_BYTES 64512 /* below UDP's 65507-byte datagram limit */
-#define GSO_MAX_SEGS 64     /* the kernel's UDP_MAX_SEGMENTS */
-
-typedef union {
-    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))];
-    struct cmsghdr align;
-} gso_ctl;
-
-/* Adjacent full slots of the window are one run of equal-sized datagrams
- * in memory: with UDP GSO (UDP_SEGMENT) the kernel cuts a whole run into
- * datagrams itself, one pass through the stack instead of one per block
- * (profiled: windowsize 64 spent 3/4 of its CPU in per-datagram sends). */
-static void add_gso(struct tg_session *s, struct msghdr *mh, gso_ctl *ctl, uint16_t seg)
+static void do_fill(struct tg_session *s)
 {
-    struct cmsghdr *c;
+    struct tg_eng_ev ev = {.kind = TG_EV_FILLED, .rc = TG_FILL_OK};
 
-    memcpy(ctl->buf, s->cm.buf, s->cm_len);
-    /* The padding after the 2-byte value goes to the kernel too. */
-    memset(ctl->buf + s->cm_len, 0, CMSG_SPACE(sizeof(seg)));
-    c = (struct cmsghdr *)(ctl->buf + s->cm_len);
-    c->cmsg_level = SOL_UDP;
-    c->cmsg_type = UDP_SEGMENT;
-    c->cmsg_len = CMSG_LEN(sizeof(seg));
-    memcpy(CMSG_DATA(c), &seg, sizeof(seg));
-    mh->msg_control = ctl->buf;
-    mh->msg_controllen = s->cm_len + CMSG_SPACE(sizeof(seg));
+    if (s->fill == FILL_DIRECT)
+        fill_direct(s, &ev);
+    else if (s->fill == FILL_NETASCII)
+        fill_netascii(s, &ev);
+    else
+        fill_octet(s, &ev);
+    run(s, &ev);
 }
 
-/* Send datagrams d[0..n) (lengths len[]), coalescing runs for GSO. Returns
- * false when GSO was refused and the window must go again without it. */
-static bool send_batch(struct tg_session *s, uint8_t *const *d, const size_t *len, unsigned n)
+/* A direct read landed. */
+static void on_direct(struct tg_session *s, ssize_t got)
 {
-    struct mmsghdr msgs[SEND_BATCH];
-    struct iovec iov[SEND_BATCH];
-    gso_ctl ctl[SEND_BATCH];
-    size_t full = TG_HDR + s->win.blksize;
-    bool gso = !s->no_gso && full * 2 <= GSO_MAX_BYTES, used = false;
-    unsigned i = 0, m = 0;
+    struct tg_eng_ev ev = {.kind = TG_EV_READABLE};
 
-    while (i < n) {
-        unsigned j = i + 1;
-        size_t bytes = len[i];
-
-        while (gso && j < n && len[j - 1] == full && d[j] == d[j - 1] + full &&
-               j - i < GSO_MAX_SEGS && bytes + len[j] <= GSO_MAX_BYTES)
-            bytes += len[j++];
-        iov[m].iov_base = d[i];
-        iov[m].iov_len = bytes;
-        set_msghdr(s, &msgs[m].msg_hdr, &iov[m]);
-        msgs[m].msg_len = 0;
-        if (j - i > 1) {
-            add_gso(s, &msgs[m].msg_hdr, &ctl[m], (uint16_t)full);
-            used = true;
-        }
-        m++;
-        i = j;
-    }
-    if (sendmmsg(s->fd, msgs, m, 0) < 0 && used &&
-        (errno == EINVAL || errno == EIO || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
-        /* No GSO here: an old kernel, a device without checksum offload,
-         * or a segment above the path MTU. */
-        tg_log(TG_LOG_DEBUG, "session %s: UDP GSO refused (%s); sending datagrams one by one",
-               s->peer_str, strerror(errno));
-        s->no_gso = true;
-        return false;
-    }
-    /* A datagram the kernel did not take is a lost packet, for the timer. */
-    return true;
+    s->direct_busy = false;
+    if (s->eng.state != TG_ES_SENDING && s->eng.state != TG_ES_SOURCE_WAIT)
+        return;
+    apply_direct(s, got, &ev);
+    if (ev.rc == TG_FILL_ERROR)
+        ev.kind = TG_EV_FAILED;
+    run(s, &ev);
 }
 
-/* client_rate: may a datagram of len bytes go to this client's address
- * now? Counted in KiB, with a bucket of one second's worth and at least
- * 64 KiB (a block of any size fits). An address whose set of buckets is
- * full waits like one over its rate. Otherwise *wait_ms says when to
- * try again. */
-static bool pace_ok(struct tg_session *s, size_t len, unsigned *wait_ms)
-{
-    size_t rate = s->srv->cfg->server.client_rate;
-    unsigned kib, burst, cost;
+/* ---- carrying out the engine's actions ---- */
 
-    if (rate == 0)
-        return true;
-    kib = rate >= 1024 ? (unsigned)(rate / 1024) : 1;
-    burst = kib > 64 ? kib : 64;
-    cost = (unsigned)((len + 1023) / 1024);
-    if (tg_ratelimit_take(s->srv->sendrate, (const struct sockaddr *)&s->peer,
-                          uv_now(s->srv->loop), kib, burst, cost) == TG_RATE_PASS)
-        return true;
-    *wait_ms = cost * 1000u / kib;
-    if (*wait_ms == 0)
-        *wait_ms = 1;
-    return false;
-}
-
-static void send_window(struct tg_session *s)
+/* Window blocks first..last; client_rate may hold back the rest (SENT). */
+static void send_data(struct tg_session *s, uint64_t first, uint64_t last)
 {
+    struct tg_eng_ev ev = {.kind = TG_EV_SENT};
+    struct tg_win *w = &s->eng.tx.win;
     uint8_t *d[SEND_BATCH];
     size_t len[SEND_BATCH];
-    uint64_t seq;
-    unsigned n = 0, wait_ms = 0;
+    uint64_t now = uv_now(s->rt->loop), seq;
+    unsigned n = 0;
 
-    /* A window leaves in as few sendmmsg calls as it takes; the slots are
-     * ready datagrams, so nothing is copied. */
-    for (;;) {
-        seq = tg_win_sendable(&s->win);
-        if (seq != 0) {
-            d[n] = (uint8_t *)tg_win_datagram(&s->win, seq, &len[n]);
-            if (!pace_ok(s, len[n], &wait_ms))
-                seq = 0; /* the rest when the bucket has refilled */
-        }
-        if (seq != 0) {
-            s->srv->stats.bytes_sent += len[n] - TG_HDR;
-            tg_metrics_bytes_sent(len[n] - TG_HDR);
-            tg_win_sent(&s->win);
-            n++;
-        }
-        if (n > 0 && (seq == 0 || n == SEND_BATCH)) {
-            if (!send_batch(s, d, len, n)) {
-                tg_win_rewind(&s->win);
-                send_window(s); /* once: no_gso is set now */
-                return;
-            }
+    for (seq = first; seq <= last; seq++) {
+        d[n] = (uint8_t *)tg_win_datagram(w, seq, &len[n]);
+        if (!tg_tp_pace(&s->tp, len[n], now, &ev.wait_ms))
+            break;
+        tg_metrics_bytes_sent(len[n] - TG_HDR);
+        ev.n++;
+        if (++n == SEND_BATCH) {
+            tg_tp_send_many(&s->tp, d, len, n, TG_HDR + w->blksize);
             n = 0;
         }
-        if (seq == 0)
-            break;
     }
-    if (wait_ms) {
-        set_deadline(s, wait_ms, false);
-        s->pacing = true;
-        return;
-    }
-    if (s->win.next_send > s->win.acked + 1) {
-        if (s->guard || !armed(s))
-            arm(s, s->rto);
-    } else if (s->wait_readable) {
-        arm_guard(s); /* nothing in flight: waiting for the backend */
-    } else {
-        disarm(s);
+    if (n)
+        tg_tp_send_many(&s->tp, d, len, n, TG_HDR + w->blksize);
+    run(s, &ev);
+}
+
+static void send_ctl(struct tg_session *s, const struct tg_eng_act *a)
+{
+    uint8_t pkt[CTL_MAX];
+    size_t n = 0;
+
+    if (a->kind == TG_ACT_SEND_OACK)
+        n = tg_opt_build_oack(&s->eng.neg, pkt, sizeof(pkt));
+    else if (a->kind == TG_ACT_SEND_ACK)
+        n = tg_pkt_build_ack(pkt, sizeof(pkt), a->block);
+    else
+        n = tg_pkt_build_error(pkt, sizeof(pkt), a->code, a->msg);
+    if (n)
+        tg_tp_send(&s->tp, pkt, n);
+}
+
+static void push(struct tg_session *s, const struct tg_eng_act *a)
+{
+    struct tg_eng_ev ev = {.kind = TG_EV_PUSHED};
+
+    tg_metrics_bytes_received(a->wire);
+    if (a->len > 0)
+        ev.rc = tg_stream_push(s->stream, a->data, a->len);
+    if (ev.rc < 0 && ev.rc != TG_EAGAIN)
+        stream_error(s, &ev, "write failed");
+    run(s, &ev);
+}
+
+static void commit(struct tg_session *s)
+{
+    struct tg_eng_ev ev = {.kind = TG_EV_FAILED};
+
+    s->be_t0 = uv_hrtime();
+    if (tg_stream_commit(s->stream) < 0) {
+        stream_error(s, &ev, "storage commit failed");
+        run(s, &ev);
     }
 }
 
-static void pump(struct tg_session *s)
+static void on_timer(uv_timer_t *t);
+
+/* The one timer is re-armed lazily: arming only moves a deadline, and the
+ * uv timer, when it fires early, waits for the rest. An ACK per block would
+ * otherwise cost two timer-heap updates on the hot path. */
+static void set_deadline(struct tg_session *s, unsigned ms)
 {
-    /* Even while the backend is behind, blocks already filled go out and
-     * the retransmit timer covers what is in flight. */
-    if (!s->wait_readable &&
-        !(s->direct ? fill_direct(s)
-                    : s->neg.mode == TG_MODE_NETASCII ? fill_netascii(s) : fill_octet(s)))
-        return;
-    send_window(s);
-}
-
-static void prove(struct tg_session *s);
-static bool start_window(struct tg_session *s);
-
-/* An ACK for a block we never sent: a real client cannot produce it, a
- * blind sender guessing the transfer's progress does. */
-static void unsent_ack(struct tg_session *s, uint16_t wire)
-{
-    tg_log(TG_LOG_INFO, "session %s: ACK %u for a block not sent yet; ending the transfer",
-           s->peer_str, (unsigned)wire);
-    fail(s, TG_TFTP_EBADOP, "ACK for a block not sent", true);
-}
-
-static void on_ack(struct tg_session *s, uint16_t wire)
-{
-    int n;
-
-    if (s->state == TG_SS_NEGOTIATED) {
-        if (wire != 0) {
-            unsent_ack(s, wire); /* only ACK 0 confirms the OACK (RFC 2347) */
-            return;
-        }
-        if (!start_window(s))
-            return;
-        progress(s);
-        disarm(s);
-        set_state(s, TG_SS_TRANSFER);
-        pump(s);
-        return;
+    s->deadline = uv_now(s->rt->loop) + ms;
+    if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > s->deadline) {
+        uv_timer_start(&s->timer, on_timer, ms, 0);
+        s->timer_due = s->deadline;
     }
-    if (s->state != TG_SS_TRANSFER)
-        return;
-    n = tg_win_ack(&s->win, wire);
-    if (n == TG_WIN_UNSENT) {
-        unsent_ack(s, wire);
-        return;
-    }
-    if (n == 0)
-        return; /* duplicate or stale: never resend on it (RFC 1123 4.2.3.1) */
-    prove(s);
-    progress(s);
-    if (tg_win_done(&s->win)) {
-        finish(s, "ok");
-        return;
-    }
-    disarm(s);
-    pump(s);
-}
-
-/* ---- receiver (WRQ) ---- */
-
-static void send_ack(struct tg_session *s)
-{
-    s->ctl_len = tg_pkt_build_ack(s->ctl, sizeof(s->ctl), tg_rx_ack_wire(&s->rx));
-    send_ctl(s);
 }
 
 static void set_reading(struct tg_session *s, bool on);
-static void queue_replay(struct tg_session *s);
+static void finish(struct tg_session *s, const char *result);
 
-static void after_push(struct tg_session *s, bool last, bool ack)
+static void execute(struct tg_session *s, const struct tg_eng_act *a)
 {
-    if (last) {
-        int rc;
-
-        /* Invariant 3: the final ACK waits for the commit. */
-        arm_guard(s);
-        set_state(s, TG_SS_DRAINING);
-        s->be_t0 = uv_hrtime();
-        rc = tg_stream_commit(s->stream);
-        if (rc < 0)
-            fail(s, s->stream->err.code ? s->stream->err.code : TG_TFTP_EUNDEF,
-                 s->stream->err.msg[0] ? s->stream->err.msg : "storage commit failed", true);
+    if (a->retx)
+        tg_metrics_retransmits(1);
+    switch (a->kind) {
+    case TG_ACT_SEND_OACK:
+    case TG_ACT_SEND_ACK:
+    case TG_ACT_SEND_ERROR:
+        send_ctl(s, a);
         return;
-    }
-    if (ack)
-        send_ack(s);
-    arm(s, s->rto);
-}
-
-static void deliver(struct tg_session *s, const uint8_t *data, size_t len,
-                    bool last, bool ack)
-{
-    const uint8_t *p = data;
-    size_t n = len;
-    int64_t max = s->match.route->max_size;
-    int rc = 0;
-
-    if ((s->neg.mode == TG_MODE_NETASCII && !s->na_out &&
-         !(s->na_out = tg_malloc(s->neg.blksize + 1))) ||
-        (!s->hold && !(s->hold = tg_malloc(s->neg.blksize + 1)))) {
-        fail(s, TG_TFTP_EUNDEF, "out of memory", true);
+    case TG_ACT_SEND_DATA:
+        send_data(s, a->first, a->last);
         return;
-    }
-    if (s->neg.mode == TG_MODE_NETASCII) {
-        n = tg_na_decode(&s->na_dec, data, len, s->na_out);
-        if (last)
-            n += tg_na_decode_finish(&s->na_dec, s->na_out + n);
-        p = s->na_out;
-    }
-    if ((s->neg.accepted & TG_OPT_TSIZE) &&
-        (s->stored + (int64_t)n > s->neg.tsize || (last && s->stored + (int64_t)n != s->neg.tsize))) {
-        /* digest G10: the client's tsize sized the store (free-space check,
-         * Content-Length upstream); data that disagrees is not stored. */
-        fail(s, s->stored + (int64_t)n > s->neg.tsize ? TG_TFTP_ENOSPACE : TG_TFTP_EUNDEF,
-             "data does not match the announced tsize", true);
+    case TG_ACT_FILL:
+        do_fill(s);
         return;
-    }
-    if (max >= 0 && s->stored + (int64_t)n > max) {
-        char msg[96];
-
-        snprintf(msg, sizeof(msg), "file too large (limit %lld bytes)", (long long)max);
-        fail(s, TG_TFTP_ENOSPACE, msg, true);
+    case TG_ACT_PUSH:
+        push(s, a);
         return;
-    }
-    s->stored += (int64_t)n;
-    s->srv->stats.bytes_received += len;
-    tg_metrics_bytes_received(len);
-    if (n > 0)
-        rc = tg_stream_push(s->stream, p, n);
-    if (rc == TG_EAGAIN) {
-        /* Backpressure: keep this block, stop reading; the kernel's socket
-         * buffer holds the rest of the window until WRITABLE. */
-        memcpy(s->hold, p, n);
-        s->hold_len = n;
-        s->hold_last = last;
-        s->hold_ack = ack;
-        s->blocked = true;
-        set_reading(s, false);
-        /* The client is not at fault: bound the wait on the store instead
-         * of spending the client's retries. */
-        arm_guard(s);
+    case TG_ACT_COMMIT:
+        commit(s);
         return;
-    }
-    if (rc < 0) {
-        fail(s, s->stream->err.code, s->stream->err.msg, true);
+    case TG_ACT_CLOSE:
+        tg_stream_close(s->stream);
+        s->stream = NULL;
         return;
-    }
-    after_push(s, last, ack);
-}
-
-static void on_data(struct tg_session *s, uint16_t wire, const uint8_t *data, size_t len)
-{
-    bool ack, last;
-    enum tg_rx_action act;
-
-    if (s->state == TG_SS_DALLY) {
-        /* Our final ACK was lost: say it again (digest D9). */
-        if (wire == tg_rx_ack_wire(&s->rx))
-            send_ctl(s);
+    case TG_ACT_ARM:
+        set_deadline(s, a->ms);
         return;
-    }
-    if (s->state != TG_SS_NEGOTIATED && s->state != TG_SS_TRANSFER)
-        return; /* DRAINING: no ACK before the commit */
-    if (len > s->neg.blksize) {
-        fail(s, TG_TFTP_EBADOP, "DATA larger than the negotiated blksize", true);
+    case TG_ACT_DISARM:
+        s->deadline = 0;
         return;
-    }
-    last = len < s->neg.blksize;
-    act = tg_rx_on_data(&s->rx, wire, last, &ack);
-    if (act != TG_RX_ACCEPT) {
-        /* Before DATA 1 an ACK would be ACK 0, which this client never
-         * expects after an OACK (RFC 2347): let the OACK timer work. */
-        if (ack && s->state == TG_SS_TRANSFER)
-            send_ack(s);
+    case TG_ACT_READ_ON:
+    case TG_ACT_READ_OFF:
+        set_reading(s, a->kind == TG_ACT_READ_ON);
         return;
-    }
-    if (s->state == TG_SS_NEGOTIATED)
-        set_state(s, TG_SS_TRANSFER);
-    progress(s);
-    deliver(s, data, len, last, ack);
-}
-
-static void on_writable(struct tg_session *s)
-{
-    int rc;
-
-    if (!s->blocked)
+    case TG_ACT_LOG:
+        tg_log(a->level == TG_NOTE_INFO ? TG_LOG_INFO : TG_LOG_DEBUG, "session %s: %s",
+               s->tp.peer_str, a->msg);
         return;
-    rc = s->hold_len ? tg_stream_push(s->stream, s->hold, s->hold_len) : 0;
-    if (rc == TG_EAGAIN)
+    case TG_ACT_FINISH:
+        finish(s, a->result);
         return;
-    if (rc < 0) {
-        fail(s, s->stream->err.code, s->stream->err.msg, true);
-        return;
-    }
-    s->blocked = false;
-    set_reading(s, true);
-    progress(s);
-    after_push(s, s->hold_last, s->hold_ack);
-    if (s->q_used)
-        queue_replay(s);
-    /* Blocks dropped while blocked: an ACK now says where to resume (RFC
-     * 7440 4), instead of the client's timeout. */
-    if (s->dropped && !s->blocked && s->state == TG_SS_TRANSFER) {
-        s->dropped = false;
-        send_ack(s);
     }
 }
 
-static void on_committed(struct tg_session *s)
+/* One event into the engine, its actions out, in order; a chain of
+ * results runs nested (depth 3 at most: FILLED, SENT). */
+static void run(struct tg_session *s, const struct tg_eng_ev *ev)
 {
-    unsigned dally;
+    enum tg_eng_state was = s->eng.state;
+    struct tg_eng_out out;
 
-    tg_stream_close(s->stream);
-    s->stream = NULL;
-    send_ack(s);
-    s->ended_ms = uv_now(s->srv->loop);
-    set_state(s, TG_SS_DALLY);
-    /* Linger long enough for the client's own retransmission of its last
-     * DATA, in case this ACK is lost (RFC 1350 6). */
-    dally = s->rto_init * 2;
-    if (dally < 3000)
-        dally = 3000;
-    arm(s, dally);
+    if (s->done)
+        return;
+    tg_eng_run(&s->eng, ev, uv_now(s->rt->loop), &out);
+    if (was != s->eng.state && tg_log_enabled(TG_LOG_DEBUG))
+        tg_log(TG_LOG_DEBUG, "session %s: %s -> %s", s->tp.peer_str, tg_eng_state_name(was),
+               tg_eng_state_name(s->eng.state));
+    for (unsigned i = 0; i < out.n && !s->done; i++)
+        execute(s, &out.a[i]);
 }
 
 /* ---- events ---- */
 
-static void on_opened(struct tg_session *s)
-{
-    if (s->op == TG_OP_RRQ && (s->neg.accepted & TG_OPT_TSIZE)) {
-        /* digest G8: tsize only when the size is really known. */
-        /* An empty file's size is left out too: curl rejects "tsize 0"
-         * in an OACK as invalid and abandons the transfer. */
-        if (s->stream->size > 0 && s->neg.mode == TG_MODE_OCTET)
-            s->neg.tsize = s->stream->size;
-        else
-            s->neg.accepted &= ~TG_OPT_TSIZE;
-    }
-    if (s->neg.accepted) {
-        s->ctl_len = tg_opt_build_oack(&s->neg, s->ctl, sizeof(s->ctl));
-        set_state(s, TG_SS_NEGOTIATED);
-        send_ctl(s);
-        arm(s, s->rto);
-        return;
-    }
-    if (s->op == TG_OP_RRQ && !start_window(s))
-        return;
-    set_state(s, TG_SS_TRANSFER);
-    if (s->op == TG_OP_RRQ) {
-        pump(s);
-    } else {
-        send_ack(s); /* ACK 0 (RFC 1350 4) */
-        arm(s, s->rto);
-    }
-}
-
-static void on_stream(struct tg_stream *st, enum tg_stream_ev ev, void *arg)
-{
-    struct tg_session *s = arg;
-
-    (void)st;
-    if (s->state == TG_SS_DONE)
-        return;
-    switch (ev) {
-    case TG_STREAM_OPENED:
-        if (s->state == TG_SS_OPENING) {
-            tg_metrics_backend_latency(s->match.route->backend,
-                                       (double)(uv_hrtime() - s->be_t0) / 1e9);
-            disarm(s);
-            on_opened(s);
-        }
-        break;
-    case TG_STREAM_READABLE:
-        s->wait_readable = false;
-        if (s->state == TG_SS_TRANSFER)
-            pump(s);
-        break;
-    case TG_STREAM_WRITABLE:
-        on_writable(s);
-        break;
-    case TG_STREAM_COMMITTED:
-        if (s->state == TG_SS_DRAINING) { /* only an answer to our commit() */
-            tg_metrics_backend_latency(s->match.route->backend,
-                                       (double)(uv_hrtime() - s->be_t0) / 1e9);
-            on_committed(s);
-        }
-        break;
-    case TG_STREAM_FAILED:
-        fail(s, s->stream->err.code, s->stream->err.msg, true);
-        break;
-    case TG_STREAM_DIRECT:
-        if (s->state == TG_SS_TRANSFER || s->state == TG_SS_NEGOTIATED)
-            on_direct(s, st->direct_result);
-        else
-            s->direct_busy = false;
-        break;
-    }
-}
-
 static void on_timer(uv_timer_t *t)
 {
     struct tg_session *s = t->data;
-    uint64_t now = uv_now(s->srv->loop);
+    uint64_t now = uv_now(s->rt->loop);
 
-    if (!armed(s))
+    if (!s->deadline)
         return;
     if (now < s->deadline) {
         /* Fired at an older deadline: wait for the current one. */
@@ -882,132 +405,70 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     s->deadline = 0;
-    if (s->pacing) {
-        s->pacing = false;
-        if (s->state == TG_SS_TRANSFER && s->op == TG_OP_RRQ)
-            send_window(s);
-        return;
-    }
-    if (s->guard || s->state == TG_SS_OPENING) {
-        fail(s, TG_TFTP_EUNDEF, "storage did not answer in time", true);
-        return;
-    }
-    switch (s->state) {
-    case TG_SS_OPENING:
-        return;
-    case TG_SS_NEGOTIATED:
-        switch (backoff(s)) {
-        case GIVE_UP:
-            finish(s, "timeout");
-            return;
-        case RESEND:
-            send_ctl(s);
-            break;
-        }
-        arm(s, s->rto);
-        return;
-    case TG_SS_TRANSFER:
-        switch (backoff(s)) {
-        case GIVE_UP:
-            /* digest D8: with only the last block unconfirmed the client
-             * may well have it all. */
-            /* With a window, the final ACK covers the whole last window:
-             * everything sent and only that ACK missing is the same case. */
-            if (s->op == TG_OP_RRQ && s->heard && s->win.last &&
-                (s->win.acked + 1 == s->win.last || s->win.next_send > s->win.last))
-                finish(s, "unconfirmed");
-            else
-                finish(s, "timeout");
-            return;
-        case LISTEN:
-            arm(s, s->rto);
-            return;
-        }
-        if (s->op == TG_OP_RRQ) {
-            tg_win_rewind(&s->win); /* RFC 7440 4: resend after the last ACK */
-            disarm(s);
-            send_window(s);
-        } else {
-            /* From the receive state: with a window, blocks are accepted
-             * without an ACK, and ctl may still hold the OACK. */
-            send_ack(s);
-            arm(s, s->rto);
-        }
-        return;
-    case TG_SS_DALLY:
-        finish(s, "ok");
-        return;
-    case TG_SS_DRAINING:
-    case TG_SS_DONE:
-        return;
-    }
+    run_kind(s, TG_EV_TIMEOUT);
 }
 
-/* The client hears us: the address is real, the full retry budget and
- * the interval it asked for (RFC 2349) apply from now on. */
-static void prove(struct tg_session *s)
+static void on_stream(struct tg_stream *st, enum tg_stream_ev sev, void *arg)
 {
-    if (s->proven)
+    struct tg_session *s = arg;
+    struct tg_eng_ev ev = {.kind = TG_EV_FAILED};
+
+    if (s->done)
         return;
-    s->proven = true;
-    if (s->neg.accepted & TG_OPT_TIMEOUT) {
-        s->rto_init = s->neg.timeout_s * 1000u;
-        s->rto = s->rto_init;
+    switch (sev) {
+    case TG_STREAM_OPENED:
+    case TG_STREAM_COMMITTED:
+        /* Only an answer to our open() or commit() counts. */
+        if (s->eng.state == (sev == TG_STREAM_OPENED ? TG_ES_OPENING : TG_ES_COMMITTING))
+            tg_metrics_backend_latency(s->match.route->backend,
+                                       (double)(uv_hrtime() - s->be_t0) / 1e9);
+        ev.kind = sev == TG_STREAM_OPENED ? TG_EV_OPENED : TG_EV_COMMITTED;
+        ev.size = st->size;
+        break;
+    case TG_STREAM_READABLE:
+        ev.kind = TG_EV_READABLE;
+        break;
+    case TG_STREAM_WRITABLE:
+        ev.kind = TG_EV_WRITABLE;
+        break;
+    case TG_STREAM_FAILED:
+        stream_error(s, &ev, "storage failed");
+        break;
+    case TG_STREAM_DIRECT:
+        on_direct(s, st->direct_result);
+        return;
     }
+    run(s, &ev);
 }
 
-/* The first packet from the client's address:port. On a transfer's own
- * port that is proof: only a client that received our first packet knows
- * the port (RFC 1350 4's TID is the one secret of the exchange). On the
- * shared port a blind sender can say as much, so a read must first
- * acknowledge data it was sent (on_ack); a write makes us send only ACKs,
- * no more than it sends us. */
-static void heard(struct tg_session *s)
+/* A datagram from the client's address:port, as the engine's event. */
+static void input(struct tg_session *s, const uint8_t *buf, size_t len)
 {
-    if (s->heard)
-        return;
-    s->heard = true;
-    if (!s->shared || s->op == TG_OP_WRQ)
-        prove(s);
-}
-
-static void on_packet(struct tg_session *s, const uint8_t *buf, size_t len)
-{
+    struct tg_eng_ev ev = {.kind = TG_EV_JUNK};
     struct tg_packet pkt;
+    char m[96];
 
     if (tg_pkt_parse(buf, len, &pkt) != 0) {
         /* From the right TID but unreadable: ignore it rather than let a
          * stray datagram end a good transfer. */
-        tg_log(TG_LOG_DEBUG, "session %s: malformed packet ignored", s->peer_str);
-        return;
-    }
-    switch (pkt.op) {
-    case TG_OP_ERROR: {
-        char m[96];
-
-        /* Never answered (digest A12). ERROR 8 is a client declining our
-         * OACK, normal for UEFI tsize probes (digest E10). */
-        tg_log_sanitize(pkt.u.error.msg, m, sizeof(m));
-        tg_error_set(&s->why, pkt.u.error.code, "client: %s", m);
-        if (s->state == TG_SS_DALLY)
-            finish(s, "ok");
-        else
-            finish(s, pkt.u.error.code == TG_TFTP_EOPTNEG ? "declined" : "aborted");
-        return;
-    }
-    case TG_OP_ACK:
-        if (s->op == TG_OP_RRQ)
-            on_ack(s, pkt.u.ack.block);
-        return;
-    case TG_OP_DATA:
-        if (s->op == TG_OP_WRQ)
-            on_data(s, pkt.u.data.block, pkt.u.data.data, pkt.u.data.len);
-        return;
-    default:
-        tg_log(TG_LOG_DEBUG, "session %s: unexpected %s ignored", s->peer_str,
+        tg_log(TG_LOG_DEBUG, "session %s: malformed packet ignored", s->tp.peer_str);
+    } else if (pkt.op == TG_OP_ERROR) {
+        ev.kind = TG_EV_ERROR;
+        ev.code = pkt.u.error.code;
+        ev.msg = tg_log_sanitize(pkt.u.error.msg, m, sizeof(m));
+    } else if (pkt.op == TG_OP_ACK) {
+        ev.kind = TG_EV_ACK;
+        ev.block = pkt.u.ack.block;
+    } else if (pkt.op == TG_OP_DATA) {
+        ev.kind = TG_EV_DATA;
+        ev.block = pkt.u.data.block;
+        ev.data = pkt.u.data.data;
+        ev.len = pkt.u.data.len;
+    } else {
+        tg_log(TG_LOG_DEBUG, "session %s: unexpected %s ignored", s->tp.peer_str,
                tg_pkt_opname(pkt.op));
-        return;
     }
+    run(s, &ev);
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)
@@ -1017,59 +478,107 @@ static void on_readable(uv_poll_t *h, int status, int events)
 
     if (status < 0) {
         /* libuv has stopped watching this socket: the session is deaf. */
-        tg_log(TG_LOG_WARN, "session %s: socket error: %s", s->peer_str, uv_strerror(status));
-        fail(s, TG_TFTP_EUNDEF, "server socket error", false);
+        tg_log(TG_LOG_WARN, "session %s: socket error: %s", s->tp.peer_str, uv_strerror(status));
+        run_kind(s, TG_EV_DEAF);
         return;
     }
     if (!(events & UV_READABLE))
         return;
-    for (i = 0; i < BURST && s->state != TG_SS_DONE && !s->blocked; i++) {
-        struct sockaddr_storage from;
-        socklen_t fl = sizeof(from);
-        ssize_t n = recvfrom(s->fd, s->srv->rxbuf, sizeof(s->srv->rxbuf), MSG_DONTWAIT,
-                             (struct sockaddr *)&from, &fl);
+    for (i = 0; i < BURST && s->reading && !s->done; i++) {
+        ssize_t n = tg_tp_recv(&s->tp, s->rt->rxbuf, sizeof(s->rt->rxbuf));
 
-        if (n < 0)
+        if (n == TG_TP_AGAIN)
             break;
-        if (!tg_sockaddr_equal((struct sockaddr *)&from, (struct sockaddr *)&s->peer)) {
-            /* RFC 1350 4: a foreign TID gets ERROR 5; the transfer goes on.
-             * An ERROR is never answered (digest A12). */
-            uint8_t pkt[64];
-            size_t m;
-
-            if (n >= 2 && s->srv->rxbuf[0] == 0 && s->srv->rxbuf[1] == TG_OP_ERROR)
-                continue;
-            m = tg_pkt_build_error(pkt, sizeof(pkt), TG_TFTP_EBADID, "unknown transfer ID");
-            (void)sendto(s->fd, pkt, m, 0, (struct sockaddr *)&from, fl);
-            continue;
-        }
-        heard(s);
-        on_packet(s, s->srv->rxbuf, (size_t)n);
+        if (n != TG_TP_FOREIGN)
+            input(s, s->rt->rxbuf, (size_t)n);
     }
 }
 
+/* READ_OFF leaves datagrams where they are: in the socket's buffer, or
+ * (shared socket) in the transport's. READ_ON takes them again; what the
+ * shared socket kept comes first, in order, until the engine stops reading
+ * again, and a datagram dropped meanwhile is reported (LOST). */
 static void set_reading(struct tg_session *s, bool on)
 {
-    if (on == s->reading || s->shared)
+    const uint8_t *buf;
+    size_t len;
+
+    if (on == s->reading)
         return;
     s->reading = on;
-    if (on)
-        uv_poll_start(&s->poll, UV_READABLE, on_readable);
-    else
-        uv_poll_stop(&s->poll);
+    if (s->tp.kind == TG_TP_OWN) {
+        if (on)
+            uv_poll_start(&s->poll, UV_READABLE, on_readable);
+        else
+            uv_poll_stop(&s->poll);
+        return;
+    }
+    while (s->reading && !s->done && tg_tp_next_held(&s->tp, &buf, &len))
+        input(s, buf, len);
+    if (s->reading && !s->done && tg_tp_take_dropped(&s->tp))
+        run_kind(s, TG_EV_LOST);
 }
+
+void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len)
+{
+    if (s->done)
+        return;
+    if (!s->reading) {
+        /* The listener's socket cannot stop for one session: up to a
+         * window of datagrams waits in the transport (invariant 2). */
+        tg_tp_hold(&s->tp, buf, len);
+        return;
+    }
+    input(s, buf, len);
+}
+
+void tg_session_retransmit(struct tg_session *s)
+{
+    run_kind(s, TG_EV_REQUEST);
+}
+
+void tg_session_supersede(struct tg_session *s)
+{
+    run_kind(s, TG_EV_SUPERSEDE);
+}
+
+/* ---- what the registry asks (gateway/registry.h) ---- */
+
+static bool op_heard(const struct tg_session *s)
+{
+    return tg_eng_heard(&s->eng);
+}
+
+static bool op_proven(const struct tg_session *s)
+{
+    return tg_eng_proven(&s->eng);
+}
+
+static bool op_lingering(const struct tg_session *s)
+{
+    return s->eng.state == TG_ES_DALLY;
+}
+
+static void op_end(struct tg_session *s, enum tg_reg_end how, const char *msg)
+{
+    struct tg_eng_ev ev = {.kind = TG_EV_ABORT, .code = TG_TFTP_EUNDEF, .msg = msg};
+
+    if (how == TG_END_EVICT)
+        ev.kind = TG_EV_EVICT;
+    else if (how == TG_END_SHUTDOWN)
+        ev.kind = TG_EV_SHUTDOWN;
+    run(s, &ev);
+}
+
+static const struct tg_reg_ops reg_ops = {op_heard, op_proven, op_lingering, op_end};
 
 /* ---- lifetime ---- */
 
 static void session_free(struct tg_session *s)
 {
-    if (s->fd >= 0 && !s->shared)
-        close(s->fd);
-    tg_win_free(&s->win);
+    tg_tp_close(&s->tp);
+    tg_eng_free(&s->eng);
     tg_free(s->na_raw);
-    tg_free(s->hold);
-    tg_free(s->q);
-    tg_free(s->na_out);
     tg_free(s->reqname);
     tg_free(s);
 }
@@ -1083,365 +592,61 @@ static void on_handle_closed(uv_handle_t *h)
         session_free(s);
 }
 
-/* ---- the by-peer table: request dedupe, and single-port demultiplexing ---- */
-
-static unsigned peer_hash(const struct sockaddr *sa)
-{
-    uint32_t h;
-
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        uint32_t w[4];
-
-        memcpy(w, &s6->sin6_addr, sizeof(w));
-        h = w[0] ^ w[1] ^ w[2] ^ w[3] ^ s6->sin6_port;
-    } else {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-
-        h = s4->sin_addr.s_addr ^ ((uint32_t)s4->sin_port << 16);
-    }
-    /* Fibonacci hashing spreads clients that differ only in the port. */
-    return (unsigned)((h * 2654435769u) >> 12);
-}
-
-static void table_add(struct tg_session *s)
-{
-    struct tg_server *srv = s->srv;
-    unsigned b = peer_hash((const struct sockaddr *)&s->peer) & srv->pmask;
-
-    s->hnext = srv->ptab[b];
-    srv->ptab[b] = s;
-}
-
-static void table_del(struct tg_session *s)
-{
-    struct tg_server *srv = s->srv;
-    struct tg_session **pp = &srv->ptab[peer_hash((const struct sockaddr *)&s->peer) & srv->pmask];
-
-    for (; *pp; pp = &(*pp)->hnext) {
-        if (*pp == s) {
-            *pp = s->hnext;
-            break;
-        }
-    }
-    s->hnext = NULL;
-}
-
-struct tg_session *tg_session_find_peer(struct tg_server *srv, const struct sockaddr *peer)
-{
-    struct tg_session *s = srv->ptab[peer_hash(peer) & srv->pmask];
-
-    for (; s; s = s->hnext)
-        if (tg_sockaddr_equal((const struct sockaddr *)&s->peer, peer))
-            return s;
-    return NULL;
-}
-
-bool tg_session_same_request(const struct tg_session *s, enum tg_opcode op,
-                             const char *filename)
-{
-    /* A finished upload only lingers for a lost final ACK: the client has
-     * moved on, so any request from its port is a new one. */
-    return s->state != TG_SS_DALLY && s->op == op && strcmp(s->reqname, filename) == 0;
-}
-
-bool tg_session_heard(const struct tg_session *s)
-{
-    return s->heard;
-}
-
-bool tg_session_shared(const struct tg_session *s)
-{
-    return s->shared;
-}
-
-static bool queue_put(struct tg_session *s, const uint8_t *buf, size_t len)
-{
-    uint32_t l = (uint32_t)len;
-
-    if (!s->q) {
-        s->q_cap = (size_t)s->neg.windowsize * (TG_HDR + s->neg.blksize + sizeof(l));
-        if (!(s->q = tg_malloc(s->q_cap)))
-            return false;
-    }
-    if (s->q_off > 0) {
-        memmove(s->q, s->q + s->q_off, s->q_used - s->q_off);
-        s->q_used -= s->q_off;
-        s->q_off = 0;
-    }
-    if (s->q_used + sizeof(l) + len > s->q_cap)
-        return false;
-    memcpy(s->q + s->q_used, &l, sizeof(l));
-    memcpy(s->q + s->q_used + sizeof(l), buf, len);
-    s->q_used += sizeof(l) + len;
-    return true;
-}
-
-/* What came while blocked, in arrival order, until it blocks again. */
-static void queue_replay(struct tg_session *s)
-{
-    while (s->q_off < s->q_used && !s->blocked && s->state != TG_SS_DONE) {
-        uint32_t l;
-
-        memcpy(&l, s->q + s->q_off, sizeof(l));
-        s->q_off += sizeof(l) + l;
-        on_packet(s, s->q + s->q_off - l, l);
-    }
-    if (s->q_off >= s->q_used)
-        s->q_off = s->q_used = 0;
-}
-
-void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len)
-{
-    if (s->state == TG_SS_DONE)
-        return;
-    if (s->blocked) {
-        /* The listener's socket cannot stop for one session: up to a
-         * window of datagrams waits here, as a per-transfer socket's
-         * buffer would hold it (invariant 2: a window's worth); beyond
-         * that a block is dropped, and the ACK on unblocking says where
-         * the client resumes. */
-        if (!queue_put(s, buf, len)) {
-            tg_log(TG_LOG_DEBUG, "session %s: store busy, datagram dropped", s->peer_str);
-            s->dropped = true;
-        }
-        return;
-    }
-    heard(s);
-    on_packet(s, buf, len);
-}
-
-void tg_session_supersede(struct tg_session *s)
-{
-    /* The client's port starts a new transfer: the old one is over for
-     * it, and both cannot share one address:port on our single port. */
-    if (s->state == TG_SS_DALLY) {
-        finish(s, "ok");
-        return;
-    }
-    tg_error_set(&s->why, TG_TFTP_EUNDEF, "superseded by a new request from the same port");
-    finish(s, "superseded");
-}
-
-static void unlink_session(struct tg_session *s)
-{
-    struct tg_server *srv = s->srv;
-
-    table_del(s);
-    if (s->prev)
-        s->prev->next = s->next;
-    else if (srv->sessions == s)
-        srv->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
-    srv->nsessions--;
-}
-
 static void log_transfer(struct tg_session *s, const char *result)
 {
+    const struct tg_eng *e = &s->eng;
+    const struct tg_negotiated *n = &e->neg;
     char fn[160], key[160], opts[128] = "";
-    uint64_t bytes;
     int lvl;
 
-    if (s->op == TG_OP_RRQ) {
-        /* File bytes ACKed by the client (netascii: as sent on the wire). */
-        if (tg_win_done(&s->win))
-            bytes = (s->win.last - 1) * s->win.blksize + s->win.len[s->win.last % s->win.size];
-        else
-            bytes = s->win.acked * s->win.blksize;
-    } else {
-        bytes = (uint64_t)s->stored;
-    }
-    if ((s->neg.accepted & TG_OPT_TSIZE) && s->neg.tsize >= 0)
-        snprintf(opts, sizeof(opts), " tsize=%lld", (long long)s->neg.tsize);
-    if (s->neg.accepted & TG_OPT_TIMEOUT)
-        snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), " timeout=%u",
-                 s->neg.timeout_s);
+    if ((n->accepted & TG_OPT_TSIZE) && n->tsize >= 0)
+        snprintf(opts, sizeof(opts), " tsize=%lld", (long long)n->tsize);
+    if (n->accepted & TG_OPT_TIMEOUT)
+        snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), " timeout=%u", n->timeout_s);
     lvl = (!strcmp(result, "ok") || !strcmp(result, "declined")) ? TG_LOG_INFO : TG_LOG_WARN;
     tg_log(lvl,
            "transfer client=%s op=%s file=\"%s\" route=%s key=\"%s\" mode=%s "
            "blksize=%u windowsize=%u%s bytes=%llu duration_ms=%llu retransmits=%llu "
            "result=%s%s%s%s",
-           s->peer_str, tg_pkt_opname(s->op), tg_log_sanitize(s->path, fn, sizeof(fn)),
+           s->tp.peer_str, tg_pkt_opname(e->op), tg_log_sanitize(s->path, fn, sizeof(fn)),
            s->match.route ? s->match.route->name : "-",
            tg_log_sanitize(s->match.key, key, sizeof(key)),
-           s->neg.mode == TG_MODE_NETASCII ? "netascii" : "octet", s->neg.blksize,
-           s->neg.windowsize, opts, (unsigned long long)bytes,
-           (unsigned long long)((s->ended_ms ? s->ended_ms : uv_now(s->srv->loop)) -
-                                s->started_ms),
-           (unsigned long long)s->retransmits, result, s->why.msg[0] ? " error=\"" : "",
-           s->why.msg, s->why.msg[0] ? "\"" : "");
+           n->mode == TG_MODE_NETASCII ? "netascii" : "octet", n->blksize, n->windowsize, opts,
+           (unsigned long long)tg_eng_bytes(e),
+           (unsigned long long)((e->ended_ms ? e->ended_ms : uv_now(s->rt->loop)) -
+                                e->started_ms),
+           (unsigned long long)e->retransmits, result, e->why.msg[0] ? " error=\"" : "",
+           e->why.msg, e->why.msg[0] ? "\"" : "");
 }
 
 static void finish(struct tg_session *s, const char *result)
 {
-    if (s->state == TG_SS_DONE)
+    if (s->done)
         return;
-    set_state(s, TG_SS_DONE);
-    s->result = result;
+    s->done = true;
     if (s->stream) {
         /* Closing an uncommitted write stream aborts it (invariant 3). */
         tg_stream_close(s->stream);
         s->stream = NULL;
     }
     log_transfer(s, result);
-    tg_metrics_transfer_finished(s->op == TG_OP_RRQ ? "rrq" : "wrq", s->match.route->name,
-                                 tg_metrics_result(result, s->why.code, s->srv->draining));
+    tg_metrics_transfer_finished(s->eng.op == TG_OP_RRQ ? "rrq" : "wrq", s->match.route->name,
+                                 tg_metrics_result(result, s->eng.why.code, s->rt->draining));
     if (!strcmp(result, "ok") || !strcmp(result, "unconfirmed"))
-        s->srv->stats.transfers_ok++;
+        s->rt->stats.transfers_ok++;
     else
-        s->srv->stats.transfers_failed++;
-    unlink_session(s);
+        s->rt->stats.transfers_failed++;
     uv_timer_stop(&s->timer);
-    if (!s->shared) {
+    if (s->tp.kind == TG_TP_OWN) {
         if (s->reading)
             uv_poll_stop(&s->poll);
         uv_close((uv_handle_t *)&s->poll, on_handle_closed);
     }
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
-    tg_server_session_ended(s->srv);
+    tg_registry_remove(&s->rt->reg, &s->reg);
 }
 
-static uint32_t random_u32(void)
-{
-    uint32_t r = 0;
-
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-        r = (uint32_t)rand();
-    return r;
-}
-
-/* An upload's whole window arrives at once: the socket must hold it, or
- * its tail is dropped and every window costs a timeout. Ask for room (the
- * FORCE variant works with CAP_NET_ADMIN), and if the kernel grants less,
- * lower the windowsize before the OACK offers it. */
-#define SKB_COST 1024 /* kernel accounting per datagram beyond its payload */
-
-static void size_rcvbuf(struct tg_session *s, int fd)
-{
-    int want, got = 0;
-    socklen_t gl = sizeof(got);
-    unsigned fit;
-
-    if (s->neg.windowsize <= 1)
-        return;
-    want = (int)(s->neg.windowsize * (s->neg.blksize + SKB_COST) + 65536);
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) != 0)
-        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
-    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &gl) != 0 || got <= 0)
-        return;
-    /* Linux reports twice what was set; half is the payload room. */
-    fit = (unsigned)(got / 2) / (s->neg.blksize + SKB_COST);
-    if (fit < 1)
-        fit = 1;
-    if (fit < s->neg.windowsize) {
-        tg_log(TG_LOG_INFO, "session %s: windowsize %u lowered to %u to fit the socket buffer",
-               s->peer_str, s->neg.windowsize, fit);
-        s->neg.windowsize = fit;
-        tg_rx_init(&s->rx, fit, s->rx.rollover);
-    }
-}
-
-/* The session's own socket, bound to the address the request came to
- * (digest C7), on an ephemeral port or one from port_range: its TID. */
-static void set_source(struct tg_session *s, const struct tg_request_ctx *rc)
-{
-    struct cmsghdr *c = (struct cmsghdr *)s->cm.buf;
-
-    memset(&s->cm, 0, sizeof(s->cm));
-    if (rc->local->sa_family == AF_INET6) {
-        struct in6_pktinfo pi;
-
-        memset(&pi, 0, sizeof(pi));
-        pi.ipi6_addr = ((const struct sockaddr_in6 *)rc->local)->sin6_addr;
-        pi.ipi6_ifindex = rc->ifindex;
-        c->cmsg_level = IPPROTO_IPV6;
-        c->cmsg_type = IPV6_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof(pi));
-        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-        s->cm_len = CMSG_SPACE(sizeof(pi));
-    } else {
-        struct in_pktinfo pi;
-
-        memset(&pi, 0, sizeof(pi));
-        pi.ipi_spec_dst = ((const struct sockaddr_in *)rc->local)->sin_addr;
-        c->cmsg_level = IPPROTO_IP;
-        c->cmsg_type = IP_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof(pi));
-        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-        s->cm_len = CMSG_SPACE(sizeof(pi));
-    }
-}
-
-static int open_socket(struct tg_session *s, const struct tg_listener *l,
-                       const struct tg_request_ctx *rc)
-{
-    const struct tg_server_cfg *sc = &s->srv->cfg->server;
-    struct sockaddr_storage la;
-    int fd, err = 0;
-
-    if (s->srv->single_port && (s->op == TG_OP_RRQ || sc->single_port_writes)) {
-        /* Single-port mode: our TID is the listener's port (RFC 1350's
-         * per-transfer port cannot cross NAT or a published container
-         * port); sessions are told apart by the client's address:port.
-         * Writes stay on a port of their own unless single_port_writes
-         * says otherwise: on the shared port a blind sender can complete
-         * an upload from any address an allow list trusts. */
-        s->shared = true;
-        s->fd = l->fd;
-        set_source(s, rc);
-        return 0;
-    }
-
-    memset(&la, 0, sizeof(la));
-    memcpy(&la, rc->local, sa_len(rc->local));
-    if (la.ss_family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&la;
-
-        if (IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr))
-            s6->sin6_scope_id = rc->ifindex;
-    }
-    fd = socket(la.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (sc->port_lo) {
-        unsigned span = sc->port_hi - sc->port_lo + 1, start = random_u32() % span, i;
-
-        err = -EADDRINUSE;
-        for (i = 0; i < span; i++) {
-            uint16_t port = htons((uint16_t)(sc->port_lo + (start + i) % span));
-
-            if (la.ss_family == AF_INET6)
-                ((struct sockaddr_in6 *)&la)->sin6_port = port;
-            else
-                ((struct sockaddr_in *)&la)->sin_port = port;
-            if (bind(fd, (struct sockaddr *)&la, sa_len((struct sockaddr *)&la)) == 0) {
-                err = 0;
-                break;
-            }
-            if (errno != EADDRINUSE) {
-                err = -errno;
-                break;
-            }
-        }
-    } else {
-        if (la.ss_family == AF_INET6)
-            ((struct sockaddr_in6 *)&la)->sin6_port = 0;
-        else
-            ((struct sockaddr_in *)&la)->sin_port = 0;
-        if (bind(fd, (struct sockaddr *)&la, sa_len((struct sockaddr *)&la)) != 0)
-            err = -errno;
-    }
-    if (err) {
-        close(fd);
-        return err;
-    }
-    if (s->op == TG_OP_WRQ)
-        size_rcvbuf(s, fd);
-    s->fd = fd;
-    return 0;
-}
+/* ---- start ---- */
 
 static void path_error(int rc, struct tg_error *err)
 {
@@ -1458,42 +663,38 @@ static void path_error(int rc, struct tg_error *err)
     }
 }
 
-int tg_session_start(struct tg_server *srv, struct tg_listener *l,
-                     const struct tg_request_ctx *rc, struct tg_error *err)
+/* Whether the listener's socket carries this transfer: in single-port
+ * mode reads always (RFC 1350's per-transfer port cannot cross NAT or a
+ * published container port), writes only with single_port_writes (on the
+ * shared port a blind sender can complete an upload from any address an
+ * allow list trusts). */
+static bool on_shared_port(const struct tg_runtime *rt, enum tg_opcode op)
 {
-    const struct tg_server_cfg *sc = &srv->cfg->server;
-    struct tg_opt_limits lim;
-    struct tg_open_args oa;
-    struct tg_backend *be;
-    struct tg_session *s;
-    int r;
+    return rt->single_port && (op == TG_OP_RRQ || rt->cfg->server.single_port_writes);
+}
 
-    s = tg_calloc(1, sizeof(*s));
-    if (!s) {
-        tg_error_set(err, TG_TFTP_EUNDEF, "out of memory");
-        return TG_ENOMEM;
-    }
-    s->fd = -1;
-    s->srv = srv;
-    s->op = rc->op;
-    memcpy(&s->peer, rc->peer, sa_len(rc->peer));
-    tg_sockaddr_str(rc->peer, s->peer_str, sizeof(s->peer_str));
-    tg_sockaddr_ip(rc->peer, s->client_ip, sizeof(s->client_ip));
+/* Path, route and options; on a refusal err is filled and < 0 returned. */
+static int negotiate(struct tg_session *s, const struct tg_request_ctx *rc,
+                     struct tg_negotiated *neg, struct tg_error *err)
+{
+    const struct tg_server_cfg *sc = &s->rt->cfg->server;
+    struct tg_opt_limits lim;
+    int r;
 
     r = tg_path_normalize(rc->req->filename, s->path, sizeof(s->path));
     if (r != 0) {
         path_error(r, err);
-        goto refuse;
+        return r;
     }
-    r = tg_route_resolve(srv->cfg->routes, srv->cfg->nroutes, s->path, rc->peer,
-                         rc->op, &s->match, err);
+    r = tg_route_resolve(s->rt->cfg->routes, s->rt->cfg->nroutes, s->path, rc->peer, rc->op,
+                         &s->match, err);
     if (r != 0)
-        goto refuse;
+        return r;
     lim.max_blksize = sc->max_blksize;
     lim.max_windowsize = sc->max_windowsize;
     lim.max_window_bytes = sc->max_window_bytes;
     lim.refuse = s->match.route->refuse;
-    if (srv->single_port && (rc->op == TG_OP_RRQ || sc->single_port_writes)) {
+    if (on_shared_port(s->rt, rc->op)) {
         /* A blind sender knows the shared port: what one blind ACK can
          * release is capped (docs/security.md), blksize included. */
         if (lim.max_window_bytes == 0 || lim.max_window_bytes > sc->single_port_window)
@@ -1501,178 +702,160 @@ int tg_session_start(struct tg_server *srv, struct tg_listener *l,
         if (lim.max_blksize > sc->single_port_window)
             lim.max_blksize = (unsigned)sc->single_port_window;
     }
-    if (tg_opt_negotiate(rc->op, rc->req, &lim, &s->neg, err) != 0)
-        goto refuse;
-    if (rc->op == TG_OP_WRQ && s->neg.tsize >= 0 && s->match.route->max_size >= 0 &&
-        s->neg.tsize > s->match.route->max_size) {
+    if ((r = tg_opt_negotiate(rc->op, rc->req, &lim, neg, err)) != 0)
+        return r;
+    if (rc->op == TG_OP_WRQ && neg->tsize >= 0 && s->match.route->max_size >= 0 &&
+        neg->tsize > s->match.route->max_size) {
         /* RFC 2349: a size the server cannot take is refused with ERROR 3. */
         tg_error_set(err, TG_TFTP_ENOSPACE, "file too large (limit %lld bytes)",
                      (long long)s->match.route->max_size);
-        goto refuse;
+        return TG_EINVAL;
     }
-    be = tg_server_backend(srv, s->match.route->backend);
+    return 0;
+}
+
+/* The transfer's socket, and for an upload the windowsize its receive
+ * buffer holds (lowered before the OACK offers it). */
+static int open_transport(struct tg_session *s, const struct tg_request_ctx *rc,
+                          struct tg_negotiated *neg)
+{
+    const struct tg_server_cfg *sc = &s->rt->cfg->server;
+    struct tg_tp_spec spec = {
+        .peer = rc->peer, .local = rc->local, .ifindex = rc->ifindex,
+        .listen_fd = on_shared_port(s->rt, rc->op) ? rc->listen_fd : -1,
+        .port_lo = sc->port_lo, .port_hi = sc->port_hi,
+        /* A window's worth, as a socket of its own would buffer it. */
+        .hold_cap = (size_t)neg->windowsize * (TG_HDR + neg->blksize + sizeof(uint32_t)),
+        .pace = s->rt->sendrate, .rate = sc->client_rate,
+    };
+    unsigned fit;
+    int r = tg_tp_open(&s->tp, &spec);
+
+    if (r != 0) {
+        tg_log(TG_LOG_WARN, "session %s: no socket: %s", s->tp.peer_str, strerror(-r));
+        return r;
+    }
+    if (rc->op != TG_OP_WRQ)
+        return 0;
+    fit = tg_tp_fit_window(&s->tp, neg->windowsize, neg->blksize);
+    if (fit < neg->windowsize) {
+        tg_log(TG_LOG_INFO, "session %s: windowsize %u lowered to %u to fit the socket buffer",
+               s->tp.peer_str, neg->windowsize, fit);
+        neg->windowsize = fit;
+    }
+    return 0;
+}
+
+/* The running generation's backend of that name. */
+static struct tg_backend *find_backend(const struct tg_runtime *rt, const char *name)
+{
+    for (size_t i = 0; i < rt->cfg->nbackends; i++)
+        if (strcmp(rt->cfg->backends[i].name, name) == 0)
+            return rt->backends[i];
+    return NULL;
+}
+
+/* Ask the backend for the stream; the engine bounds the wait (START). */
+static void open_stream(struct tg_session *s, struct tg_backend *be)
+{
+    const struct tg_negotiated *n = &s->eng.neg;
+    struct tg_eng_ev ev = {.kind = TG_EV_FAILED, .code = TG_TFTP_EUNDEF,
+                           .msg = "storage unavailable"};
+    struct tg_open_args oa = {
+        .key = s->match.key, .client_ip = s->reg.ip, .filename = s->path,
+        .size_hint = s->eng.op == TG_OP_WRQ ? n->tsize : -1,
+        .overwrite = s->match.route->write == TG_WRITE_OVERWRITE, .blksize = n->blksize,
+    };
+    int r;
+
+    s->be_t0 = uv_hrtime();
+    r = s->eng.op == TG_OP_RRQ ? be->ops->open_read(be, &oa, on_stream, s, &s->stream)
+                               : be->ops->open_write(be, &oa, on_stream, s, &s->stream);
+    if (r != 0) {
+        s->stream = NULL;
+        run(s, &ev);
+        return;
+    }
+    /* Straight into the window only when the window is the bigger buffer:
+     * with a small one each block would wait for its own disk read, where
+     * the stream's staging reads ahead (measured: lock-step got slower). */
+    if (n->mode == TG_MODE_NETASCII)
+        s->fill = FILL_NETASCII;
+    else if (s->eng.op == TG_OP_RRQ && s->stream->backend->ops->read_direct &&
+             (size_t)n->windowsize * n->blksize >= DIRECT_MIN_WINDOW)
+        s->fill = FILL_DIRECT;
+    run_kind(s, TG_EV_START);
+}
+
+/* Handles, engine, registry: the session exists from here on. */
+static int begin(struct tg_session *s, const struct tg_request_ctx *rc,
+                 const struct tg_negotiated *neg, struct tg_error *err)
+{
+    struct tg_runtime *rt = s->rt;
+    struct tg_eng_params p = {
+        .op = rc->op, .neg = *neg, .shared = s->tp.kind == TG_TP_SHARED,
+        .rollover = rt->cfg->server.rollover, .timeout_ms = rt->cfg->server.timeout_ms,
+        .retries = rt->cfg->server.retries, .max_size = s->match.route->max_size,
+    };
+
+    if (s->tp.kind == TG_TP_OWN) {
+        if (uv_poll_init_socket(rt->loop, &s->poll, s->tp.fd) != 0) {
+            tg_error_set(err, TG_TFTP_EUNDEF, "server cannot watch a transfer socket");
+            return TG_EINVAL;
+        }
+        s->poll.data = s;
+        s->open_handles++;
+    }
+    uv_timer_init(rt->loop, &s->timer);
+    s->timer.data = s;
+    s->open_handles++;
+    /* Window and staging buffers wait for the client's first answer: an
+     * unanswered request costs this struct, not a window (invariant 2). */
+    tg_eng_init(&s->eng, &p, uv_now(rt->loop));
+    memcpy(&s->reg.peer, rc->peer, tg_sockaddr_len(rc->peer));
+    tg_sockaddr_ip(rc->peer, s->reg.ip, sizeof(s->reg.ip));
+    s->reg.s = s;
+    s->reg.ops = &reg_ops;
+    s->reg.op = rc->op;
+    s->reg.reqname = s->reqname;
+    s->reg.shared = p.shared;
+    tg_registry_add(&rt->reg, &s->reg);
+    tg_metrics_transfer_started(rc->op == TG_OP_RRQ ? "rrq" : "wrq", s->match.route->name);
+    set_reading(s, true);
+    return 0;
+}
+
+int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,
+                     struct tg_error *err)
+{
+    struct tg_negotiated neg;
+    struct tg_backend *be;
+    struct tg_session *s = tg_calloc(1, sizeof(*s));
+
+    if (!s) {
+        tg_error_set(err, TG_TFTP_EUNDEF, "out of memory");
+        return TG_ENOMEM;
+    }
+    s->tp.fd = -1;
+    s->rt = rt;
+    if (negotiate(s, rc, &neg, err) != 0)
+        goto refuse;
+    be = find_backend(rt, s->match.route->backend);
     s->reqname = tg_strdup(rc->req->filename);
     if (!be || !s->reqname) {
         tg_error_set(err, TG_TFTP_EUNDEF, be ? "out of memory" : "route has no backend");
         goto refuse;
     }
-    /* Window and staging buffers wait for the client's first answer
-     * (start_window, deliver): an unanswered request costs this struct,
-     * not a window (invariant 2). */
-    if (rc->op == TG_OP_WRQ)
-        tg_rx_init(&s->rx, s->neg.windowsize, sc->rollover);
-    r = open_socket(s, l, rc);
-    if (r != 0) {
-        tg_log(TG_LOG_WARN, "session %s: no socket: %s", s->peer_str, strerror(-r));
+    if (open_transport(s, rc, &neg) != 0) {
         tg_error_set(err, TG_TFTP_EUNDEF, "server cannot open a transfer socket");
         goto refuse;
     }
-    if (!s->shared) {
-        r = uv_poll_init_socket(srv->loop, &s->poll, s->fd);
-        if (r != 0) {
-            tg_error_set(err, TG_TFTP_EUNDEF, "server cannot watch a transfer socket");
-            goto refuse;
-        }
-        s->poll.data = s;
-        s->open_handles++;
-    }
-    uv_timer_init(srv->loop, &s->timer);
-    s->timer.data = s;
-    s->open_handles++;
-    set_reading(s, true);
-    /* Until the client is heard from, the server's own interval: a spoofed
-     * request asking timeout=255 must not hold a session for minutes. */
-    s->rto_init = sc->timeout_ms;
-    s->rto = s->rto_init;
-    s->started_ms = uv_now(srv->loop);
-    s->state = TG_SS_OPENING;
-    s->next = srv->sessions;
-    if (srv->sessions)
-        srv->sessions->prev = s;
-    srv->sessions = s;
-    srv->nsessions++;
-    table_add(s);
-    srv->stats.sessions_started++;
-    tg_metrics_transfer_started(rc->op == TG_OP_RRQ ? "rrq" : "wrq", s->match.route->name);
-
-    memset(&oa, 0, sizeof(oa));
-    oa.key = s->match.key;
-    oa.client_ip = s->client_ip;
-    oa.filename = s->path;
-    oa.size_hint = rc->op == TG_OP_WRQ ? s->neg.tsize : -1;
-    oa.overwrite = s->match.route->write == TG_WRITE_OVERWRITE;
-    oa.blksize = s->neg.blksize;
-    s->be_t0 = uv_hrtime();
-    r = rc->op == TG_OP_RRQ
-            ? be->ops->open_read(be, &oa, on_stream, s, &s->stream)
-            : be->ops->open_write(be, &oa, on_stream, s, &s->stream);
-    /* Straight into the window only when the window is the bigger buffer:
-     * with a small one each block would wait for its own disk read, where
-     * the stream's staging reads ahead (measured: lock-step got slower). */
-    if (r == 0 && rc->op == TG_OP_RRQ && s->neg.mode == TG_MODE_OCTET &&
-        s->stream->backend->ops->read_direct &&
-        (size_t)s->neg.windowsize * s->neg.blksize >= DIRECT_MIN_WINDOW)
-        s->direct = true;
-    if (r != 0) {
-        s->stream = NULL;
-        fail(s, TG_TFTP_EUNDEF, "storage unavailable", true);
-        return 0;
-    }
-    /* A storage that never answers must not pin the session. */
-    arm(s, s->rto_init * (sc->retries + 2) > 5000 ? s->rto_init * (sc->retries + 2) : 5000);
+    if (begin(s, rc, &neg, err) != 0)
+        goto refuse;
+    open_stream(s, be);
     return 0;
 
 refuse:
     session_free(s);
     return TG_EINVAL;
-}
-
-struct tg_session *tg_session_find_dup(struct tg_server *srv,
-                                       const struct sockaddr *peer,
-                                       enum tg_opcode op, const char *filename)
-{
-    struct tg_session *s = srv->ptab[peer_hash(peer) & srv->pmask];
-
-    for (; s; s = s->hnext)
-        if (!s->heard && s->op == op &&
-            tg_sockaddr_equal((const struct sockaddr *)&s->peer, peer) &&
-            strcmp(s->reqname, filename) == 0)
-            return s;
-    return NULL;
-}
-
-void tg_session_retransmit(struct tg_session *s)
-{
-    /* Client-driven, one answer per request: no amplification, no tries. */
-    switch (s->state) {
-    case TG_SS_NEGOTIATED:
-        send_ctl(s);
-        break;
-    case TG_SS_TRANSFER:
-        if (s->op == TG_OP_RRQ) {
-            tg_win_rewind(&s->win);
-            send_window(s);
-        } else {
-            send_ack(s);
-        }
-        break;
-    default:
-        break;
-    }
-}
-
-unsigned tg_session_count_client(struct tg_server *srv, const struct sockaddr *peer)
-{
-    struct tg_session *s;
-    unsigned n = 0;
-    char ip[INET6_ADDRSTRLEN];
-
-    tg_sockaddr_ip(peer, ip, sizeof(ip));
-    for (s = srv->sessions; s; s = s->next)
-        if (s->state != TG_SS_DALLY && strcmp(s->client_ip, ip) == 0)
-            n++;
-    return n;
-}
-
-void tg_sessions_abort_all(struct tg_server *srv, const char *msg)
-{
-    struct tg_session *s;
-
-    while ((s = srv->sessions) != NULL) {
-        if (s->state == TG_SS_DALLY)
-            finish(s, "ok");
-        else
-            fail(s, TG_TFTP_EUNDEF, msg, true);
-    }
-}
-
-bool tg_session_evict_unheard(struct tg_server *srv)
-{
-    struct tg_session *s, *oldest = NULL;
-
-    /* New sessions go to the head: the last unproven one is the oldest.
-     * Unproven, not unheard: a blind ACK must not make a spoofed session
-     * safe from eviction. */
-    for (s = srv->sessions; s; s = s->next)
-        if (!s->proven && s->state != TG_SS_DALLY)
-            oldest = s;
-    if (!oldest)
-        return false;
-    tg_error_set(&oldest->why, TG_TFTP_EUNDEF, "evicted: server full and the client never answered");
-    finish(oldest, "evicted");
-    return true;
-}
-
-void tg_sessions_end_dallying(struct tg_server *srv)
-{
-    struct tg_session *s, *next;
-
-    for (s = srv->sessions; s; s = next) {
-        next = s->next;
-        if (s->state == TG_SS_DALLY)
-            finish(s, "ok");
-        else if (!s->heard && s->state != TG_SS_OPENING)
-            /* Not a running transfer yet: the client never answered. */
-            fail(s, TG_TFTP_EUNDEF, "server is shutting down", true);
-    }
 }

@@ -1,5 +1,4 @@
 /* gateway/util.c - allocation wrappers and the protocol error helper. */
-#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,58 +90,4 @@ void tg_error_set(struct tg_error *e, uint16_t code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
     va_end(ap);
-}
-
-/* The one parser of "1.2.3.4:69" and "[2001:db8::1]:69" for sockets we
- * bind (listeners, the metrics endpoint). Numeric only: no DNS at start. */
-int tg_sockaddr_parse(const char *spec, bool port0_ok, struct sockaddr_storage *out)
-{
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon, *h, *d;
-    size_t hl;
-    unsigned long port = 0;
-
-    memset(out, 0, sizeof(*out));
-    if (spec[0] == '[') {
-        const char *close = strchr(spec, ']');
-
-        if (!close || close[1] != ':')
-            return TG_EINVAL;
-        h = spec + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(spec, ':');
-        if (!colon)
-            return TG_EINVAL;
-        h = spec;
-        hl = (size_t)(colon - spec);
-    }
-    if (hl == 0 || hl >= sizeof(host) || colon[1] == '\0' || strlen(colon + 1) > 5)
-        return TG_EINVAL;
-    for (d = colon + 1; *d; d++) {
-        if (*d < '0' || *d > '9')
-            return TG_EINVAL;
-        port = port * 10 + (unsigned long)(*d - '0');
-    }
-    if (port > 65535 || (port == 0 && !port0_ok))
-        return TG_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    if (spec[0] == '[') {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
-
-        if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
-            return TG_EINVAL;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)out;
-
-        if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-            return TG_EINVAL;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-    }
-    return 0;
 }

@@ -6,7 +6,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 #define TG_VERSION "0.1.0"
 
@@ -69,9 +68,5 @@ void tg_free(void *p);
 long tg_alloc_live(void);
 /* Make the n-th allocation from now fail (n >= 1); 0 disables. Tests only. */
 void tg_alloc_fail_after(long n);
-
-/* gateway/util.c: "ADDR:PORT" or "[ADDR6]:PORT", numeric; port 0 (any)
- * only when port0_ok. TG_EINVAL when malformed. */
-int tg_sockaddr_parse(const char *spec, bool port0_ok, struct sockaddr_storage *out);
 
 #endif

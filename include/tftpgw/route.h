@@ -56,7 +56,4 @@ int tg_cidr_parse(const char *s, struct tg_cidr *out);
 /* IPv4-mapped IPv6 clients match IPv4 networks. */
 bool tg_cidr_contains(const struct tg_cidr *c, const struct sockaddr *sa);
 
-/* Address text without port; IPv4-mapped IPv6 as plain IPv4. */
-int tg_sockaddr_ip(const struct sockaddr *sa, char *out, size_t cap);
-
 #endif

@@ -16,9 +16,9 @@ FUZZ_TARGETS := request packet netascii path config
 FUZZ_request := gateway/util gateway/packet gateway/options
 FUZZ_packet := gateway/util gateway/packet
 FUZZ_netascii := gateway/util gateway/netascii
-FUZZ_path := gateway/util gateway/log gateway/packet gateway/options gateway/path \
+FUZZ_path := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path \
              gateway/route gateway/config gateway/uri
-FUZZ_config := gateway/util gateway/log gateway/packet gateway/options gateway/path \
+FUZZ_config := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path \
                gateway/route gateway/config
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 

@@ -21,6 +21,7 @@
 #include "tftpgw/log.h"
 #include "tftpgw/path.h"
 #include "tftpgw/route.h"
+#include "tftpgw/sockaddr.h"
 #include "tftpgw/uri.h"
 
 #define HDR 18

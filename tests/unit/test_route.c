@@ -12,6 +12,7 @@
 
 #include "tftpgw/options.h"
 #include "tftpgw/route.h"
+#include "tftpgw/sockaddr.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 

@@ -1,0 +1,41 @@
+/* gateway/runtime.h - what the server shares with its listeners and
+ * sessions: the running configuration and its backends, the session
+ * registry, the rate tables, one receive buffer. gateway/server.c owns and
+ * writes it (a reload swaps cfg and backends together); listeners and
+ * sessions read it. Header only: data, no functions. */
+#ifndef TFTPGW_RUNTIME_H
+#define TFTPGW_RUNTIME_H
+
+#include <uv.h>
+
+#include "registry.h"
+#include "tftpgw/backend.h"
+#include "tftpgw/config.h"
+#include "tftpgw/ratelimit.h"
+
+#define TG_RXBUF (TG_HDR + TG_BLKSIZE_MAX + 64)
+
+/* Totals for the line logged at exit. */
+struct tg_stats {
+    uint64_t transfers_ok;
+    uint64_t transfers_failed;
+    uint64_t requests_refused;
+};
+
+struct tg_runtime {
+    uv_loop_t *loop;
+    struct tg_config *cfg;         /* the running generation; new sessions */
+    struct tg_backend **backends;  /* use it, parallel to cfg->backends */
+    struct tg_registry reg;
+    struct tg_stats stats;
+    struct tg_ratelimit *rate;     /* rate_limit buckets (listener.c) */
+    uint64_t rl_logged_s;          /* second of the last rate-limit log line */
+    struct tg_ratelimit *sendrate; /* client_rate buckets, in KiB */
+    bool single_port;              /* fixed at start: listeners carry the transfers */
+    bool draining;
+    /* One receive buffer for the whole loop: every datagram is handled to
+     * the end before the next recv, and anything kept is copied out. */
+    uint8_t rxbuf[TG_RXBUF];
+};
+
+#endif
