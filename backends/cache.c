@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "tftpgw/backend.h"
+#include "tftpgw/life.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 #include "tftpgw/options.h"
@@ -113,7 +114,7 @@ struct fill {
     bool reval;
     bool prefetch;       /* nobody asked: no reader to wait for */
     bool orphan;         /* a write replaced the object: never becomes the copy */
-    bool up_opened, fd_ready, up_eof, writing, releasing;
+    bool up_opened, fd_ready, up_eof, writing;
     enum fill_state state;
     struct tmpf *tf;     /* the file being written */
     char tmpname[NAME_LEN + 32]; /* named-temp fallback; "" with O_TMPFILE */
@@ -133,7 +134,7 @@ struct fill {
     int werr;            /* commit worker */
     unsigned seq;        /* names this fill's temporaries (read by the worker) */
     bool tmp_fallback;   /* O_TMPFILE refused: a named temporary instead */
-    int ops;             /* fs requests and work in flight */
+    struct tg_life life; /* held by fs requests and work; closed when DONE or FAILED */
     uv_timer_t timer;    /* fill_grace; relay steps run from it, off the readers' calls */
     struct creader *readers; /* waiting or following */
     struct tg_error err;
@@ -157,8 +158,8 @@ struct creader {
     int64_t pos, avail, total;
     uint8_t *buf;
     size_t boff, blen;
-    bool reading, want, closed;
-    int ops;
+    bool reading, want;
+    struct tg_life life; /* held by fs requests and work in flight */
     uv_fs_t req;
 };
 
@@ -402,7 +403,7 @@ static bool fill_budget(struct fill *f, int64_t bytes)
 
 static void reader_notify(struct creader *r, enum tg_stream_ev ev)
 {
-    if (!r->closed)
+    if (!r->life.closed)
         r->base.cb(&r->base, ev, r->base.arg);
 }
 
@@ -415,7 +416,7 @@ static int reader_fd(const struct creader *r)
  * otherwise the completion does. */
 static void reader_drop_disk(struct creader *r)
 {
-    if (r->ops > 0)
+    if (tg_life_busy(&r->life))
         return;
     tmpf_unref(r->tf);
     r->tf = NULL;
@@ -425,10 +426,10 @@ static void reader_drop_disk(struct creader *r)
     }
 }
 
-static void reader_release(struct creader *r)
+static void reader_fin(struct tg_life *l)
 {
-    if (!r->closed || r->ops > 0)
-        return;
+    struct creader *r = tg_container_of(l, struct creader, life);
+
     reader_drop_disk(r);
     tg_free(r->buf);
     tg_free(r);
@@ -577,11 +578,10 @@ static void on_copy_checked(uv_work_t *w, int status)
     struct copy_job *j = w->data;
     struct creader *r = j->r;
 
-    r->ops--;
     if (j->fd >= 0)
         r->fd = j->fd;
-    if (r->closed) {
-        reader_release(r);
+    if (tg_life_release(&r->life)) {
+        /* closed meanwhile: the release let it go */
     } else if (status == 0 && (j->mismatch || j->err == ENOENT)) {
         copy_unusable(r, j);
     } else if (status != 0 || j->fd < 0) {
@@ -618,7 +618,7 @@ static int open_copy(struct creader *r)
         tg_free(j);
         return TG_EIO;
     }
-    r->ops++;
+    tg_life_hold(&r->life);
     r->state = R_OPENING;
     r->on_copy = true;
     r->e->readers++;
@@ -647,11 +647,8 @@ static void on_follow_stat(uv_fs_t *req)
     struct creader *r = req->data;
 
     uv_fs_req_cleanup(req);
-    r->ops--;
-    if (r->closed) {
-        reader_release(r);
+    if (tg_life_release(&r->life))
         return;
-    }
     if (r->state != R_WAIT) {
         reader_drop_disk(r); /* failed meanwhile */
         return;
@@ -666,12 +663,9 @@ static void on_read(uv_fs_t *req)
     ssize_t n = req->result;
 
     uv_fs_req_cleanup(req);
-    r->ops--;
     r->reading = false;
-    if (r->closed) {
-        reader_release(r);
+    if (tg_life_release(&r->life))
         return;
-    }
     if (r->state == R_FAILED) {
         reader_drop_disk(r);
         return;
@@ -699,7 +693,7 @@ static void reader_trim(struct creader *r)
 {
     struct fill *f = r->fill;
 
-    if (r->tf && r->ops == 0 && r->blen == 0 && f && f->state == F_RELAYING &&
+    if (r->tf && !tg_life_busy(&r->life) && r->blen == 0 && f && f->state == F_RELAYING &&
         r->pos >= f->stored) {
         tmpf_unref(r->tf);
         r->tf = NULL;
@@ -761,7 +755,7 @@ static ssize_t cache_pull(struct tg_stream *s, uint8_t *dst, size_t len)
             return TG_EIO;
         }
         r->reading = true;
-        r->ops++;
+        tg_life_hold(&r->life);
     }
     /* Otherwise the fill has not got further: its progress wakes us. */
     return TG_EAGAIN;
@@ -772,7 +766,6 @@ static void cache_close(struct tg_stream *s)
     struct creader *r = (struct creader *)s;
     struct centry *e = r->e;
 
-    r->closed = true;
     detach(r);
     if (r->on_copy) {
         e->readers--;
@@ -780,7 +773,7 @@ static void cache_close(struct tg_stream *s)
     }
     e->holders--;
     entry_gc(r->cb, e);
-    reader_release(r);
+    tg_life_close(&r->life);
 }
 
 /* ---- fills ---- */
@@ -794,14 +787,12 @@ static void on_fill_closed(uv_handle_t *h)
     tg_free(f);
 }
 
-static void fill_release(struct fill *f)
+/* The fill is over (DONE or FAILED) and nothing of it runs any more. */
+static void fill_fin(struct tg_life *l)
 {
+    struct fill *f = tg_container_of(l, struct fill, life);
     struct cache_backend *cb = f->cb;
 
-    if (f->releasing || (f->state != F_DONE && f->state != F_FAILED))
-        return;
-    if (f->ops > 0 || f->up)
-        return;
     if (f->state == F_DONE && !f->err.msg[0])
         tg_error_set(&f->err, TG_TFTP_EUNDEF, "cache fetch ended");
     /* Nobody stays linked to a fill that is going away. */
@@ -825,7 +816,6 @@ static void fill_release(struct fill *f)
         f->e->fill = NULL;
     f->e->holders--;
     entry_gc(cb, f->e);
-    f->releasing = true;
     uv_timer_stop(&f->timer);
     uv_close((uv_handle_t *)&f->timer, on_fill_closed);
 }
@@ -864,7 +854,7 @@ static void fill_stop(struct fill *f, const struct tg_error *err)
         if (r->state == R_FAILED)
             continue;
         /* Not started yet and a copy recent enough: serve it stale. */
-        if (r->state == R_WAIT && !r->tf && r->ops == 0 && e->present &&
+        if (r->state == R_WAIT && !r->tf && !tg_life_busy(&r->life) && e->present &&
             err->code == TG_TFTP_EUNDEF && age <= cb->ttl_ms + cb->stale_ms) {
             cb->st.stale++;
             tg_metrics_cache_event(cb->base.name, "stale");
@@ -877,7 +867,7 @@ static void fill_stop(struct fill *f, const struct tg_error *err)
         reader_fail(r, err);
     }
     uv_timer_stop(&f->timer);
-    fill_release(f);
+    tg_life_close(&f->life);
 }
 
 static void fill_fail(struct fill *f, const struct tg_error *err)
@@ -985,7 +975,6 @@ static void commit_after(uv_work_t *w, int status)
     struct cache_backend *cb = f->cb;
     struct centry *e = f->e;
 
-    f->ops--;
     if (status != 0 && !f->werr)
         f->werr = EIO;
     if (f->orphan && !f->werr) {
@@ -1022,7 +1011,8 @@ static void commit_after(uv_work_t *w, int status)
     if (e->fill == f)
         e->fill = NULL;
     evict(cb);
-    fill_release(f);
+    tg_life_close(&f->life);
+    tg_life_release(&f->life); /* the commit job's hold: now it is freed */
 }
 
 /* Every byte is on disk. keep: it may become the copy. */
@@ -1037,16 +1027,16 @@ static void fill_commit(struct fill *f, bool keep)
     if (!keep || f->orphan) {
         /* Relayed only: its readers read on from the file they hold. */
         f->state = F_DONE;
-        fill_release(f);
+        tg_life_close(&f->life);
         return;
     }
     f->work.data = f;
     if (uv_queue_work(f->cb->base.loop, &f->work, commit_work, commit_after) != 0) {
         f->state = F_DONE;
-        fill_release(f);
+        tg_life_close(&f->life);
         return;
     }
-    f->ops++;
+    tg_life_hold(&f->life);
 }
 
 static void not_stored(struct fill *f, int level, const char *why)
@@ -1065,7 +1055,7 @@ static void on_fill_timer(uv_timer_t *t);
 /* Run the relay from the loop soon, never inside a reader's own call. */
 static void fill_kick(struct fill *f)
 {
-    if (!f->releasing)
+    if (!f->life.closed)
         uv_timer_start(&f->timer, on_fill_timer, 0, 0);
 }
 
@@ -1156,7 +1146,7 @@ static void relay_step(struct fill *f)
             }
         }
         f->state = F_DONE;
-        fill_release(f);
+        tg_life_close(&f->life);
         return;
     }
     f->roff = end;
@@ -1192,7 +1182,7 @@ static void on_fill_timer(uv_timer_t *t)
  * and asks again at once, and that must still cost one fetch. */
 static void fill_unfollowed(struct fill *f)
 {
-    if (f->releasing)
+    if (f->life.closed)
         return;
     if (f->state == F_RELAYING)
         fill_kick(f);
@@ -1253,12 +1243,9 @@ static void on_fill_written(uv_work_t *w, int status)
     struct fill *f = w->data;
     char why[160];
 
-    f->ops--;
     f->writing = false;
-    if (f->state != F_FILLING) {
-        fill_release(f);
+    if (tg_life_release(&f->life) || f->state != F_FILLING)
         return;
-    }
     if (status != 0 || f->below_floor || f->wres != (ssize_t)f->blen) {
         /* The chunk is still in buf: the readers get it and the rest. */
         if (f->below_floor)
@@ -1337,7 +1324,7 @@ static void fill_pump(struct fill *f)
         return;
     }
     f->writing = true;
-    f->ops++;
+    tg_life_hold(&f->life);
 }
 
 /* Both the upstream answer and the temp file are there: readers may join.
@@ -1393,7 +1380,7 @@ static void on_upstream(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
                     reader_fail(r, &err);
                 }
             }
-            fill_release(f);
+            tg_life_close(&f->life);
             return;
         }
         f->up_opened = true;
@@ -1422,13 +1409,12 @@ static void on_fill_tmp(uv_fs_t *req)
     ssize_t fd = req->result;
 
     uv_fs_req_cleanup(req);
-    f->ops--;
     if (fd >= 0 && !(f->tf = tmpf_new(f->cb, (int)fd))) {
         close((int)fd);
         fd = UV_ENOMEM;
     }
-    if (f->state == F_FAILED || f->state == F_DONE) {
-        fill_release(f);
+    if (f->life.closed) { /* over meanwhile: the release frees it */
+        tg_life_release(&f->life);
         return;
     }
     if (fd < 0 && !f->tmp_fallback &&
@@ -1442,11 +1428,10 @@ static void on_fill_tmp(uv_fs_t *req)
         snprintf(p, sizeof(p), "%s/%s", f->cb->dir, f->tmpname);
         f->open_req.data = f;
         if (uv_fs_open(f->cb->base.loop, &f->open_req, p, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC,
-                       0644, on_fill_tmp) == 0) {
-            f->ops++;
-            return;
-        }
+                       0644, on_fill_tmp) == 0)
+            return; /* the hold goes on to the new request */
     }
+    tg_life_release(&f->life); /* not closed: the fill goes on */
     if (fd < 0) {
         struct tg_error e;
 
@@ -1472,6 +1457,7 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
         tg_free(f);
         return NULL;
     }
+    tg_life_init(&f->life, fill_fin);
     f->cb = cb;
     f->e = e;
     f->size = -1;
@@ -1506,7 +1492,7 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
     }
     uv_timer_init(cb->base.loop, &f->timer);
     f->timer.data = f;
-    f->ops++;
+    tg_life_hold(&f->life);
     cb->fills++;
     e->fill = f;
     e->holders++;
@@ -1550,7 +1536,7 @@ static int reader_join(struct creader *r)
             r->tf = NULL;
             return TG_EIO;
         }
-        r->ops++;
+        tg_life_hold(&r->life);
     }
     return 0;
 }
@@ -1572,6 +1558,7 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
         entry_gc(cb, e);
         return TG_ENOMEM;
     }
+    tg_life_init(&r->life, reader_fin);
     r->base.backend = b;
     r->base.cb = cb_fn;
     r->base.arg = arg;

@@ -20,9 +20,9 @@
  * fsync. Missing directories are made by commit too, so an abort leaves
  * no empty directories behind.
  *
- * Lifetime: a stream counts its uv requests in flight. close() only marks
- * it; the last completion starts a clean-up job (close the fds, unlink a
- * named temp) whose completion frees it. So no callback can follow
+ * Lifetime (include/tftpgw/life.h): each uv request in flight holds the
+ * stream. close() only marks it; the last completion starts a clean-up
+ * job (close the fds, unlink a named temp) whose completion frees it. So no callback can follow
  * close(), and close() is safe from inside the stream's own callback.
  * Callbacks only ever come from uv completions, never from inside an API
  * call, which is how the contract's "never synchronous" rule is kept.
@@ -46,6 +46,7 @@
 #include "tftpgw/backend.h"
 #include "tftpgw/common.h"
 #include "tftpgw/config.h"
+#include "tftpgw/life.h"
 #include "tftpgw/window.h"
 
 /* Staging per stream is two buffers of max(STAGE_MIN, blksize): one being
@@ -73,8 +74,7 @@ struct file_backend {
     bool create_dirs;
     bool fsync;
     bool proc_fd;     /* /proc/self/fd works: an O_TMPFILE can be linked */
-    bool destroyed;
-    unsigned refs;    /* streams alive, including closed ones still draining */
+    struct tg_life life; /* held by every stream, closed ones still draining too */
 };
 
 enum stage_state { STAGE_EMPTY, STAGE_BUSY, STAGE_READY };
@@ -106,10 +106,9 @@ struct file_stream {
     char *key;
     bool writer;
     enum fstream_state state;
-    bool closed;
+    struct tg_life life; /* held by each uv request in flight */
     bool waiting;     /* a pull/push said TG_EAGAIN: READABLE/WRITABLE is owed */
     size_t want_len;  /* read: len of that pull */
-    unsigned pending; /* uv requests in flight */
     int fail_rc;      /* what pull/push/commit return once FAILED */
     uv_work_t work;   /* open, commit or clean-up; never two at once */
     bool work_busy;
@@ -581,8 +580,7 @@ static void stream_free(struct file_stream *fs)
     tg_free(fs->st[1].data);
     tg_free(fs->key);
     tg_free(fs);
-    if (--fb->refs == 0 && fb->destroyed)
-        backend_free(fb);
+    tg_life_release(&fb->life);
 }
 
 static void cleanup_after(uv_work_t *w, int status)
@@ -605,17 +603,12 @@ static void start_cleanup(struct file_stream *fs)
  * and the caller must stop; the last one out starts the clean-up. */
 static bool req_done(struct file_stream *fs)
 {
-    fs->pending--;
-    if (!fs->closed)
-        return false;
-    if (fs->pending == 0)
-        start_cleanup(fs);
-    return true;
+    return tg_life_release(&fs->life);
 }
 
 static void notify(struct file_stream *fs, enum tg_stream_ev ev)
 {
-    if (!fs->closed && fs->base.cb)
+    if (!fs->life.closed && fs->base.cb)
         fs->base.cb(&fs->base, ev, fs->base.arg);
 }
 
@@ -660,8 +653,18 @@ static int start_job(struct file_stream *fs, uv_work_cb work, uv_after_work_cb a
     if (rc < 0)
         return rc;
     fs->work_busy = true;
-    fs->pending++;
+    tg_life_hold(&fs->life);
     return 0;
+}
+
+static void stream_fin(struct tg_life *l)
+{
+    start_cleanup(tg_container_of(l, struct file_stream, life));
+}
+
+static void backend_fin(struct tg_life *l)
+{
+    backend_free(tg_container_of(l, struct file_backend, life));
 }
 
 static struct file_stream *stream_new(struct file_backend *fb,
@@ -673,7 +676,8 @@ static struct file_stream *stream_new(struct file_backend *fb,
     if (!fs)
         return NULL;
     fs->fb = fb;
-    fb->refs++;
+    tg_life_init(&fs->life, stream_fin);
+    tg_life_hold(&fb->life);
     fs->base.backend = &fb->base;
     fs->base.cb = cb;
     fs->base.arg = arg;
@@ -781,7 +785,7 @@ static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned 
 
     if (fs->state == FS_FAILED)
         return fs->fail_rc;
-    if (fs->writer || fs->state != FS_OPEN || fs->closed || nbufs > TG_WINDOW_DIRECT_MAX)
+    if (fs->writer || fs->state != FS_OPEN || fs->life.closed || nbufs > TG_WINDOW_DIRECT_MAX)
         return TG_EINVAL;
     if (!fs->direct) {
         /* The staging filled at open is not needed: give it back. */
@@ -827,7 +831,7 @@ static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned 
     rc = uv_fs_read(fs->base.backend->loop, &fs->dreq, fs->fd, b, n, fs->dpos, direct_after);
     if (rc < 0)
         return rc;
-    fs->pending++;
+    tg_life_hold(&fs->life);
     return 0;
 }
 
@@ -943,7 +947,7 @@ static int read_more(struct file_stream *fs, struct stage *st)
 
     if (rc < 0)
         return fail(fs, -rc);
-    fs->pending++;
+    tg_life_hold(&fs->life);
     return 0;
 }
 
@@ -1023,7 +1027,7 @@ static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len)
 
     if (fs->state == FS_FAILED)
         return fs->fail_rc;
-    if (fs->writer || fs->state != FS_OPEN || fs->closed)
+    if (fs->writer || fs->state != FS_OPEN || fs->life.closed)
         return TG_EINVAL;
     if (!pull_ready(fs, len)) {
         rc = read_ahead(fs);
@@ -1071,7 +1075,7 @@ static int write_more(struct file_stream *fs, struct stage *st)
 
     if (rc < 0)
         return fail(fs, -rc);
-    fs->pending++;
+    tg_life_hold(&fs->life);
     return 0;
 }
 
@@ -1144,7 +1148,7 @@ static int file_push(struct tg_stream *s, const uint8_t *src, size_t len)
 
     if (fs->state == FS_FAILED)
         return fs->fail_rc;
-    if (!fs->writer || fs->state != FS_OPEN || fs->closed)
+    if (!fs->writer || fs->state != FS_OPEN || fs->life.closed)
         return TG_EINVAL;
     /* All-or-nothing with two stages only works for blocks that fit one;
      * a stage is never smaller than blksize. */
@@ -1191,7 +1195,7 @@ static int file_commit(struct tg_stream *s)
 
     if (fs->state == FS_FAILED)
         return fs->fail_rc;
-    if (!fs->writer || fs->state != FS_OPEN || fs->closed)
+    if (!fs->writer || fs->state != FS_OPEN || fs->life.closed)
         return TG_EINVAL;
     fs->state = FS_COMMITTING;
     fs->waiting = false;
@@ -1213,14 +1217,9 @@ static void file_close(struct tg_stream *s)
 {
     struct file_stream *fs = tg_container_of(s, struct file_stream, base);
 
-    if (fs->closed)
+    if (fs->life.closed)
         return;
-    fs->closed = true;
     fs->base.cb = NULL;
-    if (fs->pending == 0) {
-        start_cleanup(fs);
-        return;
-    }
     /* What has not started need not run; what has finishes and is reaped
      * by req_done. uv_cancel fails harmlessly for those. */
     if (fs->work_busy)
@@ -1228,6 +1227,7 @@ static void file_close(struct tg_stream *s)
     for (int i = 0; i < 2; i++)
         if (fs->st[i].state == STAGE_BUSY)
             uv_cancel((uv_req_t *)&fs->st[i].req);
+    tg_life_close(&fs->life); /* the last request out starts the clean-up */
 }
 
 /* ---- the backend ---- */
@@ -1287,6 +1287,7 @@ static int file_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
     }
     fb = tg_calloc(1, sizeof(*fb));
     if (fb) {
+        tg_life_init(&fb->life, backend_fin);
         fb->rootfd = fd;
         fb->rootreal = tg_strdup(real);
         fb->base.name = tg_strdup(cfg->name ? cfg->name : "file");
@@ -1317,9 +1318,7 @@ static void file_destroy(struct tg_backend *b)
     struct file_backend *fb = tg_container_of(b, struct file_backend, base);
 
     /* Closed streams may still be draining jobs that use rootfd. */
-    fb->destroyed = true;
-    if (fb->refs == 0)
-        backend_free(fb);
+    tg_life_close(&fb->life);
 }
 
 const struct tg_backend_ops tg_file_backend_ops = {

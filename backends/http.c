@@ -85,23 +85,26 @@ static void stream_free(struct hx_stream *hs)
     uv_close((uv_handle_t *)&hs->stall, on_stall_closed);
 }
 
+static void stream_fin(struct tg_life *l)
+{
+    stream_free(tg_container_of(l, struct hx_stream, life));
+}
+
 static void dispatch(struct hx_stream *hs)
 {
     static const enum tg_stream_ev order[] = {TG_STREAM_OPENED, TG_STREAM_READABLE,
                                               TG_STREAM_WRITABLE, TG_STREAM_COMMITTED,
                                               TG_STREAM_FAILED};
 
-    hs->dispatching++;
-    for (size_t i = 0; i < TG_ARRAY_LEN(order) && !hs->closed; i++) {
+    /* The owner may close us from its callback: the hold defers the free. */
+    tg_life_hold(&hs->life);
+    for (size_t i = 0; i < TG_ARRAY_LEN(order) && !hs->life.closed; i++) {
         if (!(hs->pending & EV_BIT(order[i])))
             continue;
         hs->pending &= ~EV_BIT(order[i]);
         hs->base.cb(&hs->base, order[i], hs->base.arg);
     }
-    hs->dispatching--;
-    /* The owner may close us from its callback: free only now. */
-    if (hs->closed && hs->dispatching == 0)
-        stream_free(hs);
+    tg_life_release(&hs->life);
 }
 
 static void on_wake(struct tg_curl_xfer *x)
@@ -597,7 +600,7 @@ static void on_stall_check(uv_timer_t *t)
     bool active = hs->state == HX_PROBING || hs->state == HX_OPENING ||
                   hs->state == HX_OPEN || hs->state == HX_COMMITTING;
 
-    if (!active || hs->closed || !hs->x.added) {
+    if (!active || hs->life.closed || !hs->x.added) {
         uv_timer_stop(t);
         return;
     }
@@ -623,6 +626,7 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
 
     if (!hs)
         return TG_ENOMEM;
+    tg_life_init(&hs->life, stream_fin);
     hs->base.backend = b;
     hs->base.cb = cb;
     hs->base.arg = arg;
@@ -763,12 +767,10 @@ void hx_close(struct tg_stream *s)
 {
     struct hx_stream *hs = (struct hx_stream *)s;
 
-    hs->closed = true;
     /* Removing an unfinished PUT drops the connection mid-body, and the
      * server discards the partial object. */
     tg_curl_remove(&hs->x);
-    if (hs->dispatching == 0)
-        stream_free(hs);
+    tg_life_close(&hs->life);
 }
 
 /* ---- redirect policy ---- */

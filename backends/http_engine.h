@@ -7,6 +7,7 @@
 
 #include "tftpgw/backend.h"
 #include "tftpgw/curl_uv.h"
+#include "tftpgw/life.h"
 
 /* Which redirects a request follows (`redirects = ...`). */
 enum hx_redirects {
@@ -77,8 +78,7 @@ struct hx_stream {
     bool paused;          /* curl is paused by our callback */
     bool want;            /* the owner got TG_EAGAIN and waits for an event */
     unsigned pending;     /* events owed, delivered outside curl */
-    int dispatching;
-    bool closed;
+    struct tg_life life;  /* held while events are delivered */
     long status;
     bool done_early;      /* PUT answered before commit() (Content-Length 0) */
     bool chunked;         /* the response is Transfer-Encoding: chunked */

@@ -377,9 +377,7 @@ struct s3mp {
     char url[3 * TG_PATH_MAX + 2048];
     bool create;
     enum mp_state state;
-    int busy;             /* inside one of our callbacks */
-    bool closed;
-    int ops;              /* async operations in flight (fs, work, calls, part) */
+    struct tg_life life;  /* held by fs requests, work, calls, the part, callbacks */
     bool want;            /* the session waits for WRITABLE */
     bool in_call;         /* inside push/commit: no callbacks now */
     size_t blk;
@@ -416,10 +414,10 @@ struct s3mp {
 
 static void mp_step(struct s3mp *mp);
 
-static void mp_release(struct s3mp *mp)
+static void mp_fin(struct tg_life *l)
 {
-    if (!mp->closed || mp->busy > 0 || mp->ops > 0)
-        return;
+    struct s3mp *mp = tg_container_of(l, struct s3mp, life);
+
     if (mp->fd >= 0)
         tg_fs_close_async(mp->base.backend->loop, mp->fd);
     mp->sb->spool_used -= mp->on_disk;
@@ -435,7 +433,7 @@ static void mp_notify(struct s3mp *mp, enum tg_stream_ev ev)
 {
     /* Inside push/commit the result goes back as a return code instead
      * (backend.h: no callback inside the call that caused it). */
-    if (!mp->closed && !mp->in_call)
+    if (!mp->life.closed && !mp->in_call)
         mp->base.cb(&mp->base, ev, mp->base.arg);
 }
 
@@ -470,14 +468,6 @@ static void mp_fail(struct s3mp *mp, uint16_t code, const char *fmt, ...)
     mp->state = MP_FAILED;
     mp_notify(mp, TG_STREAM_FAILED);
 }
-
-/* Enter and leave one of our callbacks; the session may close us inside. */
-#define MP_ENTER(mp) ((mp)->busy++)
-#define MP_LEAVE(mp)                                                                      \
-    do {                                                                                  \
-        (mp)->busy--;                                                                     \
-        mp_release(mp);                                                                   \
-    } while (0)
 
 /* Map into a copy: formatting err.msg into itself is undefined. */
 static void mp_fail_s3(struct s3mp *mp, long status, const char *body)
@@ -520,10 +510,9 @@ static void on_spool_written(uv_fs_t *req)
     ssize_t n = req->result;
 
     uv_fs_req_cleanup(req);
-    mp->ops--;
     mp->writing = false;
-    MP_ENTER(mp);
-    if (!mp->closed) {
+    /* The request's hold covers this callback: the session may close us. */
+    if (!mp->life.closed) {
         if (n < 0 || (size_t)n != mp->flush_len) {
             /* The spool's path and errno are ours to know, not the client's. */
             tg_log(TG_LOG_WARN, "backend %s: spool write in %s failed: %s", mp->sb->base.name,
@@ -536,7 +525,7 @@ static void on_spool_written(uv_fs_t *req)
             mp_step(mp);
         }
     }
-    MP_LEAVE(mp);
+    tg_life_release(&mp->life);
 }
 
 static void start_flush(struct s3mp *mp)
@@ -556,7 +545,7 @@ static void start_flush(struct s3mp *mp)
     if (uv_fs_write(mp->base.backend->loop, &mp->write_req, mp->fd, &b, 1, mp->spooled,
                     on_spool_written) == 0) {
         mp->writing = true;
-        mp->ops++;
+        tg_life_hold(&mp->life);
     } else {
         mp_fail(mp, TG_TFTP_EUNDEF, "spool write failed");
     }
@@ -577,7 +566,6 @@ static void punch_after(uv_work_t *w, int status)
 {
     struct s3mp *mp = w->data;
 
-    mp->ops--;
     mp->punching = false;
     /* A filesystem without hole punching keeps the bytes until close. */
     if (status == 0 && mp->punch_rc == 0) {
@@ -585,10 +573,9 @@ static void punch_after(uv_work_t *w, int status)
         mp->sb->spool_used -= mp->punch_len;
     }
     mp->punched_to = mp->punch_off + mp->punch_len;
-    MP_ENTER(mp);
-    if (!mp->closed)
+    if (!mp->life.closed)
         mp_step(mp);
-    MP_LEAVE(mp);
+    tg_life_release(&mp->life);
 }
 
 static void feed_part(struct s3mp *mp);
@@ -599,10 +586,8 @@ static void on_spool_read(uv_fs_t *req)
     ssize_t n = req->result;
 
     uv_fs_req_cleanup(req);
-    mp->ops--;
     mp->reading = false;
-    MP_ENTER(mp);
-    if (!mp->closed) {
+    if (!mp->life.closed) {
         if (n <= 0) {
             mp_fail(mp, TG_TFTP_EUNDEF, "spool read failed");
         } else {
@@ -611,7 +596,7 @@ static void on_spool_read(uv_fs_t *req)
             feed_part(mp);
         }
     }
-    MP_LEAVE(mp);
+    tg_life_release(&mp->life);
 }
 
 /* Move spool bytes into the part's PUT: read a chunk, push it, repeat. */
@@ -647,7 +632,7 @@ static void feed_part(struct s3mp *mp)
                 return;
             }
             mp->reading = true;
-            mp->ops++;
+            tg_life_hold(&mp->life);
             return;
         }
     }
@@ -675,9 +660,9 @@ static void on_part(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
 {
     struct s3mp *mp = arg;
 
-    MP_ENTER(mp);
-    if (mp->closed || mp->state == MP_FAILED) {
-        MP_LEAVE(mp);
+    tg_life_hold(&mp->life);
+    if (mp->life.closed || mp->state == MP_FAILED) {
+        tg_life_release(&mp->life);
         return;
     }
     switch (ev) {
@@ -702,7 +687,7 @@ static void on_part(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
         }
         hx_close(mp->part);
         mp->part = NULL;
-        mp->ops--;
+        tg_life_release(&mp->life); /* the part's; ours is still held */
         mp->part_off += mp->part_len;
         if (mp->single) {
             mp->state = MP_COMMITTED;
@@ -717,7 +702,7 @@ static void on_part(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
             mp->punch_req.data = mp;
             if (uv_queue_work(mp->base.backend->loop, &mp->punch_req, punch_work, punch_after) == 0) {
                 mp->punching = true;
-                mp->ops++;
+                tg_life_hold(&mp->life);
             }
         }
         mp_step(mp);
@@ -729,7 +714,7 @@ static void on_part(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
     default:
         break;
     }
-    MP_LEAVE(mp);
+    tg_life_release(&mp->life);
 }
 
 static void start_part(struct s3mp *mp, int64_t len)
@@ -770,7 +755,7 @@ static void start_part(struct s3mp *mp, int64_t len)
         mp_fail(mp, TG_TFTP_EUNDEF, "S3 upload could not start");
         return;
     }
-    mp->ops++;
+    tg_life_hold(&mp->life);
 }
 
 static void on_completed(struct s3call *c, void *arg)
@@ -778,9 +763,7 @@ static void on_completed(struct s3call *c, void *arg)
     struct s3mp *mp = arg;
 
     mp->call = NULL;
-    mp->ops--;
-    MP_ENTER(mp);
-    if (!mp->closed && mp->state != MP_FAILED) {
+    if (!mp->life.closed && mp->state != MP_FAILED) {
         /* A 200 answer may still carry an <Error> document. */
         if (c->rc != CURLE_OK || c->status >= 300 || strstr(c->resp, "<Error>")) {
             mp_call_failed(mp, c, "CompleteMultipartUpload");
@@ -790,7 +773,7 @@ static void on_completed(struct s3call *c, void *arg)
             mp_notify(mp, TG_STREAM_COMMITTED);
         }
     }
-    MP_LEAVE(mp);
+    tg_life_release(&mp->life);
 }
 
 static void on_initiated(struct s3call *c, void *arg)
@@ -798,9 +781,7 @@ static void on_initiated(struct s3call *c, void *arg)
     struct s3mp *mp = arg;
 
     mp->call = NULL;
-    mp->ops--;
-    MP_ENTER(mp);
-    if (!mp->closed && mp->state != MP_FAILED) {
+    if (!mp->life.closed && mp->state != MP_FAILED) {
         xml_value(c->resp, "UploadId", mp->upload_id, sizeof(mp->upload_id));
         if (c->rc != CURLE_OK || c->status >= 300 || !mp->upload_id[0]) {
             mp_call_failed(mp, c, "CreateMultipartUpload");
@@ -808,7 +789,7 @@ static void on_initiated(struct s3call *c, void *arg)
             mp_step(mp);
         }
     }
-    MP_LEAVE(mp);
+    tg_life_release(&mp->life);
 }
 
 /* Decide what happens next, from the spool and upload state. */
@@ -847,7 +828,7 @@ static void mp_step(struct s3mp *mp)
                 mp_fail(mp, TG_TFTP_EUNDEF, "S3 complete could not start");
                 return;
             }
-            mp->ops++;
+            tg_life_hold(&mp->life);
         }
         return;
     }
@@ -858,7 +839,7 @@ static void mp_step(struct s3mp *mp)
                 mp_fail(mp, TG_TFTP_EUNDEF, "S3 upload could not start");
                 return;
             }
-            mp->ops++;
+            tg_life_hold(&mp->life);
             return;
         }
         start_part(mp, mp->sb->part_size);
@@ -871,8 +852,7 @@ static void on_spool_unlinked(uv_fs_t *req)
     struct s3mp *mp = req->data;
 
     uv_fs_req_cleanup(req);
-    mp->ops--;
-    mp_release(mp);
+    tg_life_release(&mp->life);
 }
 
 static void on_spool_open(uv_fs_t *req)
@@ -883,8 +863,7 @@ static void on_spool_open(uv_fs_t *req)
     if (fd >= 0 && mp->spool_path[0])
         snprintf(mp->spool_path, sizeof(mp->spool_path), "%s", req->path);
     uv_fs_req_cleanup(req);
-    mp->ops--;
-    if (fd < 0 && !mp->spool_fallback && !mp->closed &&
+    if (fd < 0 && !mp->spool_fallback && !mp->life.closed &&
         (fd == -EOPNOTSUPP || fd == UV_EISDIR || fd == UV_EINVAL)) {
         /* No O_TMPFILE in spool_dir: a named file, unlinked once open. */
         mp->spool_fallback = true;
@@ -892,23 +871,20 @@ static void on_spool_open(uv_fs_t *req)
                  mp->sb->spool_dir);
         mp->open_req.data = mp;
         if (uv_fs_mkstemp(mp->base.backend->loop, &mp->open_req, mp->spool_path,
-                          on_spool_open) == 0) {
-            mp->ops++;
-            return;
-        }
+                          on_spool_open) == 0)
+            return; /* the hold goes on to the new request */
     }
-    MP_ENTER(mp);
     if (fd >= 0 && mp->spool_path[0]) {
         /* mkstemp fallback: unlink at once so nothing outlives us. */
         mp->open_req.data = mp;
         if (uv_fs_unlink(mp->base.backend->loop, &mp->open_req, mp->spool_path,
                          on_spool_unlinked) == 0)
-            mp->ops++;
+            tg_life_hold(&mp->life);
         mp->spool_path[0] = '\0';
     }
-    if (fd >= 0 && mp->closed) {
+    if (fd >= 0 && mp->life.closed) {
         close((int)fd);
-    } else if (!mp->closed) {
+    } else if (!mp->life.closed) {
         if (fd < 0) {
             tg_log(TG_LOG_WARN, "backend %s: cannot create a spool file in %s: %s",
                    mp->sb->base.name, mp->sb->spool_dir, uv_strerror((int)fd));
@@ -919,7 +895,7 @@ static void on_spool_open(uv_fs_t *req)
             mp_notify(mp, TG_STREAM_OPENED);
         }
     }
-    MP_LEAVE(mp);
+    tg_life_release(&mp->life);
 }
 
 static void open_spool(struct s3mp *mp)
@@ -937,7 +913,7 @@ static void open_spool(struct s3mp *mp)
         mp_fail(mp, TG_TFTP_EUNDEF, "cannot spool the upload");
         return;
     }
-    mp->ops++;
+    tg_life_hold(&mp->life);
 }
 
 static void on_probed(struct s3call *c, void *arg)
@@ -945,9 +921,7 @@ static void on_probed(struct s3call *c, void *arg)
     struct s3mp *mp = arg;
 
     mp->call = NULL;
-    mp->ops--;
-    MP_ENTER(mp);
-    if (!mp->closed) {
+    if (!mp->life.closed) {
         if (c->rc == CURLE_OK && c->status >= 200 && c->status < 300)
             mp_fail(mp, TG_TFTP_EEXISTS, "file already exists");
         else if (c->status == 404 || c->status == 410)
@@ -955,7 +929,7 @@ static void on_probed(struct s3call *c, void *arg)
         else
             mp_call_failed(mp, c, "create-mode probe");
     }
-    MP_LEAVE(mp);
+    tg_life_release(&mp->life);
 }
 
 static int mp_open(struct s3_backend *sb, const struct tg_open_args *a, tg_stream_cb *cb,
@@ -966,6 +940,7 @@ static int mp_open(struct s3_backend *sb, const struct tg_open_args *a, tg_strea
 
     if (!mp)
         return TG_ENOMEM;
+    tg_life_init(&mp->life, mp_fin);
     mp->base.backend = &sb->mp_base;
     mp->base.cb = cb;
     mp->base.arg = arg;
@@ -981,26 +956,23 @@ static int mp_open(struct s3_backend *sb, const struct tg_open_args *a, tg_strea
     mp->rbuf = tg_malloc(CHUNK);
     if (!mp->key || !mp->fill || !mp->flush || !mp->rbuf ||
         !xml_append(mp, "<CompleteMultipartUpload>")) {
-        mp->closed = true;
-        mp_release(mp);
+        tg_life_close(&mp->life);
         return TG_ENOMEM;
     }
     if (mp->create) {
         mp->state = MP_PROBING;
         if (object_url(sb, a->key, NULL, url, sizeof(url)) != 0 ||
             !(mp->call = call_start(sb, "HEAD", url, NULL, on_probed, mp))) {
-            mp->closed = true;
-            mp_release(mp);
+            tg_life_close(&mp->life);
             return TG_EIO;
         }
-        mp->ops++;
+        tg_life_hold(&mp->life);
     } else {
         mp->in_call = true; /* a failure here is our return code, not a callback */
         open_spool(mp);
         mp->in_call = false;
         if (mp->state == MP_FAILED) {
-            mp->closed = true;
-            mp_release(mp);
+            tg_life_close(&mp->life);
             return TG_EIO;
         }
     }
@@ -1057,16 +1029,16 @@ static void mp_close(struct tg_stream *s)
 {
     struct s3mp *mp = (struct s3mp *)s;
 
-    mp->closed = true;
+    /* Their holds go first; close() below frees once nothing else runs. */
     if (mp->call) {
         call_cancel(mp->call);
         mp->call = NULL;
-        mp->ops--;
+        tg_life_release(&mp->life);
     }
     if (mp->part) {
         hx_close(mp->part);
         mp->part = NULL;
-        mp->ops--;
+        tg_life_release(&mp->life);
     }
     if (mp->upload_id[0]) {
         /* Real S3 keeps the parts of an unfinished upload (and bills them)
@@ -1078,7 +1050,7 @@ static void mp_close(struct tg_stream *s)
             object_url(mp->sb, mp->key, q, url, sizeof(url)) == 0)
             (void)call_start(mp->sb, "DELETE", url, NULL, NULL, NULL);
     }
-    mp_release(mp);
+    tg_life_close(&mp->life);
 }
 
 /* ---- the backend type ---- */
