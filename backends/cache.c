@@ -56,8 +56,7 @@ struct centry {
     bool present;        /* a committed copy is on disk */
     int64_t size;
     uint64_t fetched_ms; /* wall clock, so freshness survives a restart */
-    char etag[128];
-    char lastmod[64];
+    struct tg_validators val;
     uint64_t used;       /* LRU clock */
     int readers;         /* readers of the committed copy */
     int holders;         /* every reader pointing here, whatever its state */
@@ -122,7 +121,7 @@ struct fill {
     int64_t stored;      /* relaying: the bytes on disk */
     int64_t roff;        /* relaying: offset of the rlen bytes in buf */
     size_t rlen;
-    char etag[128], lastmod[64];
+    struct tg_validators val; /* the upstream's, for the .meta */
     uint8_t *buf;
     size_t blen;
     uv_fs_t open_req;
@@ -722,6 +721,15 @@ static ssize_t relay_pull(struct creader *r, struct fill *f, uint8_t *dst, size_
     return TG_EAGAIN;
 }
 
+static ssize_t cache_pull(struct tg_stream *s, uint8_t *dst, size_t len);
+static void cache_close(struct tg_stream *s);
+
+/* The cache's own streams only read: writes are the upstream's streams. */
+static const struct tg_stream_ops cache_read_ops = {
+    .pull = cache_pull,
+    .close = cache_close,
+};
+
 static ssize_t cache_pull(struct tg_stream *s, uint8_t *dst, size_t len)
 {
     struct creader *r = (struct creader *)s;
@@ -958,8 +966,9 @@ static void commit_work(uv_work_t *w)
         return;
     }
     fprintf(m, "tftpgw-cache 1\nsize %lld\nfetched %llu\netag %s\nlastmod %s\nkey %s\n",
-            (long long)f->filled, (unsigned long long)wall_ms(), f->etag[0] ? f->etag : "-",
-            f->lastmod[0] ? f->lastmod : "-", e->key);
+            (long long)f->filled, (unsigned long long)wall_ms(),
+            f->val.etag[0] ? f->val.etag : "-",
+            f->val.last_modified[0] ? f->val.last_modified : "-", e->key);
     if (fflush(m) != 0 || fsync(fileno(m)) != 0)
         f->werr = errno;
     fclose(m);
@@ -996,8 +1005,7 @@ static void commit_after(uv_work_t *w, int status)
         e->present = true;
         e->size = f->filled;
         e->fetched_ms = f->orphan ? 0 : wall_ms();
-        memcpy(e->etag, f->etag, sizeof(e->etag));
-        memcpy(e->lastmod, f->lastmod, sizeof(e->lastmod));
+        e->val = f->val;
         e->used = ++cb->clock;
         /* The file's bytes are the copy's now; while readers still hold
          * the file, the copy is pinned (evicting it would free nothing). */
@@ -1271,6 +1279,7 @@ static void on_fill_written(uv_work_t *w, int status)
  * a length that arrived whole, or a chunked body's last chunk. */
 static void fill_end(struct fill *f)
 {
+    bool unproven = f->up->http && f->up->http->end_unproven;
     struct tg_error e;
 
     if (f->size >= 0 && f->filled != f->size) {
@@ -1279,11 +1288,11 @@ static void fill_end(struct fill *f)
         return;
     }
     f->up_eof = true;
-    if (f->up->end_unproven)
+    if (unproven)
         not_stored(f, TG_LOG_INFO, "the upstream ended it by closing the connection (no "
                                    "Content-Length, not chunked), so it may be cut short; "
                                    "relayed only");
-    fill_commit(f, !f->up->end_unproven);
+    fill_commit(f, !unproven);
 }
 
 /* Upstream bytes to disk, one write in flight, each counted against
@@ -1360,7 +1369,7 @@ static void on_upstream(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
 
     switch (ev) {
     case TG_STREAM_OPENED:
-        if (f->up->not_modified) {
+        if (f->up->http && f->up->http->not_modified) {
             struct creader *r, *next;
 
             /* 304: the copy is good for another ttl; its .meta keeps the
@@ -1385,8 +1394,8 @@ static void on_upstream(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
         }
         f->up_opened = true;
         f->size = f->up->size;
-        memcpy(f->etag, f->up->etag, sizeof(f->etag));
-        memcpy(f->lastmod, f->up->last_modified, sizeof(f->lastmod));
+        if (f->up->http)
+            f->val = f->up->http->val;
         fill_ready(f);
         break;
     case TG_STREAM_READABLE:
@@ -1471,8 +1480,7 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
     a.size_hint = -1;
     a.blksize = CHUNK;
     if (reval) {
-        a.if_none_match = e->etag[0] ? e->etag : NULL;
-        a.if_modified_since = e->lastmod[0] ? e->lastmod : NULL;
+        a.if_changed = &e->val;
     }
     rc = cb->up->ops->open_read(cb->up, &a, on_upstream, f, &f->up);
     if (rc != 0) {
@@ -1559,6 +1567,7 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
         return TG_ENOMEM;
     }
     tg_life_init(&r->life, reader_fin);
+    r->base.ops = &cache_read_ops;
     r->base.backend = b;
     r->base.cb = cb_fn;
     r->base.arg = arg;
@@ -1613,19 +1622,6 @@ static int cache_open_write(struct tg_backend *b, const struct tg_open_args *a,
         e->fill = NULL;
     }
     return cb->up->ops->open_write(cb->up, a, cb_fn, arg, out);
-}
-
-static int cache_unsupported(struct tg_stream *s)
-{
-    (void)s;
-    return TG_EINVAL; /* reads only: writes are upstream streams */
-}
-
-static int cache_push(struct tg_stream *s, const uint8_t *src, size_t len)
-{
-    (void)src;
-    (void)len;
-    return cache_unsupported(s);
 }
 
 static void cache_destroy(struct tg_backend *b)
@@ -1747,8 +1743,8 @@ static void scan_dir(struct cache_backend *cb)
         e->size = size;
         e->fetched_ms = fetched;
         e->used = fetched; /* oldest fetch is evicted first after a restart */
-        snprintf(e->etag, sizeof(e->etag), "%s", etag);
-        snprintf(e->lastmod, sizeof(e->lastmod), "%s", lastmod);
+        snprintf(e->val.etag, sizeof(e->val.etag), "%s", etag);
+        snprintf(e->val.last_modified, sizeof(e->val.last_modified), "%s", lastmod);
         cb->total += size;
     }
     closedir(d);
@@ -1955,9 +1951,5 @@ const struct tg_backend_ops tg_cache_backend_ops = {
     .destroy = cache_destroy,
     .open_read = cache_open_read,
     .open_write = cache_open_write,
-    .pull = cache_pull,
-    .push = cache_push,
-    .commit = cache_unsupported,
-    .close = cache_close,
     .link = cache_link,
 };

@@ -104,7 +104,6 @@ struct file_stream {
     struct tg_stream base;
     struct file_backend *fb;
     char *key;
-    bool writer;
     enum fstream_state state;
     struct tg_life life; /* held by each uv request in flight */
     bool waiting;     /* a pull/push said TG_EAGAIN: READABLE/WRITABLE is owed */
@@ -131,6 +130,24 @@ struct file_stream {
     size_t base_off;  /* key + base_off is the file's own name */
     bool anon;        /* O_TMPFILE: nothing to unlink on abort */
     char tmpname[NAME_MAX + 1]; /* named temp inside dirfd, "" if none */
+};
+
+static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len);
+static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs);
+static int file_push(struct tg_stream *s, const uint8_t *src, size_t len);
+static int file_commit(struct tg_stream *s);
+static void file_close(struct tg_stream *s);
+
+static const struct tg_stream_ops file_read_ops = {
+    .pull = file_pull,
+    .read_direct = file_read_direct,
+    .close = file_close,
+};
+
+static const struct tg_stream_ops file_write_ops = {
+    .push = file_push,
+    .commit = file_commit,
+    .close = file_close,
 };
 
 /* ---- helpers for the thread pool (no allocation, no loop state) ---- */
@@ -682,7 +699,7 @@ static struct file_stream *stream_new(struct file_backend *fb,
     fs->base.cb = cb;
     fs->base.arg = arg;
     fs->base.size = -1;
-    fs->writer = writer;
+    fs->base.ops = writer ? &file_write_ops : &file_read_ops;
     fs->state = FS_OPENING;
     fs->fd = -1;
     fs->dirfd = -1;
@@ -785,7 +802,7 @@ static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned 
 
     if (fs->state == FS_FAILED)
         return fs->fail_rc;
-    if (fs->writer || fs->state != FS_OPEN || fs->life.closed || nbufs > TG_WINDOW_DIRECT_MAX)
+    if (fs->state != FS_OPEN || fs->life.closed || nbufs > TG_WINDOW_DIRECT_MAX)
         return TG_EINVAL;
     if (!fs->direct) {
         /* The staging filled at open is not needed: give it back. */
@@ -828,7 +845,7 @@ static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned 
         }
     }
     fs->dreq.data = fs;
-    rc = uv_fs_read(fs->base.backend->loop, &fs->dreq, fs->fd, b, n, fs->dpos, direct_after);
+    rc = uv_fs_read(fs->fb->base.loop, &fs->dreq, fs->fd, b, n, fs->dpos, direct_after);
     if (rc < 0)
         return rc;
     tg_life_hold(&fs->life);
@@ -1027,7 +1044,7 @@ static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len)
 
     if (fs->state == FS_FAILED)
         return fs->fail_rc;
-    if (fs->writer || fs->state != FS_OPEN || fs->life.closed)
+    if (fs->state != FS_OPEN || fs->life.closed)
         return TG_EINVAL;
     if (!pull_ready(fs, len)) {
         rc = read_ahead(fs);
@@ -1148,7 +1165,7 @@ static int file_push(struct tg_stream *s, const uint8_t *src, size_t len)
 
     if (fs->state == FS_FAILED)
         return fs->fail_rc;
-    if (!fs->writer || fs->state != FS_OPEN || fs->life.closed)
+    if (fs->state != FS_OPEN || fs->life.closed)
         return TG_EINVAL;
     /* All-or-nothing with two stages only works for blocks that fit one;
      * a stage is never smaller than blksize. */
@@ -1195,7 +1212,7 @@ static int file_commit(struct tg_stream *s)
 
     if (fs->state == FS_FAILED)
         return fs->fail_rc;
-    if (!fs->writer || fs->state != FS_OPEN || fs->life.closed)
+    if (fs->state != FS_OPEN || fs->life.closed)
         return TG_EINVAL;
     fs->state = FS_COMMITTING;
     fs->waiting = false;
@@ -1327,9 +1344,5 @@ const struct tg_backend_ops tg_file_backend_ops = {
     .destroy = file_destroy,
     .open_read = file_open_read,
     .open_write = file_open_write,
-    .pull = file_pull,
-    .push = file_push,
-    .commit = file_commit,
-    .close = file_close,
-    .read_direct = file_read_direct,
+    .read_direct = tg_stream_read_direct,
 };

@@ -22,6 +22,17 @@
 
 #define EV_BIT(e) (1u << (e))
 
+const struct tg_stream_ops hx_read_ops = {
+    .pull = hx_pull,
+    .close = hx_close,
+};
+
+const struct tg_stream_ops hx_write_ops = {
+    .push = hx_push,
+    .commit = hx_commit,
+    .close = hx_close,
+};
+
 /* ---- ring ---- */
 
 static size_t ring_put(struct hx_stream *hs, const uint8_t *src, size_t n)
@@ -64,8 +75,6 @@ static void stream_release(struct hx_stream *hs)
     tg_free(hs->hop_url);
     tg_free(hs->client_ip);
     tg_free(hs->filename);
-    tg_free(hs->if_none_match);
-    tg_free(hs->if_modified_since);
     tg_free(hs->ring);
     tg_free(hs);
 }
@@ -290,7 +299,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
     /* Validators for the cache; S3 also names a multipart part by its
      * ETag. A new status line starts a new response (redirects). */
     if (n > 5 && strncmp(buf, "HTTP/", 5) == 0) {
-        hs->base.etag[0] = hs->base.last_modified[0] = '\0';
+        hs->meta.val.etag[0] = hs->meta.val.last_modified[0] = '\0';
         hs->chunked = false;
     } else if (n > 18 && strncasecmp(buf, "Transfer-Encoding:", 18) == 0) {
         char te[128] = "";
@@ -298,10 +307,10 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
         copy_header_value(buf + 18, buf + n, te, sizeof(te));
         hs->chunked = strcasestr(te, "chunked") != NULL;
     } else if (n > 5 && strncasecmp(buf, "ETag:", 5) == 0) {
-        copy_header_value(buf + 5, buf + n, hs->base.etag, sizeof(hs->base.etag));
+        copy_header_value(buf + 5, buf + n, hs->meta.val.etag, sizeof(hs->meta.val.etag));
     } else if (n > 14 && strncasecmp(buf, "Last-Modified:", 14) == 0) {
-        copy_header_value(buf + 14, buf + n, hs->base.last_modified,
-                          sizeof(hs->base.last_modified));
+        copy_header_value(buf + 14, buf + n, hs->meta.val.last_modified,
+                          sizeof(hs->meta.val.last_modified));
     }
     return n;
 }
@@ -383,10 +392,10 @@ static int prepare(struct hx_stream *hs, const char *method)
         rc = hx_add_header(&l, "Expect:", "");
     if (rc == 0 && put && hs->create && hs->prof->if_none_match)
         rc = hx_add_header(&l, "If-None-Match: *", "");
-    if (rc == 0 && !strcmp(method, "GET") && hs->if_none_match)
-        rc = hx_add_header(&l, "If-None-Match: ", hs->if_none_match);
-    if (rc == 0 && !strcmp(method, "GET") && hs->if_modified_since)
-        rc = hx_add_header(&l, "If-Modified-Since: ", hs->if_modified_since);
+    if (rc == 0 && !strcmp(method, "GET") && hs->cond.etag[0])
+        rc = hx_add_header(&l, "If-None-Match: ", hs->cond.etag);
+    if (rc == 0 && !strcmp(method, "GET") && hs->cond.last_modified[0])
+        rc = hx_add_header(&l, "If-Modified-Since: ", hs->cond.last_modified);
     if (rc != 0) {
         curl_slist_free_all(l);
         return rc;
@@ -480,7 +489,7 @@ static bool on_redirect(struct hx_stream *hs, long st)
     hs->status = 0;
     hs->errlen = 0;
     hs->errbody[0] = hs->errbuf[0] = '\0';
-    hs->base.etag[0] = hs->base.last_modified[0] = '\0';
+    hs->meta.val.etag[0] = hs->meta.val.last_modified[0] = '\0';
     hs->last_move = uv_now(hs->base.backend->loop);
     if (prepare(hs, method) != 0 || tg_curl_add(hs->conf->cu, &hs->x) != 0) {
         hx_fail(hs, TG_TFTP_EUNDEF, HX_WIRE_UNAVAILABLE);
@@ -533,9 +542,9 @@ static void on_done(struct tg_curl_xfer *x, CURLcode rc)
         return;
     }
     if (rc == CURLE_OK && st == 304 && !hs->write &&
-        (hs->if_none_match || hs->if_modified_since)) {
+        (hs->cond.etag[0] || hs->cond.last_modified[0])) {
         /* Revalidated: the caller keeps its copy. */
-        hs->base.not_modified = true;
+        hs->meta.not_modified = true;
         hs->base.size = -1;
         if (hs->state == HX_OPENING)
             hs->pending |= EV_BIT(TG_STREAM_OPENED);
@@ -565,7 +574,7 @@ static void on_done(struct tg_curl_xfer *x, CURLcode rc)
             /* curl checks a Content-Length or the last chunk; without
              * either, only the connection's close ended the body. */
             curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-            hs->base.end_unproven = cl < 0 && !hs->chunked;
+            hs->meta.end_unproven = cl < 0 && !hs->chunked;
             if (hs->state == HX_OPENING) {
                 /* An empty body: OPENED was never sent from on_body. */
                 hs->base.size = 0;
@@ -627,6 +636,8 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
     if (!hs)
         return TG_ENOMEM;
     tg_life_init(&hs->life, stream_fin);
+    hs->base.ops = write ? &hx_write_ops : &hx_read_ops;
+    hs->base.http = &hs->meta;
     hs->base.backend = b;
     hs->base.cb = cb;
     hs->base.arg = arg;
@@ -641,18 +652,14 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
     hs->url = tg_strdup(url);
     hs->client_ip = tg_strdup(a->client_ip ? a->client_ip : "");
     hs->filename = tg_strdup(a->filename ? a->filename : "");
-    if (a->if_none_match)
-        hs->if_none_match = tg_strdup(a->if_none_match);
-    if (a->if_modified_since)
-        hs->if_modified_since = tg_strdup(a->if_modified_since);
+    if (a->if_changed && !write)
+        hs->cond = *a->if_changed;
     hs->x.easy = curl_easy_init();
     hs->x.done = on_done;
     hs->x.wake = on_wake;
     hs->x.cu = conf->cu;
     hs->x.cap = conf->cap;
-    if (!hs->ring || !hs->url || !hs->client_ip || !hs->filename || !hs->x.easy ||
-        (a->if_none_match && !hs->if_none_match) ||
-        (a->if_modified_since && !hs->if_modified_since)) {
+    if (!hs->ring || !hs->url || !hs->client_ip || !hs->filename || !hs->x.easy) {
         stream_free(hs);
         return TG_ENOMEM;
     }
@@ -1175,8 +1182,4 @@ const struct tg_backend_ops tg_http_backend_ops = {
     .destroy = http_destroy,
     .open_read = http_open_read,
     .open_write = http_open_write,
-    .pull = hx_pull,
-    .push = hx_push,
-    .commit = hx_commit,
-    .close = hx_close,
 };

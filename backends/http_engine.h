@@ -70,7 +70,8 @@ struct hx_stream {
     int hops;             /* redirects followed */
     bool foreign;         /* hop_url is another origin: no credentials */
     char *client_ip, *filename;
-    char *if_none_match, *if_modified_since; /* conditional GET (cache) */
+    struct tg_validators cond; /* a conditional GET (the cache), "" when none */
+    struct tg_http_meta meta;  /* what the answer said; base.http points here */
     bool write, create;
     enum hx_state state;
     uint8_t *ring;
@@ -95,6 +96,8 @@ struct hx_stream {
 int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_profile *prof,
             void *owner, const char *url, const struct tg_open_args *a, bool write,
             tg_stream_cb *cb, void *arg, struct tg_stream **out);
+/* The engine's streams: GETs read, PUTs write (base.ops is one of these). */
+extern const struct tg_stream_ops hx_read_ops, hx_write_ops;
 ssize_t hx_pull(struct tg_stream *s, uint8_t *dst, size_t len);
 int hx_push(struct tg_stream *s, const uint8_t *src, size_t len);
 int hx_commit(struct tg_stream *s);

@@ -34,9 +34,6 @@
 
 struct s3_backend {
     struct tg_backend base;
-    /* Multipart streams are served by their own operations: their
-     * base.backend points here, so the session's calls reach them. */
-    struct tg_backend mp_base;
     struct hx_conf conf;
     char *obj_base;   /* "https://host/bucket/prefix" or "https://bucket.host/prefix" */
     char *sigv4;      /* "aws:amz:REGION:s3" */
@@ -413,6 +410,16 @@ struct s3mp {
 };
 
 static void mp_step(struct s3mp *mp);
+static int mp_push(struct tg_stream *s, const uint8_t *src, size_t len);
+static int mp_commit(struct tg_stream *s);
+static void mp_close(struct tg_stream *s);
+
+/* A multipart upload is a write stream of its own. */
+static const struct tg_stream_ops s3mp_ops = {
+    .push = mp_push,
+    .commit = mp_commit,
+    .close = mp_close,
+};
 
 static void mp_fin(struct tg_life *l)
 {
@@ -679,7 +686,7 @@ static void on_part(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
         if (!mp->single) {
             snprintf(entry, sizeof(entry),
                      "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>", mp->part_no,
-                     s->etag);
+                     s->http->val.etag);
             if (!xml_append(mp, entry)) {
                 mp_fail(mp, TG_TFTP_EUNDEF, "out of memory");
                 break;
@@ -941,7 +948,8 @@ static int mp_open(struct s3_backend *sb, const struct tg_open_args *a, tg_strea
     if (!mp)
         return TG_ENOMEM;
     tg_life_init(&mp->life, mp_fin);
-    mp->base.backend = &sb->mp_base;
+    mp->base.ops = &s3mp_ops;
+    mp->base.backend = &sb->base;
     mp->base.cb = cb;
     mp->base.arg = arg;
     mp->base.size = -1;
@@ -1079,21 +1087,6 @@ static int s3_open_write(struct tg_backend *b, const struct tg_open_args *a,
     return hx_open(b, &sb->conf, &s3_profile, sb, url, a, true, cb, arg, out);
 }
 
-static ssize_t mp_pull(struct tg_stream *s, uint8_t *dst, size_t len)
-{
-    (void)s;
-    (void)dst;
-    (void)len;
-    return TG_EINVAL; /* write-only */
-}
-
-static const struct tg_backend_ops s3mp_ops = {
-    .type = "s3",
-    .pull = mp_pull,
-    .push = mp_push,
-    .commit = mp_commit,
-    .close = mp_close,
-};
 
 static void s3_destroy(struct tg_backend *b)
 {
@@ -1145,9 +1138,6 @@ static int s3_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
     sb->base.ops = &tg_s3_backend_ops;
     sb->base.loop = loop;
     sb->base.name = tg_strdup(cfg->name);
-    sb->mp_base.ops = &s3mp_ops;
-    sb->mp_base.loop = loop;
-    sb->mp_base.name = sb->base.name;
     sb->part_size = 8LL << 20;
     sb->spool_max = 1LL << 30;
     hx_conf_init(&sb->conf);
@@ -1339,8 +1329,4 @@ const struct tg_backend_ops tg_s3_backend_ops = {
     .destroy = s3_destroy,
     .open_read = s3_open_read,
     .open_write = s3_open_write,
-    .pull = hx_pull,
-    .push = hx_push,
-    .commit = hx_commit,
-    .close = hx_close,
 };
