@@ -34,6 +34,7 @@
 
 #include "tftpgw/backend.h"
 #include "tftpgw/life.h"
+#include "tftpgw/localfs.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 #include "tftpgw/options.h"
@@ -96,7 +97,7 @@ struct cache_backend {
     size_t nprefetch;
     struct centry *buckets[NBUCKETS];
     uint64_t clock;
-    unsigned seq;
+    bool anon_ok;        /* fill files may be anonymous (tg_lfs_can_link_anon) */
     int fills;           /* fills alive */
     struct cache_stats st;
 };
@@ -116,7 +117,6 @@ struct fill {
     bool up_opened, fd_ready, up_eof, writing;
     enum fill_state state;
     struct tmpf *tf;     /* the file being written */
-    char tmpname[NAME_LEN + 32]; /* named-temp fallback; "" with O_TMPFILE */
     int64_t size, filled;
     int64_t stored;      /* relaying: the bytes on disk */
     int64_t roff;        /* relaying: offset of the rlen bytes in buf */
@@ -124,15 +124,14 @@ struct fill {
     struct tg_validators val; /* the upstream's, for the .meta */
     uint8_t *buf;
     size_t blen;
-    uv_fs_t open_req;
+    struct tg_lfs_tmp_req open; /* the fill file; open.tmp names it for the commit */
+    char prefix[NAME_LEN + 2];  /* "<hash>.": its temporary names start so */
     uv_work_t work, wwork;
     ssize_t wres;        /* write worker: bytes written */
     int wr_errno;
     bool below_floor;    /* write worker: free space under min_free */
     bool unlink_old;     /* write worker: remove the outdated copy first */
     int werr;            /* commit worker */
-    unsigned seq;        /* names this fill's temporaries (read by the worker) */
-    bool tmp_fallback;   /* O_TMPFILE refused: a named temporary instead */
     struct tg_life life; /* held by fs requests and work; closed when DONE or FAILED */
     uv_timer_t timer;    /* fill_grace; relay steps run from it, off the readers' calls */
     struct creader *readers; /* waiting or following */
@@ -258,7 +257,7 @@ static void tmpf_unref(struct tmpf *t)
         return;
     cb = t->cb;
     cb->filling -= t->charged;
-    tg_fs_close_async(cb->base.loop, t->fd);
+    tg_lfs_close_async(cb->base.loop, t->fd);
     if (t->pin) {
         t->pin->pins--;
         entry_gc(cb, t->pin);
@@ -420,7 +419,7 @@ static void reader_drop_disk(struct creader *r)
     tmpf_unref(r->tf);
     r->tf = NULL;
     if (r->fd >= 0) {
-        tg_fs_close_async(r->cb->base.loop, r->fd);
+        tg_lfs_close_async(r->cb->base.loop, r->fd);
         r->fd = -1;
     }
 }
@@ -923,59 +922,58 @@ static void wake_readers(struct fill *f)
     }
 }
 
+/* The copy's description: a temporary, fsynced, renamed over the old
+ * .meta; then the directory. Thread pool. Returns an errno value. */
+static int write_meta(const struct fill *f)
+{
+    const struct centry *e = f->e;
+    struct tg_lfs_tmp_spec spec = {0};
+    struct tg_lfs_tmp t;
+    char text[META_MAX], meta[NAME_LEN + 8];
+    int n, err;
+
+    n = snprintf(text, sizeof(text),
+                 "tftpgw-cache 1\nsize %lld\nfetched %llu\netag %s\nlastmod %s\nkey %s\n",
+                 (long long)f->filled, (unsigned long long)wall_ms(),
+                 f->val.etag[0] ? f->val.etag : "-",
+                 f->val.last_modified[0] ? f->val.last_modified : "-", e->key);
+    if (n < 0 || (size_t)n >= sizeof(text))
+        return ENAMETOOLONG;
+    spec.dirfd = f->cb->dirfd;
+    spec.flags = O_WRONLY;
+    spec.mode = 0644;
+    spec.anon_ok = f->cb->anon_ok;
+    spec.prefix = f->prefix;
+    spec.suffix = ".meta.tmp"; /* a leftover is removed at start-up */
+    if ((err = tg_lfs_tmp_open(&t, &spec)) != 0)
+        return err;
+    if (tg_lfs_pwrite_all(t.fd, text, (size_t)n, 0, &err) == (size_t)n && fsync(t.fd) != 0)
+        err = errno;
+    snprintf(meta, sizeof(meta), "%s.meta", e->name);
+    if (!err)
+        err = tg_lfs_publish(&t, f->cb->dirfd, meta, true, false);
+    tg_lfs_tmp_discard(&t);
+    if (!err)
+        fsync(f->cb->dirfd);
+    return err;
+}
+
+/* Thread pool: the fill file becomes <hash>.data, then its .meta. */
 static void commit_work(uv_work_t *w)
 {
     struct fill *f = w->data;
-    struct centry *e = f->e;
-    char proc[64], tmp[NAME_LEN + 40], data[NAME_LEN + 8], meta[NAME_LEN + 8],
-        mtmp[NAME_LEN + 32];
-    FILE *m;
-    int mfd, fd = f->tf->fd;
+    char data[NAME_LEN + 8];
 
-    if (fsync(fd) != 0) {
+    if (fsync(f->tf->fd) != 0) {
         f->werr = errno;
         return;
-    }
-    snprintf(data, sizeof(data), "%s.data", e->name);
-    if (f->tmpname[0]) {
-        snprintf(tmp, sizeof(tmp), "%s", f->tmpname);
-    } else {
-        snprintf(tmp, sizeof(tmp), "%s.%u.tmpdata", e->name, f->seq);
-        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-        unlinkat(f->cb->dirfd, tmp, 0);
-        if (linkat(AT_FDCWD, proc, f->cb->dirfd, tmp, AT_SYMLINK_FOLLOW) != 0) {
-            f->werr = errno;
-            return;
-        }
     }
     /* Data first, then its description: a .meta whose size disagrees with
      * the .data is discarded at start-up. */
-    if (renameat(f->cb->dirfd, tmp, f->cb->dirfd, data) != 0) {
-        f->werr = errno;
-        unlinkat(f->cb->dirfd, tmp, 0);
-        return;
-    }
-    f->tmpname[0] = '\0';
-    snprintf(meta, sizeof(meta), "%s.meta", e->name);
-    snprintf(mtmp, sizeof(mtmp), "%s.%u.meta.tmp", e->name, f->seq);
-    mfd = openat(f->cb->dirfd, mtmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (mfd < 0 || !(m = fdopen(mfd, "w"))) {
-        f->werr = errno;
-        if (mfd >= 0)
-            close(mfd);
-        return;
-    }
-    fprintf(m, "tftpgw-cache 1\nsize %lld\nfetched %llu\netag %s\nlastmod %s\nkey %s\n",
-            (long long)f->filled, (unsigned long long)wall_ms(),
-            f->val.etag[0] ? f->val.etag : "-",
-            f->val.last_modified[0] ? f->val.last_modified : "-", e->key);
-    if (fflush(m) != 0 || fsync(fileno(m)) != 0)
-        f->werr = errno;
-    fclose(m);
-    if (!f->werr && renameat(f->cb->dirfd, mtmp, f->cb->dirfd, meta) != 0)
-        f->werr = errno;
+    snprintf(data, sizeof(data), "%s.data", f->e->name);
+    f->werr = tg_lfs_publish(&f->open.tmp, f->cb->dirfd, data, true, false);
     if (!f->werr)
-        fsync(f->cb->dirfd);
+        f->werr = write_meta(f);
 }
 
 static void commit_after(uv_work_t *w, int status)
@@ -1207,7 +1205,6 @@ static void write_work(uv_work_t *w)
 {
     struct fill *f = w->data;
     int fd = f->tf->fd;
-    size_t done = 0;
 
     f->below_floor = false;
     f->wr_errno = 0;
@@ -1230,18 +1227,7 @@ static void write_work(uv_work_t *w)
             return;
         }
     }
-    while (done < f->blen) {
-        ssize_t k = pwrite(fd, f->buf + done, f->blen - done, (off_t)(f->filled + (int64_t)done));
-
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            f->wr_errno = k < 0 ? errno : ENOSPC;
-            break;
-        }
-        done += (size_t)k;
-    }
-    f->wres = (ssize_t)done;
+    f->wres = (ssize_t)tg_lfs_pwrite_all(fd, f->buf, f->blen, (off_t)f->filled, &f->wr_errno);
 }
 
 static void fill_pump(struct fill *f);
@@ -1412,41 +1398,23 @@ static void on_upstream(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
     }
 }
 
-static void on_fill_tmp(uv_fs_t *req)
+static void on_fill_tmp(struct tg_lfs_tmp_req *req)
 {
-    struct fill *f = req->data;
-    ssize_t fd = req->result;
+    struct fill *f = tg_container_of(req, struct fill, open);
+    int err = req->err;
 
-    uv_fs_req_cleanup(req);
-    if (fd >= 0 && !(f->tf = tmpf_new(f->cb, (int)fd))) {
-        close((int)fd);
-        fd = UV_ENOMEM;
+    if (!err && !(f->tf = tmpf_new(f->cb, req->tmp.fd))) {
+        close(req->tmp.fd); /* just made, empty: nothing to flush */
+        err = ENOMEM;
     }
-    if (f->life.closed) { /* over meanwhile: the release frees it */
-        tg_life_release(&f->life);
-        return;
-    }
-    if (fd < 0 && !f->tmp_fallback &&
-        (fd == -EOPNOTSUPP || fd == UV_EISDIR || fd == UV_EINVAL)) {
-        /* No O_TMPFILE here: a named temporary, removed at start-up if a
-         * crash leaves it. */
-        char p[1024];
-
-        f->tmp_fallback = true;
-        snprintf(f->tmpname, sizeof(f->tmpname), "%s.%u.tmpdata", f->e->name, f->seq);
-        snprintf(p, sizeof(p), "%s/%s", f->cb->dir, f->tmpname);
-        f->open_req.data = f;
-        if (uv_fs_open(f->cb->base.loop, &f->open_req, p, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC,
-                       0644, on_fill_tmp) == 0)
-            return; /* the hold goes on to the new request */
-    }
-    tg_life_release(&f->life); /* not closed: the fill goes on */
-    if (fd < 0) {
+    if (tg_life_release(&f->life))
+        return; /* over meanwhile: the release let it go */
+    if (err) {
         struct tg_error e;
 
         /* The reason is for the operator, not the client (docs/security.md). */
         tg_log(TG_LOG_WARN, "cache %s: cannot create a file in %s: %s", f->cb->base.name,
-               f->cb->dir, uv_strerror((int)fd));
+               f->cb->dir, uv_strerror(-err));
         tg_error_set(&e, TG_TFTP_EUNDEF, "cache cannot create a file");
         fill_fail(f, &e);
         return;
@@ -1472,7 +1440,6 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
     f->size = -1;
     f->reval = reval;
     f->prefetch = prefetch;
-    f->seq = ++cb->seq;
     memset(&a, 0, sizeof(a));
     a.key = e->key;
     a.filename = e->key;
@@ -1488,10 +1455,16 @@ static struct fill *fill_start(struct cache_backend *cb, struct centry *e, bool 
         tg_free(f);
         return NULL;
     }
-    /* An anonymous file: a fill cut short by a crash leaves nothing. */
-    f->open_req.data = f;
-    rc = uv_fs_open(cb->base.loop, &f->open_req, cb->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644,
-                    on_fill_tmp);
+    /* An anonymous file where possible: a fill cut short by a crash then
+     * leaves nothing; a named one ends in .tmpdata, removed at start-up. */
+    snprintf(f->prefix, sizeof(f->prefix), "%s.", e->name);
+    f->open.spec.dirfd = cb->dirfd;
+    f->open.spec.flags = O_RDWR;
+    f->open.spec.mode = 0644;
+    f->open.spec.anon_ok = cb->anon_ok;
+    f->open.spec.prefix = f->prefix;
+    f->open.spec.suffix = ".tmpdata";
+    rc = tg_lfs_tmp_open_async(cb->base.loop, &f->open, on_fill_tmp);
     if (rc != 0) {
         tg_stream_close(f->up);
         tg_free(f->buf);
@@ -1844,6 +1817,7 @@ static int cache_open_dir(struct cache_backend *cb, const struct tg_backend_cfg 
         snprintf(err, errlen, "line %d: dir: %s: %s", cfg->line, cb->dir, strerror(errno));
         return TG_EINVAL;
     }
+    cb->anon_ok = tg_lfs_can_link_anon(cb->dirfd);
     scan_dir(cb);
     if (cb->total > 0)
         tg_log(TG_LOG_INFO, "cache %s: %lld bytes of copies found in %s", cfg->name,

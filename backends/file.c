@@ -7,18 +7,15 @@
  * stream's fields and the backend's read-only ones, never tg_malloc
  * (util.c counts allocations without a lock).
  *
- * Invariant 5 (confinement): every name is resolved from a directory fd of
- * the root with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), so a
- * symlink inside the root may point anywhere inside it and nowhere else.
- * A kernel without openat2 (before 5.6) gets realpath() plus a prefix
- * check instead, which someone able to write inside the root could race;
- * it is the best such a kernel offers.
+ * Invariant 5 (confinement): every name is resolved beneath the root
+ * (tg_lfs_open_beneath, gateway/localfs.c), so a symlink inside the root
+ * may point anywhere inside it and nowhere else.
  *
- * Invariant 3 (nothing visible before COMMITTED): uploads go to an
- * anonymous O_TMPFILE, or a hidden ".NAME.tftpgw-XXXXXX" where that is
- * unsupported, and are linked or renamed into place by commit after
- * fsync. Missing directories are made by commit too, so an abort leaves
- * no empty directories behind.
+ * Invariant 3 (nothing visible before COMMITTED): uploads go to a
+ * temporary file (tg_lfs_tmp: an anonymous O_TMPFILE, or a hidden
+ * ".NAME.tftpgw-XXXXXX" where that is unsupported), and are linked or
+ * renamed into place by commit after fsync. Missing directories are made
+ * by commit too, so an abort leaves no empty directories behind.
  *
  * Lifetime (include/tftpgw/life.h): each uv request in flight holds the
  * stream. close() only marks it; the last completion starts a clean-up
@@ -31,22 +28,19 @@
 
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tftpgw/backend.h"
 #include "tftpgw/common.h"
 #include "tftpgw/config.h"
 #include "tftpgw/life.h"
+#include "tftpgw/localfs.h"
 #include "tftpgw/window.h"
 
 /* Staging per stream is two buffers of max(STAGE_MIN, blksize): one being
@@ -54,22 +48,12 @@
  * Small, because a transfer may hold its window plus about 16 KiB (the
  * memory target); the thread pool keeps up with 8 KiB reads. */
 #define STAGE_MIN (16 * 1024)
-/* openat2 says EAGAIN when a rename raced the lookup; retrying is the
- * documented answer (openat2(2)). */
-#define OPENAT2_RETRIES 16
-#define TMPNAME_TRIES 64
 /* Room left in NAME_MAX for ".", ".tftpgw-" and six random characters. */
 #define TMPNAME_BASE_MAX (NAME_MAX - 16)
 
-/* Test hooks: pretend openat2 or O_TMPFILE are missing, so the fallbacks
- * run on a modern kernel. Set only while no job is in flight. */
-TG_STATIC bool tg_file_force_no_openat2;
-TG_STATIC bool tg_file_force_no_tmpfile;
-
 struct file_backend {
     struct tg_backend base;
-    int rootfd;       /* O_DIRECTORY: also fsync()able */
-    char *rootreal;   /* for the pre-openat2 fallback */
+    struct tg_lfs_root root;
     bool public_only;
     bool create_dirs;
     bool fsync;
@@ -112,7 +96,7 @@ struct file_stream {
     uv_work_t work;   /* open, commit or clean-up; never two at once */
     bool work_busy;
     int werr;         /* errno left by the last job, 0 for success */
-    int fd;
+    int fd;           /* read: the file */
     size_t cap;
     struct stage st[2];
     int cur;          /* read: stage consumed next; write: stage filled next */
@@ -128,8 +112,7 @@ struct file_stream {
     int dirfd;        /* the target's directory or its deepest existing ancestor */
     size_t exist_len; /* key[0..exist_len) names dirfd; 0 is the root */
     size_t base_off;  /* key + base_off is the file's own name */
-    bool anon;        /* O_TMPFILE: nothing to unlink on abort */
-    char tmpname[NAME_MAX + 1]; /* named temp inside dirfd, "" if none */
+    struct tg_lfs_tmp tmp; /* the upload, in dirfd */
 };
 
 static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len);
@@ -152,117 +135,6 @@ static const struct tg_stream_ops file_write_ops = {
 
 /* ---- helpers for the thread pool (no allocation, no loop state) ---- */
 
-/* p relative to root when p lies beneath it ("." for root itself), else
- * NULL. Both are absolute and fully resolved. */
-static const char *rel_beneath(const char *root, const char *p)
-{
-    size_t n = strlen(root);
-
-    if (n == 1 && root[0] == '/')
-        return p[0] != '/' ? NULL : p[1] ? p + 1 : ".";
-    if (strncmp(p, root, n) != 0 || (p[n] != '\0' && p[n] != '/'))
-        return NULL;
-    return p[n] ? p + n + 1 : ".";
-}
-
-static int resolve_full(const struct file_backend *fb, const char *rel, char *real)
-{
-    char path[PATH_MAX];
-
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", fb->rootreal, rel) >= sizeof(path))
-        return -ENAMETOOLONG;
-    return realpath(path, real) ? 0 : -errno;
-}
-
-/* Kernels before openat2: resolve everything, then check the prefix. The
- * final open refuses a symlink, so a swap after realpath() at least cannot
- * redirect the last component. */
-static int fallback_open(const struct file_backend *fb, const char *rel, int flags)
-{
-    char real[PATH_MAX];
-    int fd, rc;
-
-    rc = resolve_full(fb, rel, real);
-    if (rc < 0)
-        return rc;
-    if (!rel_beneath(fb->rootreal, real))
-        return -EXDEV;
-    fd = open(real, flags | O_CLOEXEC | O_NOFOLLOW);
-    return fd < 0 ? -errno : fd;
-}
-
-/* -errno, or -ENOSYS when the kernel lacks openat2 (or a test says so). */
-static int openat2_beneath(const struct file_backend *fb, const char *rel, int flags)
-{
-    struct open_how how;
-    long fd;
-
-    if (tg_file_force_no_openat2)
-        return -ENOSYS;
-    memset(&how, 0, sizeof(how));
-    how.flags = (uint64_t)(flags | O_CLOEXEC);
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-    for (int tries = 0;; tries++) {
-        fd = syscall(SYS_openat2, fb->rootfd, rel, &how, sizeof(how));
-        if (fd >= 0)
-            return (int)fd;
-        if (errno == EINTR || (errno == EAGAIN && tries < OPENAT2_RETRIES))
-            continue;
-        return -errno;
-    }
-}
-
-/* Open rel ("a/b", or "." for the root) without ever resolving outside the
- * root (invariant 5). Returns an fd or -errno. */
-static int beneath_open(const struct file_backend *fb, const char *rel, int flags)
-{
-    char real[PATH_MAX];
-    const char *inside;
-    int fd = openat2_beneath(fb, rel, flags);
-
-    if (fd == -ENOSYS)
-        return fallback_open(fb, rel, flags);
-    if (fd != -EXDEV)
-        return fd;
-    /* RESOLVE_BENEATH refuses every absolute symlink, even one into the
-     * root, and boot trees have those (pxelinux.cfg/default ->
-     * /srv/tftp/menus/x). realpath() proposes where it leads; when that
-     * lies beneath the root, a second openat2 of the resolved path is
-     * what guarantees confinement, however the tree changes meanwhile. */
-    if (resolve_full(fb, rel, real) < 0)
-        return -EXDEV;
-    inside = rel_beneath(fb->rootreal, real);
-    if (!inside)
-        return -EXDEV;
-    return openat2_beneath(fb, inside, flags);
-}
-
-/* ".NAME.tftpgw-XXXXXX": hidden, tied to its target for whoever finds a
- * leftover after a crash, and random so O_EXCL rarely needs a retry. */
-static void tmp_name(char *out, size_t cap, const char *base)
-{
-    static const char set[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    unsigned char r[6];
-    char sfx[sizeof(r) + 1];
-
-    if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
-        /* No entropy yet (early boot): O_EXCL keeps a guess safe. */
-        struct timespec ts;
-        uint64_t x;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
-            ((uint64_t)getpid() << 12) ^ (uint64_t)(uintptr_t)out;
-        for (size_t i = 0; i < sizeof(r); i++)
-            r[i] = (unsigned char)(x >> (8 * i));
-    }
-    for (size_t i = 0; i < sizeof(r); i++)
-        sfx[i] = set[r[i] % (sizeof(set) - 1)];
-    sfx[sizeof(r)] = '\0';
-    snprintf(out, cap, ".%.*s.tftpgw-%s", TMPNAME_BASE_MAX, base, sfx);
-}
-
 /* ---- read streams: the open job ---- */
 
 static void read_open_work(uv_work_t *w)
@@ -283,7 +155,7 @@ static void read_open_work(uv_work_t *w)
     }
     /* Look before opening: opening a device can have side effects (a tape
      * rewinds, a modem hangs up), and an O_PATH open has none. */
-    fd = beneath_open(fb, fs->key, O_PATH);
+    fd = tg_lfs_open_beneath(&fb->root, fs->key, O_PATH);
     if (fd < 0) {
         fs->werr = -fd;
         return;
@@ -303,7 +175,7 @@ static void read_open_work(uv_work_t *w)
     }
     /* O_NONBLOCK: if a fifo was swapped in since the look, the open must
      * not wait for a writer; the fstat below then refuses it. */
-    fd = beneath_open(fb, fs->key, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    fd = tg_lfs_open_beneath(&fb->root, fs->key, O_RDONLY | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         fs->werr = -fd;
         return;
@@ -343,7 +215,7 @@ static int open_parent(struct file_stream *fs)
 
     memcpy(rel, fs->key, plen);
     rel[plen] = '\0';
-    fd = beneath_open(fb, plen ? rel : ".", O_RDONLY | O_DIRECTORY);
+    fd = tg_lfs_open_beneath(&fb->root, plen ? rel : ".", O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
         fs->dirfd = fd;
         fs->exist_len = plen;
@@ -351,7 +223,7 @@ static int open_parent(struct file_stream *fs)
     }
     if (fd != -ENOENT || !fb->create_dirs)
         return -fd;
-    fd = beneath_open(fb, ".", O_RDONLY | O_DIRECTORY);
+    fd = tg_lfs_open_beneath(&fb->root, ".", O_RDONLY | O_DIRECTORY);
     if (fd < 0)
         return -fd;
     fs->dirfd = fd;
@@ -360,7 +232,7 @@ static int open_parent(struct file_stream *fs)
         if (i < plen && rel[i] != '/')
             continue;
         rel[i] = '\0';
-        fd = beneath_open(fb, rel, O_RDONLY | O_DIRECTORY);
+        fd = tg_lfs_open_beneath(&fb->root, rel, O_RDONLY | O_DIRECTORY);
         if (i < plen)
             rel[i] = '/';
         if (fd == -ENOENT)
@@ -379,8 +251,10 @@ static int write_open(struct file_stream *fs)
     const struct file_backend *fb = fs->fb;
     const char *base = fs->key + fs->base_off;
     size_t plen = fs->base_off ? fs->base_off - 1 : 0;
+    struct tg_lfs_tmp_spec spec = {0};
+    char prefix[NAME_MAX + 1];
     struct stat sb;
-    int err, fd;
+    int err;
 
     if (strlen(fs->key) >= PATH_MAX)
         return ENAMETOOLONG;
@@ -412,33 +286,15 @@ static int write_open(struct file_stream *fs)
             (uint64_t)fs->size_hint / sv.f_frsize >= (uint64_t)sv.f_bavail)
             return ENOSPC;
     }
-    if (fb->proc_fd && !tg_file_force_no_tmpfile) {
-        fd = openat(fs->dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            fs->fd = fd;
-            fs->anon = true;
-            return 0;
-        }
-        /* Not every filesystem (or old kernel) has O_TMPFILE. */
-        if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-            return errno;
-    }
-    for (int tries = 0; tries < TMPNAME_TRIES; tries++) {
-        tmp_name(fs->tmpname, sizeof(fs->tmpname), base);
-        fd = openat(fs->dirfd, fs->tmpname,
-                    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd >= 0) {
-            fs->fd = fd;
-            return 0;
-        }
-        if (errno != EEXIST) {
-            err = errno;
-            fs->tmpname[0] = '\0';
-            return err;
-        }
-    }
-    fs->tmpname[0] = '\0';
-    return EBUSY; /* not EEXIST: that would say ERROR 6 about the target */
+    /* ".NAME.tftpgw-XXXXXX": hidden, and tied to its target for whoever
+     * finds a leftover after a crash. */
+    snprintf(prefix, sizeof(prefix), ".%.*s.tftpgw-", TMPNAME_BASE_MAX, base);
+    spec.dirfd = fs->dirfd;
+    spec.flags = O_WRONLY;
+    spec.mode = 0644;
+    spec.anon_ok = fb->proc_fd;
+    spec.prefix = prefix;
+    return tg_lfs_tmp_open(&fs->tmp, &spec);
 }
 
 static void write_open_work(uv_work_t *w)
@@ -480,7 +336,7 @@ static int make_dirs(struct file_stream *fs, int *dfd)
             return errno;
         }
         rel[end] = '\0';
-        fd = beneath_open(fb, rel, O_RDONLY | O_DIRECTORY);
+        fd = tg_lfs_open_beneath(&fb->root, rel, O_RDONLY | O_DIRECTORY);
         if (end < plen)
             rel[end] = '/';
         if (fd < 0)
@@ -493,52 +349,6 @@ static int make_dirs(struct file_stream *fs, int *dfd)
     return 0;
 }
 
-/* Give the finished temp its name in dfd. Create mode never replaces,
- * even a file that appeared since open: linkat and RENAME_NOREPLACE fail
- * with EEXIST, which is ERROR 6. Returns errno. */
-static int publish(struct file_stream *fs, int dfd, const char *base)
-{
-    char proc[64], link[NAME_MAX + 1];
-    int err;
-
-    if (fs->anon) {
-        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fs->fd);
-        if (!fs->overwrite)
-            return linkat(AT_FDCWD, proc, dfd, base, AT_SYMLINK_FOLLOW) < 0 ? errno : 0;
-        /* linkat cannot replace, so link under a temp name and rename. */
-        for (int tries = 0;; tries++) {
-            tmp_name(link, sizeof(link), base);
-            if (linkat(AT_FDCWD, proc, dfd, link, AT_SYMLINK_FOLLOW) == 0)
-                break;
-            if (errno != EEXIST)
-                return errno;
-            if (tries == TMPNAME_TRIES)
-                return EBUSY;
-        }
-        if (renameat(dfd, link, dfd, base) < 0) {
-            err = errno;
-            unlinkat(dfd, link, 0);
-            return err;
-        }
-        return 0;
-    }
-    if (!fs->overwrite) {
-        if (renameat2(fs->dirfd, fs->tmpname, dfd, base, RENAME_NOREPLACE) < 0) {
-            if (errno != EINVAL && errno != ENOSYS)
-                return errno;
-            /* No RENAME_NOREPLACE here; a hard link is as atomic about it. */
-            if (linkat(fs->dirfd, fs->tmpname, dfd, base, 0) < 0)
-                return errno;
-            /* The name is published; a stray temp would only be litter. */
-            unlinkat(fs->dirfd, fs->tmpname, 0);
-        }
-    } else if (renameat(fs->dirfd, fs->tmpname, dfd, base) < 0) {
-        return errno;
-    }
-    fs->tmpname[0] = '\0';
-    return 0;
-}
-
 static void commit_work(uv_work_t *w)
 {
     struct file_stream *fs = tg_container_of(w, struct file_stream, work);
@@ -548,16 +358,14 @@ static void commit_work(uv_work_t *w)
 
     /* Data first, then the name, then the directory: after a crash the
      * name either is absent or points at complete contents. */
-    if (fb->fsync && fsync(fs->fd) < 0)
+    if (fb->fsync && fsync(fs->tmp.fd) < 0)
         err = errno;
     if (!err)
         err = make_dirs(fs, &dfd);
+    /* Create mode never replaces, even a file that appeared since open:
+     * that is EEXIST, ERROR 6. */
     if (!err)
-        err = publish(fs, dfd, fs->key + fs->base_off);
-    /* Reported even though the name is now visible: success promises
-     * durability, and a false success is worse than a retry. */
-    if (!err && fb->fsync && fsync(dfd) < 0)
-        err = errno;
+        err = tg_lfs_publish(&fs->tmp, dfd, fs->key + fs->base_off, fs->overwrite, fb->fsync);
     if (dfd != fs->dirfd)
         close(dfd);
     fs->werr = err;
@@ -569,10 +377,8 @@ static void cleanup_work(uv_work_t *w)
 
     if (fs->fd >= 0)
         close(fs->fd);
-    /* A named temp still here means no commit: abort (invariant 3). An
-     * O_TMPFILE needs nothing: closing it frees it. */
-    if (fs->tmpname[0] && fs->dirfd >= 0)
-        unlinkat(fs->dirfd, fs->tmpname, 0);
+    /* An upload that was not published is an abort (invariant 3). */
+    tg_lfs_tmp_discard(&fs->tmp);
     if (fs->dirfd >= 0)
         close(fs->dirfd);
 }
@@ -581,10 +387,7 @@ static void cleanup_work(uv_work_t *w)
 
 static void backend_free(struct file_backend *fb)
 {
-    /* A directory fd has nothing to flush: closing it cannot block. */
-    if (fb->rootfd >= 0)
-        close(fb->rootfd);
-    tg_free(fb->rootreal);
+    tg_lfs_root_close(&fb->root);
     tg_free(fb->base.name);
     tg_free(fb);
 }
@@ -703,6 +506,7 @@ static struct file_stream *stream_new(struct file_backend *fb,
     fs->state = FS_OPENING;
     fs->fd = -1;
     fs->dirfd = -1;
+    fs->tmp.fd = -1;
     fs->cap = a->blksize > STAGE_MIN ? a->blksize : STAGE_MIN;
     fs->key = tg_strdup(a->key);
     fs->st[0].fs = fs->st[1].fs = fs;
@@ -1087,7 +891,7 @@ static void on_write(uv_fs_t *req);
 static int write_more(struct file_stream *fs, struct stage *st)
 {
     uv_buf_t buf = uv_buf_init((char *)st->data + st->pos, (unsigned)(st->len - st->pos));
-    int rc = uv_fs_write(fs->fb->base.loop, &st->req, fs->fd, &buf, 1,
+    int rc = uv_fs_write(fs->fb->base.loop, &st->req, fs->tmp.fd, &buf, 1,
                          st->off + (int64_t)st->pos, on_write);
 
     if (rc < 0)
@@ -1268,9 +1072,8 @@ static int file_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
     static const char *const keys[] = { "root", "public_only", "create_dirs", "fsync" };
     const struct tg_kv *root = tg_config_kv(cfg, "root");
     struct file_backend *fb;
-    char real[PATH_MAX], proc[64];
     bool public_only = false, create_dirs = true, do_fsync = true;
-    int fd, rc;
+    int rc;
 
     for (size_t i = 0; i < cfg->nkv; i++) {
         size_t k = 0;
@@ -1292,40 +1095,30 @@ static int file_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                  root ? root->line : cfg->line);
         return TG_EINVAL;
     }
-    /* Start-up: the only place this backend may block. */
-    fd = open(root->value, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || !realpath(root->value, real)) {
-        rc = -errno;
-        snprintf(err, errlen, "line %d: root: %s: %s", root->line, root->value,
-                 strerror(-rc));
-        if (fd >= 0)
-            close(fd);
-        return rc;
-    }
-    fb = tg_calloc(1, sizeof(*fb));
-    if (fb) {
-        tg_life_init(&fb->life, backend_fin);
-        fb->rootfd = fd;
-        fb->rootreal = tg_strdup(real);
-        fb->base.name = tg_strdup(cfg->name ? cfg->name : "file");
-    }
-    if (!fb || !fb->rootreal || !fb->base.name) {
+    if (!(fb = tg_calloc(1, sizeof(*fb))) || !(fb->base.name = tg_strdup(cfg->name ? cfg->name : "file"))) {
         snprintf(err, errlen, "line %d: out of memory", cfg->line);
-        if (fb)
-            backend_free(fb);
-        else
-            close(fd);
+        tg_free(fb);
         return TG_ENOMEM;
+    }
+    tg_life_init(&fb->life, backend_fin);
+    /* Start-up: the only place this backend may block. */
+    rc = tg_lfs_root_open(&fb->root, root->value);
+    if (rc < 0) {
+        if (rc == TG_ENOMEM)
+            snprintf(err, errlen, "line %d: out of memory", cfg->line);
+        else
+            snprintf(err, errlen, "line %d: root: %s: %s", root->line, root->value,
+                     strerror(-rc));
+        backend_free(fb);
+        return rc;
     }
     fb->base.ops = &tg_file_backend_ops;
     fb->base.loop = loop;
     fb->public_only = public_only;
     fb->create_dirs = create_dirs;
     fb->fsync = do_fsync;
-    /* An O_TMPFILE can only be given a name through /proc (linkat with
-     * AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH); without /proc, named temps. */
-    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-    fb->proc_fd = access(proc, F_OK) == 0;
+    /* Without /proc an O_TMPFILE could never be given a name: named temps. */
+    fb->proc_fd = tg_lfs_can_link_anon(fb->root.fd);
     *out = &fb->base;
     return 0;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "http_engine.h"
+#include "tftpgw/localfs.h"
 #include "tftpgw/log.h"
 #include "tftpgw/options.h"
 #include "tftpgw/uri.h"
@@ -379,9 +380,8 @@ struct s3mp {
     bool in_call;         /* inside push/commit: no callbacks now */
     size_t blk;
 
-    int fd;               /* the unlinked spool file */
-    char spool_path[512]; /* mkstemp fallback name */
-    uv_fs_t open_req;
+    int fd;               /* the spool file: anonymous, or unlinked at once */
+    struct tg_lfs_tmp_req spool;
     /* Staging of pushed data: `fill` collects, `flush` is being written. */
     uint8_t *fill, *flush;
     size_t fill_len, flush_len, cap;
@@ -403,7 +403,6 @@ struct s3mp {
     int64_t punch_off, punch_len, punched_to;
     int punch_rc;
     bool punching;
-    bool spool_fallback;
     bool single;          /* the whole object goes up as one PUT */
     char *xml;            /* CompleteMultipartUpload body being built */
     size_t xml_len, xml_cap;
@@ -426,7 +425,7 @@ static void mp_fin(struct tg_life *l)
     struct s3mp *mp = tg_container_of(l, struct s3mp, life);
 
     if (mp->fd >= 0)
-        tg_fs_close_async(mp->base.backend->loop, mp->fd);
+        tg_lfs_close_async(mp->base.backend->loop, mp->fd);
     mp->sb->spool_used -= mp->on_disk;
     tg_free(mp->key);
     tg_free(mp->fill);
@@ -854,66 +853,42 @@ static void mp_step(struct s3mp *mp)
     maybe_writable(mp);
 }
 
-static void on_spool_unlinked(uv_fs_t *req)
+static void on_spool_open(struct tg_lfs_tmp_req *req)
 {
-    struct s3mp *mp = req->data;
+    struct s3mp *mp = tg_container_of(req, struct s3mp, spool);
 
-    uv_fs_req_cleanup(req);
-    tg_life_release(&mp->life);
-}
-
-static void on_spool_open(uv_fs_t *req)
-{
-    struct s3mp *mp = req->data;
-    ssize_t fd = req->result;
-
-    if (fd >= 0 && mp->spool_path[0])
-        snprintf(mp->spool_path, sizeof(mp->spool_path), "%s", req->path);
-    uv_fs_req_cleanup(req);
-    if (fd < 0 && !mp->spool_fallback && !mp->life.closed &&
-        (fd == -EOPNOTSUPP || fd == UV_EISDIR || fd == UV_EINVAL)) {
-        /* No O_TMPFILE in spool_dir: a named file, unlinked once open. */
-        mp->spool_fallback = true;
-        snprintf(mp->spool_path, sizeof(mp->spool_path), "%s/.tftpgw-spool-XXXXXX",
-                 mp->sb->spool_dir);
-        mp->open_req.data = mp;
-        if (uv_fs_mkstemp(mp->base.backend->loop, &mp->open_req, mp->spool_path,
-                          on_spool_open) == 0)
-            return; /* the hold goes on to the new request */
-    }
-    if (fd >= 0 && mp->spool_path[0]) {
-        /* mkstemp fallback: unlink at once so nothing outlives us. */
-        mp->open_req.data = mp;
-        if (uv_fs_unlink(mp->base.backend->loop, &mp->open_req, mp->spool_path,
-                         on_spool_unlinked) == 0)
-            tg_life_hold(&mp->life);
-        mp->spool_path[0] = '\0';
-    }
-    if (fd >= 0 && mp->life.closed) {
-        close((int)fd);
-    } else if (!mp->life.closed) {
-        if (fd < 0) {
-            tg_log(TG_LOG_WARN, "backend %s: cannot create a spool file in %s: %s",
-                   mp->sb->base.name, mp->sb->spool_dir, uv_strerror((int)fd));
-            mp_fail(mp, TG_TFTP_EUNDEF, "cannot spool the upload");
-        } else {
-            mp->fd = (int)fd;
-            mp->state = MP_OPEN;
-            mp_notify(mp, TG_STREAM_OPENED);
-        }
+    /* The job's hold covers this callback: the session may close us. */
+    if (mp->life.closed) {
+        if (!req->err)
+            tg_lfs_close_async(mp->base.backend->loop, req->tmp.fd);
+    } else if (req->err) {
+        tg_log(TG_LOG_WARN, "backend %s: cannot create a spool file in %s: %s",
+               mp->sb->base.name, mp->sb->spool_dir, uv_strerror(-req->err));
+        mp_fail(mp, TG_TFTP_EUNDEF, "cannot spool the upload");
+    } else {
+        mp->fd = req->tmp.fd;
+        mp->state = MP_OPEN;
+        mp_notify(mp, TG_STREAM_OPENED);
     }
     tg_life_release(&mp->life);
 }
 
 static void open_spool(struct s3mp *mp)
 {
+    struct tg_lfs_tmp_spec *spec = &mp->spool.spec;
     int rc;
 
     mp->state = MP_SPOOLOPEN;
-    mp->open_req.data = mp;
-    /* An anonymous file leaves nothing behind even after a crash. */
-    rc = uv_fs_open(mp->base.backend->loop, &mp->open_req, mp->sb->spool_dir,
-                    O_TMPFILE | O_RDWR | O_CLOEXEC, 0600, on_spool_open);
+    /* An anonymous file leaves nothing behind even after a crash; where
+     * spool_dir has no O_TMPFILE, a named one loses its name at once. */
+    spec->dirfd = AT_FDCWD;
+    spec->dir = mp->sb->spool_dir;
+    spec->flags = O_RDWR;
+    spec->mode = 0600;
+    spec->anon_ok = true;
+    spec->unlink_named = true;
+    spec->prefix = ".tftpgw-spool-";
+    rc = tg_lfs_tmp_open_async(mp->base.backend->loop, &mp->spool, on_spool_open);
     if (rc != 0) {
         tg_log(TG_LOG_WARN, "backend %s: cannot create a spool file in %s: %s",
                mp->sb->base.name, mp->sb->spool_dir, uv_strerror(rc));

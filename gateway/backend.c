@@ -1,7 +1,6 @@
 /* gateway/backend.c - from a [backend NAME] section to a live backend. */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "tftpgw/backend.h"
 
@@ -27,25 +26,6 @@ int tg_backend_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
     /* The type key is not kept with a line of its own: name the section's. */
     snprintf(err, errlen, "line %d: type: unknown backend type '%s'", cfg->line, type);
     return TG_EINVAL;
-}
-
-static void on_closed_fd(uv_fs_t *req)
-{
-    uv_fs_req_cleanup(req);
-    tg_free(req);
-}
-
-void tg_fs_close_async(uv_loop_t *loop, int fd)
-{
-    uv_fs_t *req;
-
-    if (fd < 0)
-        return;
-    req = tg_malloc(sizeof(*req));
-    if (!req || uv_fs_close(loop, req, fd, on_closed_fd) != 0) {
-        tg_free(req);
-        close(fd);
-    }
 }
 
 void tg_backend_destroy(struct tg_backend *b)

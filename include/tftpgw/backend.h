@@ -155,9 +155,6 @@ void tg_backend_destroy(struct tg_backend *b);
  * start no work (no cache scan or prefetch in a directory a running
  * gateway may own). */
 extern bool tg_backend_check_only;
-/* Close a descriptor on the thread pool: the last close of a big unlinked
- * file frees its blocks, which is disk work the loop must not wait for. */
-void tg_fs_close_async(uv_loop_t *loop, int fd);
 
 /* The operations, through the stream's own table; an operation the stream
  * does not have (a push on a read stream) is TG_EINVAL. */
