@@ -17,7 +17,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude $(PKG_CFLAGS) $(CFLAGS) $(
 LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 
 CORE := gateway/util gateway/log gateway/packet gateway/options gateway/netascii \
-        gateway/path gateway/window gateway/route gateway/config gateway/backend \
+        gateway/path gateway/window gateway/route gateway/config gateway/keys gateway/backend \
         gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
         gateway/metrics gateway/ratelimit gateway/sha256 gateway/localfs backends/file backends/http backends/s3 backends/cache
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
@@ -31,7 +31,7 @@ UT_netascii := gateway/util gateway/netascii
 UT_path := gateway/util gateway/path
 UT_window := gateway/util gateway/packet gateway/window
 UT_route := gateway/util gateway/path gateway/route
-UT_config := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config
+UT_config := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys
 UT_uri := gateway/util gateway/uri
 UT_metrics := gateway/util gateway/log gateway/metrics
 UT_ratelimit := gateway/util gateway/ratelimit
@@ -40,7 +40,7 @@ UT_curl_cap := gateway/util gateway/log gateway/curl_uv
 UT_http_config = $(UT_file_backend)
 UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
-UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/backend gateway/uri gateway/curl_uv gateway/metrics gateway/sha256 gateway/localfs backends/file backends/http backends/s3 backends/cache
+UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys gateway/backend gateway/uri gateway/curl_uv gateway/metrics gateway/sha256 gateway/localfs backends/file backends/http backends/s3 backends/cache
 
 .PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench
 

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "tftpgw/backend.h"
+#include "tftpgw/keys.h"
 #include "tftpgw/life.h"
 #include "tftpgw/localfs.h"
 #include "tftpgw/log.h"
@@ -1725,84 +1726,66 @@ static void scan_dir(struct cache_backend *cb)
     cb->clock = wall_ms();
 }
 
-static int parse_seconds(const char *v, uint64_t max_s, uint64_t *ms)
+static int set_upstream(void *obj, const char *v, char *msg, size_t cap)
 {
-    uint64_t n;
+    struct cache_backend *cb = obj;
+    char *dup;
 
-    if (tg_parse_u64(v, max_s, &n) != 0)
+    if (!v[0] || !strcmp(v, cb->base.name)) {
+        snprintf(msg, cap, "%s",
+                 v[0] ? "a cache cannot be its own upstream" : "name of another backend");
         return TG_EINVAL;
-    *ms = n * 1000u;
+    }
+    if (!(dup = tg_strdup(v)))
+        return TG_ENOMEM;
+    tg_free(cb->up_name);
+    cb->up_name = dup;
     return 0;
 }
 
-static bool key_prefetch(struct cache_backend *cb, const char *v)
+/* `prefetch = a.bin, b.bin`: fetched at start-up. */
+static int add_prefetch(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct cache_backend *cb = obj;
     char *copy = tg_strdup(v), *tok, *save = NULL;
-    bool ok = copy != NULL;
+    int rc = copy ? 0 : TG_ENOMEM;
 
-    for (tok = ok ? strtok_r(copy, ", \t", &save) : NULL; tok && ok;
+    (void)msg;
+    (void)cap;
+    for (tok = copy ? strtok_r(copy, ", \t", &save) : NULL; tok && rc == 0;
          tok = strtok_r(NULL, ", \t", &save)) {
         char **grown = tg_realloc(cb->prefetch, (cb->nprefetch + 1) * sizeof(char *));
 
         if (grown)
             cb->prefetch = grown;
         if (!grown || !(grown[cb->nprefetch] = tg_strdup(tok)))
-            ok = false;
+            rc = TG_ENOMEM;
         else
             cb->nprefetch++;
     }
     tg_free(copy);
-    return ok;
+    return rc;
 }
 
-static bool set_string(char **dst, const char *v, bool *oom)
-{
-    tg_free(*dst);
-    *dst = tg_strdup(v);
-    *oom = *dst == NULL;
-    return true;
-}
+#define CB(f) TG_KEY_AT(struct cache_backend, f)
+#define YEARS_100 (100ull * 365 * 86400)
 
-/* One key of a [backend] of type cache: false with why filled when the
- * value is bad, *oom when memory ran out. */
-static bool cache_key(struct cache_backend *cb, const struct tg_backend_cfg *cfg,
-                      const struct tg_kv *kv, char *why, size_t whylen, bool *oom)
-{
-    const char *k = kv->key, *v = kv->value;
-    const char *bad = "unknown key for a cache backend";
-
-    if (!strcmp(k, "upstream")) {
-        cb->up_line = kv->line;
-        if (v[0] && strcmp(v, cfg->name) != 0)
-            return set_string(&cb->up_name, v, oom);
-        bad = v[0] ? "a cache cannot be its own upstream" : "name of another backend";
-    } else if (!strcmp(k, "dir")) {
-        if (v[0] == '/')
-            return set_string(&cb->dir, v, oom);
-        bad = "an absolute directory";
-    } else if (!strcmp(k, "max_size")) {
-        if (tg_config_parse_size(v, &cb->max_size) == 0 && cb->max_size > 0)
-            return true;
-        bad = "invalid value";
-    } else if (!strcmp(k, "min_free")) {
-        if (tg_config_parse_size(v, &cb->min_free) == 0 && cb->min_free >= 0)
-            return true;
-        bad = "a size (0, 64M, 1G)";
-    } else if (!strcmp(k, "ttl") || !strcmp(k, "stale_if_error")) {
-        if (parse_seconds(v, 100u * 365 * 86400, k[0] == 't' ? &cb->ttl_ms : &cb->stale_ms) == 0)
-            return true;
-        bad = "seconds";
-    } else if (!strcmp(k, "fill_grace")) {
-        if (parse_seconds(v, 3600, &cb->grace_ms) == 0)
-            return true;
-        bad = "seconds, 0..3600";
-    } else if (!strcmp(k, "prefetch")) {
-        *oom = !key_prefetch(cb, v);
-        return true;
-    }
-    snprintf(why, whylen, "%s", bad);
-    return false;
-}
+static const struct tg_key cache_keys[] = {
+    {.name = "upstream", .type = TG_KEY_FUNC, .set = set_upstream, .flags = TG_KEY_REQUIRED},
+    {.name = "dir", .type = TG_KEY_STRING, CB(dir), .flags = TG_KEY_REQUIRED | TG_KEY_ABSOLUTE,
+     .bad = "an absolute directory"},
+    {.name = "max_size", .type = TG_KEY_SIZE, CB(max_size), .min = 1, .max = INT64_MAX,
+     .def = "1G", .bad = "invalid value"},
+    {.name = "min_free", .type = TG_KEY_SIZE, CB(min_free), .max = INT64_MAX, .def = "64M",
+     .bad = "a size (0, 64M, 1G)"},
+    {.name = "ttl", .type = TG_KEY_UINT, CB(ttl_ms), .max = YEARS_100, .scale = 1000,
+     .def = "300", .bad = "seconds"},
+    {.name = "stale_if_error", .type = TG_KEY_UINT, CB(stale_ms), .max = YEARS_100,
+     .scale = 1000, .def = "86400", .bad = "seconds"},
+    {.name = "fill_grace", .type = TG_KEY_UINT, CB(grace_ms), .max = 3600, .scale = 1000,
+     .def = "5", .bad = "seconds, 0..3600"},
+    {.name = "prefetch", .type = TG_KEY_FUNC, .set = add_prefetch},
+};
 
 /* Start-up: the directory, its free space, and what it holds. */
 static int cache_open_dir(struct cache_backend *cb, const struct tg_backend_cfg *cfg, char *err,
@@ -1834,56 +1817,33 @@ static int cache_open_dir(struct cache_backend *cb, const struct tg_backend_cfg 
 static int cache_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                         struct tg_backend **out, char *err, size_t errlen)
 {
+    struct tg_key_table tab = {cache_keys, TG_ARRAY_LEN(cache_keys), NULL};
     struct cache_backend *cb = tg_calloc(1, sizeof(*cb));
-    bool oom = false;
-    size_t i;
+    int rc;
 
-    if (!cb) {
+    if (!cb || !(cb->base.name = tg_strdup(cfg->name))) {
         snprintf(err, errlen, "out of memory");
+        tg_free(cb);
         return TG_ENOMEM;
     }
     cb->base.ops = &tg_cache_backend_ops;
     cb->base.loop = loop;
-    cb->base.name = tg_strdup(cfg->name);
     cb->dirfd = -1;
-    cb->max_size = 1LL << 30;
-    cb->min_free = 64LL << 20;
-    cb->ttl_ms = 300000;
-    cb->stale_ms = 86400000;
-    cb->grace_ms = 5000;
-    if (!cb->base.name)
-        goto oom;
-    for (i = 0; i < cfg->nkv; i++) {
-        char why[128] = "invalid value";
-
-        if (!cache_key(cb, cfg, &cfg->kv[i], why, sizeof(why), &oom)) {
-            snprintf(err, errlen, "line %d: %s: %s", cfg->kv[i].line, cfg->kv[i].key, why);
-            cache_destroy(&cb->base);
-            return TG_EINVAL;
-        }
-        if (oom)
-            goto oom;
+    tab.obj = cb;
+    rc = tg_key_parse_backend(&tab, 1, cfg, "a cache backend", err, errlen);
+    if (rc == 0) {
+        cb->up_line = tg_config_kv(cfg, "upstream")->line;
+        /* --check-config: the settings are valid; the directory is the
+         * running gateway's. */
+        if (!tg_backend_check_only && cache_open_dir(cb, cfg, err, errlen) != 0)
+            rc = TG_EINVAL;
     }
-    if (!cb->up_name || !cb->dir) {
-        snprintf(err, errlen, "line %d: %s: required for a cache backend", cfg->line,
-                 !cb->up_name ? "upstream" : "dir");
+    if (rc != 0) {
         cache_destroy(&cb->base);
-        return TG_EINVAL;
-    }
-    if (tg_backend_check_only) {
-        *out = &cb->base; /* the settings are valid; the directory is the running one's */
-        return 0;
-    }
-    if (cache_open_dir(cb, cfg, err, errlen) != 0) {
-        cache_destroy(&cb->base);
-        return TG_EINVAL;
+        return rc;
     }
     *out = &cb->base;
     return 0;
-oom:
-    snprintf(err, errlen, "out of memory");
-    cache_destroy(&cb->base);
-    return TG_ENOMEM;
 }
 
 static int cache_link(struct tg_backend *b, struct tg_backend *(*find)(void *ctx, const char *name),

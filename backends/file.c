@@ -39,6 +39,7 @@
 #include "tftpgw/backend.h"
 #include "tftpgw/common.h"
 #include "tftpgw/config.h"
+#include "tftpgw/keys.h"
 #include "tftpgw/life.h"
 #include "tftpgw/localfs.h"
 #include "tftpgw/window.h"
@@ -54,6 +55,7 @@
 struct file_backend {
     struct tg_backend base;
     struct tg_lfs_root root;
+    char *root_dir;   /* `root` as configured */
     bool public_only;
     bool create_dirs;
     bool fsync;
@@ -388,6 +390,7 @@ static void cleanup_work(uv_work_t *w)
 static void backend_free(struct file_backend *fb)
 {
     tg_lfs_root_close(&fb->root);
+    tg_free(fb->root_dir);
     tg_free(fb->base.name);
     tg_free(fb);
 }
@@ -1053,70 +1056,53 @@ static void file_close(struct tg_stream *s)
 
 /* ---- the backend ---- */
 
-static int get_bool(const struct tg_backend_cfg *cfg, const char *key, bool *val,
-                    char *err, size_t errlen)
-{
-    const struct tg_kv *kv = tg_config_kv(cfg, key);
+#define ROOT_MISSING "missing (a file backend needs a directory)"
+#define FB(f) TG_KEY_AT(struct file_backend, f)
 
-    if (kv && tg_config_parse_bool(kv->value, val) < 0) {
-        snprintf(err, errlen, "line %d: %s: expected yes or no, got '%s'",
-                 kv->line, key, kv->value);
-        return TG_EINVAL;
-    }
-    return 0;
-}
+static const struct tg_key file_keys[] = {
+    {.name = "root", .type = TG_KEY_STRING, FB(root_dir), .flags = TG_KEY_REQUIRED,
+     .bad = ROOT_MISSING, .missing = ROOT_MISSING},
+    {.name = "public_only", .type = TG_KEY_BOOL, FB(public_only), .def = "no",
+     .flags = TG_KEY_GOT, .bad = "expected yes or no"},
+    {.name = "create_dirs", .type = TG_KEY_BOOL, FB(create_dirs), .def = "yes",
+     .flags = TG_KEY_GOT, .bad = "expected yes or no"},
+    {.name = "fsync", .type = TG_KEY_BOOL, FB(fsync), .def = "yes", .flags = TG_KEY_GOT,
+     .bad = "expected yes or no"},
+};
 
 static int file_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                        struct tg_backend **out, char *err, size_t errlen)
 {
-    static const char *const keys[] = { "root", "public_only", "create_dirs", "fsync" };
-    const struct tg_kv *root = tg_config_kv(cfg, "root");
-    struct file_backend *fb;
-    bool public_only = false, create_dirs = true, do_fsync = true;
+    struct tg_key_table tab = {file_keys, TG_ARRAY_LEN(file_keys), NULL};
+    struct file_backend *fb = tg_calloc(1, sizeof(*fb));
     int rc;
 
-    for (size_t i = 0; i < cfg->nkv; i++) {
-        size_t k = 0;
-
-        while (k < TG_ARRAY_LEN(keys) && strcmp(cfg->kv[i].key, keys[k]) != 0)
-            k++;
-        if (k == TG_ARRAY_LEN(keys)) {
-            snprintf(err, errlen, "line %d: %s: unknown key for a file backend",
-                     cfg->kv[i].line, cfg->kv[i].key);
-            return TG_EINVAL;
-        }
-    }
-    if ((rc = get_bool(cfg, "public_only", &public_only, err, errlen)) < 0 ||
-        (rc = get_bool(cfg, "create_dirs", &create_dirs, err, errlen)) < 0 ||
-        (rc = get_bool(cfg, "fsync", &do_fsync, err, errlen)) < 0)
-        return rc;
-    if (!root || root->value[0] == '\0') {
-        snprintf(err, errlen, "line %d: root: missing (a file backend needs a directory)",
-                 root ? root->line : cfg->line);
-        return TG_EINVAL;
-    }
-    if (!(fb = tg_calloc(1, sizeof(*fb))) || !(fb->base.name = tg_strdup(cfg->name ? cfg->name : "file"))) {
+    if (!fb || !(fb->base.name = tg_strdup(cfg->name ? cfg->name : "file"))) {
         snprintf(err, errlen, "line %d: out of memory", cfg->line);
         tg_free(fb);
         return TG_ENOMEM;
     }
     tg_life_init(&fb->life, backend_fin);
+    fb->root.fd = -1;
+    tab.obj = fb;
+    rc = tg_key_parse_backend(&tab, 1, cfg, "a file backend", err, errlen);
+    if (rc < 0) {
+        backend_free(fb);
+        return rc;
+    }
     /* Start-up: the only place this backend may block. */
-    rc = tg_lfs_root_open(&fb->root, root->value);
+    rc = tg_lfs_root_open(&fb->root, fb->root_dir);
     if (rc < 0) {
         if (rc == TG_ENOMEM)
             snprintf(err, errlen, "line %d: out of memory", cfg->line);
         else
-            snprintf(err, errlen, "line %d: root: %s: %s", root->line, root->value,
-                     strerror(-rc));
+            snprintf(err, errlen, "line %d: root: %s: %s", tg_config_kv(cfg, "root")->line,
+                     fb->root_dir, strerror(-rc));
         backend_free(fb);
         return rc;
     }
     fb->base.ops = &tg_file_backend_ops;
     fb->base.loop = loop;
-    fb->public_only = public_only;
-    fb->create_dirs = create_dirs;
-    fb->fsync = do_fsync;
     /* Without /proc an O_TMPFILE could never be given a name: named temps. */
     fb->proc_fd = tg_lfs_can_link_anon(fb->root.fd);
     *out = &fb->base;

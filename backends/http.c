@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "http_engine.h"
+#include "tftpgw/keys.h"
 #include "tftpgw/log.h"
 #include "tftpgw/options.h"
 #include "tftpgw/uri.h"
@@ -842,14 +843,34 @@ int hx_redirect_check(const struct hx_conf *c, const char *origin, const char *t
 
 /* ---- shared configuration ---- */
 
+#define HX(f) TG_KEY_AT(struct hx_conf, f)
+
+static const char *const redirect_names[] = {"same-origin", "any", "none", NULL};
+
+/* The transport keys of both backend types (gateway/keys.c reads them). */
+const struct tg_key hx_conf_keys[] = {
+    {.name = "ca_file", .type = TG_KEY_STRING, HX(ca_file), .flags = TG_KEY_EMPTY_OK},
+    {.name = "client_cert", .type = TG_KEY_STRING, HX(client_cert), .flags = TG_KEY_EMPTY_OK},
+    {.name = "client_key", .type = TG_KEY_STRING, HX(client_key), .flags = TG_KEY_EMPTY_OK},
+    {.name = "insecure", .type = TG_KEY_BOOL, HX(insecure), .def = "no", .bad = "invalid value"},
+    {.name = "connect_timeout", .type = TG_KEY_UINT, HX(connect_timeout_ms), .min = 100,
+     .max = 600000, .def = "5000", .bad = "milliseconds, 100..600000"},
+    {.name = "stall_timeout", .type = TG_KEY_UINT, HX(stall_timeout_ms), .min = 1000,
+     .max = 600000, .def = "10000", .bad = "milliseconds, 1000..600000"},
+    {.name = "max_redirects", .type = TG_KEY_UINT, HX(max_redirects), .min = 0, .max = 50,
+     .def = "5", .bad = "0..50"},
+    {.name = "redirects", .type = TG_KEY_ENUM, HX(redirects), .names = redirect_names,
+     .flags = TG_KEY_CASE, .def = "same-origin", .bad = "same-origin, any or none"},
+    {.name = "max_connections", .type = TG_KEY_UINT, HX(max_connections), .min = 1,
+     .max = 10000, .def = "64", .bad = "1..10000"},
+};
+const size_t hx_conf_nkeys = TG_ARRAY_LEN(hx_conf_keys);
+
 void hx_conf_init(struct hx_conf *c)
 {
     memset(c, 0, sizeof(*c));
-    c->connect_timeout_ms = 5000;
-    c->stall_timeout_ms = 10000;
-    c->max_redirects = 5;
-    c->redirects = HX_REDIR_SAME_ORIGIN;
-    c->max_connections = 64;
+    /* No default is a string: nothing to allocate, nothing can fail. */
+    (void)tg_key_defaults(c, hx_conf_keys, hx_conf_nkeys);
 }
 
 int hx_conf_start(struct hx_conf *c, uv_loop_t *loop)
@@ -870,64 +891,15 @@ void hx_conf_free(struct hx_conf *c)
     c->cap = NULL;
 }
 
-static int parse_long(const char *v, long lo, long hi, long *out)
-{
-    uint64_t n;
-
-    if (tg_parse_u64(v, (uint64_t)hi, &n) != 0 || (long)n < lo)
-        return TG_EINVAL;
-    *out = (long)n;
-    return 0;
-}
-
 int hx_conf_key(struct hx_conf *c, const char *k, const char *v, char *why, size_t whylen)
 {
-    char **dst = NULL;
+    const struct tg_key *row = tg_key_find(hx_conf_keys, hx_conf_nkeys, k);
+    int rc;
 
-    if (!strcmp(k, "ca_file"))
-        dst = &c->ca_file;
-    else if (!strcmp(k, "client_cert"))
-        dst = &c->client_cert;
-    else if (!strcmp(k, "client_key"))
-        dst = &c->client_key;
-    if (dst) {
-        tg_free(*dst);
-        return (*dst = tg_strdup(v)) ? 1 : TG_ENOMEM;
-    }
-    if (!strcmp(k, "insecure")) {
-        if (tg_config_parse_bool(v, &c->insecure) == 0)
-            return 1;
-        snprintf(why, whylen, "invalid value");
-    } else if (!strcmp(k, "connect_timeout")) {
-        if (parse_long(v, 100, 600000, &c->connect_timeout_ms) == 0)
-            return 1;
-        snprintf(why, whylen, "milliseconds, 100..600000");
-    } else if (!strcmp(k, "stall_timeout")) {
-        if (parse_long(v, 1000, 600000, &c->stall_timeout_ms) == 0)
-            return 1;
-        snprintf(why, whylen, "milliseconds, 1000..600000");
-    } else if (!strcmp(k, "max_redirects")) {
-        if (parse_long(v, 0, 50, &c->max_redirects) == 0)
-            return 1;
-        snprintf(why, whylen, "0..50");
-    } else if (!strcmp(k, "redirects")) {
-        static const char *const names[] = {"same-origin", "any", "none"};
-
-        for (size_t i = 0; i < TG_ARRAY_LEN(names); i++) {
-            if (!strcmp(v, names[i])) {
-                c->redirects = (enum hx_redirects)i;
-                return 1;
-            }
-        }
-        snprintf(why, whylen, "same-origin, any or none");
-    } else if (!strcmp(k, "max_connections")) {
-        if (parse_long(v, 1, 10000, &c->max_connections) == 0)
-            return 1;
-        snprintf(why, whylen, "1..10000");
-    } else {
+    if (!row)
         return 0;
-    }
-    return TG_EINVAL;
+    rc = tg_key_set(c, row, v, why, whylen);
+    return rc < 0 ? rc : 1;
 }
 
 int hx_expand_env(const char *in, char *out, size_t cap, char *why, size_t whylen)
@@ -1090,90 +1062,91 @@ static int take_userinfo(struct http_backend *hb)
     return rc;
 }
 
+static int set_url(void *obj, const char *v, char *msg, size_t cap)
+{
+    struct http_backend *hb = obj;
+    size_t l = strlen(v);
+
+    if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+        snprintf(msg, cap, "must start with http:// or https://");
+        return TG_EINVAL;
+    }
+    tg_free(hb->url);
+    if (!(hb->url = tg_malloc(l + 2)))
+        return TG_ENOMEM;
+    /* Keys are appended under the base path, never beside it. */
+    snprintf(hb->url, l + 2, "%s%s", v, l && v[l - 1] == '/' ? "" : "/");
+    return 0;
+}
+
+/* `header = Name: value`, the one key a section may repeat. */
+static int add_header(void *obj, const char *v, char *msg, size_t cap)
+{
+    struct http_backend *hb = obj;
+    char exp[1024], **grown;
+
+    if (!strchr(v, ':')) {
+        snprintf(msg, cap, "expected \"Name: value\"");
+        return TG_EINVAL;
+    }
+    if (hx_expand_env(v, exp, sizeof(exp), msg, cap) != 0)
+        return TG_EINVAL;
+    if (strpbrk(exp, "\r\n")) {
+        snprintf(msg, cap, "line breaks are not allowed");
+        return TG_EINVAL;
+    }
+    if (!(grown = tg_realloc(hb->headers, (hb->nheaders + 1) * sizeof(char *))))
+        return TG_ENOMEM;
+    hb->headers = grown;
+    if (!(grown[hb->nheaders] = tg_strdup(exp)))
+        return TG_ENOMEM;
+    hb->nheaders++;
+    return 0;
+}
+
+#define HB(f) TG_KEY_AT(struct http_backend, f)
+
+static const struct tg_key http_keys[] = {
+    {.name = "url", .type = TG_KEY_FUNC, .set = set_url, .flags = TG_KEY_REQUIRED},
+    {.name = "header", .type = TG_KEY_FUNC, .set = add_header},
+    {.name = "client_headers", .type = TG_KEY_BOOL, HB(client_headers), .def = "yes",
+     .bad = "invalid value"},
+};
+
 static int http_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                        struct tg_backend **out, char *err, size_t errlen)
 {
     struct http_backend *hb = tg_calloc(1, sizeof(*hb));
-    size_t i;
+    int rc;
 
-    if (!hb) {
+    if (!hb || !(hb->base.name = tg_strdup(cfg->name))) {
         snprintf(err, errlen, "out of memory");
+        tg_free(hb);
         return TG_ENOMEM;
     }
     hb->base.ops = &tg_http_backend_ops;
     hb->base.loop = loop;
-    hb->base.name = tg_strdup(cfg->name);
-    hb->client_headers = true;
     hx_conf_init(&hb->conf);
-    hb->headers = tg_calloc(cfg->nkv ? cfg->nkv : 1, sizeof(char *));
-    if (!hb->base.name || !hb->headers)
-        goto oom;
-    for (i = 0; i < cfg->nkv; i++) {
-        const struct tg_kv *kv = &cfg->kv[i];
-        const char *k = kv->key, *v = kv->value;
-        char why[160] = "invalid value";
-        int rc = hx_conf_key(&hb->conf, k, v, why, sizeof(why));
+    {
+        const struct tg_key_table t[] = {{hx_conf_keys, hx_conf_nkeys, &hb->conf},
+                                         {http_keys, TG_ARRAY_LEN(http_keys), hb}};
 
-        if (rc == TG_ENOMEM)
-            goto oom;
-        if (rc == 1)
-            continue;
-        if (rc == 0 && !strcmp(k, "url")) {
-            size_t l = strlen(v);
-
-            if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
-                snprintf(why, sizeof(why), "must start with http:// or https://");
-                rc = TG_EINVAL;
-            } else if (!(hb->url = tg_malloc(l + 2))) {
-                goto oom;
-            } else {
-                /* Keys are appended under the base path, never beside it. */
-                snprintf(hb->url, l + 2, "%s%s", v, l && v[l - 1] == '/' ? "" : "/");
-            }
-        } else if (rc == 0 && !strcmp(k, "header")) {
-            char exp[1024];
-
-            if (!strchr(v, ':')) {
-                snprintf(why, sizeof(why), "expected \"Name: value\"");
-                rc = TG_EINVAL;
-            } else if (hx_expand_env(v, exp, sizeof(exp), why, sizeof(why)) != 0) {
-                rc = TG_EINVAL;
-            } else if (strpbrk(exp, "\r\n")) {
-                snprintf(why, sizeof(why), "line breaks are not allowed");
-                rc = TG_EINVAL;
-            } else if (!(hb->headers[hb->nheaders++] = tg_strdup(exp))) {
-                goto oom;
-            }
-        } else if (rc == 0 && !strcmp(k, "client_headers")) {
-            if (tg_config_parse_bool(v, &hb->client_headers) != 0)
-                rc = TG_EINVAL;
-        } else if (rc == 0) {
-            snprintf(why, sizeof(why), "unknown key for an http backend");
-            rc = TG_EINVAL;
-        }
-        if (rc < 0) {
-            snprintf(err, errlen, "line %d: %s: %s", kv->line, k, why);
-            http_destroy(&hb->base);
-            return TG_EINVAL;
-        }
+        rc = tg_key_parse_backend(t, TG_ARRAY_LEN(t), cfg, "an http backend", err, errlen);
     }
-    if (!hb->url) {
-        snprintf(err, errlen, "line %d: url: required for an http backend", cfg->line);
-        http_destroy(&hb->base);
-        return TG_EINVAL;
-    }
-    if (take_userinfo(hb) != 0)
-        goto oom;
-    if (hb->conf.insecure)
+    if (rc == 0 && take_userinfo(hb) != 0)
+        rc = TG_ENOMEM;
+    if (rc == 0 && hb->conf.insecure)
         tg_log(TG_LOG_WARN, "backend %s: TLS verification is off (insecure = yes)", cfg->name);
-    if (hx_conf_start(&hb->conf, loop) != 0)
-        goto oom;
+    if (rc == 0 && hx_conf_start(&hb->conf, loop) != 0)
+        rc = TG_ENOMEM;
+    if (rc != 0) {
+        if (rc == TG_ENOMEM)
+            snprintf(err, errlen, "out of memory");
+        http_destroy(&hb->base);
+        return rc;
+    }
     *out = &hb->base;
     return 0;
-oom:
-    snprintf(err, errlen, "out of memory");
-    http_destroy(&hb->base);
-    return TG_ENOMEM;
 }
 
 const struct tg_backend_ops tg_http_backend_ops = {

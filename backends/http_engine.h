@@ -7,6 +7,7 @@
 
 #include "tftpgw/backend.h"
 #include "tftpgw/curl_uv.h"
+#include "tftpgw/keys.h"
 #include "tftpgw/life.h"
 
 /* Which redirects a request follows (`redirects = ...`). */
@@ -134,13 +135,16 @@ int hx_redirect_check(const struct hx_conf *c, const char *origin, const char *t
 /* Same scheme, host (case-insensitive) and port (defaults applied). */
 bool hx_same_origin(const char *a, const char *b);
 
-/* Config keys shared by both types (ca_file, insecure, client_cert,
+/* The config keys both types share (ca_file, insecure, client_cert,
  * client_key, connect_timeout, stall_timeout, max_redirects, redirects,
- * max_connections). Returns 1
- * when the key was taken, 0 when it is not a transport key, < 0 with why
- * filled on a bad value. */
+ * max_connections): a table for tg_key_parse_backend over a struct hx_conf. */
+extern const struct tg_key hx_conf_keys[];
+extern const size_t hx_conf_nkeys;
+/* One of them: 1 when the key was taken, 0 when it is not a transport
+ * key, < 0 with why filled on a bad value. */
 int hx_conf_key(struct hx_conf *c, const char *key, const char *value, char *why,
                 size_t whylen);
+/* Zeroed, with every default. */
 void hx_conf_init(struct hx_conf *c);
 /* After the keys: the loop's curl handle and this backend's connection
  * cap. Returns 0, or TG_ENOMEM. */

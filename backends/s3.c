@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "http_engine.h"
+#include "tftpgw/keys.h"
 #include "tftpgw/localfs.h"
 #include "tftpgw/log.h"
 #include "tftpgw/options.h"
@@ -33,9 +34,17 @@
 #define CHUNK (64 * 1024)
 #define RESP_MAX (16 * 1024)
 
+/* The keys as configured, while s3_create turns them into what requests
+ * need. */
+struct s3_keys {
+    char *endpoint, *bucket, *region, *prefix, *access, *secret, *token;
+    int path_style; /* -1: by endpoint */
+};
+
 struct s3_backend {
     struct tg_backend base;
     struct hx_conf conf;
+    struct s3_keys k;
     char *obj_base;   /* "https://host/bucket/prefix" or "https://bucket.host/prefix" */
     char *sigv4;      /* "aws:amz:REGION:s3" */
     char *userpwd;    /* "KEY:SECRET" */
@@ -1063,10 +1072,23 @@ static int s3_open_write(struct tg_backend *b, const struct tg_open_args *a,
 }
 
 
+static void keys_free(struct s3_keys *k)
+{
+    tg_free(k->endpoint);
+    tg_free(k->bucket);
+    tg_free(k->region);
+    tg_free(k->prefix);
+    tg_free(k->access);
+    tg_free(k->secret);
+    tg_free(k->token);
+    memset(k, 0, sizeof(*k));
+}
+
 static void s3_destroy(struct tg_backend *b)
 {
     struct s3_backend *sb = (struct s3_backend *)b;
 
+    keys_free(&sb->k);
     tg_free(sb->obj_base);
     tg_free(sb->sigv4);
     tg_free(sb->userpwd);
@@ -1077,150 +1099,115 @@ static void s3_destroy(struct tg_backend *b)
     tg_free(sb);
 }
 
-static bool bucket_ok(const char *s)
-{
-    size_t n = strlen(s);
+/* ---- configuration ---- */
 
-    if (n < 3 || n > 63)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' ||
-              *s == '.' || *s == '_' || (*s >= 'A' && *s <= 'Z')))
-            return false;
-    return true;
+static int keep(char **dst, const char *v)
+{
+    char *dup = tg_strdup(v);
+
+    if (!dup)
+        return TG_ENOMEM;
+    tg_free(*dst);
+    *dst = dup;
+    return 0;
 }
 
-struct s3_keys {
-    const char *endpoint, *bucket, *region, *prefix, *access, *secret, *token;
-    int path_style; /* -1: by endpoint */
-    bool literal_secret;
+static int refuse(char *msg, size_t cap, const char *why)
+{
+    snprintf(msg, cap, "%s", why);
+    return TG_EINVAL;
+}
+
+static int set_endpoint(void *obj, const char *v, char *msg, size_t cap)
+{
+    if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
+        return refuse(msg, cap, "must start with http:// or https://");
+    return keep(&((struct s3_backend *)obj)->k.endpoint, v);
+}
+
+static int set_bucket(void *obj, const char *v, char *msg, size_t cap)
+{
+    size_t n = strlen(v);
+
+    for (const char *p = v; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+              *p == '.' || *p == '_' || (*p >= 'A' && *p <= 'Z')))
+            n = 0;
+    if (n < 3 || n > 63)
+        return refuse(msg, cap, "3..63 characters of a-z 0-9 . - _");
+    return keep(&((struct s3_backend *)obj)->k.bucket, v);
+}
+
+static int set_region(void *obj, const char *v, char *msg, size_t cap)
+{
+    if (!*v || strpbrk(v, ":/ "))
+        return refuse(msg, cap, "a region name such as us-east-1");
+    return keep(&((struct s3_backend *)obj)->k.region, v);
+}
+
+static int set_prefix(void *obj, const char *v, char *msg, size_t cap)
+{
+    if (v[0] == '/' || strstr(v, "..") || strpbrk(v, "\r\n\t"))
+        return refuse(msg, cap, "no leading '/', no '..'");
+    return keep(&((struct s3_backend *)obj)->k.prefix, v);
+}
+
+static int set_path_style(void *obj, const char *v, char *msg, size_t cap)
+{
+    bool b;
+
+    if (tg_config_parse_bool(v, &b) != 0)
+        return refuse(msg, cap, "invalid value");
+    ((struct s3_backend *)obj)->k.path_style = b;
+    return 0;
+}
+
+#define SB(f) TG_KEY_AT(struct s3_backend, f)
+
+static const struct tg_key s3_keys[] = {
+    {.name = "endpoint", .type = TG_KEY_FUNC, .set = set_endpoint},
+    {.name = "bucket", .type = TG_KEY_FUNC, .set = set_bucket, .flags = TG_KEY_REQUIRED},
+    {.name = "region", .type = TG_KEY_FUNC, .set = set_region, .def = "us-east-1"},
+    {.name = "prefix", .type = TG_KEY_FUNC, .set = set_prefix, .def = ""},
+    {.name = "path_style", .type = TG_KEY_FUNC, .set = set_path_style},
+    {.name = "access_key", .type = TG_KEY_STRING, SB(k.access), .flags = TG_KEY_EMPTY_OK},
+    {.name = "secret_key", .type = TG_KEY_STRING, SB(k.secret), .flags = TG_KEY_EMPTY_OK},
+    {.name = "session_token", .type = TG_KEY_STRING, SB(k.token), .flags = TG_KEY_EMPTY_OK},
+    {.name = "part_size", .type = TG_KEY_SIZE, SB(part_size), .min = PART_MIN, .max = PART_MAX,
+     .def = "8M", .bad = "invalid value", .range = "5M..5G (S3's part limits)"},
+    {.name = "spool_max", .type = TG_KEY_SIZE, SB(spool_max), .max = INT64_MAX, .def = "1G",
+     .bad = "invalid value"},
+    {.name = "spool_dir", .type = TG_KEY_STRING, SB(spool_dir), .flags = TG_KEY_ABSOLUTE,
+     .bad = "an absolute directory"},
 };
 
-static int s3_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
-                     struct tg_backend **out, char *err, size_t errlen)
+/* Credentials: the config (${VAR} allowed), else the usual environment. */
+static int s3_credentials(struct s3_backend *sb, const struct tg_backend_cfg *cfg, char *err,
+                          size_t errlen)
 {
-    struct s3_backend *sb = tg_calloc(1, sizeof(*sb));
-    struct s3_keys k = {NULL, NULL, "us-east-1", "", NULL, NULL, NULL, -1, false};
-    char access[256], secret[256], token[2048], why[160], buf[1024], host[512];
-    const char *scheme;
-    size_t i;
-    int line = cfg->line;
+    const char *access = sb->k.access, *secret = sb->k.secret, *token = sb->k.token;
+    bool literal = secret && !strstr(secret, "${");
+    char a[256], s[256], t[2048], why[160], buf[600];
 
-    if (!sb) {
-        snprintf(err, errlen, "out of memory");
-        return TG_ENOMEM;
-    }
-    sb->base.ops = &tg_s3_backend_ops;
-    sb->base.loop = loop;
-    sb->base.name = tg_strdup(cfg->name);
-    sb->part_size = 8LL << 20;
-    sb->spool_max = 1LL << 30;
-    hx_conf_init(&sb->conf);
-    if (!sb->base.name)
-        goto oom;
-    for (i = 0; i < cfg->nkv; i++) {
-        const struct tg_kv *kv = &cfg->kv[i];
-        const char *key = kv->key, *v = kv->value;
-        int rc = hx_conf_key(&sb->conf, key, v, why, sizeof(why));
-        bool b;
-
-        line = kv->line;
-        if (rc == TG_ENOMEM)
-            goto oom;
-        if (rc < 0)
-            goto bad;
-        if (rc == 1)
-            continue;
-        snprintf(why, sizeof(why), "invalid value");
-        if (!strcmp(key, "endpoint")) {
-            if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8)) {
-                snprintf(why, sizeof(why), "must start with http:// or https://");
-                goto bad;
-            }
-            k.endpoint = v;
-        } else if (!strcmp(key, "bucket")) {
-            if (!bucket_ok(v)) {
-                snprintf(why, sizeof(why), "3..63 characters of a-z 0-9 . - _");
-                goto bad;
-            }
-            k.bucket = v;
-        } else if (!strcmp(key, "region")) {
-            if (!*v || strpbrk(v, ":/ ")) {
-                snprintf(why, sizeof(why), "a region name such as us-east-1");
-                goto bad;
-            }
-            k.region = v;
-        } else if (!strcmp(key, "prefix")) {
-            if (v[0] == '/' || strstr(v, "..") || strpbrk(v, "\r\n\t")) {
-                snprintf(why, sizeof(why), "no leading '/', no '..'");
-                goto bad;
-            }
-            k.prefix = v;
-        } else if (!strcmp(key, "path_style")) {
-            if (tg_config_parse_bool(v, &b) != 0)
-                goto bad;
-            k.path_style = b;
-        } else if (!strcmp(key, "access_key")) {
-            k.access = v;
-        } else if (!strcmp(key, "secret_key")) {
-            k.secret = v;
-            k.literal_secret = strstr(v, "${") == NULL;
-        } else if (!strcmp(key, "session_token")) {
-            k.token = v;
-        } else if (!strcmp(key, "part_size") || !strcmp(key, "spool_max")) {
-            int64_t n;
-
-            if (tg_config_parse_size(v, &n) != 0)
-                goto bad;
-            if (!strcmp(key, "part_size")) {
-                if (n < PART_MIN || n > PART_MAX) {
-                    snprintf(why, sizeof(why), "5M..5G (S3's part limits)");
-                    goto bad;
-                }
-                sb->part_size = n;
-            } else {
-                sb->spool_max = n;
-            }
-        } else if (!strcmp(key, "spool_dir")) {
-            if (v[0] != '/') {
-                snprintf(why, sizeof(why), "an absolute directory");
-                goto bad;
-            }
-            if (!(sb->spool_dir = tg_strdup(v)))
-                goto oom;
-        } else {
-            snprintf(why, sizeof(why), "unknown key for an s3 backend");
-            goto bad;
-        }
-    }
-    line = cfg->line;
-    if (!k.bucket) {
-        snprintf(err, errlen, "line %d: bucket: required for an s3 backend", line);
-        s3_destroy(&sb->base);
-        return TG_EINVAL;
-    }
-    /* Credentials: the config (${VAR} allowed), else the usual environment. */
-    if (!k.access)
-        k.access = getenv("AWS_ACCESS_KEY_ID") ? "${AWS_ACCESS_KEY_ID}" : NULL;
-    if (!k.secret)
-        k.secret = getenv("AWS_SECRET_ACCESS_KEY") ? "${AWS_SECRET_ACCESS_KEY}" : NULL;
-    if (!k.token && getenv("AWS_SESSION_TOKEN"))
-        k.token = "${AWS_SESSION_TOKEN}";
-    if (!k.access || !k.secret) {
+    if (!access)
+        access = getenv("AWS_ACCESS_KEY_ID") ? "${AWS_ACCESS_KEY_ID}" : NULL;
+    if (!secret)
+        secret = getenv("AWS_SECRET_ACCESS_KEY") ? "${AWS_SECRET_ACCESS_KEY}" : NULL;
+    if (!token && getenv("AWS_SESSION_TOKEN"))
+        token = "${AWS_SESSION_TOKEN}";
+    if (!access || !secret) {
         snprintf(err, errlen,
                  "line %d: access_key: credentials needed (access_key and secret_key, or "
-                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)", line);
-        s3_destroy(&sb->base);
+                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)", cfg->line);
         return TG_EINVAL;
     }
-    if (hx_expand_env(k.access, access, sizeof(access), why, sizeof(why)) != 0 ||
-        hx_expand_env(k.secret, secret, sizeof(secret), why, sizeof(why)) != 0 ||
-        (k.token && hx_expand_env(k.token, token, sizeof(token), why, sizeof(why)) != 0)) {
-        snprintf(err, errlen, "line %d: credentials: %s", line, why);
-        s3_destroy(&sb->base);
+    if (hx_expand_env(access, a, sizeof(a), why, sizeof(why)) != 0 ||
+        hx_expand_env(secret, s, sizeof(s), why, sizeof(why)) != 0 ||
+        (token && hx_expand_env(token, t, sizeof(t), why, sizeof(why)) != 0)) {
+        snprintf(err, errlen, "line %d: credentials: %s", cfg->line, why);
         return TG_EINVAL;
     }
-    if (k.literal_secret && cfg->file) {
+    if (literal && cfg->file) {
         struct stat st;
 
         /* A secret others can read is no secret (never logged, though). */
@@ -1229,73 +1216,105 @@ static int s3_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                                 "others: chmod 600 it, or use ${VAR} or AWS_SECRET_ACCESS_KEY",
                    cfg->file, cfg->name);
     }
-    /* Endpoint and addressing: AWS defaults to virtual-hosted buckets,
-     * self-hosted stores to path style. */
-    if (k.endpoint) {
-        scheme = !strncmp(k.endpoint, "https://", 8) ? "https://" : "http://";
-        snprintf(host, sizeof(host), "%s", k.endpoint + strlen(scheme));
-        if (k.path_style < 0)
-            k.path_style = strstr(host, "amazonaws.com") == NULL;
+    snprintf(buf, sizeof(buf), "%s:%s", a, s);
+    if (!(sb->userpwd = tg_strdup(buf)) || (token && !(sb->token = tg_strdup(t))))
+        return TG_ENOMEM;
+    return 0;
+}
+
+/* Endpoint and addressing: AWS defaults to virtual-hosted buckets,
+ * self-hosted stores to path style. The prefix is a folder. */
+static int s3_addressing(struct s3_backend *sb, const struct tg_backend_cfg *cfg, char *err,
+                         size_t errlen)
+{
+    const struct s3_keys *k = &sb->k;
+    char host[512], buf[1024], pfx[3 * 256 + 2];
+    const char *scheme = "https://";
+    int path_style = k->path_style;
+    size_t i;
+    ssize_t n;
+
+    if (k->endpoint) {
+        scheme = !strncmp(k->endpoint, "https://", 8) ? "https://" : "http://";
+        snprintf(host, sizeof(host), "%s", k->endpoint + strlen(scheme));
+        if (path_style < 0)
+            path_style = strstr(host, "amazonaws.com") == NULL;
     } else {
-        scheme = "https://";
-        snprintf(host, sizeof(host), "s3.%s.amazonaws.com", k.region);
-        if (k.path_style < 0)
-            k.path_style = 0;
+        snprintf(host, sizeof(host), "s3.%s.amazonaws.com", k->region);
+        if (path_style < 0)
+            path_style = 0;
     }
     i = strlen(host);
     while (i > 0 && host[i - 1] == '/')
         host[--i] = '\0';
-    if (k.path_style)
-        snprintf(buf, sizeof(buf), "%s%s/%s/", scheme, host, k.bucket);
+    if (path_style)
+        snprintf(buf, sizeof(buf), "%s%s/%s/", scheme, host, k->bucket);
     else
-        snprintf(buf, sizeof(buf), "%s%s.%s/", scheme, k.bucket, host);
-    {
-        char pfx[3 * 256 + 2];
-        ssize_t n = tg_uri_encode_path(k.prefix, pfx, sizeof(pfx) - 1);
-
-        /* The prefix is a folder: "tftp" must not reach "tftp-private/x"
-         * through a key "-private/x" (invariant 5). */
-        if (n > 0 && pfx[n - 1] != '/') {
-            pfx[n] = '/';
-            pfx[n + 1] = '\0';
-            tg_log(TG_LOG_WARN,
-                   "backend %s: prefix \"%s\" is a folder: keys are read and written under "
-                   "\"%s/\" only (write prefix = %s/ to say so)",
-                   cfg->name, k.prefix, k.prefix, k.prefix);
-        }
-        if (n < 0 || strlen(buf) + strlen(pfx) >= sizeof(buf)) {
-            snprintf(err, errlen, "line %d: prefix: too long", line);
-            s3_destroy(&sb->base);
-            return TG_EINVAL;
-        }
-        strcat(buf, pfx);
+        snprintf(buf, sizeof(buf), "%s%s.%s/", scheme, k->bucket, host);
+    /* "tftp" must not reach "tftp-private/x" through a key "-private/x"
+     * (invariant 5). */
+    n = tg_uri_encode_path(k->prefix, pfx, sizeof(pfx) - 1);
+    if (n > 0 && pfx[n - 1] != '/') {
+        pfx[n] = '/';
+        pfx[n + 1] = '\0';
+        tg_log(TG_LOG_WARN,
+               "backend %s: prefix \"%s\" is a folder: keys are read and written under "
+               "\"%s/\" only (write prefix = %s/ to say so)",
+               cfg->name, k->prefix, k->prefix, k->prefix);
     }
+    if (n < 0 || strlen(buf) + strlen(pfx) >= sizeof(buf)) {
+        snprintf(err, errlen, "line %d: prefix: too long", cfg->line);
+        return TG_EINVAL;
+    }
+    strcat(buf, pfx);
     sb->obj_base = tg_strdup(buf);
-    snprintf(buf, sizeof(buf), "aws:amz:%s:s3", k.region);
+    snprintf(buf, sizeof(buf), "aws:amz:%s:s3", k->region);
     sb->sigv4 = tg_strdup(buf);
-    snprintf(buf, sizeof(buf), "%s:%s", access, secret);
-    sb->userpwd = tg_strdup(buf);
-    if (k.token && !(sb->token = tg_strdup(token)))
-        goto oom;
-    if (!sb->spool_dir) {
+    return sb->obj_base && sb->sigv4 ? 0 : TG_ENOMEM;
+}
+
+static int s3_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
+                     struct tg_backend **out, char *err, size_t errlen)
+{
+    struct s3_backend *sb = tg_calloc(1, sizeof(*sb));
+    int rc;
+
+    if (!sb || !(sb->base.name = tg_strdup(cfg->name))) {
+        snprintf(err, errlen, "out of memory");
+        tg_free(sb);
+        return TG_ENOMEM;
+    }
+    sb->base.ops = &tg_s3_backend_ops;
+    sb->base.loop = loop;
+    sb->k.path_style = -1;
+    hx_conf_init(&sb->conf);
+    {
+        const struct tg_key_table t[] = {{hx_conf_keys, hx_conf_nkeys, &sb->conf},
+                                         {s3_keys, TG_ARRAY_LEN(s3_keys), sb}};
+
+        rc = tg_key_parse_backend(t, TG_ARRAY_LEN(t), cfg, "an s3 backend", err, errlen);
+    }
+    if (rc == 0)
+        rc = s3_credentials(sb, cfg, err, errlen);
+    if (rc == 0)
+        rc = s3_addressing(sb, cfg, err, errlen);
+    if (rc == 0 && !sb->spool_dir) {
         const char *t = getenv("TMPDIR");
 
-        sb->spool_dir = tg_strdup(t && t[0] == '/' ? t : "/tmp");
+        if (!(sb->spool_dir = tg_strdup(t && t[0] == '/' ? t : "/tmp")))
+            rc = TG_ENOMEM;
     }
-    if (!sb->obj_base || !sb->sigv4 || !sb->userpwd || !sb->spool_dir)
-        goto oom;
-    if (hx_conf_start(&sb->conf, loop) != 0)
-        goto oom;
+    if (rc == 0 && hx_conf_start(&sb->conf, loop) != 0)
+        rc = TG_ENOMEM;
+    keys_free(&sb->k);
+    if (rc != 0) {
+        if (rc == TG_ENOMEM)
+            snprintf(err, errlen, "out of memory");
+        s3_destroy(&sb->base);
+        return rc;
+    }
     *out = &sb->base;
     return 0;
-bad:
-    snprintf(err, errlen, "line %d: %s: %s", line, cfg->kv[i].key, why);
-    s3_destroy(&sb->base);
-    return TG_EINVAL;
-oom:
-    snprintf(err, errlen, "out of memory");
-    s3_destroy(&sb->base);
-    return TG_ENOMEM;
 }
 
 const struct tg_backend_ops tg_s3_backend_ops = {

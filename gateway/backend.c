@@ -4,14 +4,8 @@
 
 #include "tftpgw/backend.h"
 
-/* Types with an implementation; config.c may accept names not here yet,
- * and those fail at create time with the message below. */
-static const struct tg_backend_ops *const backend_types[] = {
-    &tg_file_backend_ops,
-    &tg_http_backend_ops,
-    &tg_s3_backend_ops,
-    &tg_cache_backend_ops,
-};
+#define TYPE_OPS(t) &tg_##t##_backend_ops,
+static const struct tg_backend_ops *const backend_types[] = { TG_BACKEND_TYPES(TYPE_OPS) };
 
 bool tg_backend_check_only;
 

@@ -141,10 +141,10 @@ struct tg_stream {
     const struct tg_http_meta *http; /* NULL unless the backend speaks HTTP */
 };
 
-extern const struct tg_backend_ops tg_file_backend_ops;
-extern const struct tg_backend_ops tg_http_backend_ops;
-extern const struct tg_backend_ops tg_s3_backend_ops;
-extern const struct tg_backend_ops tg_cache_backend_ops;
+/* tg_file_backend_ops, tg_http_backend_ops, ...: one per TG_BACKEND_TYPES. */
+#define TG_BACKEND_OPS_DECL(t) extern const struct tg_backend_ops tg_##t##_backend_ops;
+TG_BACKEND_TYPES(TG_BACKEND_OPS_DECL)
+#undef TG_BACKEND_OPS_DECL
 
 /* Create a backend from its config section by type; err names the key and
  * line ("line 12: root: ..."). Owner: gateway/backend.c. */
