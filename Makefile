@@ -19,7 +19,7 @@ LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 CORE := gateway/util gateway/log gateway/packet gateway/options gateway/netascii \
         gateway/path gateway/window gateway/route gateway/config gateway/keys gateway/backend \
         gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
-        gateway/metrics gateway/ratelimit gateway/sha256 gateway/localfs backends/file backends/http backends/s3 backends/cache
+        gateway/metrics gateway/ratelimit gateway/sha256 gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h) $(wildcard backends/*.h)
 
@@ -40,7 +40,7 @@ UT_curl_cap := gateway/util gateway/log gateway/curl_uv
 UT_http_config = $(UT_file_backend)
 UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
-UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys gateway/backend gateway/uri gateway/curl_uv gateway/metrics gateway/sha256 gateway/localfs backends/file backends/http backends/s3 backends/cache
+UT_file_backend := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys gateway/backend gateway/uri gateway/curl_uv gateway/metrics gateway/sha256 gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read
 
 .PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench
 

@@ -1,141 +1,49 @@
-/* backends/file.c - a local directory as a backend.
+/* backends/file.c - a local directory as a backend: the backend type, its
+ * read streams, and what every stream shares. Write streams:
+ * backends/file_write.c.
  *
  * Invariant 1 (the loop never blocks): every disk call runs on libuv's
  * thread pool. Opening, committing and cleaning up are uv_queue_work jobs;
  * block reads and writes are uv_fs_read/uv_fs_write at explicit 64-bit
- * offsets. Only create() blocks, at start-up. A job touches its own
- * stream's fields and the backend's read-only ones, never tg_malloc
- * (util.c counts allocations without a lock).
+ * offsets (or preadv2(RWF_NOWAIT) on the loop, which never waits). Only
+ * create() blocks, at start-up. A job touches its own stream's fields and
+ * the backend's read-only ones, never tg_malloc (util.c counts allocations
+ * without a lock).
  *
  * Invariant 5 (confinement): every name is resolved beneath the root
  * (tg_lfs_open_beneath, gateway/localfs.c), so a symlink inside the root
  * may point anywhere inside it and nowhere else.
  *
- * Invariant 3 (nothing visible before COMMITTED): uploads go to a
- * temporary file (tg_lfs_tmp: an anonymous O_TMPFILE, or a hidden
- * ".NAME.tftpgw-XXXXXX" where that is unsupported), and are linked or
- * renamed into place by commit after fsync. Missing directories are made
- * by commit too, so an abort leaves no empty directories behind.
- *
  * Lifetime (include/tftpgw/life.h): each uv request in flight holds the
  * stream. close() only marks it; the last completion starts a clean-up
- * job (close the fds, unlink a named temp) whose completion frees it. So no callback can follow
- * close(), and close() is safe from inside the stream's own callback.
- * Callbacks only ever come from uv completions, never from inside an API
- * call, which is how the contract's "never synchronous" rule is kept.
+ * job (close the fds, discard an unpublished upload) whose completion
+ * frees it. So no callback can follow close(), and close() is safe from
+ * inside the stream's own callback. Callbacks only ever come from uv
+ * completions, never from inside an API call, which is how the contract's
+ * "never synchronous" rule is kept.
  */
 #define _FILE_OFFSET_BITS 64
 
 #include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "tftpgw/backend.h"
-#include "tftpgw/common.h"
-#include "tftpgw/config.h"
+#include "file.h"
 #include "tftpgw/keys.h"
-#include "tftpgw/life.h"
-#include "tftpgw/localfs.h"
 #include "tftpgw/window.h"
-
-/* Staging per stream is two buffers of max(STAGE_MIN, blksize): one being
- * consumed or filled while the other is on its way to or from the disk.
- * Small, because a transfer may hold its window plus about 16 KiB (the
- * memory target); the thread pool keeps up with 8 KiB reads. */
-#define STAGE_MIN (16 * 1024)
-/* Room left in NAME_MAX for ".", ".tftpgw-" and six random characters. */
-#define TMPNAME_BASE_MAX (NAME_MAX - 16)
-
-struct file_backend {
-    struct tg_backend base;
-    struct tg_lfs_root root;
-    char *root_dir;   /* `root` as configured */
-    bool public_only;
-    bool create_dirs;
-    bool fsync;
-    bool proc_fd;     /* /proc/self/fd works: an O_TMPFILE can be linked */
-    struct tg_life life; /* held by every stream, closed ones still draining too */
-};
-
-enum stage_state { STAGE_EMPTY, STAGE_BUSY, STAGE_READY };
-
-struct file_stream;
-
-struct stage {
-    struct file_stream *fs;
-    uv_fs_t req;
-    uint8_t *data;
-    int64_t off;  /* file offset of data[0] */
-    size_t want;  /* read: bytes asked of the file */
-    size_t len;   /* read: bytes loaded; write: bytes staged */
-    size_t pos;   /* read: bytes consumed; write: bytes written */
-    enum stage_state state;
-};
-
-enum fstream_state {
-    FS_OPENING,
-    FS_OPEN,
-    FS_COMMITTING,
-    FS_COMMITTED,
-    FS_FAILED
-};
-
-struct file_stream {
-    struct tg_stream base;
-    struct file_backend *fb;
-    char *key;
-    enum fstream_state state;
-    struct tg_life life; /* held by each uv request in flight */
-    bool waiting;     /* a pull/push said TG_EAGAIN: READABLE/WRITABLE is owed */
-    size_t want_len;  /* read: len of that pull */
-    int fail_rc;      /* what pull/push/commit return once FAILED */
-    uv_work_t work;   /* open, commit or clean-up; never two at once */
-    bool work_busy;
-    int werr;         /* errno left by the last job, 0 for success */
-    int fd;           /* read: the file */
-    size_t cap;
-    struct stage st[2];
-    int cur;          /* read: stage consumed next; write: stage filled next */
-    int fill;         /* read: stage loaded next */
-    int64_t off;      /* read: next offset to ask for; write: next staged byte */
-    /* read_direct: its own position, its request. */
-    int64_t dpos;
-    uv_fs_t dreq;
-    bool direct;
-    /* Write only. */
-    bool overwrite;
-    int64_t size_hint;
-    int dirfd;        /* the target's directory or its deepest existing ancestor */
-    size_t exist_len; /* key[0..exist_len) names dirfd; 0 is the root */
-    size_t base_off;  /* key + base_off is the file's own name */
-    struct tg_lfs_tmp tmp; /* the upload, in dirfd */
-};
 
 static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len);
 static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs);
-static int file_push(struct tg_stream *s, const uint8_t *src, size_t len);
-static int file_commit(struct tg_stream *s);
-static void file_close(struct tg_stream *s);
 
 static const struct tg_stream_ops file_read_ops = {
     .pull = file_pull,
     .read_direct = file_read_direct,
     .close = file_close,
 };
-
-static const struct tg_stream_ops file_write_ops = {
-    .push = file_push,
-    .commit = file_commit,
-    .close = file_close,
-};
-
-/* ---- helpers for the thread pool (no allocation, no loop state) ---- */
 
 /* ---- read streams: the open job ---- */
 
@@ -204,175 +112,6 @@ static void read_open_work(uv_work_t *w)
     s0->len = 0;
 }
 
-/* ---- write streams: the open and commit jobs ---- */
-
-/* Open the directory that will hold the file or, when create_dirs allows,
- * its deepest existing ancestor (commit makes the rest). Returns errno. */
-static int open_parent(struct file_stream *fs)
-{
-    const struct file_backend *fb = fs->fb;
-    size_t plen = fs->base_off ? fs->base_off - 1 : 0;
-    char rel[PATH_MAX];
-    int fd;
-
-    memcpy(rel, fs->key, plen);
-    rel[plen] = '\0';
-    fd = tg_lfs_open_beneath(&fb->root, plen ? rel : ".", O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fs->dirfd = fd;
-        fs->exist_len = plen;
-        return 0;
-    }
-    if (fd != -ENOENT || !fb->create_dirs)
-        return -fd;
-    fd = tg_lfs_open_beneath(&fb->root, ".", O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -fd;
-    fs->dirfd = fd;
-    fs->exist_len = 0;
-    for (size_t i = 1; i <= plen; i++) {
-        if (i < plen && rel[i] != '/')
-            continue;
-        rel[i] = '\0';
-        fd = tg_lfs_open_beneath(&fb->root, rel, O_RDONLY | O_DIRECTORY);
-        if (i < plen)
-            rel[i] = '/';
-        if (fd == -ENOENT)
-            break;
-        if (fd < 0)
-            return -fd;
-        close(fs->dirfd);
-        fs->dirfd = fd;
-        fs->exist_len = i;
-    }
-    return 0;
-}
-
-static int write_open(struct file_stream *fs)
-{
-    const struct file_backend *fb = fs->fb;
-    const char *base = fs->key + fs->base_off;
-    size_t plen = fs->base_off ? fs->base_off - 1 : 0;
-    struct tg_lfs_tmp_spec spec = {0};
-    char prefix[NAME_MAX + 1];
-    struct stat sb;
-    int err;
-
-    if (strlen(fs->key) >= PATH_MAX)
-        return ENAMETOOLONG;
-    /* The route normalises keys; this guards the backend on its own. */
-    if (base[0] == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
-        return EACCES;
-    err = open_parent(fs);
-    if (err)
-        return err;
-    if (fs->exist_len == plen) {
-        if (fstatat(fs->dirfd, base, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
-            /* A symlink counts as not regular: renaming over it would
-             * replace the link, not the file other names reach through it. */
-            if (!S_ISREG(sb.st_mode))
-                return EACCES;
-            if (!fs->overwrite)
-                return EEXIST;
-        } else if (errno != ENOENT) {
-            return errno;
-        }
-    }
-    /* A tsize that cannot fit gets ERROR 3 before the transfer starts
-     * (digest B3). Replacing a file needs the full new size too: the old
-     * one stays until the rename. */
-    if (fs->size_hint > 0) {
-        struct statvfs sv;
-
-        if (fstatvfs(fs->dirfd, &sv) == 0 && sv.f_frsize > 0 &&
-            (uint64_t)fs->size_hint / sv.f_frsize >= (uint64_t)sv.f_bavail)
-            return ENOSPC;
-    }
-    /* ".NAME.tftpgw-XXXXXX": hidden, and tied to its target for whoever
-     * finds a leftover after a crash. */
-    snprintf(prefix, sizeof(prefix), ".%.*s.tftpgw-", TMPNAME_BASE_MAX, base);
-    spec.dirfd = fs->dirfd;
-    spec.flags = O_WRONLY;
-    spec.mode = 0644;
-    spec.anon_ok = fb->proc_fd;
-    spec.prefix = prefix;
-    return tg_lfs_tmp_open(&fs->tmp, &spec);
-}
-
-static void write_open_work(uv_work_t *w)
-{
-    struct file_stream *fs = tg_container_of(w, struct file_stream, work);
-
-    fs->werr = write_open(fs);
-}
-
-/* Make the directories open_parent found missing, one level at a time,
- * each reopened beneath the root so a swap for a symlink cannot lead out.
- * *dfd ends as the target's directory. Returns errno. */
-static int make_dirs(struct file_stream *fs, int *dfd)
-{
-    const struct file_backend *fb = fs->fb;
-    size_t plen = fs->base_off ? fs->base_off - 1 : 0;
-    size_t i = fs->exist_len;
-    char rel[PATH_MAX];
-    char seg[NAME_MAX + 1];
-
-    memcpy(rel, fs->key, plen);
-    rel[plen] = '\0';
-    while (i < plen) {
-        size_t start = i == 0 ? 0 : i + 1;
-        size_t end = start;
-        int fd;
-
-        while (end < plen && rel[end] != '/')
-            end++;
-        if (end - start > NAME_MAX)
-            return ENAMETOOLONG;
-        memcpy(seg, rel + start, end - start);
-        seg[end - start] = '\0';
-        if (mkdirat(*dfd, seg, 0755) == 0) {
-            /* The new entry must survive a crash with the file in it. */
-            if (fb->fsync && fsync(*dfd) < 0)
-                return errno;
-        } else if (errno != EEXIST) {
-            return errno;
-        }
-        rel[end] = '\0';
-        fd = tg_lfs_open_beneath(&fb->root, rel, O_RDONLY | O_DIRECTORY);
-        if (end < plen)
-            rel[end] = '/';
-        if (fd < 0)
-            return -fd;
-        if (*dfd != fs->dirfd)
-            close(*dfd);
-        *dfd = fd;
-        i = end;
-    }
-    return 0;
-}
-
-static void commit_work(uv_work_t *w)
-{
-    struct file_stream *fs = tg_container_of(w, struct file_stream, work);
-    const struct file_backend *fb = fs->fb;
-    int dfd = fs->dirfd;
-    int err = 0;
-
-    /* Data first, then the name, then the directory: after a crash the
-     * name either is absent or points at complete contents. */
-    if (fb->fsync && fsync(fs->tmp.fd) < 0)
-        err = errno;
-    if (!err)
-        err = make_dirs(fs, &dfd);
-    /* Create mode never replaces, even a file that appeared since open:
-     * that is EEXIST, ERROR 6. */
-    if (!err)
-        err = tg_lfs_publish(&fs->tmp, dfd, fs->key + fs->base_off, fs->overwrite, fb->fsync);
-    if (dfd != fs->dirfd)
-        close(dfd);
-    fs->werr = err;
-}
-
 static void cleanup_work(uv_work_t *w)
 {
     struct file_stream *fs = tg_container_of(w, struct file_stream, work);
@@ -395,7 +134,7 @@ static void backend_free(struct file_backend *fb)
     tg_free(fb);
 }
 
-static void stream_free(struct file_stream *fs)
+void file_stream_free(struct file_stream *fs)
 {
     struct file_backend *fb = fs->fb;
 
@@ -409,7 +148,7 @@ static void stream_free(struct file_stream *fs)
 static void cleanup_after(uv_work_t *w, int status)
 {
     (void)status; /* never cancelled: close() cancels before queueing it */
-    stream_free(tg_container_of(w, struct file_stream, work));
+    file_stream_free(tg_container_of(w, struct file_stream, work));
 }
 
 static void start_cleanup(struct file_stream *fs)
@@ -418,18 +157,18 @@ static void start_cleanup(struct file_stream *fs)
         /* Only invalid arguments make uv_queue_work fail; should it ever,
          * blocking once beats leaking fds. */
         cleanup_work(&fs->work);
-        stream_free(fs);
+        file_stream_free(fs);
     }
 }
 
 /* Every completion starts here. True when the owner has closed the stream
  * and the caller must stop; the last one out starts the clean-up. */
-static bool req_done(struct file_stream *fs)
+bool file_req_done(struct file_stream *fs)
 {
     return tg_life_release(&fs->life);
 }
 
-static void notify(struct file_stream *fs, enum tg_stream_ev ev)
+void file_notify(struct file_stream *fs, enum tg_stream_ev ev)
 {
     if (!fs->life.closed && fs->base.cb)
         fs->base.cb(&fs->base, ev, fs->base.arg);
@@ -437,7 +176,7 @@ static void notify(struct file_stream *fs, enum tg_stream_ev ev)
 
 /* Record a failure; the caller decides whether FAILED is sent (not from
  * inside an API call) or the code returned. */
-static int fail_msg(struct file_stream *fs, uint16_t code, int rc, const char *msg)
+int file_fail_msg(struct file_stream *fs, uint16_t code, int rc, const char *msg)
 {
     fs->state = FS_FAILED;
     fs->waiting = false;
@@ -446,30 +185,30 @@ static int fail_msg(struct file_stream *fs, uint16_t code, int rc, const char *m
     return rc;
 }
 
-static int fail(struct file_stream *fs, int err)
+int file_fail(struct file_stream *fs, int err)
 {
     switch (err) {
     case ENOENT:
     case ENOTDIR:
-        return fail_msg(fs, TG_TFTP_ENOTFOUND, -err, "file not found");
+        return file_fail_msg(fs, TG_TFTP_ENOTFOUND, -err, "file not found");
     case EACCES:
     case EPERM:
     case EXDEV: /* openat2: the path leads out of the root */
     case ELOOP: /* a magic link, a symlink as last component, or a loop */
-        return fail_msg(fs, TG_TFTP_EACCESS, -err, "access violation");
+        return file_fail_msg(fs, TG_TFTP_EACCESS, -err, "access violation");
     case ENAMETOOLONG: /* a segment over NAME_MAX: as the path layer says */
-        return fail_msg(fs, TG_TFTP_EACCESS, -err, "file name too long");
+        return file_fail_msg(fs, TG_TFTP_EACCESS, -err, "file name too long");
     case ENOSPC:
     case EDQUOT:
-        return fail_msg(fs, TG_TFTP_ENOSPACE, -err, "disk full");
+        return file_fail_msg(fs, TG_TFTP_ENOSPACE, -err, "disk full");
     case EEXIST:
-        return fail_msg(fs, TG_TFTP_EEXISTS, -err, "file already exists");
+        return file_fail_msg(fs, TG_TFTP_EEXISTS, -err, "file already exists");
     default:
-        return fail_msg(fs, TG_TFTP_EUNDEF, -err, strerror(err));
+        return file_fail_msg(fs, TG_TFTP_EUNDEF, -err, strerror(err));
     }
 }
 
-static int start_job(struct file_stream *fs, uv_work_cb work, uv_after_work_cb after)
+int file_start_job(struct file_stream *fs, uv_work_cb work, uv_after_work_cb after)
 {
     int rc = uv_queue_work(fs->fb->base.loop, &fs->work, work, after);
 
@@ -490,9 +229,9 @@ static void backend_fin(struct tg_life *l)
     backend_free(tg_container_of(l, struct file_backend, life));
 }
 
-static struct file_stream *stream_new(struct file_backend *fb,
+struct file_stream *file_stream_new(struct file_backend *fb,
                                       const struct tg_open_args *a,
-                                      tg_stream_cb *cb, void *arg, bool writer)
+                                      tg_stream_cb *cb, void *arg, const struct tg_stream_ops *ops)
 {
     struct file_stream *fs = tg_calloc(1, sizeof(*fs));
 
@@ -505,7 +244,7 @@ static struct file_stream *stream_new(struct file_backend *fb,
     fs->base.cb = cb;
     fs->base.arg = arg;
     fs->base.size = -1;
-    fs->base.ops = writer ? &file_write_ops : &file_read_ops;
+    fs->base.ops = ops;
     fs->state = FS_OPENING;
     fs->fd = -1;
     fs->dirfd = -1;
@@ -514,7 +253,7 @@ static struct file_stream *stream_new(struct file_backend *fb,
     fs->key = tg_strdup(a->key);
     fs->st[0].fs = fs->st[1].fs = fs;
     if (!fs->key) {
-        stream_free(fs);
+        file_stream_free(fs);
         return NULL;
     }
     return fs;
@@ -526,25 +265,25 @@ static void read_open_after(uv_work_t *w, int status)
     struct stage *s0 = &fs->st[0];
 
     fs->work_busy = false;
-    if (req_done(fs))
+    if (file_req_done(fs))
         return;
     if (status < 0 && !fs->werr)
         fs->werr = -status;
     if (fs->werr) {
-        fail(fs, fs->werr);
-        notify(fs, TG_STREAM_FAILED);
+        file_fail(fs, fs->werr);
+        file_notify(fs, TG_STREAM_FAILED);
         return;
     }
     if (s0->len < s0->want) {
-        fail_msg(fs, TG_TFTP_EUNDEF, TG_EIO, "file shrank while being read");
-        notify(fs, TG_STREAM_FAILED);
+        file_fail_msg(fs, TG_TFTP_EUNDEF, TG_EIO, "file shrank while being read");
+        file_notify(fs, TG_STREAM_FAILED);
         return;
     }
     s0->state = s0->want ? STAGE_READY : STAGE_EMPTY;
     fs->fill = s0->want ? 1 : 0;
     fs->off = (int64_t)s0->len;
     fs->state = FS_OPEN;
-    notify(fs, TG_STREAM_OPENED);
+    file_notify(fs, TG_STREAM_OPENED);
 }
 
 /* Process-wide: whether the kernel takes RWF_NOWAIT for these files. */
@@ -586,17 +325,17 @@ static void direct_after(uv_fs_t *req)
     ssize_t n = req->result;
 
     uv_fs_req_cleanup(req);
-    if (req_done(fs))
+    if (file_req_done(fs))
         return;
     if (n < 0) {
-        fail(fs, (int)-n);
+        file_fail(fs, (int)-n);
         fs->base.direct_result = fs->fail_rc;
-        notify(fs, TG_STREAM_DIRECT);
+        file_notify(fs, TG_STREAM_DIRECT);
         return;
     }
     fs->dpos += n;
     fs->base.direct_result = n;
-    notify(fs, TG_STREAM_DIRECT);
+    file_notify(fs, TG_STREAM_DIRECT);
 }
 
 static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs)
@@ -663,63 +402,14 @@ static int file_open_read(struct tg_backend *b, const struct tg_open_args *a,
                           tg_stream_cb *cb, void *arg, struct tg_stream **out)
 {
     struct file_backend *fb = tg_container_of(b, struct file_backend, base);
-    struct file_stream *fs = stream_new(fb, a, cb, arg, false);
+    struct file_stream *fs = file_stream_new(fb, a, cb, arg, &file_read_ops);
     int rc;
 
     if (!fs)
         return TG_ENOMEM;
-    rc = start_job(fs, read_open_work, read_open_after);
+    rc = file_start_job(fs, read_open_work, read_open_after);
     if (rc < 0) {
-        stream_free(fs);
-        return rc;
-    }
-    *out = &fs->base;
-    return 0;
-}
-
-/* A write-side job is over: report its failure, or move to `next` and
- * tell the session with `ev`. */
-static void write_job_after(uv_work_t *w, int status, enum fstream_state next,
-                            enum tg_stream_ev ev)
-{
-    struct file_stream *fs = tg_container_of(w, struct file_stream, work);
-
-    fs->work_busy = false;
-    if (req_done(fs))
-        return;
-    if (status < 0 && !fs->werr)
-        fs->werr = -status;
-    if (fs->werr) {
-        fail(fs, fs->werr);
-        notify(fs, TG_STREAM_FAILED);
-        return;
-    }
-    fs->state = next;
-    notify(fs, ev);
-}
-
-static void write_open_after(uv_work_t *w, int status)
-{
-    write_job_after(w, status, FS_OPEN, TG_STREAM_OPENED);
-}
-
-static int file_open_write(struct tg_backend *b, const struct tg_open_args *a,
-                           tg_stream_cb *cb, void *arg, struct tg_stream **out)
-{
-    struct file_backend *fb = tg_container_of(b, struct file_backend, base);
-    struct file_stream *fs = stream_new(fb, a, cb, arg, true);
-    const char *slash;
-    int rc;
-
-    if (!fs)
-        return TG_ENOMEM;
-    fs->overwrite = a->overwrite;
-    fs->size_hint = a->size_hint;
-    slash = strrchr(fs->key, '/');
-    fs->base_off = slash ? (size_t)(slash - fs->key) + 1 : 0;
-    rc = start_job(fs, write_open_work, write_open_after);
-    if (rc < 0) {
-        stream_free(fs);
+        file_stream_free(fs);
         return rc;
     }
     *out = &fs->base;
@@ -755,11 +445,11 @@ static bool pull_ready(const struct file_stream *fs, size_t len)
 }
 
 /* Both stages, allocated on first use (see read_open_work). */
-static int stages_alloc(struct file_stream *fs)
+int file_stages_alloc(struct file_stream *fs)
 {
     for (int i = 0; i < 2; i++)
         if (!fs->st[i].data && !(fs->st[i].data = tg_malloc(fs->cap)))
-            return fail_msg(fs, TG_TFTP_EUNDEF, TG_ENOMEM, "out of memory");
+            return file_fail_msg(fs, TG_TFTP_EUNDEF, TG_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -770,7 +460,7 @@ static int read_more(struct file_stream *fs, struct stage *st)
                         st->off + (int64_t)st->len, on_read);
 
     if (rc < 0)
-        return fail(fs, -rc);
+        return file_fail(fs, -rc);
     tg_life_hold(&fs->life);
     return 0;
 }
@@ -779,7 +469,7 @@ static int read_more(struct file_stream *fs, struct stage *st)
  * at open: the session announced that size as tsize, so it is all we send. */
 static int read_ahead(struct file_stream *fs)
 {
-    if (fs->off < fs->base.size && stages_alloc(fs) < 0)
+    if (fs->off < fs->base.size && file_stages_alloc(fs) < 0)
         return fs->fail_rc;
     while (fs->off < fs->base.size) {
         struct stage *st = &fs->st[fs->fill];
@@ -820,26 +510,26 @@ static void on_read(uv_fs_t *req)
     ssize_t n = req->result;
 
     uv_fs_req_cleanup(req);
-    if (req_done(fs) || fs->state == FS_FAILED)
+    if (file_req_done(fs) || fs->state == FS_FAILED)
         return;
     if (n <= 0) {
         if (n < 0)
-            fail(fs, (int)-n);
+            file_fail(fs, (int)-n);
         else
-            fail_msg(fs, TG_TFTP_EUNDEF, TG_EIO, "file shrank while being read");
-        notify(fs, TG_STREAM_FAILED);
+            file_fail_msg(fs, TG_TFTP_EUNDEF, TG_EIO, "file shrank while being read");
+        file_notify(fs, TG_STREAM_FAILED);
         return;
     }
     st->len += (size_t)n;
     if (st->len < st->want) {
         if (read_more(fs, st) < 0)
-            notify(fs, TG_STREAM_FAILED);
+            file_notify(fs, TG_STREAM_FAILED);
         return;
     }
     st->state = STAGE_READY;
     if (fs->waiting && pull_ready(fs, fs->want_len)) {
         fs->waiting = false;
-        notify(fs, TG_STREAM_READABLE);
+        file_notify(fs, TG_STREAM_READABLE);
     }
 }
 
@@ -887,157 +577,7 @@ static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len)
     return (ssize_t)got;
 }
 
-/* ---- writing ---- */
-
-static void on_write(uv_fs_t *req);
-
-static int write_more(struct file_stream *fs, struct stage *st)
-{
-    uv_buf_t buf = uv_buf_init((char *)st->data + st->pos, (unsigned)(st->len - st->pos));
-    int rc = uv_fs_write(fs->fb->base.loop, &st->req, fs->tmp.fd, &buf, 1,
-                         st->off + (int64_t)st->pos, on_write);
-
-    if (rc < 0)
-        return fail(fs, -rc);
-    tg_life_hold(&fs->life);
-    return 0;
-}
-
-static int flush_stage(struct file_stream *fs, struct stage *st)
-{
-    st->off = fs->off;
-    st->pos = 0;
-    st->state = STAGE_BUSY;
-    fs->off += (int64_t)st->len;
-    return write_more(fs, st);
-}
-
-static bool writes_busy(const struct file_stream *fs)
-{
-    return fs->st[0].state == STAGE_BUSY || fs->st[1].state == STAGE_BUSY;
-}
-
-static void commit_after(uv_work_t *w, int status)
-{
-    write_job_after(w, status, FS_COMMITTED, TG_STREAM_COMMITTED);
-}
-
-static int start_commit(struct file_stream *fs)
-{
-    int rc = start_job(fs, commit_work, commit_after);
-
-    return rc < 0 ? fail(fs, -rc) : 0;
-}
-
-static void on_write(uv_fs_t *req)
-{
-    struct stage *st = tg_container_of(req, struct stage, req);
-    struct file_stream *fs = st->fs;
-    ssize_t n = req->result;
-
-    uv_fs_req_cleanup(req);
-    if (req_done(fs) || fs->state == FS_FAILED)
-        return;
-    if (n <= 0) {
-        /* A regular file never takes 0 bytes of a non-empty write. */
-        fail(fs, n < 0 ? (int)-n : EIO);
-        notify(fs, TG_STREAM_FAILED);
-        return;
-    }
-    st->pos += (size_t)n;
-    if (st->pos < st->len) {
-        if (write_more(fs, st) < 0)
-            notify(fs, TG_STREAM_FAILED);
-        return;
-    }
-    st->state = STAGE_EMPTY;
-    st->len = 0;
-    st->pos = 0;
-    if (fs->state == FS_COMMITTING) {
-        if (!writes_busy(fs) && start_commit(fs) < 0)
-            notify(fs, TG_STREAM_FAILED);
-        return;
-    }
-    if (fs->waiting) {
-        fs->waiting = false;
-        notify(fs, TG_STREAM_WRITABLE);
-    }
-}
-
-static int file_push(struct tg_stream *s, const uint8_t *src, size_t len)
-{
-    struct file_stream *fs = tg_container_of(s, struct file_stream, base);
-    struct stage *a, *b;
-    size_t room;
-
-    if (fs->state == FS_FAILED)
-        return fs->fail_rc;
-    if (fs->state != FS_OPEN || fs->life.closed)
-        return TG_EINVAL;
-    /* All-or-nothing with two stages only works for blocks that fit one;
-     * a stage is never smaller than blksize. */
-    if (len > fs->cap)
-        return fail_msg(fs, TG_TFTP_EUNDEF, TG_EINVAL, "block larger than staging");
-    if (stages_alloc(fs) < 0)
-        return fs->fail_rc;
-    /* Writes run concurrently, so the second may finish first. */
-    if (fs->st[fs->cur].state == STAGE_BUSY)
-        fs->cur ^= 1;
-    a = &fs->st[fs->cur];
-    b = &fs->st[fs->cur ^ 1];
-    room = a->state == STAGE_BUSY ? 0 : fs->cap - a->len;
-    if (b->state != STAGE_BUSY)
-        room += fs->cap - b->len;
-    if (len > room) {
-        fs->waiting = true;
-        return TG_EAGAIN;
-    }
-    while (len > 0) {
-        struct stage *st = &fs->st[fs->cur];
-        size_t n = fs->cap - st->len;
-
-        if (n > len)
-            n = len;
-        memcpy(st->data + st->len, src, n);
-        st->len += n;
-        src += n;
-        len -= n;
-        if (st->len == fs->cap) {
-            int rc = flush_stage(fs, st);
-
-            if (rc < 0)
-                return rc;
-            fs->cur ^= 1;
-        }
-    }
-    return 0;
-}
-
-static int file_commit(struct tg_stream *s)
-{
-    struct file_stream *fs = tg_container_of(s, struct file_stream, base);
-
-    if (fs->state == FS_FAILED)
-        return fs->fail_rc;
-    if (fs->state != FS_OPEN || fs->life.closed)
-        return TG_EINVAL;
-    fs->state = FS_COMMITTING;
-    fs->waiting = false;
-    for (int i = 0; i < 2; i++) {
-        struct stage *st = &fs->st[i];
-
-        if (st->state != STAGE_BUSY && st->len > 0) {
-            int rc = flush_stage(fs, st);
-
-            if (rc < 0)
-                return rc;
-        }
-    }
-    /* With writes in flight the last on_write starts the job. */
-    return writes_busy(fs) ? 0 : start_commit(fs);
-}
-
-static void file_close(struct tg_stream *s)
+void file_close(struct tg_stream *s)
 {
     struct file_stream *fs = tg_container_of(s, struct file_stream, base);
 

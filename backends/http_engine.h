@@ -1,7 +1,9 @@
 /* backends/http_engine.h - the streaming request machinery that the http and
- * s3 backends share (owner: backends/http.c). A backend supplies a profile:
- * the headers and options of each request (authentication lives there) and
- * how an error response becomes a TFTP error. */
+ * s3 backends share (owners: backends/http_engine.c, the streams;
+ * backends/http_transport.c, transport options, redirect policy, keys). A
+ * backend supplies a profile: the headers and options of each request
+ * (authentication lives there) and how an error response becomes a TFTP
+ * error. */
 #ifndef TFTPGW_HTTP_ENGINE_H
 #define TFTPGW_HTTP_ENGINE_H
 
@@ -43,7 +45,7 @@ struct hx_profile {
     void (*map_error)(struct hx_stream *hs, long status, const char *body);
     bool if_none_match; /* create-mode PUTs carry If-None-Match: * */
     /* Send "Expect:" to skip 100-continue. Not under SigV4 on curl 7.88,
-     * which signs the empty removal header too (digest M24). */
+     * which signs the empty removal header too. */
     bool drop_expect;
 };
 
@@ -115,6 +117,8 @@ void hx_fail_log(struct hx_stream *hs, uint16_t code, const char *wire, const ch
  * detail (may be NULL) is logged with the status. */
 void hx_fail_status(struct hx_stream *hs, long status, const char *detail);
 int hx_add_header(struct curl_slist **l, const char *name, const char *value);
+/* A URL for a log line: user:password is a secret and is left out. */
+void hx_url_for_log(const char *url, char *out, size_t cap);
 /* One log line about a failed upstream request: backend, method, URL
  * (userinfo removed), detail; client and file when known. */
 void hx_log_failure(const char *backend, const char *method, const char *url,

@@ -5,7 +5,13 @@
  * Debian build of inih r55 gives the handler no line numbers and never calls
  * it for a section without keys: the reader counts lines, sees every section
  * header (so an empty [route x] is still caught), and strips indentation so
- * an indented key is never taken for a continuation line. */
+ * an indented key is never taken for a continuation line.
+ *
+ * One file over 900 lines on purpose: the line reader, the three kinds of
+ * section and the whole-file checks share one parse context, and every
+ * message is built from it ("FILE:LINE: [section] key: ..."). Values are
+ * parsed by gateway/keys.c ([server], and the backends' own keys) or by
+ * the [route] setters here, which only make sense with this grammar. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>

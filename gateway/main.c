@@ -185,7 +185,67 @@ static int set_listen(struct tg_config *cfg, char **list, size_t n)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* What the command line asked for. */
+struct cli {
+    const char *config, *root, *range;
+    enum tg_write_mode write;
+    char *listen[16];
+    size_t nlisten;
+    int verbose, allow_root;
+};
+
+/* One option into o. -1: go on; otherwise the exit status. */
+static int take_option(int c, struct cli *o)
+{
+    switch (c) {
+    case 'c':
+        o->config = optarg;
+        return -1;
+    case 'r':
+        o->root = optarg;
+        return -1;
+    case 'w':
+        if (!strcmp(optarg, "create"))
+            o->write = TG_WRITE_CREATE;
+        else if (!strcmp(optarg, "overwrite"))
+            o->write = TG_WRITE_OVERWRITE;
+        else {
+            fprintf(stderr, "tftpgw: --write takes create or overwrite\n");
+            return 2;
+        }
+        return -1;
+    case 'l':
+        if (o->nlisten == TG_ARRAY_LEN(o->listen)) {
+            fprintf(stderr, "tftpgw: too many --listen\n");
+            return 2;
+        }
+        o->listen[o->nlisten++] = optarg;
+        return -1;
+    case 'p':
+        o->range = optarg;
+        return -1;
+    case 'v':
+        o->verbose++;
+        return -1;
+    case 'h':
+        usage(stdout);
+        return 0;
+    case 'V':
+        printf("tftpgw %s\n", TG_VERSION);
+        return 0;
+    case 'C':
+        return check_config(optarg);
+    case 'R':
+        o->allow_root = 1;
+        return -1;
+    default:
+        usage(stderr);
+        return 2;
+    }
+}
+
+/* The command line into o. -1: go on; otherwise the exit status. */
+static int parse_args(int argc, char **argv, struct cli *o)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -199,121 +259,78 @@ int main(int argc, char **argv)
         {"check-config", required_argument, NULL, 'C'},
         {"allow-root", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0}};
-    const char *config = NULL, *root = NULL, *range = NULL;
-    enum tg_write_mode write = TG_WRITE_OFF;
-    char *listen[16];
-    size_t nlisten = 0;
-    int verbose = 0, allow_root = 0, c, rc;
-    struct tg_config *cfg = NULL;
-    struct tg_server srv;
-    char err[512];
-    uv_loop_t loop;
+    int c, rc;
 
-    /* Windows and large staging come from mmap and go back to the system
-     * when a transfer ends. glibc would otherwise raise this threshold
-     * after the first such free and carve later windows from the heap,
-     * which a flood of big-window requests fragments for good. */
-    (void)mallopt(M_MMAP_THRESHOLD, 64 * 1024);
-    while ((c = getopt_long(argc, argv, "c:r:w:l:p:vhV", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config = optarg;
-            break;
-        case 'r':
-            root = optarg;
-            break;
-        case 'w':
-            if (!strcmp(optarg, "create"))
-                write = TG_WRITE_CREATE;
-            else if (!strcmp(optarg, "overwrite"))
-                write = TG_WRITE_OVERWRITE;
-            else {
-                fprintf(stderr, "tftpgw: --write takes create or overwrite\n");
-                return 2;
-            }
-            break;
-        case 'l':
-            if (nlisten == TG_ARRAY_LEN(listen)) {
-                fprintf(stderr, "tftpgw: too many --listen\n");
-                return 2;
-            }
-            listen[nlisten++] = optarg;
-            break;
-        case 'p':
-            range = optarg;
-            break;
-        case 'v':
-            verbose++;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            printf("tftpgw %s\n", TG_VERSION);
-            return 0;
-        case 'C':
-            return check_config(optarg);
-        case 'R':
-            allow_root = 1;
-            break;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind != argc || (!config == !root)) {
+    while ((c = getopt_long(argc, argv, "c:r:w:l:p:vhV", longopts, NULL)) != -1)
+        if ((rc = take_option(c, o)) >= 0)
+            return rc;
+    if (optind != argc || (!o->config == !o->root)) {
         fprintf(stderr, "tftpgw: give exactly one of --config FILE or --root DIR\n");
         usage(stderr);
         return 2;
     }
-    if (write != TG_WRITE_OFF && !root) {
+    if (o->write != TG_WRITE_OFF && !o->root) {
         fprintf(stderr, "tftpgw: --write goes with --root; a config file sets write per route\n");
         return 2;
     }
-    if (config) {
-        if (tg_config_load(config, &cfg, err, sizeof(err)) != 0) {
+    return -1;
+}
+
+/* The configuration the command line names, with its overrides. NULL
+ * with *status set when there is none to run. */
+static struct tg_config *load_config(const struct cli *o, int *status)
+{
+    struct tg_config *cfg = NULL;
+    char err[512];
+
+    *status = 1;
+    if (o->config) {
+        if (tg_config_load(o->config, &cfg, err, sizeof(err)) != 0) {
             fprintf(stderr, "tftpgw: %s\n", err);
-            return 1;
+            return NULL;
         }
-    } else if (!(cfg = tg_config_embedded(root, write))) {
+    } else if (!(cfg = tg_config_embedded(o->root, o->write))) {
         fprintf(stderr, "tftpgw: out of memory\n");
-        return 1;
+        return NULL;
     }
-    if (nlisten && set_listen(cfg, listen, nlisten) != 0) {
+    if (o->nlisten && set_listen(cfg, (char **)o->listen, o->nlisten) != 0) {
         fprintf(stderr, "tftpgw: out of memory\n");
-        return 1;
+        return NULL;
     }
-    if (range) {
+    if (o->range) {
         unsigned lo, hi;
         char extra;
 
-        if (sscanf(range, "%u:%u%c", &lo, &hi, &extra) != 2 || lo == 0 || lo > hi || hi > 65535) {
+        if (sscanf(o->range, "%u:%u%c", &lo, &hi, &extra) != 2 || lo == 0 || lo > hi ||
+            hi > 65535) {
             fprintf(stderr, "tftpgw: --port-range takes LO:HI within 1..65535\n");
-            return 2;
+            *status = 2;
+            return NULL;
         }
         cfg->server.port_lo = lo;
         cfg->server.port_hi = hi;
     }
-    if (geteuid() == 0 && !cfg->server.user && !allow_root) {
+    if (geteuid() == 0 && !cfg->server.user && !o->allow_root) {
         fprintf(stderr, "tftpgw: refusing to run as root: set [server] user = NAME to drop "
                         "privileges after binding, or pass --allow-root\n");
         tg_config_free(cfg);
-        return 1;
+        return NULL;
     }
-    tg_log_init(verbose ? TG_LOG_DEBUG : cfg->server.log_level, cfg->server.log_format,
-                cfg->server.log_target);
-    raise_fd_limit(cfg->server.max_sessions);
-    /* A client that vanishes must not kill us through a failed send. */
-    signal(SIGPIPE, SIG_IGN);
+    return cfg;
+}
 
-    /* libuv's pool defaults to 4 threads, read by its first use: disk reads
-     * that miss the page cache during a storm of 100s of sessions queue
-     * behind each other there. An operator's own setting wins. */
-    setenv("UV_THREADPOOL_SIZE", "16", 0);
+/* Bind, open the backends, drop privileges, run the loop until drained. */
+static int run(struct tg_config *cfg, const struct cli *o)
+{
+    struct tg_server srv;
+    char err[512];
+    uv_loop_t loop;
+    int rc;
+
     uv_loop_init(&loop);
     rc = tg_server_init(&srv, &loop, cfg, err, sizeof(err));
-    srv.verbose = verbose > 0;
-    if (range) {
+    srv.verbose = o->verbose > 0;
+    if (o->range) {
         srv.cli_port_lo = cfg->server.port_lo;
         srv.cli_port_hi = cfg->server.port_hi;
     }
@@ -347,4 +364,31 @@ int main(int argc, char **argv)
            (unsigned long long)srv.stats.requests_refused);
     tg_config_free(srv.cfg); /* the one running at the end: reloads freed the rest */
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli o = {.write = TG_WRITE_OFF};
+    struct tg_config *cfg;
+    int rc;
+
+    /* Windows and large staging come from mmap and go back to the system
+     * when a transfer ends. glibc would otherwise raise this threshold
+     * after the first such free and carve later windows from the heap,
+     * which a flood of big-window requests fragments for good. */
+    (void)mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    if ((rc = parse_args(argc, argv, &o)) >= 0)
+        return rc;
+    if (!(cfg = load_config(&o, &rc)))
+        return rc;
+    tg_log_init(o.verbose ? TG_LOG_DEBUG : cfg->server.log_level, cfg->server.log_format,
+                cfg->server.log_target);
+    raise_fd_limit(cfg->server.max_sessions);
+    /* A client that vanishes must not kill us through a failed send. */
+    signal(SIGPIPE, SIG_IGN);
+    /* libuv's pool defaults to 4 threads, read by its first use: disk reads
+     * that miss the page cache during a storm of 100s of sessions queue
+     * behind each other there. An operator's own setting wins. */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
+    return run(cfg, &o);
 }
