@@ -9,9 +9,9 @@
  *
  * One file over 900 lines on purpose: the line reader, the three kinds of
  * section and the whole-file checks share one parse context, and every
- * message is built from it ("FILE:LINE: [section] key: ..."). Values are
- * parsed by gateway/keys.c ([server], and the backends' own keys) or by
- * the [route] setters here, which only make sense with this grammar. */
+ * message is built from it ("FILE:LINE: [section] key: ..."). Values go
+ * through key tables (gateway/keys.c): server_keys[] and route_keys[]
+ * here, each backend type's in its own file. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -463,8 +463,9 @@ static int replace_str(char **field, const char *v)
     return 0;
 }
 
-static int rset_match(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_match(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     char norm[TG_PATH_MAX];
     int rc;
 
@@ -486,29 +487,25 @@ static int rset_match(struct tg_route *r, const char *v, char *msg, size_t cap)
     return replace_str(&r->match, norm);
 }
 
-static int rset_backend(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_backend(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     if (!valid_name(v))
         return bad(msg, cap, "\"%s\" is not a backend name", v);
     return replace_str(&r->backend, v);
 }
 
-static int rset_key(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_key(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     int rc = check_key_template(v, msg, cap);
 
     return rc < 0 ? rc : replace_str(&r->key, v);
 }
 
-static int rset_read(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_write(void *obj, const char *v, char *msg, size_t cap)
 {
-    if (tg_config_parse_bool(v, &r->read) < 0)
-        return bad(msg, cap, "\"%s\": expected yes or no", v);
-    return 0;
-}
-
-static int rset_write(struct tg_route *r, const char *v, char *msg, size_t cap)
-{
+    struct tg_route *r = obj;
     static const char *const names[] = { "off", "create", "overwrite" };
 
     for (size_t i = 0; i < TG_ARRAY_LEN(names); i++) {
@@ -520,8 +517,9 @@ static int rset_write(struct tg_route *r, const char *v, char *msg, size_t cap)
     return bad(msg, cap, "\"%s\": expected off, create or overwrite", v);
 }
 
-static int rset_allow(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_allow(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     char tok[INET6_ADDRSTRLEN + 16];
     struct tg_cidr *list = NULL;
     size_t n = 0;
@@ -557,8 +555,9 @@ out:
     return rc;
 }
 
-static int rset_max_size(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_max_size(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     int rc = tg_config_parse_size(v, &r->max_size);
 
     if (rc == TG_ERANGE)
@@ -568,8 +567,9 @@ static int rset_max_size(struct tg_route *r, const char *v, char *msg, size_t ca
     return 0;
 }
 
-static int rset_refuse(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_refuse(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     static const struct { const char *name; unsigned bit; } opts[] = {
         { "blksize", TG_OPT_BLKSIZE }, { "timeout", TG_OPT_TIMEOUT },
         { "tsize", TG_OPT_TSIZE }, { "windowsize", TG_OPT_WINDOWSIZE },
@@ -598,18 +598,15 @@ static int rset_refuse(struct tg_route *r, const char *v, char *msg, size_t cap)
     return 0;
 }
 
-static const struct route_key {
-    const char *name;
-    int (*set)(struct tg_route *, const char *, char *, size_t);
-} route_keys[] = {
-    { "match", rset_match },
-    { "backend", rset_backend },
-    { "key", rset_key },
-    { "read", rset_read },
-    { "write", rset_write },
-    { "allow", rset_allow },
-    { "max_size", rset_max_size },
-    { "refuse", rset_refuse },
+static const struct tg_key route_keys[] = {
+    { .name = "match", .type = TG_KEY_FUNC, .set = rset_match },
+    { .name = "backend", .type = TG_KEY_FUNC, .set = rset_backend },
+    { .name = "key", .type = TG_KEY_FUNC, .set = rset_key },
+    { .name = "read", .type = TG_KEY_BOOL, TG_KEY_AT(struct tg_route, read) },
+    { .name = "write", .type = TG_KEY_FUNC, .set = rset_write },
+    { .name = "allow", .type = TG_KEY_FUNC, .set = rset_allow },
+    { .name = "max_size", .type = TG_KEY_FUNC, .set = rset_max_size },
+    { .name = "refuse", .type = TG_KEY_FUNC, .set = rset_refuse },
 };
 
 _Static_assert(TG_ARRAY_LEN(route_keys) <= SERVER_KEYS_MAX, "seen[] too small");
@@ -851,7 +848,7 @@ static int route_key(struct parse_ctx *c, const char *name, const char *v)
             return fail(c, TG_EINVAL, c->line, c->sect, name,
                         "duplicate key (first at line %d)", c->seen[i]);
         c->seen[i] = c->line;
-        rc = route_keys[i].set(r, v, msg, sizeof(msg));
+        rc = tg_key_set(r, &route_keys[i], v, msg, sizeof(msg));
         if (rc == TG_ENOMEM)
             return fail_oom(c);
         if (rc < 0)
