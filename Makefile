@@ -24,7 +24,7 @@ OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h) $(wildcard backends/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
-UNIT_TESTS := packet options netascii path window route config file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap
+UNIT_TESTS := packet options netascii path window route config keys file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap
 UT_packet := gateway/util gateway/packet
 UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
@@ -32,6 +32,7 @@ UT_path := gateway/util gateway/path
 UT_window := gateway/util gateway/packet gateway/window
 UT_route := gateway/util gateway/path gateway/route
 UT_config := gateway/util gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys
+UT_keys = $(UT_config)
 UT_uri := gateway/util gateway/uri
 UT_metrics := gateway/util gateway/log gateway/metrics
 UT_ratelimit := gateway/util gateway/ratelimit
