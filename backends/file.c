@@ -1,251 +1,49 @@
-/* backends/file.c - a local directory as a backend.
+/* backends/file.c - a local directory as a backend: the backend type, its
+ * read streams, and what every stream shares. Write streams:
+ * backends/file_write.c.
  *
  * Invariant 1 (the loop never blocks): every disk call runs on libuv's
  * thread pool. Opening, committing and cleaning up are uv_queue_work jobs;
  * block reads and writes are uv_fs_read/uv_fs_write at explicit 64-bit
- * offsets. Only create() blocks, at start-up. A job touches its own
- * stream's fields and the backend's read-only ones, never tg_malloc
- * (util.c counts allocations without a lock).
+ * offsets (or preadv2(RWF_NOWAIT) on the loop, which never waits). Only
+ * create() blocks, at start-up. A job touches its own stream's fields and
+ * the backend's read-only ones, never tg_malloc (util.c counts allocations
+ * without a lock).
  *
- * Invariant 5 (confinement): every name is resolved from a directory fd of
- * the root with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), so a
- * symlink inside the root may point anywhere inside it and nowhere else.
- * A kernel without openat2 (before 5.6) gets realpath() plus a prefix
- * check instead, which someone able to write inside the root could race;
- * it is the best such a kernel offers.
+ * Invariant 5 (confinement): every name is resolved beneath the root
+ * (tg_lfs_open_beneath, gateway/localfs.c), so a symlink inside the root
+ * may point anywhere inside it and nowhere else.
  *
- * Invariant 3 (nothing visible before COMMITTED): uploads go to an
- * anonymous O_TMPFILE, or a hidden ".NAME.tftpgw-XXXXXX" where that is
- * unsupported, and are linked or renamed into place by commit after
- * fsync. Missing directories are made by commit too, so an abort leaves
- * no empty directories behind.
- *
- * Lifetime: a stream counts its uv requests in flight. close() only marks
- * it; the last completion starts a clean-up job (close the fds, unlink a
- * named temp) whose completion frees it. So no callback can follow
- * close(), and close() is safe from inside the stream's own callback.
- * Callbacks only ever come from uv completions, never from inside an API
- * call, which is how the contract's "never synchronous" rule is kept.
+ * Lifetime (include/tftpgw/life.h): each uv request in flight holds the
+ * stream. close() only marks it; the last completion starts a clean-up
+ * job (close the fds, discard an unpublished upload) whose completion
+ * frees it. So no callback can follow close(), and close() is safe from
+ * inside the stream's own callback. Callbacks only ever come from uv
+ * completions, never from inside an API call, which is how the contract's
+ * "never synchronous" rule is kept.
  */
 #define _FILE_OFFSET_BITS 64
 
 #include <fcntl.h>
-#include <limits.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "tftpgw/backend.h"
-#include "tftpgw/common.h"
-#include "tftpgw/config.h"
+#include "file.h"
+#include "tftpgw/keys.h"
 #include "tftpgw/window.h"
 
-/* Staging per stream is two buffers of max(STAGE_MIN, blksize): one being
- * consumed or filled while the other is on its way to or from the disk.
- * Small, because a transfer may hold its window plus about 16 KiB (the
- * memory target); the thread pool keeps up with 8 KiB reads. */
-#define STAGE_MIN (16 * 1024)
-/* openat2 says EAGAIN when a rename raced the lookup; retrying is the
- * documented answer (openat2(2)). */
-#define OPENAT2_RETRIES 16
-#define TMPNAME_TRIES 64
-/* Room left in NAME_MAX for ".", ".tftpgw-" and six random characters. */
-#define TMPNAME_BASE_MAX (NAME_MAX - 16)
+static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len);
+static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs);
 
-/* Test hooks: pretend openat2 or O_TMPFILE are missing, so the fallbacks
- * run on a modern kernel. Set only while no job is in flight. */
-TG_STATIC bool tg_file_force_no_openat2;
-TG_STATIC bool tg_file_force_no_tmpfile;
-
-struct file_backend {
-    struct tg_backend base;
-    int rootfd;       /* O_DIRECTORY: also fsync()able */
-    char *rootreal;   /* for the pre-openat2 fallback */
-    bool public_only;
-    bool create_dirs;
-    bool fsync;
-    bool proc_fd;     /* /proc/self/fd works: an O_TMPFILE can be linked */
-    bool destroyed;
-    unsigned refs;    /* streams alive, including closed ones still draining */
+static const struct tg_stream_ops file_read_ops = {
+    .pull = file_pull,
+    .read_direct = file_read_direct,
+    .close = file_close,
 };
-
-enum stage_state { STAGE_EMPTY, STAGE_BUSY, STAGE_READY };
-
-struct file_stream;
-
-struct stage {
-    struct file_stream *fs;
-    uv_fs_t req;
-    uint8_t *data;
-    int64_t off;  /* file offset of data[0] */
-    size_t want;  /* read: bytes asked of the file */
-    size_t len;   /* read: bytes loaded; write: bytes staged */
-    size_t pos;   /* read: bytes consumed; write: bytes written */
-    enum stage_state state;
-};
-
-enum fstream_state {
-    FS_OPENING,
-    FS_OPEN,
-    FS_COMMITTING,
-    FS_COMMITTED,
-    FS_FAILED
-};
-
-struct file_stream {
-    struct tg_stream base;
-    struct file_backend *fb;
-    char *key;
-    bool writer;
-    enum fstream_state state;
-    bool closed;
-    bool waiting;     /* a pull/push said TG_EAGAIN: READABLE/WRITABLE is owed */
-    size_t want_len;  /* read: len of that pull */
-    unsigned pending; /* uv requests in flight */
-    int fail_rc;      /* what pull/push/commit return once FAILED */
-    uv_work_t work;   /* open, commit or clean-up; never two at once */
-    bool work_busy;
-    int werr;         /* errno left by the last job, 0 for success */
-    int fd;
-    size_t cap;
-    struct stage st[2];
-    int cur;          /* read: stage consumed next; write: stage filled next */
-    int fill;         /* read: stage loaded next */
-    int64_t off;      /* read: next offset to ask for; write: next staged byte */
-    /* read_direct: its own position, its request. */
-    int64_t dpos;
-    uv_fs_t dreq;
-    bool direct;
-    /* Write only. */
-    bool overwrite;
-    int64_t size_hint;
-    int dirfd;        /* the target's directory or its deepest existing ancestor */
-    size_t exist_len; /* key[0..exist_len) names dirfd; 0 is the root */
-    size_t base_off;  /* key + base_off is the file's own name */
-    bool anon;        /* O_TMPFILE: nothing to unlink on abort */
-    char tmpname[NAME_MAX + 1]; /* named temp inside dirfd, "" if none */
-};
-
-/* ---- helpers for the thread pool (no allocation, no loop state) ---- */
-
-/* p relative to root when p lies beneath it ("." for root itself), else
- * NULL. Both are absolute and fully resolved. */
-static const char *rel_beneath(const char *root, const char *p)
-{
-    size_t n = strlen(root);
-
-    if (n == 1 && root[0] == '/')
-        return p[0] != '/' ? NULL : p[1] ? p + 1 : ".";
-    if (strncmp(p, root, n) != 0 || (p[n] != '\0' && p[n] != '/'))
-        return NULL;
-    return p[n] ? p + n + 1 : ".";
-}
-
-static int resolve_full(const struct file_backend *fb, const char *rel, char *real)
-{
-    char path[PATH_MAX];
-
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", fb->rootreal, rel) >= sizeof(path))
-        return -ENAMETOOLONG;
-    return realpath(path, real) ? 0 : -errno;
-}
-
-/* Kernels before openat2: resolve everything, then check the prefix. The
- * final open refuses a symlink, so a swap after realpath() at least cannot
- * redirect the last component. */
-static int fallback_open(const struct file_backend *fb, const char *rel, int flags)
-{
-    char real[PATH_MAX];
-    int fd, rc;
-
-    rc = resolve_full(fb, rel, real);
-    if (rc < 0)
-        return rc;
-    if (!rel_beneath(fb->rootreal, real))
-        return -EXDEV;
-    fd = open(real, flags | O_CLOEXEC | O_NOFOLLOW);
-    return fd < 0 ? -errno : fd;
-}
-
-/* -errno, or -ENOSYS when the kernel lacks openat2 (or a test says so). */
-static int openat2_beneath(const struct file_backend *fb, const char *rel, int flags)
-{
-    struct open_how how;
-    long fd;
-
-    if (tg_file_force_no_openat2)
-        return -ENOSYS;
-    memset(&how, 0, sizeof(how));
-    how.flags = (uint64_t)(flags | O_CLOEXEC);
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-    for (int tries = 0;; tries++) {
-        fd = syscall(SYS_openat2, fb->rootfd, rel, &how, sizeof(how));
-        if (fd >= 0)
-            return (int)fd;
-        if (errno == EINTR || (errno == EAGAIN && tries < OPENAT2_RETRIES))
-            continue;
-        return -errno;
-    }
-}
-
-/* Open rel ("a/b", or "." for the root) without ever resolving outside the
- * root (invariant 5). Returns an fd or -errno. */
-static int beneath_open(const struct file_backend *fb, const char *rel, int flags)
-{
-    char real[PATH_MAX];
-    const char *inside;
-    int fd = openat2_beneath(fb, rel, flags);
-
-    if (fd == -ENOSYS)
-        return fallback_open(fb, rel, flags);
-    if (fd != -EXDEV)
-        return fd;
-    /* RESOLVE_BENEATH refuses every absolute symlink, even one into the
-     * root, and boot trees have those (pxelinux.cfg/default ->
-     * /srv/tftp/menus/x). realpath() proposes where it leads; when that
-     * lies beneath the root, a second openat2 of the resolved path is
-     * what guarantees confinement, however the tree changes meanwhile. */
-    if (resolve_full(fb, rel, real) < 0)
-        return -EXDEV;
-    inside = rel_beneath(fb->rootreal, real);
-    if (!inside)
-        return -EXDEV;
-    return openat2_beneath(fb, inside, flags);
-}
-
-/* ".NAME.tftpgw-XXXXXX": hidden, tied to its target for whoever finds a
- * leftover after a crash, and random so O_EXCL rarely needs a retry. */
-static void tmp_name(char *out, size_t cap, const char *base)
-{
-    static const char set[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    unsigned char r[6];
-    char sfx[sizeof(r) + 1];
-
-    if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
-        /* No entropy yet (early boot): O_EXCL keeps a guess safe. */
-        struct timespec ts;
-        uint64_t x;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
-            ((uint64_t)getpid() << 12) ^ (uint64_t)(uintptr_t)out;
-        for (size_t i = 0; i < sizeof(r); i++)
-            r[i] = (unsigned char)(x >> (8 * i));
-    }
-    for (size_t i = 0; i < sizeof(r); i++)
-        sfx[i] = set[r[i] % (sizeof(set) - 1)];
-    sfx[sizeof(r)] = '\0';
-    snprintf(out, cap, ".%.*s.tftpgw-%s", TMPNAME_BASE_MAX, base, sfx);
-}
 
 /* ---- read streams: the open job ---- */
 
@@ -267,7 +65,7 @@ static void read_open_work(uv_work_t *w)
     }
     /* Look before opening: opening a device can have side effects (a tape
      * rewinds, a modem hangs up), and an O_PATH open has none. */
-    fd = beneath_open(fb, fs->key, O_PATH);
+    fd = tg_lfs_open_beneath(&fb->root, fs->key, O_PATH);
     if (fd < 0) {
         fs->werr = -fd;
         return;
@@ -287,7 +85,7 @@ static void read_open_work(uv_work_t *w)
     }
     /* O_NONBLOCK: if a fifo was swapped in since the look, the open must
      * not wait for a writer; the fstat below then refuses it. */
-    fd = beneath_open(fb, fs->key, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    fd = tg_lfs_open_beneath(&fb->root, fs->key, O_RDONLY | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         fs->werr = -fd;
         return;
@@ -314,249 +112,14 @@ static void read_open_work(uv_work_t *w)
     s0->len = 0;
 }
 
-/* ---- write streams: the open and commit jobs ---- */
-
-/* Open the directory that will hold the file or, when create_dirs allows,
- * its deepest existing ancestor (commit makes the rest). Returns errno. */
-static int open_parent(struct file_stream *fs)
-{
-    const struct file_backend *fb = fs->fb;
-    size_t plen = fs->base_off ? fs->base_off - 1 : 0;
-    char rel[PATH_MAX];
-    int fd;
-
-    memcpy(rel, fs->key, plen);
-    rel[plen] = '\0';
-    fd = beneath_open(fb, plen ? rel : ".", O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fs->dirfd = fd;
-        fs->exist_len = plen;
-        return 0;
-    }
-    if (fd != -ENOENT || !fb->create_dirs)
-        return -fd;
-    fd = beneath_open(fb, ".", O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -fd;
-    fs->dirfd = fd;
-    fs->exist_len = 0;
-    for (size_t i = 1; i <= plen; i++) {
-        if (i < plen && rel[i] != '/')
-            continue;
-        rel[i] = '\0';
-        fd = beneath_open(fb, rel, O_RDONLY | O_DIRECTORY);
-        if (i < plen)
-            rel[i] = '/';
-        if (fd == -ENOENT)
-            break;
-        if (fd < 0)
-            return -fd;
-        close(fs->dirfd);
-        fs->dirfd = fd;
-        fs->exist_len = i;
-    }
-    return 0;
-}
-
-static int write_open(struct file_stream *fs)
-{
-    const struct file_backend *fb = fs->fb;
-    const char *base = fs->key + fs->base_off;
-    size_t plen = fs->base_off ? fs->base_off - 1 : 0;
-    struct stat sb;
-    int err, fd;
-
-    if (strlen(fs->key) >= PATH_MAX)
-        return ENAMETOOLONG;
-    /* The route normalises keys; this guards the backend on its own. */
-    if (base[0] == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
-        return EACCES;
-    err = open_parent(fs);
-    if (err)
-        return err;
-    if (fs->exist_len == plen) {
-        if (fstatat(fs->dirfd, base, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
-            /* A symlink counts as not regular: renaming over it would
-             * replace the link, not the file other names reach through it. */
-            if (!S_ISREG(sb.st_mode))
-                return EACCES;
-            if (!fs->overwrite)
-                return EEXIST;
-        } else if (errno != ENOENT) {
-            return errno;
-        }
-    }
-    /* A tsize that cannot fit gets ERROR 3 before the transfer starts
-     * (digest B3). Replacing a file needs the full new size too: the old
-     * one stays until the rename. */
-    if (fs->size_hint > 0) {
-        struct statvfs sv;
-
-        if (fstatvfs(fs->dirfd, &sv) == 0 && sv.f_frsize > 0 &&
-            (uint64_t)fs->size_hint / sv.f_frsize >= (uint64_t)sv.f_bavail)
-            return ENOSPC;
-    }
-    if (fb->proc_fd && !tg_file_force_no_tmpfile) {
-        fd = openat(fs->dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            fs->fd = fd;
-            fs->anon = true;
-            return 0;
-        }
-        /* Not every filesystem (or old kernel) has O_TMPFILE. */
-        if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-            return errno;
-    }
-    for (int tries = 0; tries < TMPNAME_TRIES; tries++) {
-        tmp_name(fs->tmpname, sizeof(fs->tmpname), base);
-        fd = openat(fs->dirfd, fs->tmpname,
-                    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd >= 0) {
-            fs->fd = fd;
-            return 0;
-        }
-        if (errno != EEXIST) {
-            err = errno;
-            fs->tmpname[0] = '\0';
-            return err;
-        }
-    }
-    fs->tmpname[0] = '\0';
-    return EBUSY; /* not EEXIST: that would say ERROR 6 about the target */
-}
-
-static void write_open_work(uv_work_t *w)
-{
-    struct file_stream *fs = tg_container_of(w, struct file_stream, work);
-
-    fs->werr = write_open(fs);
-}
-
-/* Make the directories open_parent found missing, one level at a time,
- * each reopened beneath the root so a swap for a symlink cannot lead out.
- * *dfd ends as the target's directory. Returns errno. */
-static int make_dirs(struct file_stream *fs, int *dfd)
-{
-    const struct file_backend *fb = fs->fb;
-    size_t plen = fs->base_off ? fs->base_off - 1 : 0;
-    size_t i = fs->exist_len;
-    char rel[PATH_MAX];
-    char seg[NAME_MAX + 1];
-
-    memcpy(rel, fs->key, plen);
-    rel[plen] = '\0';
-    while (i < plen) {
-        size_t start = i == 0 ? 0 : i + 1;
-        size_t end = start;
-        int fd;
-
-        while (end < plen && rel[end] != '/')
-            end++;
-        if (end - start > NAME_MAX)
-            return ENAMETOOLONG;
-        memcpy(seg, rel + start, end - start);
-        seg[end - start] = '\0';
-        if (mkdirat(*dfd, seg, 0755) == 0) {
-            /* The new entry must survive a crash with the file in it. */
-            if (fb->fsync && fsync(*dfd) < 0)
-                return errno;
-        } else if (errno != EEXIST) {
-            return errno;
-        }
-        rel[end] = '\0';
-        fd = beneath_open(fb, rel, O_RDONLY | O_DIRECTORY);
-        if (end < plen)
-            rel[end] = '/';
-        if (fd < 0)
-            return -fd;
-        if (*dfd != fs->dirfd)
-            close(*dfd);
-        *dfd = fd;
-        i = end;
-    }
-    return 0;
-}
-
-/* Give the finished temp its name in dfd. Create mode never replaces,
- * even a file that appeared since open: linkat and RENAME_NOREPLACE fail
- * with EEXIST, which is ERROR 6. Returns errno. */
-static int publish(struct file_stream *fs, int dfd, const char *base)
-{
-    char proc[64], link[NAME_MAX + 1];
-    int err;
-
-    if (fs->anon) {
-        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fs->fd);
-        if (!fs->overwrite)
-            return linkat(AT_FDCWD, proc, dfd, base, AT_SYMLINK_FOLLOW) < 0 ? errno : 0;
-        /* linkat cannot replace, so link under a temp name and rename. */
-        for (int tries = 0;; tries++) {
-            tmp_name(link, sizeof(link), base);
-            if (linkat(AT_FDCWD, proc, dfd, link, AT_SYMLINK_FOLLOW) == 0)
-                break;
-            if (errno != EEXIST)
-                return errno;
-            if (tries == TMPNAME_TRIES)
-                return EBUSY;
-        }
-        if (renameat(dfd, link, dfd, base) < 0) {
-            err = errno;
-            unlinkat(dfd, link, 0);
-            return err;
-        }
-        return 0;
-    }
-    if (!fs->overwrite) {
-        if (renameat2(fs->dirfd, fs->tmpname, dfd, base, RENAME_NOREPLACE) < 0) {
-            if (errno != EINVAL && errno != ENOSYS)
-                return errno;
-            /* No RENAME_NOREPLACE here; a hard link is as atomic about it. */
-            if (linkat(fs->dirfd, fs->tmpname, dfd, base, 0) < 0)
-                return errno;
-            /* The name is published; a stray temp would only be litter. */
-            unlinkat(fs->dirfd, fs->tmpname, 0);
-        }
-    } else if (renameat(fs->dirfd, fs->tmpname, dfd, base) < 0) {
-        return errno;
-    }
-    fs->tmpname[0] = '\0';
-    return 0;
-}
-
-static void commit_work(uv_work_t *w)
-{
-    struct file_stream *fs = tg_container_of(w, struct file_stream, work);
-    const struct file_backend *fb = fs->fb;
-    int dfd = fs->dirfd;
-    int err = 0;
-
-    /* Data first, then the name, then the directory: after a crash the
-     * name either is absent or points at complete contents. */
-    if (fb->fsync && fsync(fs->fd) < 0)
-        err = errno;
-    if (!err)
-        err = make_dirs(fs, &dfd);
-    if (!err)
-        err = publish(fs, dfd, fs->key + fs->base_off);
-    /* Reported even though the name is now visible: success promises
-     * durability, and a false success is worse than a retry. */
-    if (!err && fb->fsync && fsync(dfd) < 0)
-        err = errno;
-    if (dfd != fs->dirfd)
-        close(dfd);
-    fs->werr = err;
-}
-
 static void cleanup_work(uv_work_t *w)
 {
     struct file_stream *fs = tg_container_of(w, struct file_stream, work);
 
     if (fs->fd >= 0)
         close(fs->fd);
-    /* A named temp still here means no commit: abort (invariant 3). An
-     * O_TMPFILE needs nothing: closing it frees it. */
-    if (fs->tmpname[0] && fs->dirfd >= 0)
-        unlinkat(fs->dirfd, fs->tmpname, 0);
+    /* An upload that was not published is an abort (invariant 3). */
+    tg_lfs_tmp_discard(&fs->tmp);
     if (fs->dirfd >= 0)
         close(fs->dirfd);
 }
@@ -565,15 +128,13 @@ static void cleanup_work(uv_work_t *w)
 
 static void backend_free(struct file_backend *fb)
 {
-    /* A directory fd has nothing to flush: closing it cannot block. */
-    if (fb->rootfd >= 0)
-        close(fb->rootfd);
-    tg_free(fb->rootreal);
+    tg_lfs_root_close(&fb->root);
+    tg_free(fb->root_dir);
     tg_free(fb->base.name);
     tg_free(fb);
 }
 
-static void stream_free(struct file_stream *fs)
+void file_stream_free(struct file_stream *fs)
 {
     struct file_backend *fb = fs->fb;
 
@@ -581,14 +142,13 @@ static void stream_free(struct file_stream *fs)
     tg_free(fs->st[1].data);
     tg_free(fs->key);
     tg_free(fs);
-    if (--fb->refs == 0 && fb->destroyed)
-        backend_free(fb);
+    tg_life_release(&fb->life);
 }
 
 static void cleanup_after(uv_work_t *w, int status)
 {
     (void)status; /* never cancelled: close() cancels before queueing it */
-    stream_free(tg_container_of(w, struct file_stream, work));
+    file_stream_free(tg_container_of(w, struct file_stream, work));
 }
 
 static void start_cleanup(struct file_stream *fs)
@@ -597,31 +157,26 @@ static void start_cleanup(struct file_stream *fs)
         /* Only invalid arguments make uv_queue_work fail; should it ever,
          * blocking once beats leaking fds. */
         cleanup_work(&fs->work);
-        stream_free(fs);
+        file_stream_free(fs);
     }
 }
 
 /* Every completion starts here. True when the owner has closed the stream
  * and the caller must stop; the last one out starts the clean-up. */
-static bool req_done(struct file_stream *fs)
+bool file_req_done(struct file_stream *fs)
 {
-    fs->pending--;
-    if (!fs->closed)
-        return false;
-    if (fs->pending == 0)
-        start_cleanup(fs);
-    return true;
+    return tg_life_release(&fs->life);
 }
 
-static void notify(struct file_stream *fs, enum tg_stream_ev ev)
+void file_notify(struct file_stream *fs, enum tg_stream_ev ev)
 {
-    if (!fs->closed && fs->base.cb)
+    if (!fs->life.closed && fs->base.cb)
         fs->base.cb(&fs->base, ev, fs->base.arg);
 }
 
 /* Record a failure; the caller decides whether FAILED is sent (not from
  * inside an API call) or the code returned. */
-static int fail_msg(struct file_stream *fs, uint16_t code, int rc, const char *msg)
+int file_fail_msg(struct file_stream *fs, uint16_t code, int rc, const char *msg)
 {
     fs->state = FS_FAILED;
     fs->waiting = false;
@@ -630,63 +185,75 @@ static int fail_msg(struct file_stream *fs, uint16_t code, int rc, const char *m
     return rc;
 }
 
-static int fail(struct file_stream *fs, int err)
+int file_fail(struct file_stream *fs, int err)
 {
     switch (err) {
     case ENOENT:
     case ENOTDIR:
-        return fail_msg(fs, TG_TFTP_ENOTFOUND, -err, "file not found");
+        return file_fail_msg(fs, TG_TFTP_ENOTFOUND, -err, "file not found");
     case EACCES:
     case EPERM:
     case EXDEV: /* openat2: the path leads out of the root */
     case ELOOP: /* a magic link, a symlink as last component, or a loop */
-        return fail_msg(fs, TG_TFTP_EACCESS, -err, "access violation");
+        return file_fail_msg(fs, TG_TFTP_EACCESS, -err, "access violation");
     case ENAMETOOLONG: /* a segment over NAME_MAX: as the path layer says */
-        return fail_msg(fs, TG_TFTP_EACCESS, -err, "file name too long");
+        return file_fail_msg(fs, TG_TFTP_EACCESS, -err, "file name too long");
     case ENOSPC:
     case EDQUOT:
-        return fail_msg(fs, TG_TFTP_ENOSPACE, -err, "disk full");
+        return file_fail_msg(fs, TG_TFTP_ENOSPACE, -err, "disk full");
     case EEXIST:
-        return fail_msg(fs, TG_TFTP_EEXISTS, -err, "file already exists");
+        return file_fail_msg(fs, TG_TFTP_EEXISTS, -err, "file already exists");
     default:
-        return fail_msg(fs, TG_TFTP_EUNDEF, -err, strerror(err));
+        return file_fail_msg(fs, TG_TFTP_EUNDEF, -err, strerror(err));
     }
 }
 
-static int start_job(struct file_stream *fs, uv_work_cb work, uv_after_work_cb after)
+int file_start_job(struct file_stream *fs, uv_work_cb work, uv_after_work_cb after)
 {
     int rc = uv_queue_work(fs->fb->base.loop, &fs->work, work, after);
 
     if (rc < 0)
         return rc;
     fs->work_busy = true;
-    fs->pending++;
+    tg_life_hold(&fs->life);
     return 0;
 }
 
-static struct file_stream *stream_new(struct file_backend *fb,
+static void stream_fin(struct tg_life *l)
+{
+    start_cleanup(tg_container_of(l, struct file_stream, life));
+}
+
+static void backend_fin(struct tg_life *l)
+{
+    backend_free(tg_container_of(l, struct file_backend, life));
+}
+
+struct file_stream *file_stream_new(struct file_backend *fb,
                                       const struct tg_open_args *a,
-                                      tg_stream_cb *cb, void *arg, bool writer)
+                                      tg_stream_cb *cb, void *arg, const struct tg_stream_ops *ops)
 {
     struct file_stream *fs = tg_calloc(1, sizeof(*fs));
 
     if (!fs)
         return NULL;
     fs->fb = fb;
-    fb->refs++;
+    tg_life_init(&fs->life, stream_fin);
+    tg_life_hold(&fb->life);
     fs->base.backend = &fb->base;
     fs->base.cb = cb;
     fs->base.arg = arg;
     fs->base.size = -1;
-    fs->writer = writer;
+    fs->base.ops = ops;
     fs->state = FS_OPENING;
     fs->fd = -1;
     fs->dirfd = -1;
+    fs->tmp.fd = -1;
     fs->cap = a->blksize > STAGE_MIN ? a->blksize : STAGE_MIN;
     fs->key = tg_strdup(a->key);
     fs->st[0].fs = fs->st[1].fs = fs;
     if (!fs->key) {
-        stream_free(fs);
+        file_stream_free(fs);
         return NULL;
     }
     return fs;
@@ -698,25 +265,25 @@ static void read_open_after(uv_work_t *w, int status)
     struct stage *s0 = &fs->st[0];
 
     fs->work_busy = false;
-    if (req_done(fs))
+    if (file_req_done(fs))
         return;
     if (status < 0 && !fs->werr)
         fs->werr = -status;
     if (fs->werr) {
-        fail(fs, fs->werr);
-        notify(fs, TG_STREAM_FAILED);
+        file_fail(fs, fs->werr);
+        file_notify(fs, TG_STREAM_FAILED);
         return;
     }
     if (s0->len < s0->want) {
-        fail_msg(fs, TG_TFTP_EUNDEF, TG_EIO, "file shrank while being read");
-        notify(fs, TG_STREAM_FAILED);
+        file_fail_msg(fs, TG_TFTP_EUNDEF, TG_EIO, "file shrank while being read");
+        file_notify(fs, TG_STREAM_FAILED);
         return;
     }
     s0->state = s0->want ? STAGE_READY : STAGE_EMPTY;
     fs->fill = s0->want ? 1 : 0;
     fs->off = (int64_t)s0->len;
     fs->state = FS_OPEN;
-    notify(fs, TG_STREAM_OPENED);
+    file_notify(fs, TG_STREAM_OPENED);
 }
 
 /* Process-wide: whether the kernel takes RWF_NOWAIT for these files. */
@@ -758,17 +325,17 @@ static void direct_after(uv_fs_t *req)
     ssize_t n = req->result;
 
     uv_fs_req_cleanup(req);
-    if (req_done(fs))
+    if (file_req_done(fs))
         return;
     if (n < 0) {
-        fail(fs, (int)-n);
+        file_fail(fs, (int)-n);
         fs->base.direct_result = fs->fail_rc;
-        notify(fs, TG_STREAM_DIRECT);
+        file_notify(fs, TG_STREAM_DIRECT);
         return;
     }
     fs->dpos += n;
     fs->base.direct_result = n;
-    notify(fs, TG_STREAM_DIRECT);
+    file_notify(fs, TG_STREAM_DIRECT);
 }
 
 static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs)
@@ -781,7 +348,7 @@ static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned 
 
     if (fs->state == FS_FAILED)
         return fs->fail_rc;
-    if (fs->writer || fs->state != FS_OPEN || fs->closed || nbufs > TG_WINDOW_DIRECT_MAX)
+    if (fs->state != FS_OPEN || fs->life.closed || nbufs > TG_WINDOW_DIRECT_MAX)
         return TG_EINVAL;
     if (!fs->direct) {
         /* The staging filled at open is not needed: give it back. */
@@ -824,10 +391,10 @@ static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned 
         }
     }
     fs->dreq.data = fs;
-    rc = uv_fs_read(fs->base.backend->loop, &fs->dreq, fs->fd, b, n, fs->dpos, direct_after);
+    rc = uv_fs_read(fs->fb->base.loop, &fs->dreq, fs->fd, b, n, fs->dpos, direct_after);
     if (rc < 0)
         return rc;
-    fs->pending++;
+    tg_life_hold(&fs->life);
     return 0;
 }
 
@@ -835,63 +402,14 @@ static int file_open_read(struct tg_backend *b, const struct tg_open_args *a,
                           tg_stream_cb *cb, void *arg, struct tg_stream **out)
 {
     struct file_backend *fb = tg_container_of(b, struct file_backend, base);
-    struct file_stream *fs = stream_new(fb, a, cb, arg, false);
+    struct file_stream *fs = file_stream_new(fb, a, cb, arg, &file_read_ops);
     int rc;
 
     if (!fs)
         return TG_ENOMEM;
-    rc = start_job(fs, read_open_work, read_open_after);
+    rc = file_start_job(fs, read_open_work, read_open_after);
     if (rc < 0) {
-        stream_free(fs);
-        return rc;
-    }
-    *out = &fs->base;
-    return 0;
-}
-
-/* A write-side job is over: report its failure, or move to `next` and
- * tell the session with `ev`. */
-static void write_job_after(uv_work_t *w, int status, enum fstream_state next,
-                            enum tg_stream_ev ev)
-{
-    struct file_stream *fs = tg_container_of(w, struct file_stream, work);
-
-    fs->work_busy = false;
-    if (req_done(fs))
-        return;
-    if (status < 0 && !fs->werr)
-        fs->werr = -status;
-    if (fs->werr) {
-        fail(fs, fs->werr);
-        notify(fs, TG_STREAM_FAILED);
-        return;
-    }
-    fs->state = next;
-    notify(fs, ev);
-}
-
-static void write_open_after(uv_work_t *w, int status)
-{
-    write_job_after(w, status, FS_OPEN, TG_STREAM_OPENED);
-}
-
-static int file_open_write(struct tg_backend *b, const struct tg_open_args *a,
-                           tg_stream_cb *cb, void *arg, struct tg_stream **out)
-{
-    struct file_backend *fb = tg_container_of(b, struct file_backend, base);
-    struct file_stream *fs = stream_new(fb, a, cb, arg, true);
-    const char *slash;
-    int rc;
-
-    if (!fs)
-        return TG_ENOMEM;
-    fs->overwrite = a->overwrite;
-    fs->size_hint = a->size_hint;
-    slash = strrchr(fs->key, '/');
-    fs->base_off = slash ? (size_t)(slash - fs->key) + 1 : 0;
-    rc = start_job(fs, write_open_work, write_open_after);
-    if (rc < 0) {
-        stream_free(fs);
+        file_stream_free(fs);
         return rc;
     }
     *out = &fs->base;
@@ -927,11 +445,11 @@ static bool pull_ready(const struct file_stream *fs, size_t len)
 }
 
 /* Both stages, allocated on first use (see read_open_work). */
-static int stages_alloc(struct file_stream *fs)
+int file_stages_alloc(struct file_stream *fs)
 {
     for (int i = 0; i < 2; i++)
         if (!fs->st[i].data && !(fs->st[i].data = tg_malloc(fs->cap)))
-            return fail_msg(fs, TG_TFTP_EUNDEF, TG_ENOMEM, "out of memory");
+            return file_fail_msg(fs, TG_TFTP_EUNDEF, TG_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -942,8 +460,8 @@ static int read_more(struct file_stream *fs, struct stage *st)
                         st->off + (int64_t)st->len, on_read);
 
     if (rc < 0)
-        return fail(fs, -rc);
-    fs->pending++;
+        return file_fail(fs, -rc);
+    tg_life_hold(&fs->life);
     return 0;
 }
 
@@ -951,7 +469,7 @@ static int read_more(struct file_stream *fs, struct stage *st)
  * at open: the session announced that size as tsize, so it is all we send. */
 static int read_ahead(struct file_stream *fs)
 {
-    if (fs->off < fs->base.size && stages_alloc(fs) < 0)
+    if (fs->off < fs->base.size && file_stages_alloc(fs) < 0)
         return fs->fail_rc;
     while (fs->off < fs->base.size) {
         struct stage *st = &fs->st[fs->fill];
@@ -992,26 +510,26 @@ static void on_read(uv_fs_t *req)
     ssize_t n = req->result;
 
     uv_fs_req_cleanup(req);
-    if (req_done(fs) || fs->state == FS_FAILED)
+    if (file_req_done(fs) || fs->state == FS_FAILED)
         return;
     if (n <= 0) {
         if (n < 0)
-            fail(fs, (int)-n);
+            file_fail(fs, (int)-n);
         else
-            fail_msg(fs, TG_TFTP_EUNDEF, TG_EIO, "file shrank while being read");
-        notify(fs, TG_STREAM_FAILED);
+            file_fail_msg(fs, TG_TFTP_EUNDEF, TG_EIO, "file shrank while being read");
+        file_notify(fs, TG_STREAM_FAILED);
         return;
     }
     st->len += (size_t)n;
     if (st->len < st->want) {
         if (read_more(fs, st) < 0)
-            notify(fs, TG_STREAM_FAILED);
+            file_notify(fs, TG_STREAM_FAILED);
         return;
     }
     st->state = STAGE_READY;
     if (fs->waiting && pull_ready(fs, fs->want_len)) {
         fs->waiting = false;
-        notify(fs, TG_STREAM_READABLE);
+        file_notify(fs, TG_STREAM_READABLE);
     }
 }
 
@@ -1023,7 +541,7 @@ static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len)
 
     if (fs->state == FS_FAILED)
         return fs->fail_rc;
-    if (fs->writer || fs->state != FS_OPEN || fs->closed)
+    if (fs->state != FS_OPEN || fs->life.closed)
         return TG_EINVAL;
     if (!pull_ready(fs, len)) {
         rc = read_ahead(fs);
@@ -1059,168 +577,13 @@ static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len)
     return (ssize_t)got;
 }
 
-/* ---- writing ---- */
-
-static void on_write(uv_fs_t *req);
-
-static int write_more(struct file_stream *fs, struct stage *st)
-{
-    uv_buf_t buf = uv_buf_init((char *)st->data + st->pos, (unsigned)(st->len - st->pos));
-    int rc = uv_fs_write(fs->fb->base.loop, &st->req, fs->fd, &buf, 1,
-                         st->off + (int64_t)st->pos, on_write);
-
-    if (rc < 0)
-        return fail(fs, -rc);
-    fs->pending++;
-    return 0;
-}
-
-static int flush_stage(struct file_stream *fs, struct stage *st)
-{
-    st->off = fs->off;
-    st->pos = 0;
-    st->state = STAGE_BUSY;
-    fs->off += (int64_t)st->len;
-    return write_more(fs, st);
-}
-
-static bool writes_busy(const struct file_stream *fs)
-{
-    return fs->st[0].state == STAGE_BUSY || fs->st[1].state == STAGE_BUSY;
-}
-
-static void commit_after(uv_work_t *w, int status)
-{
-    write_job_after(w, status, FS_COMMITTED, TG_STREAM_COMMITTED);
-}
-
-static int start_commit(struct file_stream *fs)
-{
-    int rc = start_job(fs, commit_work, commit_after);
-
-    return rc < 0 ? fail(fs, -rc) : 0;
-}
-
-static void on_write(uv_fs_t *req)
-{
-    struct stage *st = tg_container_of(req, struct stage, req);
-    struct file_stream *fs = st->fs;
-    ssize_t n = req->result;
-
-    uv_fs_req_cleanup(req);
-    if (req_done(fs) || fs->state == FS_FAILED)
-        return;
-    if (n <= 0) {
-        /* A regular file never takes 0 bytes of a non-empty write. */
-        fail(fs, n < 0 ? (int)-n : EIO);
-        notify(fs, TG_STREAM_FAILED);
-        return;
-    }
-    st->pos += (size_t)n;
-    if (st->pos < st->len) {
-        if (write_more(fs, st) < 0)
-            notify(fs, TG_STREAM_FAILED);
-        return;
-    }
-    st->state = STAGE_EMPTY;
-    st->len = 0;
-    st->pos = 0;
-    if (fs->state == FS_COMMITTING) {
-        if (!writes_busy(fs) && start_commit(fs) < 0)
-            notify(fs, TG_STREAM_FAILED);
-        return;
-    }
-    if (fs->waiting) {
-        fs->waiting = false;
-        notify(fs, TG_STREAM_WRITABLE);
-    }
-}
-
-static int file_push(struct tg_stream *s, const uint8_t *src, size_t len)
-{
-    struct file_stream *fs = tg_container_of(s, struct file_stream, base);
-    struct stage *a, *b;
-    size_t room;
-
-    if (fs->state == FS_FAILED)
-        return fs->fail_rc;
-    if (!fs->writer || fs->state != FS_OPEN || fs->closed)
-        return TG_EINVAL;
-    /* All-or-nothing with two stages only works for blocks that fit one;
-     * a stage is never smaller than blksize. */
-    if (len > fs->cap)
-        return fail_msg(fs, TG_TFTP_EUNDEF, TG_EINVAL, "block larger than staging");
-    if (stages_alloc(fs) < 0)
-        return fs->fail_rc;
-    /* Writes run concurrently, so the second may finish first. */
-    if (fs->st[fs->cur].state == STAGE_BUSY)
-        fs->cur ^= 1;
-    a = &fs->st[fs->cur];
-    b = &fs->st[fs->cur ^ 1];
-    room = a->state == STAGE_BUSY ? 0 : fs->cap - a->len;
-    if (b->state != STAGE_BUSY)
-        room += fs->cap - b->len;
-    if (len > room) {
-        fs->waiting = true;
-        return TG_EAGAIN;
-    }
-    while (len > 0) {
-        struct stage *st = &fs->st[fs->cur];
-        size_t n = fs->cap - st->len;
-
-        if (n > len)
-            n = len;
-        memcpy(st->data + st->len, src, n);
-        st->len += n;
-        src += n;
-        len -= n;
-        if (st->len == fs->cap) {
-            int rc = flush_stage(fs, st);
-
-            if (rc < 0)
-                return rc;
-            fs->cur ^= 1;
-        }
-    }
-    return 0;
-}
-
-static int file_commit(struct tg_stream *s)
+void file_close(struct tg_stream *s)
 {
     struct file_stream *fs = tg_container_of(s, struct file_stream, base);
 
-    if (fs->state == FS_FAILED)
-        return fs->fail_rc;
-    if (!fs->writer || fs->state != FS_OPEN || fs->closed)
-        return TG_EINVAL;
-    fs->state = FS_COMMITTING;
-    fs->waiting = false;
-    for (int i = 0; i < 2; i++) {
-        struct stage *st = &fs->st[i];
-
-        if (st->state != STAGE_BUSY && st->len > 0) {
-            int rc = flush_stage(fs, st);
-
-            if (rc < 0)
-                return rc;
-        }
-    }
-    /* With writes in flight the last on_write starts the job. */
-    return writes_busy(fs) ? 0 : start_commit(fs);
-}
-
-static void file_close(struct tg_stream *s)
-{
-    struct file_stream *fs = tg_container_of(s, struct file_stream, base);
-
-    if (fs->closed)
+    if (fs->life.closed)
         return;
-    fs->closed = true;
     fs->base.cb = NULL;
-    if (fs->pending == 0) {
-        start_cleanup(fs);
-        return;
-    }
     /* What has not started need not run; what has finishes and is reaped
      * by req_done. uv_cancel fails harmlessly for those. */
     if (fs->work_busy)
@@ -1228,86 +591,60 @@ static void file_close(struct tg_stream *s)
     for (int i = 0; i < 2; i++)
         if (fs->st[i].state == STAGE_BUSY)
             uv_cancel((uv_req_t *)&fs->st[i].req);
+    tg_life_close(&fs->life); /* the last request out starts the clean-up */
 }
 
 /* ---- the backend ---- */
 
-static int get_bool(const struct tg_backend_cfg *cfg, const char *key, bool *val,
-                    char *err, size_t errlen)
-{
-    const struct tg_kv *kv = tg_config_kv(cfg, key);
+#define ROOT_MISSING "missing (a file backend needs a directory)"
+#define FB(f) TG_KEY_AT(struct file_backend, f)
 
-    if (kv && tg_config_parse_bool(kv->value, val) < 0) {
-        snprintf(err, errlen, "line %d: %s: expected yes or no, got '%s'",
-                 kv->line, key, kv->value);
-        return TG_EINVAL;
-    }
-    return 0;
-}
+static const struct tg_key file_keys[] = {
+    {.name = "root", .type = TG_KEY_STRING, FB(root_dir), .flags = TG_KEY_REQUIRED,
+     .bad = ROOT_MISSING, .missing = ROOT_MISSING},
+    {.name = "public_only", .type = TG_KEY_BOOL, FB(public_only), .def = "no",
+     .flags = TG_KEY_GOT, .bad = "expected yes or no"},
+    {.name = "create_dirs", .type = TG_KEY_BOOL, FB(create_dirs), .def = "yes",
+     .flags = TG_KEY_GOT, .bad = "expected yes or no"},
+    {.name = "fsync", .type = TG_KEY_BOOL, FB(fsync), .def = "yes", .flags = TG_KEY_GOT,
+     .bad = "expected yes or no"},
+};
 
 static int file_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                        struct tg_backend **out, char *err, size_t errlen)
 {
-    static const char *const keys[] = { "root", "public_only", "create_dirs", "fsync" };
-    const struct tg_kv *root = tg_config_kv(cfg, "root");
-    struct file_backend *fb;
-    char real[PATH_MAX], proc[64];
-    bool public_only = false, create_dirs = true, do_fsync = true;
-    int fd, rc;
+    struct tg_key_table tab = {file_keys, TG_ARRAY_LEN(file_keys), NULL};
+    struct file_backend *fb = tg_calloc(1, sizeof(*fb));
+    int rc;
 
-    for (size_t i = 0; i < cfg->nkv; i++) {
-        size_t k = 0;
-
-        while (k < TG_ARRAY_LEN(keys) && strcmp(cfg->kv[i].key, keys[k]) != 0)
-            k++;
-        if (k == TG_ARRAY_LEN(keys)) {
-            snprintf(err, errlen, "line %d: %s: unknown key for a file backend",
-                     cfg->kv[i].line, cfg->kv[i].key);
-            return TG_EINVAL;
-        }
+    if (!fb || !(fb->base.name = tg_strdup(cfg->name ? cfg->name : "file"))) {
+        snprintf(err, errlen, "line %d: out of memory", cfg->line);
+        tg_free(fb);
+        return TG_ENOMEM;
     }
-    if ((rc = get_bool(cfg, "public_only", &public_only, err, errlen)) < 0 ||
-        (rc = get_bool(cfg, "create_dirs", &create_dirs, err, errlen)) < 0 ||
-        (rc = get_bool(cfg, "fsync", &do_fsync, err, errlen)) < 0)
+    tg_life_init(&fb->life, backend_fin);
+    fb->root.fd = -1;
+    tab.obj = fb;
+    rc = tg_key_parse_backend(&tab, 1, cfg, "a file backend", err, errlen);
+    if (rc < 0) {
+        backend_free(fb);
         return rc;
-    if (!root || root->value[0] == '\0') {
-        snprintf(err, errlen, "line %d: root: missing (a file backend needs a directory)",
-                 root ? root->line : cfg->line);
-        return TG_EINVAL;
     }
     /* Start-up: the only place this backend may block. */
-    fd = open(root->value, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || !realpath(root->value, real)) {
-        rc = -errno;
-        snprintf(err, errlen, "line %d: root: %s: %s", root->line, root->value,
-                 strerror(-rc));
-        if (fd >= 0)
-            close(fd);
-        return rc;
-    }
-    fb = tg_calloc(1, sizeof(*fb));
-    if (fb) {
-        fb->rootfd = fd;
-        fb->rootreal = tg_strdup(real);
-        fb->base.name = tg_strdup(cfg->name ? cfg->name : "file");
-    }
-    if (!fb || !fb->rootreal || !fb->base.name) {
-        snprintf(err, errlen, "line %d: out of memory", cfg->line);
-        if (fb)
-            backend_free(fb);
+    rc = tg_lfs_root_open(&fb->root, fb->root_dir);
+    if (rc < 0) {
+        if (rc == TG_ENOMEM)
+            snprintf(err, errlen, "line %d: out of memory", cfg->line);
         else
-            close(fd);
-        return TG_ENOMEM;
+            snprintf(err, errlen, "line %d: root: %s: %s", tg_config_kv(cfg, "root")->line,
+                     fb->root_dir, strerror(-rc));
+        backend_free(fb);
+        return rc;
     }
     fb->base.ops = &tg_file_backend_ops;
     fb->base.loop = loop;
-    fb->public_only = public_only;
-    fb->create_dirs = create_dirs;
-    fb->fsync = do_fsync;
-    /* An O_TMPFILE can only be given a name through /proc (linkat with
-     * AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH); without /proc, named temps. */
-    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-    fb->proc_fd = access(proc, F_OK) == 0;
+    /* Without /proc an O_TMPFILE could never be given a name: named temps. */
+    fb->proc_fd = tg_lfs_can_link_anon(fb->root.fd);
     *out = &fb->base;
     return 0;
 }
@@ -1317,9 +654,7 @@ static void file_destroy(struct tg_backend *b)
     struct file_backend *fb = tg_container_of(b, struct file_backend, base);
 
     /* Closed streams may still be draining jobs that use rootfd. */
-    fb->destroyed = true;
-    if (fb->refs == 0)
-        backend_free(fb);
+    tg_life_close(&fb->life);
 }
 
 const struct tg_backend_ops tg_file_backend_ops = {
@@ -1328,9 +663,5 @@ const struct tg_backend_ops tg_file_backend_ops = {
     .destroy = file_destroy,
     .open_read = file_open_read,
     .open_write = file_open_write,
-    .pull = file_pull,
-    .push = file_push,
-    .commit = file_commit,
-    .close = file_close,
-    .read_direct = file_read_direct,
+    .read_direct = tg_stream_read_direct,
 };

@@ -1,12 +1,16 @@
 /* backends/http_engine.h - the streaming request machinery that the http and
- * s3 backends share (owner: backends/http.c). A backend supplies a profile:
- * the headers and options of each request (authentication lives there) and
- * how an error response becomes a TFTP error. */
+ * s3 backends share (owners: backends/http_engine.c, the streams;
+ * backends/http_transport.c, transport options, redirect policy, keys). A
+ * backend supplies a profile: the headers and options of each request
+ * (authentication lives there) and how an error response becomes a TFTP
+ * error. */
 #ifndef TFTPGW_HTTP_ENGINE_H
 #define TFTPGW_HTTP_ENGINE_H
 
 #include "tftpgw/backend.h"
 #include "tftpgw/curl_uv.h"
+#include "tftpgw/keys.h"
+#include "tftpgw/life.h"
 
 /* Which redirects a request follows (`redirects = ...`). */
 enum hx_redirects {
@@ -41,7 +45,7 @@ struct hx_profile {
     void (*map_error)(struct hx_stream *hs, long status, const char *body);
     bool if_none_match; /* create-mode PUTs carry If-None-Match: * */
     /* Send "Expect:" to skip 100-continue. Not under SigV4 on curl 7.88,
-     * which signs the empty removal header too (digest M24). */
+     * which signs the empty removal header too. */
     bool drop_expect;
 };
 
@@ -69,7 +73,8 @@ struct hx_stream {
     int hops;             /* redirects followed */
     bool foreign;         /* hop_url is another origin: no credentials */
     char *client_ip, *filename;
-    char *if_none_match, *if_modified_since; /* conditional GET (cache) */
+    struct tg_validators cond; /* a conditional GET (the cache), "" when none */
+    struct tg_http_meta meta;  /* what the answer said; base.http points here */
     bool write, create;
     enum hx_state state;
     uint8_t *ring;
@@ -77,8 +82,7 @@ struct hx_stream {
     bool paused;          /* curl is paused by our callback */
     bool want;            /* the owner got TG_EAGAIN and waits for an event */
     unsigned pending;     /* events owed, delivered outside curl */
-    int dispatching;
-    bool closed;
+    struct tg_life life;  /* held while events are delivered */
     long status;
     bool done_early;      /* PUT answered before commit() (Content-Length 0) */
     bool chunked;         /* the response is Transfer-Encoding: chunked */
@@ -95,6 +99,8 @@ struct hx_stream {
 int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_profile *prof,
             void *owner, const char *url, const struct tg_open_args *a, bool write,
             tg_stream_cb *cb, void *arg, struct tg_stream **out);
+/* The engine's streams: GETs read, PUTs write (base.ops is one of these). */
+extern const struct tg_stream_ops hx_read_ops, hx_write_ops;
 ssize_t hx_pull(struct tg_stream *s, uint8_t *dst, size_t len);
 int hx_push(struct tg_stream *s, const uint8_t *src, size_t len);
 int hx_commit(struct tg_stream *s);
@@ -111,6 +117,8 @@ void hx_fail_log(struct hx_stream *hs, uint16_t code, const char *wire, const ch
  * detail (may be NULL) is logged with the status. */
 void hx_fail_status(struct hx_stream *hs, long status, const char *detail);
 int hx_add_header(struct curl_slist **l, const char *name, const char *value);
+/* A URL for a log line: user:password is a secret and is left out. */
+void hx_url_for_log(const char *url, char *out, size_t cap);
 /* One log line about a failed upstream request: backend, method, URL
  * (userinfo removed), detail; client and file when known. */
 void hx_log_failure(const char *backend, const char *method, const char *url,
@@ -131,13 +139,16 @@ int hx_redirect_check(const struct hx_conf *c, const char *origin, const char *t
 /* Same scheme, host (case-insensitive) and port (defaults applied). */
 bool hx_same_origin(const char *a, const char *b);
 
-/* Config keys shared by both types (ca_file, insecure, client_cert,
+/* The config keys both types share (ca_file, insecure, client_cert,
  * client_key, connect_timeout, stall_timeout, max_redirects, redirects,
- * max_connections). Returns 1
- * when the key was taken, 0 when it is not a transport key, < 0 with why
- * filled on a bad value. */
+ * max_connections): a table for tg_key_parse_backend over a struct hx_conf. */
+extern const struct tg_key hx_conf_keys[];
+extern const size_t hx_conf_nkeys;
+/* One of them: 1 when the key was taken, 0 when it is not a transport
+ * key, < 0 with why filled on a bad value. */
 int hx_conf_key(struct hx_conf *c, const char *key, const char *value, char *why,
                 size_t whylen);
+/* Zeroed, with every default. */
 void hx_conf_init(struct hx_conf *c);
 /* After the keys: the loop's curl handle and this backend's connection
  * cap. Returns 0, or TG_ENOMEM. */

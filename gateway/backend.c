@@ -1,18 +1,11 @@
 /* gateway/backend.c - from a [backend NAME] section to a live backend. */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "tftpgw/backend.h"
 
-/* Types with an implementation; config.c may accept names not here yet,
- * and those fail at create time with the message below. */
-static const struct tg_backend_ops *const backend_types[] = {
-    &tg_file_backend_ops,
-    &tg_http_backend_ops,
-    &tg_s3_backend_ops,
-    &tg_cache_backend_ops,
-};
+#define TYPE_OPS(t) &tg_##t##_backend_ops,
+static const struct tg_backend_ops *const backend_types[] = { TG_BACKEND_TYPES(TYPE_OPS) };
 
 bool tg_backend_check_only;
 
@@ -27,25 +20,6 @@ int tg_backend_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
     /* The type key is not kept with a line of its own: name the section's. */
     snprintf(err, errlen, "line %d: type: unknown backend type '%s'", cfg->line, type);
     return TG_EINVAL;
-}
-
-static void on_closed_fd(uv_fs_t *req)
-{
-    uv_fs_req_cleanup(req);
-    tg_free(req);
-}
-
-void tg_fs_close_async(uv_loop_t *loop, int fd)
-{
-    uv_fs_t *req;
-
-    if (fd < 0)
-        return;
-    req = tg_malloc(sizeof(*req));
-    if (!req || uv_fs_close(loop, req, fd, on_closed_fd) != 0) {
-        tg_free(req);
-        close(fd);
-    }
 }
 
 void tg_backend_destroy(struct tg_backend *b)

@@ -7,9 +7,11 @@
  * header (so an empty [route x] is still caught), and strips indentation so
  * an indented key is never taken for a continuation line.
  *
- * Longer than 900 lines on purpose: it is one table of [server] keys and
- * the validation of every section, which read the same parse state; cut
- * apart, each half would have to export that state. */
+ * One file over 900 lines on purpose: the line reader, the three kinds of
+ * section and the whole-file checks share one parse context, and every
+ * message is built from it ("FILE:LINE: [section] key: ..."). Values go
+ * through key tables (gateway/keys.c): server_keys[] and route_keys[]
+ * here, each backend type's in its own file. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@
 #include <ini.h>
 
 #include "tftpgw/config.h"
+#include "tftpgw/keys.h"
 #include "tftpgw/log.h"
 #include "tftpgw/options.h"
 #include "tftpgw/window.h"
@@ -261,8 +264,9 @@ static int check_listen(const char *tok, char *msg, size_t cap)
     return 0;
 }
 
-static int set_listen(struct tg_server_cfg *s, const char *v, char *msg, size_t cap)
+static int set_listen(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_server_cfg *s = obj;
     char tok[INET6_ADDRSTRLEN + 16];
     char **list = NULL;
     size_t n = 0;
@@ -311,9 +315,9 @@ out:
     return rc;
 }
 
-static int set_port_range(struct tg_server_cfg *s, const char *v, char *msg,
-                          size_t cap)
+static int set_port_range(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_server_cfg *s = obj;
     char lo[8], hi[8];
     const char *colon = strchr(v, ':');
     unsigned a, b;
@@ -332,137 +336,60 @@ static int set_port_range(struct tg_server_cfg *s, const char *v, char *msg,
     return 0;
 }
 
-enum key_type { K_UINT, K_SIZE, K_ENUM, K_STRING, K_BOOL, K_FUNC };
-
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const log_format_names[] = { "text", "json", NULL };
 static const char *const log_target_names[] = { "stderr", "syslog", NULL };
 
-/* enum fields are written through an int. */
-_Static_assert(sizeof(enum tg_log_format) == sizeof(int), "enum is int-sized");
+#define SRV(f) TG_KEY_AT(struct tg_server_cfg, f)
 
-/* One row per [server] key: parsing, bounds and defaults all come from here,
- * and etc/tftpgw.ini documents the same rows. */
-struct server_key {
-    const char *name;
-    enum key_type type;
-    size_t off;
-    uint64_t min, max;
-    const char *def;                    /* parsed like a value; NULL: zero */
-    const char *const *names;           /* K_ENUM: value = index */
-    int (*set)(struct tg_server_cfg *, const char *, char *, size_t); /* K_FUNC */
-};
-
-#define OFF(f) offsetof(struct tg_server_cfg, f)
-
-static const struct server_key server_keys[] = {
-    { "listen", K_FUNC, 0, 0, 0, "0.0.0.0:69 [::]:69", NULL, set_listen },
-    { "port_range", K_FUNC, 0, 0, 0, NULL, NULL, set_port_range },
-    { "max_sessions", K_UINT, OFF(max_sessions), 1, 100000, "1000", NULL, NULL },
-    { "max_sessions_per_client", K_UINT, OFF(max_sessions_per_client), 0, 100000, "0", NULL, NULL },
-    { "timeout", K_UINT, OFF(timeout_ms), 10, 255000, "1000", NULL, NULL },
-    { "retries", K_UINT, OFF(retries), 1, 50, "5", NULL, NULL },
-    { "max_blksize", K_UINT, OFF(max_blksize), TG_BLKSIZE_MIN, TG_BLKSIZE_MAX, "65464", NULL, NULL },
-    { "max_windowsize", K_UINT, OFF(max_windowsize), 1, TG_WINDOW_MAX, "64", NULL, NULL },
-    { "max_window_bytes", K_SIZE, OFF(max_window_bytes), 512, 256u << 20, "4M", NULL, NULL },
-    { "rollover", K_UINT, OFF(rollover), 0, 1, "0", NULL, NULL },
-    { "user", K_STRING, OFF(user), 0, 0, NULL, NULL, NULL },
-    { "log_level", K_ENUM, OFF(log_level), 0, 0, "info", log_level_names, NULL },
-    { "log_format", K_ENUM, OFF(log_format), 0, 0, "text", log_format_names, NULL },
-    { "log_target", K_ENUM, OFF(log_target), 0, 0, "stderr", log_target_names, NULL },
-    { "single_port", K_BOOL, OFF(single_port), 0, 0, "no", NULL, NULL },
-    { "single_port_window", K_SIZE, OFF(single_port_window), 512, 256u << 20, "64k", NULL, NULL },
-    { "single_port_writes", K_BOOL, OFF(single_port_writes), 0, 0, "no", NULL, NULL },
-    { "client_rate", K_SIZE, OFF(client_rate), 0, 4095ull << 20, "0", NULL, NULL },
-    { "metrics_listen", K_STRING, OFF(metrics_listen), 0, 0, NULL, NULL, NULL },
-    { "drain_timeout", K_UINT, OFF(drain_timeout_s), 0, 86400, "30", NULL, NULL },
-    { "rate_limit", K_UINT, OFF(rate_limit), 0, 1000000, "0", NULL, NULL },
-    { "rate_burst", K_UINT, OFF(rate_burst), 0, 1000000, "0", NULL, NULL },
-    { "chroot", K_STRING, OFF(chroot), 0, 0, NULL, NULL, NULL },
+/* One row per [server] key: parsing, bounds and defaults all come from here
+ * (gateway/keys.c), and etc/tftpgw.ini documents the same rows. */
+static const struct tg_key server_keys[] = {
+    { .name = "listen", .type = TG_KEY_FUNC, .def = "0.0.0.0:69 [::]:69", .set = set_listen },
+    { .name = "port_range", .type = TG_KEY_FUNC, .set = set_port_range },
+    { .name = "max_sessions", .type = TG_KEY_UINT, SRV(max_sessions), .min = 1, .max = 100000,
+      .def = "1000" },
+    { .name = "max_sessions_per_client", .type = TG_KEY_UINT, SRV(max_sessions_per_client),
+      .min = 0, .max = 100000, .def = "0" },
+    { .name = "timeout", .type = TG_KEY_UINT, SRV(timeout_ms), .min = 10, .max = 255000,
+      .def = "1000" },
+    { .name = "retries", .type = TG_KEY_UINT, SRV(retries), .min = 1, .max = 50, .def = "5" },
+    { .name = "max_blksize", .type = TG_KEY_UINT, SRV(max_blksize), .min = TG_BLKSIZE_MIN,
+      .max = TG_BLKSIZE_MAX, .def = "65464" },
+    { .name = "max_windowsize", .type = TG_KEY_UINT, SRV(max_windowsize), .min = 1,
+      .max = TG_WINDOW_MAX, .def = "64" },
+    { .name = "max_window_bytes", .type = TG_KEY_SIZE, SRV(max_window_bytes), .min = 512,
+      .max = 256u << 20, .def = "4M" },
+    { .name = "rollover", .type = TG_KEY_UINT, SRV(rollover), .min = 0, .max = 1, .def = "0" },
+    { .name = "user", .type = TG_KEY_STRING, SRV(user) },
+    { .name = "log_level", .type = TG_KEY_ENUM, SRV(log_level), .def = "info",
+      .names = log_level_names },
+    { .name = "log_format", .type = TG_KEY_ENUM, SRV(log_format), .def = "text",
+      .names = log_format_names },
+    { .name = "log_target", .type = TG_KEY_ENUM, SRV(log_target), .def = "stderr",
+      .names = log_target_names },
+    { .name = "single_port", .type = TG_KEY_BOOL, SRV(single_port), .def = "no" },
+    { .name = "single_port_window", .type = TG_KEY_SIZE, SRV(single_port_window), .min = 512,
+      .max = 256u << 20, .def = "64k" },
+    { .name = "single_port_writes", .type = TG_KEY_BOOL, SRV(single_port_writes), .def = "no" },
+    { .name = "client_rate", .type = TG_KEY_SIZE, SRV(client_rate), .min = 0,
+      .max = 4095ull << 20, .def = "0" },
+    { .name = "metrics_listen", .type = TG_KEY_STRING, SRV(metrics_listen) },
+    { .name = "drain_timeout", .type = TG_KEY_UINT, SRV(drain_timeout_s), .min = 0,
+      .max = 86400, .def = "30" },
+    { .name = "rate_limit", .type = TG_KEY_UINT, SRV(rate_limit), .min = 0, .max = 1000000,
+      .def = "0" },
+    { .name = "rate_burst", .type = TG_KEY_UINT, SRV(rate_burst), .min = 0, .max = 1000000,
+      .def = "0" },
+    { .name = "chroot", .type = TG_KEY_STRING, SRV(chroot) },
 };
 
 _Static_assert(TG_ARRAY_LEN(server_keys) <= SERVER_KEYS_MAX, "seen[] too small");
 
-static int set_server_key(struct tg_server_cfg *s, const struct server_key *k,
-                          const char *v, char *msg, size_t cap)
-{
-    char *field = (char *)s + k->off;
-    uint64_t u;
-    int64_t sz;
-    int rc;
-
-    switch (k->type) {
-    case K_UINT:
-        rc = tg_parse_u64(v, UINT64_MAX, &u);
-        if (rc == TG_EINVAL)
-            return bad(msg, cap, "\"%s\" is not a number", v);
-        if (rc < 0 || u < k->min || u > k->max)
-            return bad(msg, cap, "%s is out of range %llu..%llu", v,
-                       (unsigned long long)k->min, (unsigned long long)k->max);
-        *(unsigned *)(void *)field = (unsigned)u;
-        return 0;
-    case K_SIZE:
-        rc = tg_config_parse_size(v, &sz);
-        if (rc == TG_EINVAL)
-            return bad(msg, cap, "\"%s\" is not a size (123, 64k, 4M, 1G)", v);
-        if (rc < 0 || (uint64_t)sz < k->min || (uint64_t)sz > k->max)
-            return bad(msg, cap, "%s is out of range %llu..%llu", v,
-                       (unsigned long long)k->min, (unsigned long long)k->max);
-        *(size_t *)(void *)field = (size_t)sz;
-        return 0;
-    case K_ENUM:
-        for (int i = 0; k->names[i]; i++) {
-            if (strcasecmp(v, k->names[i]) == 0) {
-                *(int *)(void *)field = i;
-                return 0;
-            }
-        }
-        rc = bad(msg, cap, "\"%s\": expected", v);
-        for (int i = 0; k->names[i]; i++) {
-            size_t n = strlen(msg);
-
-            snprintf(msg + n, cap - n, "%s %s", i ? "," : "", k->names[i]);
-        }
-        return rc;
-    case K_STRING: {
-        char **sp = (char **)(void *)field;
-        char *dup;
-
-        if (*v == '\0')
-            return bad(msg, cap, "empty value");
-        dup = tg_strdup(v);
-        if (!dup)
-            return TG_ENOMEM;
-        tg_free(*sp);
-        *sp = dup;
-        return 0;
-    }
-    case K_BOOL:
-        if (tg_config_parse_bool(v, (bool *)(void *)field) < 0)
-            return bad(msg, cap, "\"%s\": expected yes or no", v);
-        return 0;
-    case K_FUNC:
-        return k->set(s, v, msg, cap);
-    }
-    return TG_EINVAL;
-}
-
 static int server_defaults(struct tg_server_cfg *s)
 {
-    char msg[MSG_MAX];
-
     memset(s, 0, sizeof(*s));
-    for (size_t i = 0; i < TG_ARRAY_LEN(server_keys); i++) {
-        const struct server_key *k = &server_keys[i];
-        int rc;
-
-        if (!k->def)
-            continue;
-        rc = set_server_key(s, k, k->def, msg, sizeof(msg));
-        if (rc < 0)
-            return rc; /* only TG_ENOMEM: the defaults are in range */
-    }
-    return 0;
+    return tg_key_defaults(s, server_keys, TG_ARRAY_LEN(server_keys));
 }
 
 static void server_free(struct tg_server_cfg *s)
@@ -536,8 +463,9 @@ static int replace_str(char **field, const char *v)
     return 0;
 }
 
-static int rset_match(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_match(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     char norm[TG_PATH_MAX];
     int rc;
 
@@ -559,29 +487,25 @@ static int rset_match(struct tg_route *r, const char *v, char *msg, size_t cap)
     return replace_str(&r->match, norm);
 }
 
-static int rset_backend(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_backend(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     if (!valid_name(v))
         return bad(msg, cap, "\"%s\" is not a backend name", v);
     return replace_str(&r->backend, v);
 }
 
-static int rset_key(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_key(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     int rc = check_key_template(v, msg, cap);
 
     return rc < 0 ? rc : replace_str(&r->key, v);
 }
 
-static int rset_read(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_write(void *obj, const char *v, char *msg, size_t cap)
 {
-    if (tg_config_parse_bool(v, &r->read) < 0)
-        return bad(msg, cap, "\"%s\": expected yes or no", v);
-    return 0;
-}
-
-static int rset_write(struct tg_route *r, const char *v, char *msg, size_t cap)
-{
+    struct tg_route *r = obj;
     static const char *const names[] = { "off", "create", "overwrite" };
 
     for (size_t i = 0; i < TG_ARRAY_LEN(names); i++) {
@@ -593,8 +517,9 @@ static int rset_write(struct tg_route *r, const char *v, char *msg, size_t cap)
     return bad(msg, cap, "\"%s\": expected off, create or overwrite", v);
 }
 
-static int rset_allow(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_allow(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     char tok[INET6_ADDRSTRLEN + 16];
     struct tg_cidr *list = NULL;
     size_t n = 0;
@@ -630,8 +555,9 @@ out:
     return rc;
 }
 
-static int rset_max_size(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_max_size(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     int rc = tg_config_parse_size(v, &r->max_size);
 
     if (rc == TG_ERANGE)
@@ -641,8 +567,9 @@ static int rset_max_size(struct tg_route *r, const char *v, char *msg, size_t ca
     return 0;
 }
 
-static int rset_refuse(struct tg_route *r, const char *v, char *msg, size_t cap)
+static int rset_refuse(void *obj, const char *v, char *msg, size_t cap)
 {
+    struct tg_route *r = obj;
     static const struct { const char *name; unsigned bit; } opts[] = {
         { "blksize", TG_OPT_BLKSIZE }, { "timeout", TG_OPT_TIMEOUT },
         { "tsize", TG_OPT_TSIZE }, { "windowsize", TG_OPT_WINDOWSIZE },
@@ -671,18 +598,15 @@ static int rset_refuse(struct tg_route *r, const char *v, char *msg, size_t cap)
     return 0;
 }
 
-static const struct route_key {
-    const char *name;
-    int (*set)(struct tg_route *, const char *, char *, size_t);
-} route_keys[] = {
-    { "match", rset_match },
-    { "backend", rset_backend },
-    { "key", rset_key },
-    { "read", rset_read },
-    { "write", rset_write },
-    { "allow", rset_allow },
-    { "max_size", rset_max_size },
-    { "refuse", rset_refuse },
+static const struct tg_key route_keys[] = {
+    { .name = "match", .type = TG_KEY_FUNC, .set = rset_match },
+    { .name = "backend", .type = TG_KEY_FUNC, .set = rset_backend },
+    { .name = "key", .type = TG_KEY_FUNC, .set = rset_key },
+    { .name = "read", .type = TG_KEY_BOOL, TG_KEY_AT(struct tg_route, read) },
+    { .name = "write", .type = TG_KEY_FUNC, .set = rset_write },
+    { .name = "allow", .type = TG_KEY_FUNC, .set = rset_allow },
+    { .name = "max_size", .type = TG_KEY_FUNC, .set = rset_max_size },
+    { .name = "refuse", .type = TG_KEY_FUNC, .set = rset_refuse },
 };
 
 _Static_assert(TG_ARRAY_LEN(route_keys) <= SERVER_KEYS_MAX, "seen[] too small");
@@ -901,7 +825,7 @@ static int server_key(struct parse_ctx *c, const char *name, const char *v)
             return fail(c, TG_EINVAL, c->line, c->sect, name,
                         "duplicate key (first at line %d)", c->seen[i]);
         c->seen[i] = c->line;
-        rc = set_server_key(&c->cfg->server, &server_keys[i], v, msg, sizeof(msg));
+        rc = tg_key_set(&c->cfg->server, &server_keys[i], v, msg, sizeof(msg));
         if (rc == TG_ENOMEM)
             return fail_oom(c);
         if (rc < 0)
@@ -924,7 +848,7 @@ static int route_key(struct parse_ctx *c, const char *name, const char *v)
             return fail(c, TG_EINVAL, c->line, c->sect, name,
                         "duplicate key (first at line %d)", c->seen[i]);
         c->seen[i] = c->line;
-        rc = route_keys[i].set(r, v, msg, sizeof(msg));
+        rc = tg_key_set(r, &route_keys[i], v, msg, sizeof(msg));
         if (rc == TG_ENOMEM)
             return fail_oom(c);
         if (rc < 0)
@@ -934,7 +858,20 @@ static int route_key(struct parse_ctx *c, const char *name, const char *v)
     return fail(c, TG_EINVAL, c->line, c->sect, name, "unknown key");
 }
 
-static const char *const backend_types[] = { "file", "http", "s3", "cache" };
+#define TYPE_NAME(t) #t,
+static const char *const backend_types[] = { TG_BACKEND_TYPES(TYPE_NAME) };
+
+/* "file, http, s3 or cache", for messages. */
+static const char *type_list(char *buf, size_t cap)
+{
+    size_t n = 0, last = TG_ARRAY_LEN(backend_types) - 1;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i <= last && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", i == 0 ? "" : i == last ? " or " : ", ",
+                              backend_types[i]);
+    return buf;
+}
 
 /* Only `type` is understood here; the backend checks its own keys when it
  * is created, so the parser stays ignorant of HTTP and S3. */
@@ -942,6 +879,7 @@ static int backend_key(struct parse_ctx *c, const char *name, const char *v)
 {
     struct tg_backend_cfg *b = &c->cfg->backends[c->cfg->nbackends - 1];
     struct tg_kv *grown;
+    char types[64];
     size_t i;
 
     if (strcmp(name, "type") == 0) {
@@ -953,7 +891,7 @@ static int backend_key(struct parse_ctx *c, const char *name, const char *v)
                 break;
         if (i == TG_ARRAY_LEN(backend_types))
             return fail(c, TG_EINVAL, c->line, c->sect, name,
-                        "unknown type \"%s\" (expected file, http, s3 or cache)", v);
+                        "unknown type \"%s\" (expected %s)", v, type_list(types, sizeof(types)));
         b->type = tg_strdup(v);
         if (!b->type)
             return fail_oom(c);
@@ -1037,15 +975,15 @@ static const struct tg_backend_cfg *find_backend(const struct tg_config *cfg,
 static int check_config(struct parse_ctx *c)
 {
     const struct tg_config *cfg = c->cfg;
-    char sect[NAME_MAX_LEN + 16];
+    char sect[NAME_MAX_LEN + 16], types[64];
 
     for (size_t i = 0; i < cfg->nbackends; i++) {
         const struct tg_backend_cfg *b = &cfg->backends[i];
 
         snprintf(sect, sizeof(sect), "[backend %s]", b->name);
         if (!b->type)
-            return fail(c, TG_EINVAL, b->line, sect, "type",
-                        "missing (file, http, s3 or cache)");
+            return fail(c, TG_EINVAL, b->line, sect, "type", "missing (%s)",
+                        type_list(types, sizeof(types)));
     }
     if (cfg->nroutes == 0)
         return fail(c, TG_EINVAL, 0, NULL, NULL,

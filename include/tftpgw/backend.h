@@ -17,6 +17,9 @@
  *    stream's own callback. No callback fires after it returns. Closing an
  *    uncommitted write stream aborts it and leaves nothing behind.
  *  - Memory a stream holds is bounded by a small constant, never the file.
+ *  - A stream carries its own operations (tg_stream_ops): a read stream
+ *    has pull (and read_direct where data is at rest), a write stream push
+ *    and commit; the wrappers below answer TG_EINVAL for the others.
  */
 #ifndef TFTPGW_BACKEND_H
 #define TFTPGW_BACKEND_H
@@ -40,6 +43,24 @@ enum tg_stream_ev {
 
 typedef void tg_stream_cb(struct tg_stream *s, enum tg_stream_ev ev, void *arg);
 
+/* An object's validators (RFC 9110 section 8.8): what a cache keeps to
+ * ask an HTTP upstream whether its copy is still current. "" when absent. */
+struct tg_validators {
+    char etag[128];
+    char last_modified[64];
+};
+
+/* What an HTTP(S) upstream said about the object behind a stream (http
+ * and s3 backends; tg_stream.http is NULL for the others). */
+struct tg_http_meta {
+    struct tg_validators val; /* after OPENED (S3: a part's ETag after COMMITTED) */
+    bool not_modified;        /* a conditional open found the object unchanged */
+    /* at end of data: the end was only the connection closing (no
+     * Content-Length, not chunked; RFC 9112 section 6.3), so a body cut
+     * short looks the same as a whole one */
+    bool end_unproven;
+};
+
 struct tg_open_args {
     const char *key;       /* route-expanded and normalised: "a/b/c" */
     const char *client_ip; /* for backends that pass it upstream */
@@ -47,10 +68,32 @@ struct tg_open_args {
     int64_t size_hint;     /* WRQ: tsize, or -1 */
     bool overwrite;        /* WRQ: replace an existing object; false: ERROR 6 if it exists */
     size_t blksize;        /* lets a backend size its staging */
-    /* RRQ revalidation (the cache): backends that can ask conditionally do,
-     * and answer OPENED with s->not_modified set and no data. */
-    const char *if_none_match;     /* an ETag, or NULL */
-    const char *if_modified_since; /* an HTTP date, or NULL */
+    /* RRQ revalidation (the cache): backends that can ask conditionally
+     * (If-None-Match, If-Modified-Since) do, and answer OPENED with
+     * s->http->not_modified set and no data. NULL: unconditional. */
+    const struct tg_validators *if_changed;
+};
+
+/* A stream's operations. A read stream sets pull (read_direct optional),
+ * a write stream push and commit; close is every stream's. */
+struct tg_stream_ops {
+    /* Read: > 0 bytes (up to len), 0 at end of data, TG_EAGAIN (READABLE
+     * follows once), or another negative code with s->err filled. */
+    ssize_t (*pull)(struct tg_stream *s, uint8_t *dst, size_t len);
+    /* Read, data at rest (a file): the next bytes straight into the
+     * caller's buffers, one preadv off the loop, then TG_STREAM_DIRECT with
+     * s->direct_result (bytes, fewer than asked only at the end, or < 0
+     * with s->err). The buffers stay the caller's and must live until
+     * then. A stream is read with pull() or with this, never both. It
+     * spares the session a copy and the stream its staging. Returns
+     * TG_DIRECT_DONE instead when the bytes were at hand (page cache) and
+     * are already in the buffers: direct_result is set, no event follows. */
+    int (*read_direct)(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs);
+    /* Write: takes all len bytes (copied) or TG_EAGAIN, WRITABLE follows. */
+    int (*push)(struct tg_stream *s, const uint8_t *src, size_t len);
+    /* Write: after the last push; COMMITTED or FAILED follows. */
+    int (*commit)(struct tg_stream *s);
+    void (*close)(struct tg_stream *s);
 };
 
 struct tg_backend_ops {
@@ -62,23 +105,13 @@ struct tg_backend_ops {
                      tg_stream_cb *cb, void *arg, struct tg_stream **out);
     int (*open_write)(struct tg_backend *b, const struct tg_open_args *a,
                       tg_stream_cb *cb, void *arg, struct tg_stream **out);
-    ssize_t (*pull)(struct tg_stream *s, uint8_t *dst, size_t len);
-    int (*push)(struct tg_stream *s, const uint8_t *src, size_t len);
-    int (*commit)(struct tg_stream *s);
-    void (*close)(struct tg_stream *s);
     /* Optional, after every backend exists: find the backends this one
      * wraps (the cache's upstream). */
     int (*link)(struct tg_backend *b, struct tg_backend *(*find)(void *ctx, const char *name),
                 void *ctx, char *err, size_t errlen);
-    /* Optional, read streams of data at rest (a file): read the next bytes
-     * straight into the caller's buffers, one preadv off the loop, then
-     * TG_STREAM_DIRECT with s->direct_result (bytes, fewer than asked only
-     * at the end, or < 0 with s->err). The buffers stay the caller's and
-     * must live until then. A stream is read with pull() or with this,
-     * never both. It spares the session a copy and the stream its staging.
-     * Returns TG_DIRECT_DONE instead when the bytes were at hand (page
-     * cache) and are already in the buffers: direct_result is set and no
-     * event follows. */
+    /* Set (to tg_stream_read_direct) by a backend whose read streams have
+     * read_direct: gateway/session.c asks the backend whether a stream can
+     * be read that way, and calls it through here. */
     int (*read_direct)(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs);
 };
 
@@ -98,26 +131,20 @@ struct tg_backend {
 
 /* Embedded first in each stream type's own struct. */
 struct tg_stream {
+    const struct tg_stream_ops *ops;
     struct tg_backend *backend;
     tg_stream_cb *cb;
     void *arg;
     int64_t size;        /* read: after OPENED, bytes or -1 */
     struct tg_error err; /* after FAILED or a negative pull/push */
-    /* read, after OPENED, where the backend knows them (HTTP, S3) */
-    char etag[128];
-    char last_modified[64];
-    bool not_modified;   /* a conditional open found the object unchanged */
-    /* read, at end of file: the end was only the connection closing (no
-     * Content-Length, not chunked; RFC 9112 section 6.3), so a body cut
-     * short looks the same as a whole one */
-    bool end_unproven;
-    ssize_t direct_result;
+    ssize_t direct_result; /* read_direct's answer */
+    const struct tg_http_meta *http; /* NULL unless the backend speaks HTTP */
 };
 
-extern const struct tg_backend_ops tg_file_backend_ops;
-extern const struct tg_backend_ops tg_http_backend_ops;
-extern const struct tg_backend_ops tg_s3_backend_ops;
-extern const struct tg_backend_ops tg_cache_backend_ops;
+/* tg_file_backend_ops, tg_http_backend_ops, ...: one per TG_BACKEND_TYPES. */
+#define TG_BACKEND_OPS_DECL(t) extern const struct tg_backend_ops tg_##t##_backend_ops;
+TG_BACKEND_TYPES(TG_BACKEND_OPS_DECL)
+#undef TG_BACKEND_OPS_DECL
 
 /* Create a backend from its config section by type; err names the key and
  * line ("line 12: root: ..."). Owner: gateway/backend.c. */
@@ -128,25 +155,29 @@ void tg_backend_destroy(struct tg_backend *b);
  * start no work (no cache scan or prefetch in a directory a running
  * gateway may own). */
 extern bool tg_backend_check_only;
-/* Close a descriptor on the thread pool: the last close of a big unlinked
- * file frees its blocks, which is disk work the loop must not wait for. */
-void tg_fs_close_async(uv_loop_t *loop, int fd);
 
+/* The operations, through the stream's own table; an operation the stream
+ * does not have (a push on a read stream) is TG_EINVAL. */
 static inline ssize_t tg_stream_pull(struct tg_stream *s, uint8_t *dst, size_t len)
 {
-    return s->backend->ops->pull(s, dst, len);
+    return s->ops->pull ? s->ops->pull(s, dst, len) : TG_EINVAL;
+}
+static inline int tg_stream_read_direct(struct tg_stream *s, const uv_buf_t *bufs,
+                                        unsigned nbufs)
+{
+    return s->ops->read_direct ? s->ops->read_direct(s, bufs, nbufs) : TG_EINVAL;
 }
 static inline int tg_stream_push(struct tg_stream *s, const uint8_t *src, size_t len)
 {
-    return s->backend->ops->push(s, src, len);
+    return s->ops->push ? s->ops->push(s, src, len) : TG_EINVAL;
 }
 static inline int tg_stream_commit(struct tg_stream *s)
 {
-    return s->backend->ops->commit(s);
+    return s->ops->commit ? s->ops->commit(s) : TG_EINVAL;
 }
 static inline void tg_stream_close(struct tg_stream *s)
 {
-    s->backend->ops->close(s);
+    s->ops->close(s);
 }
 
 #endif

@@ -13,6 +13,11 @@ struct tg_kv {
     int line;
 };
 
+/* Every backend type, in this one place: a [backend] section's type is
+ * one of these names (gateway/config.c), and type NAME is served by
+ * tg_NAME_backend_ops (include/tftpgw/backend.h, gateway/backend.c). */
+#define TG_BACKEND_TYPES(X) X(file) X(http) X(s3) X(cache)
+
 /* A [backend NAME] section. Keys beyond `type` are kept raw and checked by
  * the backend type itself when it is created (tg_backend_create). */
 struct tg_backend_cfg {

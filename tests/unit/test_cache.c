@@ -366,6 +366,37 @@ static void test_key_mismatch_not_served(void **state)
     tg_backend_destroy(b);
 }
 
+/* Where the file system has no O_TMPFILE, fills go to named temporaries
+ * (gateway/localfs.c) that commit renames into place: the copy is kept,
+ * served on the next read, and no temporary is left in the directory. */
+extern bool tg_lfs_force_no_tmpfile;
+
+static void test_fill_named_temp(void **state)
+{
+    struct tg_backend *b = NULL;
+    char err[256], cmd[256];
+    struct rd r;
+
+    (void)state;
+    put_file(udir, "named.cfg", "named temp\n");
+    tg_lfs_force_no_tmpfile = true;
+    assert_int_equal(make_cache("1M", "300", &b, err), 0);
+    read_key(b, "named.cfg", &r);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    tg_lfs_force_no_tmpfile = false;
+    assert_int_equal(r.failed, 0);
+    assert_string_equal(r.data, "named temp\n");
+    assert_true(has_entry("named.cfg"));
+    snprintf(cmd, sizeof(cmd), "ls %s | grep -q 'tmp'", cdir);
+    assert_int_not_equal(system(cmd), 0); /* no .tmpdata or .meta.tmp left */
+    snprintf(cmd, sizeof(cmd), "%s/named.cfg", udir);
+    unlink(cmd);
+    read_key(b, "named.cfg", &r);          /* a hit: the upstream is gone */
+    assert_int_equal(r.failed, 0);
+    assert_string_equal(r.data, "named temp\n");
+    tg_backend_destroy(b);
+}
+
 /* An object larger than max_size is served whole, through the relay, and
  * nothing of it stays on disk or open. */
 static void test_too_big_relayed(void **state)
@@ -462,6 +493,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fill_then_hit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_mismatch_not_served, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fill_named_temp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big_relayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_free_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_big, setup, teardown),

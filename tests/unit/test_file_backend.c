@@ -24,9 +24,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-/* Test hooks in backends/file.c (TG_STATIC). */
-extern bool tg_file_force_no_openat2;
-extern bool tg_file_force_no_tmpfile;
+/* Test hooks in gateway/localfs.c (TG_STATIC). */
+extern bool tg_lfs_force_no_openat2;
+extern bool tg_lfs_force_no_tmpfile;
 
 #define MIB (1024 * 1024)
 #define NEV 5
@@ -447,8 +447,8 @@ static int setup(void **state)
     assert_int_equal(uv_loop_init(&c->loop), 0);
     c->live0 = tg_alloc_live();
     sync_cbs = late_cbs = eagains = 0;
-    tg_file_force_no_openat2 = false;
-    tg_file_force_no_tmpfile = false;
+    tg_lfs_force_no_openat2 = false;
+    tg_lfs_force_no_tmpfile = false;
     *state = c;
     return 0;
 }
@@ -478,8 +478,8 @@ static int teardown(void **state)
         uv_loop_close(&c->loop);
     }
     nftw(c->base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    tg_file_force_no_openat2 = false;
-    tg_file_force_no_tmpfile = false;
+    tg_lfs_force_no_openat2 = false;
+    tg_lfs_force_no_tmpfile = false;
     tg_alloc_fail_after(0);
     free(c);
     return 0;
@@ -690,7 +690,7 @@ static void test_read_confinement(void **state)
     sub_symlink(c->root, "proc_root", target);
     make_backend(c, NULL);
     for (int fallback = 0; fallback < 2; fallback++) {
-        tg_file_force_no_openat2 = fallback;
+        tg_lfs_force_no_openat2 = fallback;
         for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
             struct tg_error err = { 0, "" };
             uint8_t *data;
@@ -838,8 +838,8 @@ static const struct wmode wmodes[] = {
 
 static void set_mode(const struct wmode *m)
 {
-    tg_file_force_no_tmpfile = m->no_tmpfile;
-    tg_file_force_no_openat2 = m->no_openat2;
+    tg_lfs_force_no_tmpfile = m->no_tmpfile;
+    tg_lfs_force_no_openat2 = m->no_openat2;
 }
 
 static void test_write_new(void **state)

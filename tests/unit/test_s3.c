@@ -12,11 +12,11 @@
 
 #include "tftpgw/backend.h"
 
-/* Internals exposed by UNIT_TESTING (backends/s3.c). */
-void xml_value(const char *body, const char *tag, char *out, size_t cap);
-void map_s3_error(struct tg_error *e, long status, const char *body);
+/* Internals of backends/s3.c. */
+void s3_xml_value(const char *body, const char *tag, char *out, size_t cap);
+void s3_map_error(struct tg_error *e, long status, const char *body);
 void s3_detail(long status, const char *body, char *out, size_t cap);
-int object_url(const struct tg_backend *sb, const char *key, const char *query, char *out,
+int s3_object_url(const struct tg_backend *sb, const char *key, const char *query, char *out,
                size_t cap);
 
 static uv_loop_t loop;
@@ -65,7 +65,7 @@ static void url_of(const char *const *kv, size_t n, const char *key, const char 
     char err[256], url[2048];
 
     assert_int_equal(create(kv, n, err, &b), 0);
-    assert_int_equal(object_url(b, key, query, url, sizeof(url)), 0);
+    assert_int_equal(s3_object_url(b, key, query, url, sizeof(url)), 0);
     assert_string_equal(url, want);
     tg_backend_destroy(b);
 }
@@ -154,7 +154,7 @@ static void test_errors(void **state)
 
     (void)state;
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        map_s3_error(&e, cases[i].status, cases[i].body);
+        s3_map_error(&e, cases[i].status, cases[i].body);
         assert_int_equal(e.code, cases[i].code);
         assert_string_equal(e.msg, cases[i].msg);
     }
@@ -163,11 +163,11 @@ static void test_errors(void **state)
     assert_string_equal(detail, "HTTP 404 NoSuchBucket: The specified bucket does not exist");
     s3_detail(503, "", detail, sizeof(detail));
     assert_string_equal(detail, "HTTP 503");
-    xml_value("<A><UploadId>abc</UploadId></A>", "UploadId", v, sizeof(v));
+    s3_xml_value("<A><UploadId>abc</UploadId></A>", "UploadId", v, sizeof(v));
     assert_string_equal(v, "abc");
-    xml_value("<UploadId>0123456789abcdefXYZ</UploadId>", "UploadId", v, sizeof(v));
+    s3_xml_value("<UploadId>0123456789abcdefXYZ</UploadId>", "UploadId", v, sizeof(v));
     assert_string_equal(v, "0123456789abcde"); /* truncated, terminated */
-    xml_value("<UploadId>open", "UploadId", v, sizeof(v));
+    s3_xml_value("<UploadId>open", "UploadId", v, sizeof(v));
     assert_string_equal(v, "");
 }
 

@@ -1,0 +1,710 @@
+/* backends/http_engine.c - the streaming request engine that the http and
+ * s3 backends share (backends/http_engine.h), on the loop's shared curl
+ * multi handle (gateway/curl_uv.c).
+ *
+ * Memory per stream is one ring of max(64 KiB, 2 x blksize): curl's write
+ * callback fills it and pauses the transfer when it is full, the
+ * session's pull() drains it and resumes curl. Uploads run the other way
+ * round with the read callback. HTTP/1.1 only and no content decoding, so
+ * a paused transfer never buffers more than that. Redirects are followed
+ * here, not by curl; the policy and the transport options are in
+ * backends/http_transport.c. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http_engine.h"
+#include "tftpgw/log.h"
+#include "tftpgw/options.h"
+#include "tftpgw/uri.h"
+
+#define RING_MIN (64 * 1024)
+
+#define EV_BIT(e) (1u << (e))
+
+const struct tg_stream_ops hx_read_ops = {
+    .pull = hx_pull,
+    .close = hx_close,
+};
+
+const struct tg_stream_ops hx_write_ops = {
+    .push = hx_push,
+    .commit = hx_commit,
+    .close = hx_close,
+};
+
+/* ---- ring ---- */
+
+static size_t ring_put(struct hx_stream *hs, const uint8_t *src, size_t n)
+{
+    size_t tail = (hs->head + hs->len) % hs->cap, first = hs->cap - tail;
+
+    if (n > hs->cap - hs->len)
+        n = hs->cap - hs->len;
+    if (first > n)
+        first = n;
+    memcpy(hs->ring + tail, src, first);
+    memcpy(hs->ring, src + first, n - first);
+    hs->len += n;
+    return n;
+}
+
+static size_t ring_get(struct hx_stream *hs, uint8_t *dst, size_t n)
+{
+    size_t first = hs->cap - hs->head;
+
+    if (n > hs->len)
+        n = hs->len;
+    if (first > n)
+        first = n;
+    memcpy(dst, hs->ring + hs->head, first);
+    memcpy(dst + first, hs->ring, n - first);
+    hs->head = (hs->head + n) % hs->cap;
+    hs->len -= n;
+    return n;
+}
+
+/* ---- events ---- */
+
+static void stream_release(struct hx_stream *hs)
+{
+    if (hs->x.easy)
+        curl_easy_cleanup(hs->x.easy);
+    curl_slist_free_all(hs->hdrs);
+    tg_free(hs->url);
+    tg_free(hs->hop_url);
+    tg_free(hs->client_ip);
+    tg_free(hs->filename);
+    tg_free(hs->ring);
+    tg_free(hs);
+}
+
+static void on_stall_closed(uv_handle_t *h)
+{
+    stream_release(h->data);
+}
+
+static void stream_free(struct hx_stream *hs)
+{
+    if (!hs->stall_init) {
+        stream_release(hs);
+        return;
+    }
+    uv_timer_stop(&hs->stall);
+    uv_close((uv_handle_t *)&hs->stall, on_stall_closed);
+}
+
+static void stream_fin(struct tg_life *l)
+{
+    stream_free(tg_container_of(l, struct hx_stream, life));
+}
+
+static void dispatch(struct hx_stream *hs)
+{
+    static const enum tg_stream_ev order[] = {TG_STREAM_OPENED, TG_STREAM_READABLE,
+                                              TG_STREAM_WRITABLE, TG_STREAM_COMMITTED,
+                                              TG_STREAM_FAILED};
+
+    /* The owner may close us from its callback: the hold defers the free. */
+    tg_life_hold(&hs->life);
+    for (size_t i = 0; i < TG_ARRAY_LEN(order) && !hs->life.closed; i++) {
+        if (!(hs->pending & EV_BIT(order[i])))
+            continue;
+        hs->pending &= ~EV_BIT(order[i]);
+        hs->base.cb(&hs->base, order[i], hs->base.arg);
+    }
+    tg_life_release(&hs->life);
+}
+
+static void on_wake(struct tg_curl_xfer *x)
+{
+    dispatch(tg_container_of(x, struct hx_stream, x));
+}
+
+/* From inside a curl callback: record, deliver later. */
+static void owe(struct hx_stream *hs, enum tg_stream_ev ev)
+{
+    hs->pending |= EV_BIT(ev);
+    tg_curl_wake(&hs->x);
+}
+
+static const char *hx_method(const struct hx_stream *hs)
+{
+    if (hs->state == HX_PROBING)
+        return "HEAD";
+    return hs->write ? "PUT" : "GET";
+}
+
+void hx_fail(struct hx_stream *hs, uint16_t code, const char *wire)
+{
+    hs->base.err.code = code;
+    snprintf(hs->base.err.msg, sizeof(hs->base.err.msg), "%s", wire);
+    hs->state = HX_FAILED;
+    hs->pending = EV_BIT(TG_STREAM_FAILED);
+}
+
+void hx_fail_log(struct hx_stream *hs, uint16_t code, const char *wire, const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    hx_log_failure(hs->base.backend->name, hx_method(hs), hs->hop_url ? hs->hop_url : hs->url,
+                   hs->client_ip, hs->filename, detail);
+    hx_fail(hs, code, wire);
+}
+
+void hx_fail_status(struct hx_stream *hs, long st, const char *detail)
+{
+    const char *d = detail ? detail : "", *sp = d[0] ? " " : "";
+    char wire[64];
+
+    if (st == 404 || st == 410) {
+        hx_fail(hs, TG_TFTP_ENOTFOUND, "file not found"); /* an answer, not a failure */
+    } else if (st == 401 || st == 403) {
+        hx_fail_log(hs, TG_TFTP_EACCESS, "access denied by upstream", "HTTP %ld%s%s", st, sp, d);
+    } else if (hs->create && (st == 409 || st == 412)) {
+        hx_fail(hs, TG_TFTP_EEXISTS, "file already exists");
+    } else if (hs->write && (st == 413 || st == 507)) {
+        hx_fail_log(hs, TG_TFTP_ENOSPACE, "upstream refused the size", "HTTP %ld%s%s", st, sp, d);
+    } else {
+        snprintf(wire, sizeof(wire), "upstream error %ld", st);
+        hx_fail_log(hs, TG_TFTP_EUNDEF, wire, "HTTP %ld%s%s", st, sp, d);
+    }
+}
+
+/* Connection refused, name not resolved, TLS, timeouts, a connection lost
+ * mid-body: the client learns only that the upstream is unavailable. */
+static void fail_curl(struct hx_stream *hs, CURLcode rc)
+{
+    hx_fail_log(hs, TG_TFTP_EUNDEF, HX_WIRE_UNAVAILABLE, "curl %d (%s): %s", (int)rc,
+                curl_easy_strerror(rc), hs->errbuf[0] ? hs->errbuf : "no detail");
+}
+
+/* ---- curl callbacks: bytes and flags only ---- */
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct hx_stream *hs = arg;
+    size_t n = size * nmemb;
+
+    hs->last_move = uv_now(hs->base.backend->loop);
+    if (hs->state == HX_OPENING || hs->write)
+        curl_easy_getinfo(hs->x.easy, CURLINFO_RESPONSE_CODE, &hs->status);
+    if (hs->write || hs->status >= 300) {
+        /* An error document, or a PUT's answer: keep its start for the
+         * profile (S3 names the error in it), never hand it on. */
+        size_t k = n < HX_ERRBODY - 1 - hs->errlen ? n : HX_ERRBODY - 1 - hs->errlen;
+
+        memcpy(hs->errbody + hs->errlen, ptr, k);
+        hs->errlen += k;
+        hs->errbody[hs->errlen] = '\0';
+        return n;
+    }
+    if (hs->state == HX_OPENING) {
+        curl_off_t cl = -1;
+
+        /* Headers are complete once the first body byte arrives. */
+        curl_easy_getinfo(hs->x.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+        hs->base.size = cl >= 0 ? (int64_t)cl : -1;
+        hs->state = HX_OPEN;
+        owe(hs, TG_STREAM_OPENED);
+    }
+    /* Take the whole chunk or none of it: curl offers it again after the
+     * pause. */
+    if (n > hs->cap - hs->len) {
+        hs->paused = true;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    ring_put(hs, (const uint8_t *)ptr, n);
+    if (hs->want) {
+        hs->want = false;
+        owe(hs, TG_STREAM_READABLE);
+    }
+    return n;
+}
+
+static size_t on_upload(char *ptr, size_t size, size_t nitems, void *arg)
+{
+    struct hx_stream *hs = arg;
+    size_t n;
+
+    if (hs->len == 0) {
+        if (hs->state == HX_COMMITTING)
+            return 0; /* end of the body */
+        hs->paused = true;
+        return CURL_READFUNC_PAUSE;
+    }
+    n = ring_get(hs, (uint8_t *)ptr, size * nitems);
+    hs->last_move = uv_now(hs->base.backend->loop);
+    if (hs->want) {
+        hs->want = false;
+        owe(hs, TG_STREAM_WRITABLE);
+    }
+    return n;
+}
+
+static void copy_header_value(const char *v, const char *end, char *out, size_t cap)
+{
+    size_t k;
+
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    k = (size_t)(end - v);
+    while (k > 0 && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' '))
+        k--;
+    if (k < cap) {
+        memcpy(out, v, k);
+        out[k] = '\0';
+    }
+}
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
+{
+    struct hx_stream *hs = arg;
+    size_t n = size * nitems;
+
+    hs->last_move = uv_now(hs->base.backend->loop);
+    /* Validators for the cache; S3 also names a multipart part by its
+     * ETag. A new status line starts a new response (redirects). */
+    if (n > 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        hs->meta.val.etag[0] = hs->meta.val.last_modified[0] = '\0';
+        hs->chunked = false;
+    } else if (n > 18 && strncasecmp(buf, "Transfer-Encoding:", 18) == 0) {
+        char te[128] = "";
+
+        copy_header_value(buf + 18, buf + n, te, sizeof(te));
+        hs->chunked = strcasestr(te, "chunked") != NULL;
+    } else if (n > 5 && strncasecmp(buf, "ETag:", 5) == 0) {
+        copy_header_value(buf + 5, buf + n, hs->meta.val.etag, sizeof(hs->meta.val.etag));
+    } else if (n > 14 && strncasecmp(buf, "Last-Modified:", 14) == 0) {
+        copy_header_value(buf + 14, buf + n, hs->meta.val.last_modified,
+                          sizeof(hs->meta.val.last_modified));
+    }
+    return n;
+}
+
+/* ---- requests ---- */
+
+/* ---- requests ---- */
+
+/* Options every request of a stream shares. */
+static void setup_common(struct hx_stream *hs)
+{
+    CURL *e = hs->x.easy;
+
+    curl_easy_setopt(e, CURLOPT_URL, hs->url);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, hs->errbuf);
+    hx_transport(e, hs->conf, true);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, hs);
+}
+
+/* Fresh headers for the next request on this handle. A request to another
+ * origin than the configured one (a redirect under `redirects = any`)
+ * carries none of the profile's: no configured header, no X-TFTP-*, no
+ * signature. */
+static int prepare(struct hx_stream *hs, const char *method)
+{
+    struct curl_slist *l = NULL;
+    bool put = strcmp(method, "PUT") == 0;
+    int rc = hs->foreign ? 0 : hs->prof->prepare(hs, method, &l);
+
+    /* A 100-continue round trip buys nothing: the body trickles in at TFTP
+     * speed anyway. */
+    if (rc == 0 && put && hs->prof->drop_expect)
+        rc = hx_add_header(&l, "Expect:", "");
+    if (rc == 0 && put && hs->create && hs->prof->if_none_match)
+        rc = hx_add_header(&l, "If-None-Match: *", "");
+    if (rc == 0 && !strcmp(method, "GET") && hs->cond.etag[0])
+        rc = hx_add_header(&l, "If-None-Match: ", hs->cond.etag);
+    if (rc == 0 && !strcmp(method, "GET") && hs->cond.last_modified[0])
+        rc = hx_add_header(&l, "If-Modified-Since: ", hs->cond.last_modified);
+    if (rc != 0) {
+        curl_slist_free_all(l);
+        return rc;
+    }
+    curl_slist_free_all(hs->hdrs);
+    hs->hdrs = l;
+    curl_easy_setopt(hs->x.easy, CURLOPT_HTTPHEADER, hs->hdrs);
+    return 0;
+}
+
+static int start_put(struct hx_stream *hs)
+{
+    CURL *e = hs->x.easy;
+    int rc = prepare(hs, "PUT");
+
+    if (rc != 0)
+        return rc;
+    curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
+    curl_easy_setopt(e, CURLOPT_READDATA, hs);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, hs);
+    /* Content-Length when the size is known (the client's tsize), else
+     * chunked. */
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+                     (curl_off_t)(hs->base.size >= 0 ? hs->base.size : -1));
+    hs->state = HX_OPEN;
+    return tg_curl_add(hs->conf->cu, &hs->x);
+}
+
+static bool is_redirect(long st)
+{
+    return st == 301 || st == 302 || st == 303 || st == 307 || st == 308;
+}
+
+/* Back to the configured URL with every credential (a create-mode PUT
+ * after a HEAD that was redirected). */
+static void back_to_origin(struct hx_stream *hs)
+{
+    if (!hs->hop_url)
+        return;
+    tg_free(hs->hop_url);
+    hs->hop_url = NULL;
+    hs->foreign = false;
+    curl_easy_setopt(hs->x.easy, CURLOPT_URL, hs->url);
+    hx_transport(hs->x.easy, hs->conf, true);
+}
+
+/* A 3xx answer to a GET or HEAD: curl never follows (hx_transport); the
+ * engine does, under the backend's `redirects` policy, with the same easy
+ * handle and fresh headers. Returns true when the request was restarted;
+ * otherwise the stream has failed. A PUT is never redirected: its body
+ * was streamed from the session and cannot be sent again. */
+static bool on_redirect(struct hx_stream *hs, long st)
+{
+    const char *method = hx_method(hs);
+    char *to = NULL, why[160], wire[64];
+    bool foreign = false;
+
+    snprintf(wire, sizeof(wire), "upstream error %ld", st);
+    curl_easy_getinfo(hs->x.easy, CURLINFO_REDIRECT_URL, &to);
+    if (hs->write && hs->state != HX_PROBING) {
+        hx_fail_log(hs, TG_TFTP_EUNDEF, wire, "HTTP %ld to %.300s: a PUT is not redirected", st,
+                    to ? to : "(no Location)");
+        return false;
+    }
+    if (!is_redirect(st) || !to) {
+        hx_fail_log(hs, TG_TFTP_EUNDEF, wire, "HTTP %ld without a redirect to follow", st);
+        return false;
+    }
+    if (strlen(to) > HX_URL_MAX) {
+        hx_fail_log(hs, TG_TFTP_EUNDEF, wire, "HTTP %ld to a URL of %zu bytes: refused", st,
+                    strlen(to));
+        return false;
+    }
+    if (hx_redirect_check(hs->conf, hs->url, to, hs->hops, &foreign, why, sizeof(why)) != 0) {
+        hx_fail_log(hs, TG_TFTP_EUNDEF, wire, "HTTP %ld to %.300s refused: %s", st, to, why);
+        return false;
+    }
+    /* `to` belongs to the handle and changes with its next request. */
+    tg_free(hs->hop_url);
+    if (!(hs->hop_url = tg_strdup(to))) {
+        hx_fail(hs, TG_TFTP_EUNDEF, "out of memory");
+        return false;
+    }
+    hs->hops++;
+    hs->foreign = foreign;
+    curl_easy_setopt(hs->x.easy, CURLOPT_URL, hs->hop_url);
+    hx_transport(hs->x.easy, hs->conf, !foreign);
+    hs->status = 0;
+    hs->errlen = 0;
+    hs->errbody[0] = hs->errbuf[0] = '\0';
+    hs->meta.val.etag[0] = hs->meta.val.last_modified[0] = '\0';
+    hs->last_move = uv_now(hs->base.backend->loop);
+    if (prepare(hs, method) != 0 || tg_curl_add(hs->conf->cu, &hs->x) != 0) {
+        hx_fail(hs, TG_TFTP_EUNDEF, HX_WIRE_UNAVAILABLE);
+        return false;
+    }
+    if (tg_log_enabled(TG_LOG_DEBUG)) {
+        char u[600];
+
+        hx_url_for_log(hs->hop_url, u, sizeof(u));
+        tg_log(TG_LOG_DEBUG, "backend %s: %s redirected (HTTP %ld) to %s%s",
+               hs->base.backend->name, method, st, u,
+               foreign ? ", another origin: no credentials sent" : "");
+    }
+    return true;
+}
+
+/* create mode: the object must not exist yet. */
+static void on_probed(struct hx_stream *hs, CURLcode rc, long st)
+{
+    if (rc == CURLE_OK && st >= 200 && st < 300) {
+        hx_fail(hs, TG_TFTP_EEXISTS, "file already exists");
+    } else if (st == 404 || st == 410) {
+        back_to_origin(hs);
+        if (start_put(hs) == 0)
+            hs->pending |= EV_BIT(TG_STREAM_OPENED);
+        else
+            hx_fail(hs, TG_TFTP_EUNDEF, HX_WIRE_UNAVAILABLE);
+    } else if (st >= 400) {
+        hs->prof->map_error(hs, st, "");
+    } else if (rc == CURLE_OK && st >= 300) {
+        if (on_redirect(hs, st))
+            return;
+    } else if (rc == CURLE_OK) {
+        hx_fail_status(hs, st, "to a HEAD");
+    } else {
+        fail_curl(hs, rc);
+    }
+    dispatch(hs);
+}
+
+static void on_done(struct tg_curl_xfer *x, CURLcode rc)
+{
+    struct hx_stream *hs = tg_container_of(x, struct hx_stream, x);
+    long st = 0;
+
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
+    hs->status = st;
+    if (hs->state == HX_PROBING) {
+        on_probed(hs, rc, st);
+        return;
+    }
+    if (rc == CURLE_OK && st == 304 && !hs->write &&
+        (hs->cond.etag[0] || hs->cond.last_modified[0])) {
+        /* Revalidated: the caller keeps its copy. */
+        hs->meta.not_modified = true;
+        hs->base.size = -1;
+        if (hs->state == HX_OPENING)
+            hs->pending |= EV_BIT(TG_STREAM_OPENED);
+        hs->state = HX_EOF;
+    } else if (rc == CURLE_OK && st >= 200 && st < 300) {
+        curl_off_t up = 0;
+
+        curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+        if (hs->write && hs->state != HX_COMMITTING &&
+            (hs->base.size < 0 || up != (curl_off_t)hs->base.size)) {
+            /* The server answered before it had the body: whatever it
+             * says, the object is not what the client is sending. */
+            hx_fail_log(hs, TG_TFTP_EUNDEF, "upstream answered before the upload was complete",
+                        "HTTP %ld after %lld of %lld bytes", st, (long long)up,
+                        (long long)hs->base.size);
+        } else if (hs->write && hs->state != HX_COMMITTING) {
+            /* Every byte is sent (an empty body is sent at once): COMMITTED
+             * waits for commit(), or the owner would see an upload finish
+             * that it has not finished. */
+            hs->done_early = true;
+        } else if (hs->write) {
+            hs->state = HX_COMMITTED;
+            hs->pending |= EV_BIT(TG_STREAM_COMMITTED);
+        } else {
+            curl_off_t cl = -1;
+
+            /* curl checks a Content-Length or the last chunk; without
+             * either, only the connection's close ended the body. */
+            curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+            hs->meta.end_unproven = cl < 0 && !hs->chunked;
+            if (hs->state == HX_OPENING) {
+                /* An empty body: OPENED was never sent from on_body. */
+                hs->base.size = 0;
+                hs->pending |= EV_BIT(TG_STREAM_OPENED);
+            }
+            hs->state = HX_EOF;
+            if (hs->want) {
+                hs->want = false;
+                hs->pending |= EV_BIT(TG_STREAM_READABLE);
+            }
+        }
+    } else if (st >= 400 && (rc == CURLE_OK || hs->errlen > 0 || hs->write)) {
+        hs->prof->map_error(hs, st, hs->errbody);
+    } else if (st >= 300 && st < 400 && (rc == CURLE_OK || hs->write)) {
+        if (on_redirect(hs, st))
+            return;
+    } else if (rc == CURLE_OK) {
+        hx_fail_status(hs, st, "unexpected");
+    } else {
+        fail_curl(hs, rc);
+    }
+    dispatch(hs);
+}
+
+/* stall_timeout: nothing moved either way while the transfer was not
+ * paused by us. curl's low-speed check averages over several seconds and
+ * would answer far later; a paused transfer is the TFTP side's doing. */
+static void on_stall_check(uv_timer_t *t)
+{
+    struct hx_stream *hs = t->data;
+    uint64_t now = uv_now(hs->base.backend->loop);
+    bool active = hs->state == HX_PROBING || hs->state == HX_OPENING ||
+                  hs->state == HX_OPEN || hs->state == HX_COMMITTING;
+
+    if (!active || hs->life.closed || !hs->x.added) {
+        uv_timer_stop(t);
+        return;
+    }
+    if (hs->paused || hs->x.queued) {
+        hs->last_move = now; /* waiting for us, or for a connection slot */
+        return;
+    }
+    if (now - hs->last_move < (uint64_t)hs->conf->stall_timeout_ms)
+        return;
+    uv_timer_stop(t);
+    tg_curl_remove(&hs->x);
+    hx_fail_log(hs, TG_TFTP_EUNDEF, HX_WIRE_UNAVAILABLE, "stalled: nothing moved for %ld ms",
+                hs->conf->stall_timeout_ms);
+    dispatch(hs);
+}
+
+int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_profile *prof,
+            void *owner, const char *url, const struct tg_open_args *a, bool write,
+            tg_stream_cb *cb, void *arg, struct tg_stream **out)
+{
+    struct hx_stream *hs = tg_calloc(1, sizeof(*hs));
+    int rc;
+
+    if (!hs)
+        return TG_ENOMEM;
+    tg_life_init(&hs->life, stream_fin);
+    hs->base.ops = write ? &hx_write_ops : &hx_read_ops;
+    hs->base.http = &hs->meta;
+    hs->base.backend = b;
+    hs->base.cb = cb;
+    hs->base.arg = arg;
+    hs->base.size = write ? a->size_hint : -1;
+    hs->conf = conf;
+    hs->prof = prof;
+    hs->owner = owner;
+    hs->write = write;
+    hs->create = write && !a->overwrite;
+    hs->cap = a->blksize * 2 > RING_MIN ? a->blksize * 2 : RING_MIN;
+    hs->ring = tg_malloc(hs->cap);
+    hs->url = tg_strdup(url);
+    hs->client_ip = tg_strdup(a->client_ip ? a->client_ip : "");
+    hs->filename = tg_strdup(a->filename ? a->filename : "");
+    if (a->if_changed && !write)
+        hs->cond = *a->if_changed;
+    hs->x.easy = curl_easy_init();
+    hs->x.done = on_done;
+    hs->x.wake = on_wake;
+    hs->x.cu = conf->cu;
+    hs->x.cap = conf->cap;
+    if (!hs->ring || !hs->url || !hs->client_ip || !hs->filename || !hs->x.easy) {
+        stream_free(hs);
+        return TG_ENOMEM;
+    }
+    setup_common(hs);
+    uv_timer_init(b->loop, &hs->stall);
+    hs->stall.data = hs;
+    hs->stall_init = true;
+    hs->last_move = uv_now(b->loop);
+    {
+        uint64_t every = (uint64_t)conf->stall_timeout_ms / 4;
+
+        uv_timer_start(&hs->stall, on_stall_check, every, every < 100 ? 100 : every);
+    }
+    if (!write) {
+        rc = prepare(hs, "GET");
+        curl_easy_setopt(hs->x.easy, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(hs->x.easy, CURLOPT_WRITEDATA, hs);
+        hs->state = HX_OPENING;
+        if (rc == 0)
+            rc = tg_curl_add(conf->cu, &hs->x);
+    } else if (hs->create) {
+        rc = prepare(hs, "HEAD");
+        curl_easy_setopt(hs->x.easy, CURLOPT_NOBODY, 1L);
+        hs->state = HX_PROBING;
+        if (rc == 0)
+            rc = tg_curl_add(conf->cu, &hs->x);
+    } else {
+        rc = start_put(hs);
+        if (rc == 0)
+            owe(hs, TG_STREAM_OPENED); /* from the loop, never inside open */
+    }
+    if (rc != 0) {
+        tg_curl_remove(&hs->x);
+        stream_free(hs);
+        return rc;
+    }
+    *out = &hs->base;
+    return 0;
+}
+
+ssize_t hx_pull(struct tg_stream *s, uint8_t *dst, size_t len)
+{
+    struct hx_stream *hs = (struct hx_stream *)s;
+    size_t n;
+
+    if (hs->state == HX_FAILED)
+        return TG_EIO;
+    n = ring_get(hs, dst, len);
+    if (n > 0) {
+        /* Room for a whole curl chunk again: resume. curl may call on_body
+         * before this returns; that only fills the ring. */
+        if (hs->paused && hs->cap - hs->len >= CURL_MAX_WRITE_SIZE) {
+            hs->paused = false;
+            hs->last_move = uv_now(hs->base.backend->loop);
+            curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
+        }
+        return (ssize_t)n;
+    }
+    if (hs->state == HX_EOF)
+        return 0;
+    hs->want = true;
+    return TG_EAGAIN;
+}
+
+int hx_push(struct tg_stream *s, const uint8_t *src, size_t len)
+{
+    struct hx_stream *hs = (struct hx_stream *)s;
+
+    if (hs->state == HX_FAILED)
+        return TG_EIO;
+    if (hs->state != HX_OPEN)
+        return TG_EINVAL;
+    if (len > hs->cap - hs->len) {
+        hs->want = true;
+        return TG_EAGAIN;
+    }
+    ring_put(hs, src, len);
+    if (hs->paused) {
+        hs->paused = false;
+        hs->last_move = uv_now(hs->base.backend->loop);
+        curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
+    }
+    return 0;
+}
+
+int hx_commit(struct tg_stream *s)
+{
+    struct hx_stream *hs = (struct hx_stream *)s;
+
+    if (hs->state == HX_FAILED)
+        return TG_EIO;
+    if (hs->state != HX_OPEN)
+        return TG_EINVAL;
+    if (hs->done_early && hs->len > 0) {
+        hx_fail(hs, TG_TFTP_EUNDEF, "upstream answered before the upload was complete");
+        return TG_EIO;
+    }
+    hs->state = HX_COMMITTING;
+    if (hs->done_early) {
+        hs->state = HX_COMMITTED;
+        owe(hs, TG_STREAM_COMMITTED); /* delivered from the loop */
+        return 0;
+    }
+    if (hs->paused) {
+        hs->paused = false;
+        curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
+    }
+    return 0;
+}
+
+void hx_close(struct tg_stream *s)
+{
+    struct hx_stream *hs = (struct hx_stream *)s;
+
+    /* Removing an unfinished PUT drops the connection mid-body, and the
+     * server discards the partial object. */
+    tg_curl_remove(&hs->x);
+    tg_life_close(&hs->life);
+}

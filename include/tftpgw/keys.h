@@ -1,0 +1,70 @@
+/* include/tftpgw/keys.h - configuration keys read through tables (owner:
+ * gateway/keys.c). One row per key says its type, bounds, default, the
+ * message for a bad value and where the value goes; the [server] section
+ * (gateway/config.c) and every backend type's [backend NAME] section are
+ * read by this one piece of code. */
+#ifndef TFTPGW_KEYS_H
+#define TFTPGW_KEYS_H
+
+#include "tftpgw/config.h"
+
+enum tg_key_type {
+    TG_KEY_UINT,   /* decimal min..max; the field (width 1..8) holds it x scale */
+    TG_KEY_SIZE,   /* 123, 64k, 4M, 1G (powers of 1024), min..max; an 8-byte field */
+    TG_KEY_ENUM,   /* one of names[], case-insensitive unless TG_KEY_CASE: its index */
+    TG_KEY_BOOL,   /* yes/no/true/false/on/off/1/0: a bool */
+    TG_KEY_STRING, /* a copy (tg_strdup) in a char *, the old one freed */
+    TG_KEY_FUNC    /* set(obj, value, msg, cap) */
+};
+
+#define TG_KEY_REQUIRED 0x01u /* [backend]: the section must have it */
+#define TG_KEY_EMPTY_OK 0x02u /* TG_KEY_STRING: "" is a value */
+#define TG_KEY_ABSOLUTE 0x04u /* TG_KEY_STRING: must start with '/' */
+#define TG_KEY_CASE     0x08u /* TG_KEY_ENUM: names match exactly */
+#define TG_KEY_GOT      0x10u /* a bad value's message ends ", got 'VALUE'" */
+
+/* TG_KEY_FUNC: 0, TG_EINVAL with msg filled, or TG_ENOMEM. */
+typedef int tg_key_set_fn(void *obj, const char *value, char *msg, size_t cap);
+
+struct tg_key {
+    const char *name;
+    enum tg_key_type type;
+    size_t off, width;        /* the field in obj: TG_KEY_AT(type, field) */
+    uint64_t min, max;        /* UINT, SIZE: bounds of the value as written */
+    uint64_t scale;           /* UINT: stored = value x scale; 0 means 1 */
+    const char *def;          /* default, parsed like a value; NULL: none */
+    const char *const *names; /* ENUM: NULL-terminated; the value is the index */
+    tg_key_set_fn *set;       /* FUNC */
+    unsigned flags;           /* TG_KEY_* */
+    const char *bad;          /* a bad value's message; NULL: one that names it */
+    const char *range;        /* UINT, SIZE out of bounds; NULL: as bad */
+    const char *missing;      /* REQUIRED and absent; NULL: "required for WHAT" */
+};
+
+#define TG_KEY_AT(type, field) .off = offsetof(type, field), .width = sizeof(((type *)0)->field)
+
+/* A table and the object its rows write into. */
+struct tg_key_table {
+    const struct tg_key *keys;
+    size_t n;
+    void *obj;
+};
+
+const struct tg_key *tg_key_find(const struct tg_key *keys, size_t n, const char *name);
+/* One value into obj by its row: 0, TG_EINVAL with msg saying what is
+ * wrong (without the key's name), or TG_ENOMEM. */
+int tg_key_set(void *obj, const struct tg_key *k, const char *value, char *msg, size_t cap);
+/* Every default of the table into obj. 0 or TG_ENOMEM. */
+int tg_key_defaults(void *obj, const struct tg_key *keys, size_t n);
+
+/* A [backend NAME] section through its tables, for a backend type's
+ * create(): the defaults, then each key in file order, then the required
+ * ones. On the first problem err gets "line N: KEY: what is wrong" (a bad
+ * value), "line N: KEY: unknown key for WHAT" (no row), or "line N: KEY:
+ * required for WHAT" (N the section's line), and TG_EINVAL is returned;
+ * TG_ENOMEM with "out of memory". what: "an http backend". */
+int tg_key_parse_backend(const struct tg_key_table *tables, size_t ntables,
+                         const struct tg_backend_cfg *cfg, const char *what, char *err,
+                         size_t errlen);
+
+#endif
