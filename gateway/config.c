@@ -35,64 +35,7 @@
 
 /* ---- shared value parsers ------------------------------------------------ */
 
-int tg_config_parse_bool(const char *s, bool *out)
-{
-    static const char *const yes[] = { "yes", "true", "on", "1" };
-    static const char *const no[] = { "no", "false", "off", "0" };
 
-    if (!s)
-        return TG_EINVAL;
-    for (size_t i = 0; i < TG_ARRAY_LEN(yes); i++) {
-        if (strcasecmp(s, yes[i]) == 0) {
-            *out = true;
-            return 0;
-        }
-        if (strcasecmp(s, no[i]) == 0) {
-            *out = false;
-            return 0;
-        }
-    }
-    return TG_EINVAL;
-}
-
-int tg_config_parse_size(const char *s, int64_t *out)
-{
-    char digits[24];
-    size_t n;
-    unsigned shift = 0;
-    uint64_t v;
-    int rc;
-
-    if (!s)
-        return TG_EINVAL;
-    n = strlen(s);
-    if (n > 0) {
-        switch (s[n - 1]) {
-        case 'k': case 'K': shift = 10; break;
-        case 'm': case 'M': shift = 20; break;
-        case 'g': case 'G': shift = 30; break;
-        default: break;
-        }
-        if (shift)
-            n--;
-    }
-    if (n == 0)
-        return TG_EINVAL;
-    if (n >= sizeof(digits)) {
-        /* Too long for any int64; still tell syntax errors from overflow. */
-        for (size_t i = 0; i < n; i++)
-            if (s[i] < '0' || s[i] > '9')
-                return TG_EINVAL;
-        return TG_ERANGE;
-    }
-    memcpy(digits, s, n);
-    digits[n] = '\0';
-    rc = tg_parse_u64(digits, (uint64_t)INT64_MAX >> shift, &v);
-    if (rc < 0)
-        return rc;
-    *out = (int64_t)(v << shift);
-    return 0;
-}
 
 /* ---- parse state --------------------------------------------------------- */
 
@@ -1168,10 +1111,3 @@ fail:
     return NULL;
 }
 
-const struct tg_kv *tg_config_kv(const struct tg_backend_cfg *b, const char *key)
-{
-    for (size_t i = 0; i < b->nkv; i++)
-        if (strcmp(b->kv[i].key, key) == 0)
-            return &b->kv[i];
-    return NULL;
-}

@@ -2,32 +2,11 @@
 #ifndef TFTPGW_CONFIG_H
 #define TFTPGW_CONFIG_H
 
+#include "tftpgw/keys.h"
 #include "tftpgw/route.h"
 
 enum tg_log_format { TG_LOG_TEXT = 0, TG_LOG_JSON = 1 };
 enum tg_log_target { TG_LOG_STDERR = 0, TG_LOG_SYSLOG = 1 };
-
-struct tg_kv {
-    char *key;
-    char *value;
-    int line;
-};
-
-/* Every backend type, in this one place: a [backend] section's type is
- * one of these names (gateway/config.c), and type NAME is served by
- * tg_NAME_backend_ops (include/tftpgw/backend.h, gateway/backend.c). */
-#define TG_BACKEND_TYPES(X) X(file) X(http) X(s3) X(cache)
-
-/* A [backend NAME] section. Keys beyond `type` are kept raw and checked by
- * the backend type itself when it is created (tg_backend_create). */
-struct tg_backend_cfg {
-    char *name;
-    char *type;
-    int line;
-    const char *file;  /* the config file (borrowed), NULL when built in */
-    struct tg_kv *kv;
-    size_t nkv;
-};
 
 struct tg_server_cfg {
     char **listen;             /* "127.0.0.1:6969", "[::]:69"; default 0.0.0.0:69 and [::]:69 */
@@ -83,11 +62,6 @@ struct tg_config *tg_config_embedded(const char *root, enum tg_write_mode write)
 
 void tg_config_free(struct tg_config *cfg);
 
-/* Look up a raw backend key; NULL when absent. */
-const struct tg_kv *tg_config_kv(const struct tg_backend_cfg *b, const char *key);
 
-/* Shared value parsers for config code (backends use them too). */
-int tg_config_parse_bool(const char *s, bool *out);        /* yes/no/true/false/on/off/1/0 */
-int tg_config_parse_size(const char *s, int64_t *out);     /* 123, 4k, 8M, 1G (powers of 1024) */
 
 #endif

@@ -6,7 +6,37 @@
 #ifndef TFTPGW_KEYS_H
 #define TFTPGW_KEYS_H
 
-#include "tftpgw/config.h"
+#include "tftpgw/common.h"
+
+struct tg_kv {
+    char *key;
+    char *value;
+    int line;
+};
+
+/* Every backend type, in this one place: a [backend] section's type is
+ * one of these names (gateway/config.c), and type NAME is served by
+ * tg_NAME_backend_ops (include/tftpgw/backend.h, gateway/backend.c). */
+#define TG_BACKEND_TYPES(X) X(file) X(http) X(s3) X(cache)
+
+/* A [backend NAME] section. Keys beyond `type` are kept raw and checked by
+ * the backend type itself when it is created (tg_backend_create). */
+struct tg_backend_cfg {
+    char *name;
+    char *type;
+    int line;
+    const char *file;  /* the config file (borrowed), NULL when built in */
+    struct tg_kv *kv;
+    size_t nkv;
+};
+
+/* Look up a raw backend key; NULL when absent. */
+const struct tg_kv *tg_config_kv(const struct tg_backend_cfg *b, const char *key);
+
+/* Shared value parsers for config code (backends use them too). */
+int tg_config_parse_bool(const char *s, bool *out);        /* yes/no/true/false/on/off/1/0 */
+int tg_config_parse_size(const char *s, int64_t *out);     /* 123, 4k, 8M, 1G (powers of 1024) */
+
 
 enum tg_key_type {
     TG_KEY_UINT,   /* decimal min..max; the field (width 1..8) holds it x scale */
