@@ -1111,3 +1111,19 @@ fail:
     return NULL;
 }
 
+int tg_config_set_listen(struct tg_config *cfg, char *const *list, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < cfg->server.nlisten; i++)
+        tg_free(cfg->server.listen[i]);
+    tg_free(cfg->server.listen);
+    cfg->server.listen = tg_calloc(n, sizeof(char *));
+    if (!cfg->server.listen)
+        return -1;
+    cfg->server.nlisten = n;
+    for (i = 0; i < n; i++)
+        if (!(cfg->server.listen[i] = tg_strdup(list[i])))
+            return -1;
+    return 0;
+}

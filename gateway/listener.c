@@ -134,12 +134,12 @@ static bool admit(struct tg_listener *l, const struct sockaddr *peer,
         /* One small ERROR per refused request: never more than came in. */
         tg_error_set(&err, TG_TFTP_EUNDEF, "rate limit exceeded, slow down");
         tg_metrics_request_refused("rate_limited");
-        rt->stats.requests_refused++;
         if (rt->rl_logged_s != uv_now(rt->loop) / 1000) {
             /* A flood must not become a log flood: a line a second. */
             rt->rl_logged_s = uv_now(rt->loop) / 1000;
-            refuse(l, peer, tg_pkt_opname(op), filename, &err);
+            refuse(l, peer, tg_pkt_opname(op), filename, &err); /* counts it */
         } else {
+            rt->stats.requests_refused++;
             send_error(l, peer, err.code, err.msg);
         }
         return false;

@@ -168,23 +168,6 @@ static int enter_chroot(const struct tg_config *cfg)
     return 0;
 }
 
-static int set_listen(struct tg_config *cfg, char *const *list, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < cfg->server.nlisten; i++)
-        tg_free(cfg->server.listen[i]);
-    tg_free(cfg->server.listen);
-    cfg->server.listen = tg_calloc(n, sizeof(char *));
-    if (!cfg->server.listen)
-        return -1;
-    cfg->server.nlisten = n;
-    for (i = 0; i < n; i++)
-        if (!(cfg->server.listen[i] = tg_strdup(list[i])))
-            return -1;
-    return 0;
-}
-
 struct args {
     const char *config, *root, *range;
     enum tg_write_mode write;
@@ -285,7 +268,7 @@ static int load_config(const struct args *a, struct tg_config **out)
         return 1;
     }
     *out = cfg;
-    if (a->nlisten && set_listen(cfg, a->listen, a->nlisten) != 0) {
+    if (a->nlisten && tg_config_set_listen(cfg, a->listen, a->nlisten) != 0) {
         fprintf(stderr, "tftpgw: out of memory\n");
         return 1;
     }
@@ -322,6 +305,7 @@ static int serve(struct tg_config *cfg, const struct args *a)
     uv_loop_init(&loop);
     rc = tg_server_init(&srv, &loop, cfg, err, sizeof(err));
     srv.verbose = a->verbose > 0;
+    srv.cli_listen = a->nlisten > 0;
     if (a->range) {
         srv.cli_port_lo = cfg->server.port_lo;
         srv.cli_port_hi = cfg->server.port_hi;

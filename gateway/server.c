@@ -294,6 +294,14 @@ static int reload_apply(struct tg_server *srv, struct tg_config *cfg)
     char err[512];
     int rc;
 
+    /* What the command line set stays set: the file's listen list would
+     * only warn that it differs from the sockets --listen opened. */
+    if (srv->cli_listen &&
+        tg_config_set_listen(cfg, srv->rt.cfg->server.listen, srv->rt.cfg->server.nlisten) != 0) {
+        tg_log(TG_LOG_ERROR, "reload refused: out of memory");
+        tg_config_free(cfg);
+        return TG_ENOMEM;
+    }
     if (srv->cli_port_lo) {
         cfg->server.port_lo = srv->cli_port_lo;
         cfg->server.port_hi = srv->cli_port_hi;

@@ -24,6 +24,7 @@ struct tg_server {
     bool reload_busy;             /* a reload's file read is on the thread pool */
     bool verbose;                 /* -v: keep debug logging across reloads */
     unsigned cli_port_lo, cli_port_hi; /* --port-range, kept across reloads */
+    bool cli_listen;                   /* --listen: its addresses outlive reloads */
 };
 
 int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg,

@@ -62,6 +62,10 @@ struct tg_config *tg_config_embedded(const char *root, enum tg_write_mode write)
 
 void tg_config_free(struct tg_config *cfg);
 
+/* Replace the listen list (--listen, and a reload under it); -1 when out
+ * of memory. */
+int tg_config_set_listen(struct tg_config *cfg, char *const *list, size_t n);
+
 
 
 #endif
