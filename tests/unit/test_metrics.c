@@ -517,10 +517,15 @@ static void test_http_answers(void **state)
     set_req(&cs[4], "GET /metrics?x=1 HTTP/1.0\n\n"); /* bare LF, a query */
     set_req(&cs[5], "HEAD /metrics HTTP/1.1\r\n\r\n");
     set_req(&cs[6], "GET /metricsx HTTP/1.1\r\n\r\n");
-    /* One after the other: seven at once from one address would exceed
-     * the per-client cap (test_http_per_client_cap). */
-    for (size_t i = 1; i < 7; i++)
+    /* Seven clients from seven addresses: from one they would meet the
+     * per-client cap (test_http_per_client_cap) whenever the server is
+     * slow to close (under valgrind), which is not what this test checks. */
+    static const char *const ips[] = {"127.0.0.31", "127.0.0.32", "127.0.0.33", "127.0.0.34",
+                                      "127.0.0.35", "127.0.0.36", "127.0.0.37"};
+    for (size_t i = 0; i < 7; i++) {
+        cs[i].bind_ip = ips[i];
         cs[i].delay_ms = 15 * i;
+    }
     run_clients(cs, 7);
 
     page = render();
