@@ -420,7 +420,7 @@ static void relay_step(struct fill *f)
     }
     if (!all_past)
         return;
-    n = tg_stream_pull(f->up, f->buf, CHUNK);
+    n = tg_stream_read1(f->up, f->buf, CHUNK);
     if (n == TG_EAGAIN)
         return;
     if (n < 0) {
@@ -586,7 +586,7 @@ static void fill_pump(struct fill *f)
 
     if (f->state != F_FILLING || f->writing)
         return;
-    n = tg_stream_pull(f->up, f->buf, CHUNK);
+    n = tg_stream_read1(f->up, f->buf, CHUNK);
     if (n == TG_EAGAIN)
         return;
     if (n < 0) {

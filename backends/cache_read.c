@@ -310,56 +310,54 @@ void cache_reader_trim(struct creader *r)
 
 /* Past the stored bytes of a relaying fill: straight from its chunk. The
  * fill moves on (outside this call) once every reader has the chunk. */
-static ssize_t relay_pull(struct creader *r, struct fill *f, uint8_t *dst, size_t len)
+static ssize_t relay_read(struct creader *r, struct fill *f, const struct iovec *iov, unsigned n)
 {
     int64_t end = f->roff + (int64_t)f->rlen;
-    size_t n;
+    size_t got;
 
     cache_reader_trim(r);
     if (r->pos >= f->roff && r->pos < end) {
-        n = (size_t)(end - r->pos) < len ? (size_t)(end - r->pos) : len;
-        memcpy(dst, f->buf + (r->pos - f->roff), n);
-        r->pos += (int64_t)n;
-        r->cb->st.served_bytes += n;
+        got = tg_iov_copy(iov, n, 0, f->buf + (r->pos - f->roff), (size_t)(end - r->pos));
+        r->pos += (int64_t)got;
+        r->cb->st.served_bytes += got;
         if (r->pos == end)
             cache_fill_kick(f);
-        return (ssize_t)n;
+        return (ssize_t)got;
     }
     r->want = true;
     cache_fill_kick(f);
     return TG_EAGAIN;
 }
 
-static ssize_t cache_pull(struct tg_stream *s, uint8_t *dst, size_t len);
+static ssize_t cache_read(struct tg_stream *s, const struct iovec *iov, unsigned n);
 static void cache_close(struct tg_stream *s);
 
 /* The cache's own streams only read: writes are the upstream's streams. */
 static const struct tg_stream_ops cache_read_ops = {
-    .pull = cache_pull,
+    .read = cache_read,
     .close = cache_close,
 };
 
-static ssize_t cache_pull(struct tg_stream *s, uint8_t *dst, size_t len)
+static ssize_t cache_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
 {
     struct creader *r = (struct creader *)s;
-    size_t n;
+    size_t got;
 
     if (r->state == R_FAILED)
         return TG_EIO;
     if (r->state != R_OPEN)
         return TG_EINVAL;
     if (r->blen > 0) {
-        n = len < r->blen ? len : r->blen;
-        memcpy(dst, r->buf + r->boff, n);
-        r->boff += n;
-        r->blen -= n;
-        r->cb->st.served_bytes += n;
-        return (ssize_t)n;
+        got = tg_iov_copy(iov, n, 0, r->buf + r->boff, r->blen);
+        r->boff += got;
+        r->blen -= got;
+        r->cb->st.served_bytes += got;
+        return (ssize_t)got;
     }
     if (r->total >= 0 && r->pos >= r->total)
         return 0;
     if (r->fill && r->fill->state == F_RELAYING && r->pos >= r->fill->stored)
-        return relay_pull(r, r->fill, dst, len);
+        return relay_read(r, r->fill, iov, n);
     r->want = true;
     if (!r->reading && r->pos < r->avail) {
         int64_t left = r->avail - r->pos;

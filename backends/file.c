@@ -36,12 +36,10 @@
 #include "tftpgw/keys.h"
 #include "tftpgw/window.h"
 
-static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len);
-static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs);
+static ssize_t file_read(struct tg_stream *s, const struct iovec *iov, unsigned n);
 
 static const struct tg_stream_ops file_read_ops = {
-    .pull = file_pull,
-    .read_direct = file_read_direct,
+    .read = file_read,
     .close = file_close,
 };
 
@@ -51,7 +49,6 @@ static void read_open_work(uv_work_t *w)
 {
     struct file_stream *fs = tg_container_of(w, struct file_stream, work);
     const struct file_backend *fb = fs->fb;
-    struct stage *s0 = &fs->st[0];
     struct stat sb;
     int fd;
 
@@ -104,12 +101,8 @@ static void read_open_work(uv_work_t *w)
      * thread-pool reads that wait on the disk when the page cache is cold
      * (a boot storm's first clients). */
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    /* No data yet: the staging is allocated and filled on the first pull,
-     * so a request nobody answers holds no buffers (invariant 2), and a
-     * read straight into the window never needed them. */
-    s0->off = 0;
-    s0->want = 0;
-    s0->len = 0;
+    /* No data yet: the staging is allocated on the first read that needs
+     * it, so a request nobody answers holds no buffers (invariant 2). */
 }
 
 static void cleanup_work(uv_work_t *w)
@@ -219,6 +212,15 @@ int file_start_job(struct file_stream *fs, uv_work_cb work, uv_after_work_cb aft
     return 0;
 }
 
+/* Both staging buffers of a write stream, allocated on first use. */
+int file_stages_alloc(struct file_stream *fs)
+{
+    for (int i = 0; i < 2; i++)
+        if (!fs->st[i].data && !(fs->st[i].data = tg_malloc(fs->cap)))
+            return file_fail_msg(fs, TG_TFTP_EUNDEF, TG_ENOMEM, "out of memory");
+    return 0;
+}
+
 static void stream_fin(struct tg_life *l)
 {
     start_cleanup(tg_container_of(l, struct file_stream, life));
@@ -262,7 +264,6 @@ struct file_stream *file_stream_new(struct file_backend *fb,
 static void read_open_after(uv_work_t *w, int status)
 {
     struct file_stream *fs = tg_container_of(w, struct file_stream, work);
-    struct stage *s0 = &fs->st[0];
 
     fs->work_busy = false;
     if (file_req_done(fs))
@@ -274,14 +275,7 @@ static void read_open_after(uv_work_t *w, int status)
         file_notify(fs, TG_STREAM_FAILED);
         return;
     }
-    if (s0->len < s0->want) {
-        file_fail_msg(fs, TG_TFTP_EUNDEF, TG_EIO, "file shrank while being read");
-        file_notify(fs, TG_STREAM_FAILED);
-        return;
-    }
-    s0->state = s0->want ? STAGE_READY : STAGE_EMPTY;
-    fs->fill = s0->want ? 1 : 0;
-    fs->off = (int64_t)s0->len;
+    fs->off = 0;
     fs->state = FS_OPEN;
     file_notify(fs, TG_STREAM_OPENED);
 }
@@ -319,85 +313,6 @@ static ssize_t read_nowait(int fd, const struct iovec *iov, int n, int64_t off)
 #endif
 }
 
-static void direct_after(uv_fs_t *req)
-{
-    struct file_stream *fs = req->data;
-    ssize_t n = req->result;
-
-    uv_fs_req_cleanup(req);
-    if (file_req_done(fs))
-        return;
-    if (n < 0) {
-        file_fail(fs, (int)-n);
-        fs->base.direct_result = fs->fail_rc;
-        file_notify(fs, TG_STREAM_DIRECT);
-        return;
-    }
-    fs->dpos += n;
-    fs->base.direct_result = n;
-    file_notify(fs, TG_STREAM_DIRECT);
-}
-
-static int file_read_direct(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs)
-{
-    struct file_stream *fs = tg_container_of(s, struct file_stream, base);
-    uv_buf_t b[TG_WINDOW_DIRECT_MAX];
-    int64_t left;
-    unsigned i, n = 0;
-    int rc;
-
-    if (fs->state == FS_FAILED)
-        return fs->fail_rc;
-    if (fs->state != FS_OPEN || fs->life.closed || nbufs > TG_WINDOW_DIRECT_MAX)
-        return TG_EINVAL;
-    if (!fs->direct) {
-        /* The staging filled at open is not needed: give it back. */
-        fs->direct = true;
-        tg_free(fs->st[0].data);
-        tg_free(fs->st[1].data);
-        fs->st[0].data = fs->st[1].data = NULL;
-    }
-    /* Never past the size reported at OPENED: that went out as tsize. */
-    left = fs->base.size - fs->dpos;
-    for (i = 0; i < nbufs && left > 0; i++, n++) {
-        b[n] = bufs[i];
-        if ((int64_t)b[n].len > left)
-            b[n].len = (unsigned)left;
-        left -= b[n].len;
-    }
-    if (n == 0) {
-        /* At the end: an empty read, still answered from the loop. */
-        b[0] = uv_buf_init((char *)bufs[0].base, 0);
-        n = 1;
-    }
-    {
-        struct iovec iov[TG_WINDOW_DIRECT_MAX];
-        ssize_t got;
-        size_t want = 0;
-
-        for (i = 0; i < n; i++) {
-            iov[i].iov_base = b[i].base;
-            iov[i].iov_len = b[i].len;
-            want += b[i].len;
-        }
-        got = read_nowait(fs->fd, iov, (int)n, fs->dpos);
-        /* Only a whole answer counts: fewer bytes than asked mean the end
-         * of the file to the session, so a part-cached range goes to the
-         * thread pool whole. */
-        if (got >= 0 && ((size_t)got == want || fs->dpos + got >= fs->base.size)) {
-            fs->dpos += got;
-            fs->base.direct_result = got;
-            return TG_DIRECT_DONE;
-        }
-    }
-    fs->dreq.data = fs;
-    rc = uv_fs_read(fs->fb->base.loop, &fs->dreq, fs->fd, b, n, fs->dpos, direct_after);
-    if (rc < 0)
-        return rc;
-    tg_life_hold(&fs->life);
-    return 0;
-}
-
 static int file_open_read(struct tg_backend *b, const struct tg_open_args *a,
                           tg_stream_cb *cb, void *arg, struct tg_stream **out)
 {
@@ -418,92 +333,12 @@ static int file_open_read(struct tg_backend *b, const struct tg_open_args *a,
 
 /* ---- reading ---- */
 
-static void on_read(uv_fs_t *req);
-
-
-/* Would pull(len) return now rather than TG_EAGAIN? A pull gets all len
- * bytes unless the file ends first (or len exceeds the staging), which is
- * more than the contract asks and saves the session from short blocks. */
-static bool pull_ready(const struct file_stream *fs, size_t len)
+static int shrank(struct file_stream *fs)
 {
-    const struct stage *a = &fs->st[fs->cur];
-    const struct stage *b = &fs->st[fs->cur ^ 1];
-    size_t avail = 0;
-
-    if (fs->state == FS_FAILED)
-        return true;
-    if (a->state == STAGE_READY) {
-        avail = a->len - a->pos;
-        if (b->state == STAGE_READY)
-            avail += b->len - b->pos;
-    }
-    if (avail >= len)
-        return true;
-    if (fs->off >= fs->base.size && a->state != STAGE_BUSY && b->state != STAGE_BUSY)
-        return true; /* all asked for is in: what is here is the rest */
-    return a->state == STAGE_READY && b->state == STAGE_READY;
+    return file_fail_msg(fs, TG_TFTP_EUNDEF, TG_EIO, "file shrank while being read");
 }
 
-/* Both stages, allocated on first use (see read_open_work). */
-int file_stages_alloc(struct file_stream *fs)
-{
-    for (int i = 0; i < 2; i++)
-        if (!fs->st[i].data && !(fs->st[i].data = tg_malloc(fs->cap)))
-            return file_fail_msg(fs, TG_TFTP_EUNDEF, TG_ENOMEM, "out of memory");
-    return 0;
-}
-
-static int read_more(struct file_stream *fs, struct stage *st)
-{
-    uv_buf_t buf = uv_buf_init((char *)st->data + st->len, (unsigned)(st->want - st->len));
-    int rc = uv_fs_read(fs->fb->base.loop, &st->req, fs->fd, &buf, 1,
-                        st->off + (int64_t)st->len, on_read);
-
-    if (rc < 0)
-        return file_fail(fs, -rc);
-    tg_life_hold(&fs->life);
-    return 0;
-}
-
-/* Keep both stages loaded or loading, in file order, up to the size seen
- * at open: the session announced that size as tsize, so it is all we send. */
-static int read_ahead(struct file_stream *fs)
-{
-    if (fs->off < fs->base.size && file_stages_alloc(fs) < 0)
-        return fs->fail_rc;
-    while (fs->off < fs->base.size) {
-        struct stage *st = &fs->st[fs->fill];
-        int64_t left = fs->base.size - fs->off;
-        int rc;
-
-        if (st->state != STAGE_EMPTY)
-            break;
-        st->off = fs->off;
-        st->want = left < (int64_t)fs->cap ? (size_t)left : fs->cap;
-        st->len = 0;
-        st->pos = 0;
-        {
-            struct iovec iov = {st->data, st->want};
-            ssize_t n = read_nowait(fs->fd, &iov, 1, st->off);
-
-            if (n > 0)
-                st->len = (size_t)n;
-        }
-        if (st->len == st->want) {
-            st->state = STAGE_READY;
-        } else {
-            rc = read_more(fs, st);
-            if (rc < 0)
-                return rc;
-            st->state = STAGE_BUSY;
-        }
-        fs->off += (int64_t)st->want;
-        fs->fill ^= 1;
-    }
-    return 0;
-}
-
-static void on_read(uv_fs_t *req)
+static void on_stage_read(uv_fs_t *req)
 {
     struct stage *st = tg_container_of(req, struct stage, req);
     struct file_stream *fs = st->fs;
@@ -516,64 +351,134 @@ static void on_read(uv_fs_t *req)
         if (n < 0)
             file_fail(fs, (int)-n);
         else
-            file_fail_msg(fs, TG_TFTP_EUNDEF, TG_EIO, "file shrank while being read");
+            shrank(fs);
         file_notify(fs, TG_STREAM_FAILED);
         return;
     }
-    st->len += (size_t)n;
-    if (st->len < st->want) {
-        if (read_more(fs, st) < 0)
-            file_notify(fs, TG_STREAM_FAILED);
-        return;
-    }
     st->state = STAGE_READY;
-    if (fs->waiting && pull_ready(fs, fs->want_len)) {
+    st->len = (size_t)n;
+    st->pos = 0;
+    fs->off += n;
+    if (fs->waiting) {
         fs->waiting = false;
         file_notify(fs, TG_STREAM_READABLE);
     }
 }
 
-static ssize_t file_pull(struct tg_stream *s, uint8_t *dst, size_t len)
+#define MISS (-1000000) /* stage_load: not in the page cache, and not allowed to wait */
+
+/* The next part of the file into the staging: from the page cache at once
+ * (> 0 bytes), or, when may_wait, through the thread pool (TG_EAGAIN,
+ * READABLE follows). The staging reads ahead of a small ask (lock-step),
+ * so each block does not cost a read of its own. */
+static ssize_t stage_load(struct file_stream *fs, bool may_wait)
+{
+    struct stage *st = &fs->st[0];
+    int64_t left = fs->base.size - fs->off;
+    size_t want = left < (int64_t)fs->cap ? (size_t)left : fs->cap;
+    struct iovec iov;
+    uv_buf_t buf;
+    ssize_t n;
+    int rc;
+
+    if (!st->data && !(st->data = tg_malloc(fs->cap)))
+        return file_fail_msg(fs, TG_TFTP_EUNDEF, TG_ENOMEM, "out of memory");
+    st->len = st->pos = 0;
+    iov.iov_base = st->data;
+    iov.iov_len = want;
+    n = read_nowait(fs->fd, &iov, 1, fs->off);
+    if (n == 0)
+        return shrank(fs);
+    if (n > 0) {
+        st->state = STAGE_READY;
+        st->len = (size_t)n;
+        fs->off += n;
+        return n;
+    }
+    if (!may_wait)
+        return MISS;
+    buf = uv_buf_init((char *)st->data, (unsigned)want);
+    rc = uv_fs_read(fs->fb->base.loop, &st->req, fs->fd, &buf, 1, fs->off, on_stage_read);
+    if (rc < 0)
+        return file_fail(fs, -rc);
+    tg_life_hold(&fs->life);
+    st->state = STAGE_BUSY;
+    fs->waiting = true;
+    return TG_EAGAIN;
+}
+
+/* A window's worth asked: straight from the page cache into the caller's
+ * buffers from byte `at` on, cut at the size seen at OPENED (it went out
+ * as tsize). > 0 bytes, 0 when the file ended early, < 0 on a miss. */
+static ssize_t read_straight(struct file_stream *fs, const struct iovec *iov, unsigned n,
+                             size_t at)
+{
+    struct iovec cut[FILE_IOV_MAX];
+    int64_t left = fs->base.size - fs->off;
+    unsigned k = 0;
+    ssize_t got;
+
+    for (unsigned i = 0; i < n && k < FILE_IOV_MAX && left > 0; i++) {
+        if (at >= iov[i].iov_len) {
+            at -= iov[i].iov_len;
+            continue;
+        }
+        cut[k].iov_base = (uint8_t *)iov[i].iov_base + at;
+        cut[k].iov_len = iov[i].iov_len - at;
+        at = 0;
+        if ((int64_t)cut[k].iov_len > left)
+            cut[k].iov_len = (size_t)left;
+        left -= (int64_t)cut[k++].iov_len;
+    }
+    got = read_nowait(fs->fd, cut, (int)k, fs->off);
+    if (got > 0)
+        fs->off += got;
+    return got;
+}
+
+/* Fills every buffer while the bytes are at hand (staged, or in the page
+ * cache: no copy for a window's worth); waits only when nothing was read,
+ * so READABLE follows only a TG_EAGAIN. A failure after some bytes is the
+ * next read's answer. */
+static ssize_t file_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
 {
     struct file_stream *fs = tg_container_of(s, struct file_stream, base);
-    size_t got = 0;
-    int rc;
+    struct stage *st = &fs->st[0];
+    size_t total = 0, got = 0;
+    ssize_t r;
 
     if (fs->state == FS_FAILED)
         return fs->fail_rc;
     if (fs->state != FS_OPEN || fs->life.closed)
         return TG_EINVAL;
-    if (!pull_ready(fs, len)) {
-        rc = read_ahead(fs);
-        if (rc < 0)
-            return rc;
-        if (!pull_ready(fs, len)) { /* else the page cache had it */
-            fs->waiting = true;
-            fs->want_len = len;
-            return TG_EAGAIN;
-        }
+    if (st->state == STAGE_BUSY) {
+        fs->waiting = true;
+        return TG_EAGAIN;
     }
-    while (got < len) {
-        struct stage *st = &fs->st[fs->cur];
-        size_t n;
-
-        if (st->state != STAGE_READY)
-            break;
-        n = st->len - st->pos;
-        if (n > len - got)
-            n = len - got;
-        memcpy(dst + got, st->data + st->pos, n);
-        st->pos += n;
-        got += n;
-        if (st->pos == st->len) {
-            st->state = STAGE_EMPTY;
-            fs->cur ^= 1;
+    for (unsigned i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    while (got < total) {
+        if (st->pos < st->len) {
+            r = (ssize_t)tg_iov_copy(iov, n, got, st->data + st->pos, st->len - st->pos);
+            st->pos += (size_t)r;
+            got += (size_t)r;
+            continue;
         }
+        st->state = STAGE_EMPTY;
+        if (fs->off >= fs->base.size)
+            break; /* never past the size seen at OPENED */
+        r = total - got >= fs->cap ? read_straight(fs, iov, n, got) : -1;
+        if (r == 0)
+            r = shrank(fs);
+        else if (r < 0)
+            r = stage_load(fs, got == 0);
+        else {
+            got += (size_t)r;
+            continue;
+        }
+        if (r < 0)
+            return got ? (ssize_t)got : r;
     }
-    rc = read_ahead(fs);
-    /* Bytes in hand go out first; the failure is the next pull's answer. */
-    if (rc < 0 && got == 0)
-        return rc;
     return (ssize_t)got;
 }
 
@@ -663,5 +568,4 @@ const struct tg_backend_ops tg_file_backend_ops = {
     .destroy = file_destroy,
     .open_read = file_open_read,
     .open_write = file_open_write,
-    .read_direct = tg_stream_read_direct,
 };

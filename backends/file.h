@@ -12,11 +12,16 @@
 #include "tftpgw/life.h"
 #include "tftpgw/localfs.h"
 
-/* Staging per stream is two buffers of max(STAGE_MIN, blksize): one being
- * consumed or filled while the other is on its way to or from the disk.
- * Small, because a transfer may hold its window plus about 16 KiB (the
- * memory target); the thread pool keeps up with 8 KiB reads. */
+/* Staging is max(STAGE_MIN, blksize) per buffer: a read stream has one,
+ * loaded from the disk ahead of small asks (a window's worth goes straight
+ * into the caller's buffers instead); a write stream two, one being filled
+ * while the other is on its way to the disk. Small, because a transfer may
+ * hold its window plus about 16 KiB (the memory target); the thread pool
+ * keeps up with 8 KiB reads. */
 #define STAGE_MIN (16 * 1024)
+/* Most buffers one read takes straight from the page cache (a read may
+ * always fill fewer than asked). */
+#define FILE_IOV_MAX 64
 /* Room left in NAME_MAX for ".", ".tftpgw-" and six random characters. */
 #define TMPNAME_BASE_MAX (NAME_MAX - 16)
 
@@ -39,8 +44,7 @@ struct stage {
     struct file_stream *fs;
     uv_fs_t req;
     uint8_t *data;
-    int64_t off;  /* file offset of data[0] */
-    size_t want;  /* read: bytes asked of the file */
+    int64_t off;  /* write: file offset of data[0] */
     size_t len;   /* read: bytes loaded; write: bytes staged */
     size_t pos;   /* read: bytes consumed; write: bytes written */
     enum stage_state state;
@@ -60,22 +64,16 @@ struct file_stream {
     char *key;
     enum fstream_state state;
     struct tg_life life; /* held by each uv request in flight */
-    bool waiting;     /* a pull/push said TG_EAGAIN: READABLE/WRITABLE is owed */
-    size_t want_len;  /* read: len of that pull */
-    int fail_rc;      /* what pull/push/commit return once FAILED */
+    bool waiting;     /* a read/push said TG_EAGAIN: READABLE/WRITABLE is owed */
+    int fail_rc;      /* what read/push/commit return once FAILED */
     uv_work_t work;   /* open, commit or clean-up; never two at once */
     bool work_busy;
     int werr;         /* errno left by the last job, 0 for success */
     int fd;           /* read: the file */
     size_t cap;
-    struct stage st[2];
-    int cur;          /* read: stage consumed next; write: stage filled next */
-    int fill;         /* read: stage loaded next */
+    struct stage st[2]; /* read: st[0] only */
+    int cur;          /* write: stage filled next */
     int64_t off;      /* read: next offset to ask for; write: next staged byte */
-    /* read_direct: its own position, its request. */
-    int64_t dpos;
-    uv_fs_t dreq;
-    bool direct;
     /* Write only. */
     bool overwrite;
     int64_t size_hint;
@@ -98,11 +96,11 @@ int file_start_job(struct file_stream *fs, uv_work_cb work, uv_after_work_cb aft
  * and the caller must stop. */
 bool file_req_done(struct file_stream *fs);
 void file_notify(struct file_stream *fs, enum tg_stream_ev ev);
-/* Record a failure (errno, or a code and text); returns what pull, push
+/* Record a failure (errno, or a code and text); returns what read, push
  * and commit answer from now on. FAILED is the caller's to send. */
 int file_fail(struct file_stream *fs, int err);
 int file_fail_msg(struct file_stream *fs, uint16_t code, int rc, const char *msg);
-/* Both staging buffers, allocated on first use. */
+/* Both staging buffers of a write stream, allocated on first use. */
 int file_stages_alloc(struct file_stream *fs);
 void file_close(struct tg_stream *s);
 

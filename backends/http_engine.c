@@ -25,7 +25,7 @@
 #define EV_BIT(e) (1u << (e))
 
 const struct tg_stream_ops hx_read_ops = {
-    .pull = hx_pull,
+    .read = hx_read,
     .close = hx_close,
 };
 
@@ -629,28 +629,34 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
     return 0;
 }
 
-ssize_t hx_pull(struct tg_stream *s, uint8_t *dst, size_t len)
+ssize_t hx_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
 {
     struct hx_stream *hs = (struct hx_stream *)s;
-    size_t n;
+    size_t first, got;
 
     if (hs->state == HX_FAILED)
         return TG_EIO;
-    n = ring_get(hs, dst, len);
-    if (n > 0) {
-        /* Room for a whole curl chunk again: resume. curl may call on_body
-         * before this returns; that only fills the ring. */
-        if (hs->paused && hs->cap - hs->len >= CURL_MAX_WRITE_SIZE) {
-            hs->paused = false;
-            hs->last_move = uv_now(hs->base.backend->loop);
-            curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
-        }
-        return (ssize_t)n;
+    if (hs->len == 0) {
+        if (hs->state == HX_EOF)
+            return 0;
+        hs->want = true;
+        return TG_EAGAIN;
     }
-    if (hs->state == HX_EOF)
-        return 0;
-    hs->want = true;
-    return TG_EAGAIN;
+    /* The ring's bytes in order: from head to the end, then from the start. */
+    first = hs->cap - hs->head < hs->len ? hs->cap - hs->head : hs->len;
+    got = tg_iov_copy(iov, n, 0, hs->ring + hs->head, first);
+    if (got == first)
+        got += tg_iov_copy(iov, n, got, hs->ring, hs->len - first);
+    hs->head = (hs->head + got) % hs->cap;
+    hs->len -= got;
+    /* Room for a whole curl chunk again: resume. curl may call on_body
+     * before this returns; that only fills the ring. */
+    if (hs->paused && hs->cap - hs->len >= CURL_MAX_WRITE_SIZE) {
+        hs->paused = false;
+        hs->last_move = uv_now(hs->base.backend->loop);
+        curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
+    }
+    return (ssize_t)got;
 }
 
 int hx_push(struct tg_stream *s, const uint8_t *src, size_t len)

@@ -101,7 +101,7 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
             tg_stream_cb *cb, void *arg, struct tg_stream **out);
 /* The engine's streams: GETs read, PUTs write (base.ops is one of these). */
 extern const struct tg_stream_ops hx_read_ops, hx_write_ops;
-ssize_t hx_pull(struct tg_stream *s, uint8_t *dst, size_t len);
+ssize_t hx_read(struct tg_stream *s, const struct iovec *iov, unsigned n);
 int hx_push(struct tg_stream *s, const uint8_t *src, size_t len);
 int hx_commit(struct tg_stream *s);
 void hx_close(struct tg_stream *s);

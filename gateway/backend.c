@@ -27,3 +27,24 @@ void tg_backend_destroy(struct tg_backend *b)
     if (b)
         b->ops->destroy(b);
 }
+
+size_t tg_iov_copy(const struct iovec *iov, unsigned n, size_t at, const void *src, size_t len)
+{
+    const uint8_t *p = src;
+    size_t done = 0;
+
+    for (unsigned i = 0; i < n && done < len; i++) {
+        size_t room, take;
+
+        if (at >= iov[i].iov_len) {
+            at -= iov[i].iov_len;
+            continue;
+        }
+        room = iov[i].iov_len - at;
+        take = len - done < room ? len - done : room;
+        memcpy((uint8_t *)iov[i].iov_base + at, p + done, take);
+        done += take;
+        at = 0;
+    }
+    return done;
+}

@@ -496,9 +496,6 @@ static void st_sending(struct tg_eng *e, const struct tg_eng_ev *ev, uint64_t no
         sender_ack(e, ev->block, now, o);
         return;
     case TG_EV_READABLE:
-        e->tx.src_bytes += ev->n;
-        if (!source_ok(e, o))
-            return;
         e->state = TG_ES_SENDING;
         pump(e, o, now);
         return;

@@ -74,7 +74,7 @@ enum tg_eng_ev_kind {
     /* from the backend stream */
     TG_EV_START,     /* the stream was asked to open */
     TG_EV_OPENED,    /* size: bytes, or -1 when unknown */
-    TG_EV_READABLE,  /* n: source bytes a direct read put in the window (else 0) */
+    TG_EV_READABLE,  /* the stream has bytes again: FILL follows */
     TG_EV_WRITABLE,
     TG_EV_COMMITTED,
     TG_EV_FAILED,    /* code, msg */
@@ -96,7 +96,7 @@ enum tg_eng_ev_kind {
 /* FILLED's rc. */
 enum {
     TG_FILL_OK,   /* the window is full, or the source ended (tg_win_fill_eof) */
-    TG_FILL_WAIT, /* the stream owes READABLE (or a direct read is in flight) */
+    TG_FILL_WAIT, /* the stream owes READABLE */
     TG_FILL_ERROR /* code, msg */
 };
 

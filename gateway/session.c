@@ -2,8 +2,9 @@
  * engine (gateway/engine.c, the protocol), a transport (gateway/transport.c,
  * the socket) and a backend stream, then carries events to the engine and
  * the engine's actions out. It owns the libuv handles (the socket's poll,
- * the one timer), the sender's fill strategies (octet pull, direct read
- * into window slots, netascii), and the transfer's log line.
+ * the one timer), the sender's two fills (octet: reads straight into the
+ * window's slots; netascii: reads into a staging buffer, then encodes),
+ * and the transfer's log line.
  *
  *   datagram (input)     ─┐                      ┌─ SEND_* ─────────────▶ transport
  *   stream   (on_stream) ─┼─▶ run ─▶ tg_eng_run ─┼─ FILL, PUSH, COMMIT ─▶ stream
@@ -30,14 +31,7 @@
 #define BURST 64       /* datagrams taken per wakeup, so one busy client cannot starve the loop */
 #define SEND_BATCH 64  /* datagrams handed to the transport at once */
 #define CTL_MAX 512    /* OACK, ACK or ERROR */
-#define DIRECT_MIN_WINDOW (64 * 1024)
-
-/* How the sender fills its window from the stream. */
-enum fill_kind {
-    FILL_OCTET,   /* pull() into the slots */
-    FILL_DIRECT,  /* read_direct(): one preadv into every free slot, off the loop */
-    FILL_NETASCII /* pull() into a staging buffer, encoded into the slots */
-};
+#define READ_IOV_MAX 64 /* window slots offered to one read */
 
 struct tg_session {
     struct tg_reg_entry reg; /* the server's registry: peer, request, ops */
@@ -57,10 +51,8 @@ struct tg_session {
     struct tg_stream *stream;
     uint64_t be_t0;          /* uv_hrtime() when the backend was asked to open or commit */
 
-    /* the sender's fill strategy */
-    enum fill_kind fill;
-    bool direct_busy;        /* a direct read into window slots is in flight */
-    uint64_t direct_asked;
+    /* netascii's fill */
+    bool netascii;
     struct tg_na_enc na_enc;
     uint8_t *na_raw;         /* netascii: source bytes not yet encoded */
     size_t na_len, na_off;
@@ -83,94 +75,61 @@ static void stream_error(struct tg_session *s, struct tg_eng_ev *ev, const char 
     ev->msg = s->stream->err.msg[0] ? s->stream->err.msg : fallback;
 }
 
-/* ---- the sender's fill strategies (FILL -> FILLED) ---- */
+/* ---- the sender's fills (FILL -> FILLED) ---- */
 
+/* The window's free room as a read's buffers: the rest of the slot being
+ * filled, then whole slots, in order. */
+static unsigned window_iov(struct tg_win *w, struct iovec *iov)
+{
+    uint64_t seq;
+    unsigned n = 0;
+    size_t room;
+    uint8_t *p = tg_win_fill_ptr(w, &room);
+
+    if (!p)
+        return 0;
+    iov[n].iov_base = p;
+    iov[n++].iov_len = room;
+    for (seq = w->filled + 2; seq <= w->acked + w->size && n < READ_IOV_MAX; seq++) {
+        iov[n].iov_base = tg_win_payload(w, seq);
+        iov[n++].iov_len = w->blksize;
+    }
+    return n;
+}
+
+/* Octet: the stream reads straight into the slots, which then go out as
+ * they are; no copy where the stream has the bytes at rest. */
 static void fill_octet(struct tg_session *s, struct tg_eng_ev *ev)
 {
     struct tg_win *w = &s->eng.tx.win;
-    uint8_t *p;
-    size_t room;
+    struct iovec iov[READ_IOV_MAX];
+    unsigned n;
 
-    while ((p = tg_win_fill_ptr(w, &room)) != NULL) {
-        ssize_t n = tg_stream_pull(s->stream, p, room);
+    while ((n = window_iov(w, iov)) > 0) {
+        ssize_t got = tg_stream_read(s->stream, iov, n);
 
-        if (n == TG_EAGAIN) {
+        if (got == TG_EAGAIN) {
             ev->rc = TG_FILL_WAIT;
             return;
         }
-        if (n < 0) {
+        if (got < 0) {
             ev->rc = TG_FILL_ERROR;
             stream_error(s, ev, "read failed");
             return;
         }
-        if (n == 0) {
+        if (got == 0) {
             tg_win_fill_eof(w);
             return;
         }
-        ev->n += (uint64_t)n;
-        tg_win_fill_commit(w, (size_t)n);
-    }
-}
+        ev->n += (uint64_t)got;
+        for (size_t left = (size_t)got; left > 0;) {
+            size_t room, take;
 
-/* Bytes a direct read brought into the window. */
-static void apply_direct(struct tg_session *s, ssize_t got, struct tg_eng_ev *ev)
-{
-    struct tg_win *w = &s->eng.tx.win;
-    uint64_t left;
-
-    if (got < 0) {
-        ev->rc = TG_FILL_ERROR;
-        stream_error(s, ev, "read failed");
-        return;
-    }
-    ev->n += (uint64_t)got;
-    for (left = (uint64_t)got; left > 0;) {
-        size_t room;
-        uint64_t take;
-
-        tg_win_fill_ptr(w, &room);
-        take = left < room ? left : room;
-        tg_win_fill_commit(w, (size_t)take);
-        left -= take;
-    }
-    /* Short: the end of the file (the stream never reads past it). */
-    if ((uint64_t)got < s->direct_asked)
-        tg_win_fill_eof(w);
-}
-
-/* Octet reads from a file need no copy: one preadv fills every free slot
- * of the window, then the slots go out as they are. */
-static void fill_direct(struct tg_session *s, struct tg_eng_ev *ev)
-{
-    struct tg_win *w = &s->eng.tx.win;
-    uv_buf_t bufs[TG_WINDOW_DIRECT_MAX];
-    unsigned n = 0;
-    uint64_t seq;
-    size_t room;
-    uint8_t *p;
-    int rc;
-
-    if (s->direct_busy) {
-        ev->rc = TG_FILL_WAIT;
-        return;
-    }
-    if (!(p = tg_win_fill_ptr(w, &room)))
-        return;
-    bufs[n++] = uv_buf_init((char *)p, (unsigned)room);
-    s->direct_asked = room;
-    for (seq = w->filled + 2; seq <= w->acked + w->size && n < TG_WINDOW_DIRECT_MAX; seq++) {
-        bufs[n++] = uv_buf_init((char *)tg_win_payload(w, seq), (unsigned)w->blksize);
-        s->direct_asked += w->blksize;
-    }
-    rc = s->stream->backend->ops->read_direct(s->stream, bufs, n);
-    if (rc < 0) {
-        ev->rc = TG_FILL_ERROR;
-        stream_error(s, ev, "read failed");
-    } else if (rc == TG_DIRECT_DONE) {
-        apply_direct(s, s->stream->direct_result, ev);
-    } else {
-        s->direct_busy = true;
-        ev->rc = TG_FILL_WAIT; /* nothing more to fill until it lands */
+            tg_win_fill_ptr(w, &room);
+            take = left < room ? left : room;
+            tg_win_fill_commit(w, take);
+            left -= take;
+        }
     }
 }
 
@@ -192,7 +151,7 @@ static void fill_netascii(struct tg_session *s, struct tg_eng_ev *ev)
         size_t used = 0, wrote;
 
         if (s->na_off == s->na_len && !s->src_eof) {
-            ssize_t n = tg_stream_pull(s->stream, s->na_raw, w->blksize);
+            ssize_t n = tg_stream_read1(s->stream, s->na_raw, w->blksize);
 
             if (n == TG_EAGAIN || n < 0) {
                 ev->rc = n == TG_EAGAIN ? TG_FILL_WAIT : TG_FILL_ERROR;
@@ -220,26 +179,10 @@ static void do_fill(struct tg_session *s)
 {
     struct tg_eng_ev ev = {.kind = TG_EV_FILLED, .rc = TG_FILL_OK};
 
-    if (s->fill == FILL_DIRECT)
-        fill_direct(s, &ev);
-    else if (s->fill == FILL_NETASCII)
+    if (s->netascii)
         fill_netascii(s, &ev);
     else
         fill_octet(s, &ev);
-    run(s, &ev);
-}
-
-/* A direct read landed. */
-static void on_direct(struct tg_session *s, ssize_t got)
-{
-    struct tg_eng_ev ev = {.kind = TG_EV_READABLE};
-
-    s->direct_busy = false;
-    if (s->eng.state != TG_ES_SENDING && s->eng.state != TG_ES_SOURCE_WAIT)
-        return;
-    apply_direct(s, got, &ev);
-    if (ev.rc == TG_FILL_ERROR)
-        ev.kind = TG_EV_FAILED;
     run(s, &ev);
 }
 
@@ -434,9 +377,6 @@ static void on_stream(struct tg_stream *st, enum tg_stream_ev sev, void *arg)
     case TG_STREAM_FAILED:
         stream_error(s, &ev, "storage failed");
         break;
-    case TG_STREAM_DIRECT:
-        on_direct(s, st->direct_result);
-        return;
     }
     run(s, &ev);
 }
@@ -776,14 +716,7 @@ static void open_stream(struct tg_session *s, struct tg_backend *be)
         run(s, &ev);
         return;
     }
-    /* Straight into the window only when the window is the bigger buffer:
-     * with a small one each block would wait for its own disk read, where
-     * the stream's staging reads ahead (measured: lock-step got slower). */
-    if (n->mode == TG_MODE_NETASCII)
-        s->fill = FILL_NETASCII;
-    else if (s->eng.op == TG_OP_RRQ && s->stream->backend->ops->read_direct &&
-             (size_t)n->windowsize * n->blksize >= DIRECT_MIN_WINDOW)
-        s->fill = FILL_DIRECT;
+    s->netascii = n->mode == TG_MODE_NETASCII;
     run_kind(s, TG_EV_START);
 }
 

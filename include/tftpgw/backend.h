@@ -3,13 +3,14 @@
  * Contract, for every backend type:
  *  - open_read/open_write return 0 with *out set, then exactly one of OPENED
  *    or FAILED follows; or they return < 0 at once and no callback follows.
- *  - Callbacks never run inside the call that caused them (open, pull, push,
+ *  - Callbacks never run inside the call that caused them (open, read, push,
  *    commit, close): always later, from the loop. So a session never sees
  *    its stream call back into it re-entrantly.
- *  - Read: after OPENED, s->size is the size in bytes or -1. pull() returns
- *    > 0 bytes (up to len), 0 at end of file, TG_EAGAIN (READABLE follows
- *    once), or another negative code with s->err filled. FAILED may arrive
- *    at any time after OPENED.
+ *  - Read: after OPENED, s->size is the size in bytes or -1. read() puts
+ *    the next bytes into the caller's buffers and returns how many (> 0,
+ *    perhaps fewer than asked), 0 at end of file, TG_EAGAIN (READABLE
+ *    follows once, then ask again), or another negative code with s->err
+ *    filled. FAILED may arrive at any time after OPENED.
  *  - Write: push() takes all len bytes (copied) or returns TG_EAGAIN, and then
  *    WRITABLE follows once. commit() after the last push; COMMITTED or FAILED
  *    follows. Nothing is visible in the backend before COMMITTED.
@@ -18,13 +19,14 @@
  *    uncommitted write stream aborts it and leaves nothing behind.
  *  - Memory a stream holds is bounded by a small constant, never the file.
  *  - A stream carries its own operations (tg_stream_ops): a read stream
- *    has pull (and read_direct where data is at rest), a write stream push
- *    and commit; the wrappers below answer TG_EINVAL for the others.
+ *    has read, a write stream push and commit; the wrappers below answer
+ *    TG_EINVAL for the others.
  */
 #ifndef TFTPGW_BACKEND_H
 #define TFTPGW_BACKEND_H
 
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 #include "tftpgw/config.h"
@@ -37,8 +39,7 @@ enum tg_stream_ev {
     TG_STREAM_READABLE,
     TG_STREAM_WRITABLE,
     TG_STREAM_COMMITTED,
-    TG_STREAM_FAILED, /* s->err has the TFTP code and text */
-    TG_STREAM_DIRECT  /* read_direct() finished: s->direct_result */
+    TG_STREAM_FAILED /* s->err has the TFTP code and text */
 };
 
 typedef void tg_stream_cb(struct tg_stream *s, enum tg_stream_ev ev, void *arg);
@@ -74,21 +75,19 @@ struct tg_open_args {
     const struct tg_validators *if_changed;
 };
 
-/* A stream's operations. A read stream sets pull (read_direct optional),
- * a write stream push and commit; close is every stream's. */
+/* A stream's operations. A read stream sets read, a write stream push and
+ * commit; close is every stream's. */
 struct tg_stream_ops {
-    /* Read: > 0 bytes (up to len), 0 at end of data, TG_EAGAIN (READABLE
-     * follows once), or another negative code with s->err filled. */
-    ssize_t (*pull)(struct tg_stream *s, uint8_t *dst, size_t len);
-    /* Read, data at rest (a file): the next bytes straight into the
-     * caller's buffers, one preadv off the loop, then TG_STREAM_DIRECT with
-     * s->direct_result (bytes, fewer than asked only at the end, or < 0
-     * with s->err). The buffers stay the caller's and must live until
-     * then. A stream is read with pull() or with this, never both. It
-     * spares the session a copy and the stream its staging. Returns
-     * TG_DIRECT_DONE instead when the bytes were at hand (page cache) and
-     * are already in the buffers: direct_result is set, no event follows. */
-    int (*read_direct)(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs);
+    /* Read: the next bytes into iov[0..n), in order, filling each buffer
+     * before the next. Returns > 0 bytes (fewer than asked is no sign of
+     * the end), 0 at end of data, TG_EAGAIN (READABLE follows once; ask
+     * again), or another negative code with s->err filled. The buffers
+     * are the stream's only during the call, so the caller may free or
+     * reuse them at once: a stream whose data is at rest reads straight
+     * into them when the bytes are at hand (the page cache), and into its
+     * own staging when they are not; a stream fed from the network copies
+     * out of the staging its producer fills. */
+    ssize_t (*read)(struct tg_stream *s, const struct iovec *iov, unsigned n);
     /* Write: takes all len bytes (copied) or TG_EAGAIN, WRITABLE follows. */
     int (*push)(struct tg_stream *s, const uint8_t *src, size_t len);
     /* Write: after the last push; COMMITTED or FAILED follows. */
@@ -109,13 +108,7 @@ struct tg_backend_ops {
      * wraps (the cache's upstream). */
     int (*link)(struct tg_backend *b, struct tg_backend *(*find)(void *ctx, const char *name),
                 void *ctx, char *err, size_t errlen);
-    /* Set (to tg_stream_read_direct) by a backend whose read streams have
-     * read_direct: gateway/session.c asks the backend whether a stream can
-     * be read that way, and calls it through here. */
-    int (*read_direct)(struct tg_stream *s, const uv_buf_t *bufs, unsigned nbufs);
 };
-
-#define TG_DIRECT_DONE 1
 
 #ifdef UNIT_TESTING
 /* backends/file.c: off makes every read go through the thread pool. */
@@ -136,8 +129,7 @@ struct tg_stream {
     tg_stream_cb *cb;
     void *arg;
     int64_t size;        /* read: after OPENED, bytes or -1 */
-    struct tg_error err; /* after FAILED or a negative pull/push */
-    ssize_t direct_result; /* read_direct's answer */
+    struct tg_error err; /* after FAILED or a negative read/push */
     const struct tg_http_meta *http; /* NULL unless the backend speaks HTTP */
 };
 
@@ -156,16 +148,23 @@ void tg_backend_destroy(struct tg_backend *b);
  * gateway may own). */
 extern bool tg_backend_check_only;
 
+/* Copy up to len bytes of src into iov[0..n), starting `at` bytes into
+ * them; returns the bytes copied (fewer when the buffers are full). For
+ * read streams that hand out staged bytes. Owner: gateway/backend.c. */
+size_t tg_iov_copy(const struct iovec *iov, unsigned n, size_t at, const void *src, size_t len);
+
 /* The operations, through the stream's own table; an operation the stream
  * does not have (a push on a read stream) is TG_EINVAL. */
-static inline ssize_t tg_stream_pull(struct tg_stream *s, uint8_t *dst, size_t len)
+static inline ssize_t tg_stream_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
 {
-    return s->ops->pull ? s->ops->pull(s, dst, len) : TG_EINVAL;
+    return s->ops->read ? s->ops->read(s, iov, n) : TG_EINVAL;
 }
-static inline int tg_stream_read_direct(struct tg_stream *s, const uv_buf_t *bufs,
-                                        unsigned nbufs)
+/* One buffer: the cache's fill and netascii's staging read this way. */
+static inline ssize_t tg_stream_read1(struct tg_stream *s, uint8_t *dst, size_t len)
 {
-    return s->ops->read_direct ? s->ops->read_direct(s, bufs, nbufs) : TG_EINVAL;
+    struct iovec iov = {dst, len};
+
+    return tg_stream_read(s, &iov, 1);
 }
 static inline int tg_stream_push(struct tg_stream *s, const uint8_t *src, size_t len)
 {

@@ -7,9 +7,6 @@
 
 #include "tftpgw/common.h"
 
-/* Most buffers one read_direct call takes (a window's worth of slots). */
-#define TG_WINDOW_DIRECT_MAX 256
-
 /* Largest windowsize the arithmetic below stays unambiguous for. */
 #define TG_WINDOW_MAX 32768
 

@@ -243,7 +243,7 @@ static void on_ev(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
         r->size = s->size;
     }
     for (;;) {
-        ssize_t n = tg_stream_pull(s, (uint8_t *)r->data + r->got, sizeof(r->data) - 1 - r->got);
+        ssize_t n = tg_stream_read1(s, (uint8_t *)r->data + r->got, sizeof(r->data) - 1 - r->got);
 
         if (n > 0) {
             r->got += (size_t)n;
