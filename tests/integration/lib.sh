@@ -445,7 +445,7 @@ run_test() {
     GW_LOG=$T/gw.log
     : > "$GW_LOG"
     REASON=""
-    local rc reason
+    local rc reason t0=$SECONDS
     "$@"
     rc=$?
     reason=$REASON
@@ -458,7 +458,7 @@ run_test() {
     fi
     local saved=$reason
     case $rc in
-        0) NPASS=$((NPASS + 1)); echo "PASS $name" ;;
+        0) NPASS=$((NPASS + 1)); echo "PASS $name ($((SECONDS - t0)) s)" ;;
         77) NSKIP=$((NSKIP + 1)); echo "SKIP $name: ${saved:-skipped}" ;;
         *)
             NFAIL=$((NFAIL + 1)); FAILED+=("$name")

@@ -464,7 +464,8 @@ run_test cache_wrq_during_fill cx t_cache_wrq_during_fill
 run_test cache_prefetch        cx t_cache_prefetch
 
 # Further groups, one file each (they define their tests and call run_test).
-for group in single_port ops faults hostile matrix metrics sec_core sec_cache sec_upstream sec_limits; do
+for group in single_port ops faults hostile matrix metrics sec_core sec_cache sec_upstream sec_limits \
+    pxe_negcache pxe_probe pxe_mac pxe_names; do
     [ -f "$HERE/$group.sh" ] && . "$HERE/$group.sh"
 done
 
