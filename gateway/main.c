@@ -29,13 +29,29 @@ static void usage(FILE *f)
             "  -p, --port-range LO:HI session ports (default: kernel ephemeral ports)\n"
             "      --check-config FILE validate FILE (backends included), print the\n"
             "                         effective settings and routes, exit 0 or 1\n"
-            "      --allow-root       run as root although [server] user is not set\n"
+            "  -u, --user NAME        drop to NAME after binding (overrides [server] user)\n"
+            "      --allow-root       keep running as root when no user is set (started as\n"
+            "                         root, tftpgw otherwise drops to tftpgw or nobody)\n"
             "  -v, --verbose          log every session transition (debug level)\n"
             "  -h, --help             this text\n"
             "  -V, --version          print the version\n");
 }
 
-static int drop_privileges(const char *user)
+/* Who to run as once bound: --user, else [server] user; started as root
+ * with neither, the system user tftpgw when there is one, else nobody
+ * (tftpd-hpa's habit), unless --allow-root keeps root. NULL: stay. */
+static const char *run_as(const struct tg_config *cfg, const char *cli_user, bool allow_root)
+{
+    if (cli_user)
+        return cli_user;
+    if (cfg->server.user)
+        return cfg->server.user;
+    if (geteuid() != 0 || allow_root)
+        return NULL;
+    return getpwnam("tftpgw") ? "tftpgw" : "nobody";
+}
+
+static int drop_privileges(const char *user, bool by_default)
 {
     struct passwd *pw = getpwnam(user);
 
@@ -48,7 +64,11 @@ static int drop_privileges(const char *user)
         perror("tftpgw: dropping privileges");
         return -1;
     }
-    tg_log(TG_LOG_INFO, "running as user %s", user);
+    if (by_default)
+        tg_log(TG_LOG_INFO, "running as user %s: started as root with no user set "
+               "(-u NAME or [server] user chooses, --allow-root keeps root)", user);
+    else
+        tg_log(TG_LOG_INFO, "running as user %s", user);
     return 0;
 }
 
@@ -169,7 +189,7 @@ static int enter_chroot(const struct tg_config *cfg)
 }
 
 struct args {
-    const char *config, *root, *range;
+    const char *config, *root, *range, *user;
     enum tg_write_mode write;
     char *listen[16];
     size_t nlisten;
@@ -190,10 +210,11 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"version", no_argument, NULL, 'V'},
         {"check-config", required_argument, NULL, 'C'},
         {"allow-root", no_argument, NULL, 'R'},
+        {"user", required_argument, NULL, 'u'},
         {NULL, 0, NULL, 0}};
     int c;
 
-    while ((c = getopt_long(argc, argv, "c:r:w:l:p:vhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:r:w:l:p:u:vhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             a->config = optarg;
@@ -234,6 +255,9 @@ static int parse_args(int argc, char **argv, struct args *a)
             return check_config(optarg);
         case 'R':
             a->allow_root = 1;
+            break;
+        case 'u':
+            a->user = optarg;
             break;
         default:
             usage(stderr);
@@ -284,13 +308,6 @@ static int load_config(const struct args *a, struct tg_config **out)
         cfg->server.port_lo = lo;
         cfg->server.port_hi = hi;
     }
-    if (geteuid() == 0 && !cfg->server.user && !a->allow_root) {
-        fprintf(stderr, "tftpgw: refusing to run as root: set [server] user = NAME to drop "
-                        "privileges after binding, or pass --allow-root\n");
-        tg_config_free(cfg);
-        *out = NULL;
-        return 1;
-    }
     return 0;
 }
 
@@ -298,6 +315,7 @@ static int load_config(const struct args *a, struct tg_config **out)
 static int serve(struct tg_config *cfg, const struct args *a)
 {
     struct tg_server srv;
+    const char *user;
     char err[512];
     uv_loop_t loop;
     int rc;
@@ -323,8 +341,9 @@ static int serve(struct tg_config *cfg, const struct args *a)
         return 1;
     }
     /* After binding port 69 and opening every backend's root. */
+    user = run_as(cfg, a->user, a->allow_root);
     if ((cfg->server.chroot && enter_chroot(cfg) != 0) ||
-        (cfg->server.user && drop_privileges(cfg->server.user) != 0))
+        (user && drop_privileges(user, !a->user && !cfg->server.user) != 0))
         return 1;
     tg_log(TG_LOG_INFO, "tftpgw %s ready (%s)", TG_VERSION,
            cfg->file ? cfg->file : "built-in configuration");

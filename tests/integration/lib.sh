@@ -192,10 +192,11 @@ write_config() {
 # start_gateway CMD...: run a server whose stderr goes to GW_LOG, wait until
 # PORT is bound. Sets GW_PID.
 start_gateway() {
-    # tftpgw refuses root without [server] user; the tests run as root and
-    # drop nothing, so they say so (peers get no such flag).
+    # Started as root with no user set, tftpgw drops to nobody; the tests
+    # run as root and their files are root's, so they keep root (peers get
+    # no such flag) unless GW_DROP=1 asks for the default.
     local a
-    if [ "$(id -u)" = 0 ]; then
+    if [ "$(id -u)" = 0 ] && [ "${GW_DROP:-0}" != 1 ]; then
         for a in "$@"; do [ "$a" = "$GW" ] && { set -- "$@" --allow-root; break; }; done
     fi
     "$@" >> "$GW_LOG" 2>&1 < /dev/null &

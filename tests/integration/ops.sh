@@ -47,22 +47,40 @@ t_ops_check_config() {
     case $out in *"[backend files]"*) ;; *) fail "missing root: message: $out"; return 1 ;; esac
 }
 
-t_ops_root_refused() {
+# uids of the running gateway: real, effective, saved, file system
+gw_uids() {
+    awk '$1 == "Uid:" {print $2, $3, $4, $5}' "/proc/$GW_PID/status"
+}
+
+t_ops_root_drop() {
     [ "$(id -u)" = 0 ] || { REASON="needs root"; return 77; }
-    local out rc
-    PORT=$(free_port)
-    write_config "$T/gw.ini" "127.0.0.1:$PORT"
-    out=$(timeout 10 "$GW" --config "$T/gw.ini" 2>&1 < /dev/null); rc=$?
-    [ $rc -eq 1 ] || { fail "as root without user =: exit $rc, want 1: $out"; return 1; }
-    case $out in *"refusing to run as root"*) ;; *) fail "message: $out"; return 1 ;; esac
-    # with user = nobody it binds, then drops to nobody and serves
-    gw_up user=nobody || return 1
-    local uid
-    uid=$(awk '$1 == "Uid:" {print $2 $3 $4 $5}' "/proc/$GW_PID/status")
-    [ "$uid" = "$(id -u nobody)$(id -u nobody)$(id -u nobody)$(id -u nobody)" ] ||
-        { fail "gateway uids $uid, want nobody's"; return 1; }
+    local name=nobody u
+    id -u tftpgw > /dev/null 2>&1 && name=tftpgw
+    u=$(id -u "$name")
+    chmod -R o+rX "$ROOT"
+    # as root with no user set: binds, then drops by itself
+    GW_DROP=1 gw_up || return 1
+    [ "$(gw_uids)" = "$u $u $u $u" ] || { fail "uids $(gw_uids), want $name's ($u)"; return 1; }
+    log_has "running as user $name: started as root with no user set" || return 1
     hpa octet get f4404 "$T/out" || return 1
-    same_file "$T/out" "$FIX/f4404" "get after dropping to nobody"
+    same_file "$T/out" "$FIX/f4404" "get after dropping to $name" || return 1
+    gw_stop || return 1
+    # -u NAME, tftpd-hpa's flag, names the user
+    GW_DROP=1 gw_cli --root "$ROOT" -u daemon || return 1
+    u=$(id -u daemon)
+    [ "$(gw_uids)" = "$u $u $u $u" ] || { fail "-u daemon: uids $(gw_uids)"; return 1; }
+    log_has "running as user daemon" || return 1
+    gw_stop || return 1
+    # --allow-root keeps root, and only then
+    gw_cli --root "$ROOT" || return 1
+    [ "$(gw_uids)" = "0 0 0 0" ] || { fail "--allow-root: uids $(gw_uids)"; return 1; }
+    gw_stop || return 1
+    # an unknown user is an error, not root
+    local out rc
+    out=$(timeout 10 "$GW" --root "$ROOT" --listen "127.0.0.1:$(free_port)" -u no-such-user-x \
+        2>&1 < /dev/null); rc=$?
+    [ $rc -eq 1 ] || { fail "-u no-such-user-x: exit $rc, want 1: $out"; return 1; }
+    case $out in *"user 'no-such-user-x' not found"*) ;; *) fail "message: $out"; return 1 ;; esac
 }
 
 t_ops_reload() {
@@ -302,7 +320,7 @@ EOF
 }
 
 run_test ops_check_config        gw_only t_ops_check_config
-run_test ops_root_refused        gw_only t_ops_root_refused
+run_test ops_root_drop           gw_only t_ops_root_drop
 run_test ops_reload              gw_only t_ops_reload
 run_test ops_drain               gw_only t_ops_drain
 run_test ops_syslog              gw_only t_ops_syslog
