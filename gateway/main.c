@@ -353,9 +353,10 @@ static int serve(struct tg_config *cfg, const struct args *a)
     rc = uv_loop_close(&loop);
     if (rc != 0)
         tg_log(TG_LOG_WARN, "loop did not close cleanly: %s", uv_strerror(rc));
-    tg_log(TG_LOG_INFO, "stopped: %llu ok, %llu failed, %llu refused",
+    tg_log(TG_LOG_INFO, "stopped: %llu ok, %llu failed, %llu declined, %llu refused",
            (unsigned long long)srv.rt.stats.transfers_ok,
            (unsigned long long)srv.rt.stats.transfers_failed,
+           (unsigned long long)srv.rt.stats.transfers_declined,
            (unsigned long long)srv.rt.stats.requests_refused);
     tg_config_free(srv.rt.cfg); /* the one running at the end: reloads freed the rest */
     return 0;

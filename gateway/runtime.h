@@ -19,6 +19,7 @@
 struct tg_stats {
     uint64_t transfers_ok;
     uint64_t transfers_failed;
+    uint64_t transfers_declined; /* a UEFI tsize probe: normal, not a failure */
     uint64_t requests_refused;
 };
 

@@ -574,6 +574,8 @@ static void finish(struct tg_session *s, const char *result)
                                  tg_metrics_result(result, s->eng.why.code, s->rt->draining));
     if (!strcmp(result, "ok") || !strcmp(result, "unconfirmed"))
         s->rt->stats.transfers_ok++;
+    else if (!strcmp(result, "declined"))
+        s->rt->stats.transfers_declined++;
     else
         s->rt->stats.transfers_failed++;
     uv_timer_stop(&s->timer);

@@ -266,7 +266,7 @@ EOF
     # each refusal counted once, logged or not (the one logged was counted
     # twice before): 15 rate-limited; the 5 not found are failed transfers
     gw_stop || return 1
-    log_has "stopped: 1 ok, 5 failed, 15 refused"
+    log_has "stopped: 1 ok, 5 failed, 0 declined, 15 refused"
 }
 
 # --listen with --config: a reload keeps the command line's addresses and
