@@ -458,12 +458,12 @@ static const struct tg_key cache_keys[] = {
      .def = "1G", .bad = "invalid value"},
     {.name = "min_free", .type = TG_KEY_SIZE, CB(min_free), .max = INT64_MAX, .def = "64M",
      .bad = "a size (0, 64M, 1G)"},
-    {.name = "ttl", .type = TG_KEY_UINT, CB(ttl_ms), .max = YEARS_100, .scale = 1000,
-     .def = "300", .bad = "seconds"},
-    {.name = "stale_if_error", .type = TG_KEY_UINT, CB(stale_ms), .max = YEARS_100,
-     .scale = 1000, .def = "86400", .bad = "seconds"},
-    {.name = "fill_grace", .type = TG_KEY_UINT, CB(grace_ms), .max = 3600, .scale = 1000,
-     .def = "5", .bad = "seconds, 0..3600"},
+    {.name = "ttl", .type = TG_KEY_DURATION, CB(ttl_ms), .max = YEARS_100, .scale = 1000,
+     .unit_ms = 1000, .def = "300"},
+    {.name = "stale_if_error", .type = TG_KEY_DURATION, CB(stale_ms), .max = YEARS_100,
+     .scale = 1000, .unit_ms = 1000, .def = "86400"},
+    {.name = "fill_grace", .type = TG_KEY_DURATION, CB(grace_ms), .max = 3600, .scale = 1000,
+     .unit_ms = 1000, .def = "5"},
     {.name = "prefetch", .type = TG_KEY_FUNC, .set = add_prefetch},
 };
 

@@ -78,6 +78,75 @@ static int set_size(void *field, const struct tg_key *k, const char *v, char *ms
     return 0;
 }
 
+#define DURATION_MAX (100ull * 365 * 86400 * 1000)
+
+static const struct {
+    const char *name;
+    uint64_t ms;
+} units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+
+int tg_parse_duration(const char *s, uint64_t bare_ms, uint64_t *ms)
+{
+    uint64_t n = 0, per = bare_ms;
+    const char *p = s;
+
+    if (*p < '0' || *p > '9')
+        return TG_EINVAL;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > DURATION_MAX)
+            return TG_ERANGE;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    if (*p) {
+        per = 0;
+        for (size_t i = 0; i < TG_ARRAY_LEN(units) && !per; i++)
+            if (!strcmp(p, units[i].name))
+                per = units[i].ms;
+        if (!per)
+            return TG_EINVAL;
+    }
+    if (n > DURATION_MAX / per)
+        return TG_ERANGE;
+    *ms = n * per;
+    return 0;
+}
+
+const char *tg_duration_fmt(uint64_t ms, char *buf, size_t cap)
+{
+    size_t i = 0;
+
+    while (i + 1 < TG_ARRAY_LEN(units) && (ms == 0 ? units[i].ms != 1000 : ms % units[i].ms))
+        i++;
+    snprintf(buf, cap, "%llu%s", (unsigned long long)(ms / units[i].ms), units[i].name);
+    return buf;
+}
+
+/* Bounds and the stored value are in the row's own unit: a bare number
+ * keeps meaning what it always meant for that key, so old files work. */
+static int set_duration(void *field, const struct tg_key *k, const char *v, char *msg,
+                        size_t cap)
+{
+    uint64_t ms, scale = k->scale ? k->scale : 1;
+    char lo[24], hi[24];
+    int rc = tg_parse_duration(v, k->unit_ms, &ms);
+
+    if (rc == TG_EINVAL) {
+        bad(msg, cap, "\"%s\" is not a duration (a number of %s, or 500ms, 30s, 5m, 1h, 1d)",
+            v, k->unit_ms == 1 ? "milliseconds" : "seconds");
+        return bad_value(k, k->bad, v, msg, cap);
+    }
+    if (rc < 0 || ms < k->min * k->unit_ms || ms > k->max * k->unit_ms) {
+        bad(msg, cap, "%s is out of range %s..%s", v,
+            tg_duration_fmt(k->min * k->unit_ms, lo, sizeof(lo)),
+            tg_duration_fmt(k->max * k->unit_ms, hi, sizeof(hi)));
+        return bad_value(k, k->range ? k->range : k->bad, v, msg, cap);
+    }
+    if ((ms * scale) % k->unit_ms)
+        return bad(msg, cap, "%s: takes whole %s", v, k->unit_ms == 1 ? "milliseconds" : "seconds");
+    put_uint(field, k->width, ms * scale / k->unit_ms);
+    return 0;
+}
+
 static int set_enum(void *field, const struct tg_key *k, const char *v, char *msg, size_t cap)
 {
     for (int i = 0; k->names[i]; i++) {
@@ -123,6 +192,8 @@ int tg_key_set(void *obj, const struct tg_key *k, const char *v, char *msg, size
         return set_uint(field, k, v, msg, cap);
     case TG_KEY_SIZE:
         return set_size(field, k, v, msg, cap);
+    case TG_KEY_DURATION:
+        return set_duration(field, k, v, msg, cap);
     case TG_KEY_ENUM:
         return set_enum(field, k, v, msg, cap);
     case TG_KEY_STRING:

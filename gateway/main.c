@@ -121,7 +121,7 @@ static int check_config(const char *path)
     const struct tg_server_cfg *sc;
     struct tg_server srv;
     uv_loop_t loop;
-    char err[512];
+    char err[512], t1[24], t2[24];
     int rc;
 
     if (tg_config_load(path, &cfg, err, sizeof(err)) != 0) {
@@ -155,10 +155,11 @@ static int check_config(const char *path)
     if (sc->port_lo)
         printf("port_range %u:%u\n", sc->port_lo, sc->port_hi);
     printf("limits max_sessions %u, per client %u, rate_limit %u/s, blksize <= %u, "
-           "windowsize <= %u, window <= %zu bytes, timeout %u ms, retries %u, drain %u s\n",
+           "windowsize <= %u, window <= %zu bytes, timeout %s, retries %u, drain %s\n",
            sc->max_sessions, sc->max_sessions_per_client, sc->rate_limit, sc->max_blksize,
-           sc->max_windowsize, sc->max_window_bytes, sc->timeout_ms, sc->retries,
-           sc->drain_timeout_s);
+           sc->max_windowsize, sc->max_window_bytes,
+           tg_duration_fmt(sc->timeout_ms, t1, sizeof(t1)), sc->retries,
+           tg_duration_fmt((uint64_t)sc->drain_timeout_s * 1000, t2, sizeof(t2)));
     for (size_t i = 0; i < cfg->nbackends; i++)
         printf("backend %-10s type %s\n", cfg->backends[i].name, cfg->backends[i].type);
     for (size_t i = 0; i < cfg->nroutes; i++)

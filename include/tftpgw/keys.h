@@ -34,6 +34,13 @@ struct tg_backend_cfg {
 const struct tg_kv *tg_config_kv(const struct tg_backend_cfg *b, const char *key);
 
 /* Shared value parsers for config code (backends use them too). */
+/* A duration: "500ms", "30s", "5m", "1h", "1d", or a bare number of
+ * bare_ms milliseconds each; into *ms. 0, TG_EINVAL, or TG_ERANGE past
+ * 100 years. Owner: gateway/keys.c. */
+int tg_parse_duration(const char *s, uint64_t bare_ms, uint64_t *ms);
+/* ms with the largest unit that states it exactly: "90s", "5m", "1d",
+ * "250ms", "0s". Owner: gateway/keys.c. */
+const char *tg_duration_fmt(uint64_t ms, char *buf, size_t cap);
 int tg_config_parse_bool(const char *s, bool *out);        /* yes/no/true/false/on/off/1/0 */
 int tg_config_parse_size(const char *s, int64_t *out);     /* 123, 4k, 8M, 1G (powers of 1024) */
 
@@ -41,6 +48,8 @@ int tg_config_parse_size(const char *s, int64_t *out);     /* 123, 4k, 8M, 1G (p
 enum tg_key_type {
     TG_KEY_UINT,   /* decimal min..max; the field (width 1..8) holds it x scale */
     TG_KEY_SIZE,   /* 123, 64k, 4M, 1G (powers of 1024), min..max; an 8-byte field */
+    TG_KEY_DURATION, /* 500ms, 30s, 5m, 1h, 1d, or a bare number in the row's unit
+                      * (unit_ms); min..max in that unit; stored like UINT x scale */
     TG_KEY_ENUM,   /* one of names[], case-insensitive unless TG_KEY_CASE: its index */
     TG_KEY_BOOL,   /* yes/no/true/false/on/off/1/0: a bool */
     TG_KEY_STRING, /* a copy (tg_strdup) in a char *, the old one freed */
@@ -61,7 +70,8 @@ struct tg_key {
     enum tg_key_type type;
     size_t off, width;        /* the field in obj: TG_KEY_AT(type, field) */
     uint64_t min, max;        /* UINT, SIZE: bounds of the value as written */
-    uint64_t scale;           /* UINT: stored = value x scale; 0 means 1 */
+    uint64_t scale;           /* UINT, DURATION: stored = value x scale; 0 means 1 */
+    uint64_t unit_ms;         /* DURATION: milliseconds of a bare number (1 or 1000) */
     const char *def;          /* default, parsed like a value; NULL: none */
     const char *const *names; /* ENUM: NULL-terminated; the value is the index */
     tg_key_set_fn *set;       /* FUNC */

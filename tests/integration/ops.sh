@@ -36,6 +36,21 @@ t_ops_check_config() {
     [ $rc -eq 0 ] || { fail "good config: exit $rc: $out"; return 1; }
     case $out in *"OK"*"route uploads"*"write create"*"route all"*) ;;
         *) fail "good config: routes not printed: $out"; return 1 ;; esac
+    case $out in *"timeout 1s,"*"drain 30s"*) ;;
+        *) fail "good config: durations not printed with units: $out"; return 1 ;; esac
+    # durations with units, in [server] and in a backend (the cache's ttl)
+    { sed 's/^timeout = .*/timeout = 250ms\ndrain_timeout = 1500ms/' "$T/good.ini"
+      printf '[backend c]\ntype = cache\nupstream = files\ndir = %s\nttl = 1h\n' "$T/cache"
+      printf 'stale_if_error = 1d\nfill_grace = 500ms\n'; } > "$T/units.ini"
+    out=$(timeout 10 "$GW" --check-config "$T/units.ini" 2>&1); rc=$?
+    [ $rc -eq 1 ] || { fail "drain_timeout = 1500ms: exit $rc, want 1: $out"; return 1; }
+    case $out in *"drain_timeout: 1500ms: takes whole seconds"*) ;;
+        *) fail "drain_timeout = 1500ms: message: $out"; return 1 ;; esac
+    sed -i 's/^drain_timeout = 1500ms$/drain_timeout = 2m/' "$T/units.ini"
+    out=$(timeout 10 "$GW" --check-config "$T/units.ini" 2>&1); rc=$?
+    [ $rc -eq 0 ] || { fail "durations with units: exit $rc: $out"; return 1; }
+    case $out in *"timeout 250ms,"*"drain 2m"*"backend c"*"type cache"*) ;;
+        *) fail "durations with units: $out"; return 1 ;; esac
     printf '[server]\nlisten = 127.0.0.1:1\n[route r]\nbackend = nope\n' > "$T/bad.ini"
     out=$(timeout 10 "$GW" --check-config "$T/bad.ini" 2>&1); rc=$?
     [ $rc -eq 1 ] || { fail "missing backend: exit $rc, want 1: $out"; return 1; }

@@ -95,6 +95,77 @@ static void test_parse_size(void **state)
     }
 }
 
+/* Durations: a unit, or a bare number in the key's own unit. */
+static void test_parse_duration(void **state)
+{
+    static const struct {
+        const char *in;
+        uint64_t bare_ms;
+        int rc;
+        uint64_t ms;
+        const char *fmt; /* tg_duration_fmt of ms */
+    } cases[] = {
+        { "0", 1000, 0, 0, "0s" },
+        { "250", 1, 0, 250, "250ms" },
+        { "250", 1000, 0, 250000, "250s" },
+        { "500ms", 1000, 0, 500, "500ms" },
+        { "30s", 1, 0, 30000, "30s" },
+        { "90s", 1, 0, 90000, "90s" },
+        { "5m", 1000, 0, 300000, "5m" },
+        { "1h", 1000, 0, 3600000, "1h" },
+        { "1d", 1000, 0, 86400000, "1d" },
+        { "36500d", 1000, 0, 36500ull * 86400000, "36500d" },
+        { "36501d", 1000, TG_ERANGE, 0, NULL },
+        { "99999999999999999999999", 1, TG_ERANGE, 0, NULL },
+        { "", 1, TG_EINVAL, 0, NULL },
+        { "s", 1, TG_EINVAL, 0, NULL },
+        { "1.5h", 1, TG_EINVAL, 0, NULL },
+        { "1 s", 1, TG_EINVAL, 0, NULL },
+        { "-1s", 1, TG_EINVAL, 0, NULL },
+        { "1S", 1, TG_EINVAL, 0, NULL },
+        { "1w", 1, TG_EINVAL, 0, NULL },
+        { "1sec", 1, TG_EINVAL, 0, NULL },
+        { "1ms5", 1, TG_EINVAL, 0, NULL },
+    };
+    char buf[24];
+
+    (void)state;
+    for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
+        uint64_t ms = 7;
+        int rc = tg_parse_duration(cases[i].in, cases[i].bare_ms, &ms);
+
+        if (rc != cases[i].rc)
+            fail_msg("\"%s\": rc %d, want %d", cases[i].in, rc, cases[i].rc);
+        if (rc == 0 && ms != cases[i].ms)
+            fail_msg("\"%s\": %llu ms", cases[i].in, (unsigned long long)ms);
+        if (rc == 0)
+            assert_string_equal(tg_duration_fmt(ms, buf, sizeof(buf)), cases[i].fmt);
+        else
+            assert_int_equal(ms, 7);
+    }
+}
+
+#define DUR_BASE "[backend b]\ntype = file\n[route r]\nbackend = b\n[server]\n"
+
+/* Old files keep working: a bare number means what it meant before. */
+static void test_duration_keys(void **state)
+{
+    struct tg_config *cfg;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(tg_config_parse_string(DUR_BASE "timeout = 2s\ndrain_timeout = 5m\n", "t.ini",
+                                            &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->server.timeout_ms, 2000);
+    assert_int_equal(cfg->server.drain_timeout_s, 300);
+    tg_config_free(cfg);
+    assert_int_equal(tg_config_parse_string(DUR_BASE "timeout = 1500\ndrain_timeout = 45\n", "t.ini",
+                                            &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->server.timeout_ms, 1500);
+    assert_int_equal(cfg->server.drain_timeout_s, 45);
+    tg_config_free(cfg);
+}
+
 /* ---- happy paths --------------------------------------------------------- */
 
 /* Every key, set to something other than its default. Line numbers in the
@@ -464,9 +535,17 @@ static const struct err_case err_cases[] = {
       "t.ini:6: [server] max_sessions: 99999999999999999999999 is out of range 1..100000" },
     { SRV "max_sessions_per_client = 100001\n",
       "t.ini:6: [server] max_sessions_per_client: 100001 is out of range 0..100000" },
-    { SRV "timeout = 9\n", "t.ini:6: [server] timeout: 9 is out of range 10..255000" },
-    { SRV "timeout = 255001\n", "t.ini:6: [server] timeout: 255001 is out of range 10..255000" },
-    { SRV "timeout = 1s\n", "t.ini:6: [server] timeout: \"1s\" is not a number" },
+    { SRV "timeout = 9\n", "t.ini:6: [server] timeout: 9 is out of range 10ms..255s" },
+    { SRV "timeout = 255001\n", "t.ini:6: [server] timeout: 255001 is out of range 10ms..255s" },
+    { SRV "timeout = 5m\n", "t.ini:6: [server] timeout: 5m is out of range 10ms..255s" },
+    { SRV "timeout = 1.5s\n", "t.ini:6: [server] timeout: \"1.5s\" is not a duration "
+      "(a number of milliseconds, or 500ms, 30s, 5m, 1h, 1d)" },
+    { SRV "timeout = 1 s\n", "t.ini:6: [server] timeout: \"1 s\" is not a duration "
+      "(a number of milliseconds, or 500ms, 30s, 5m, 1h, 1d)" },
+    { SRV "drain_timeout = 1500ms\n", "t.ini:6: [server] drain_timeout: 1500ms: takes whole seconds" },
+    { SRV "drain_timeout = 2d\n", "t.ini:6: [server] drain_timeout: 2d is out of range 0s..1d" },
+    { SRV "drain_timeout = 1w\n", "t.ini:6: [server] drain_timeout: \"1w\" is not a duration "
+      "(a number of seconds, or 500ms, 30s, 5m, 1h, 1d)" },
     { SRV "retries = 51\n", "t.ini:6: [server] retries: 51 is out of range 1..50" },
     { SRV "max_blksize = 7\n", "t.ini:6: [server] max_blksize: 7 is out of range 8..65464" },
     { SRV "max_blksize = 65465\n", "t.ini:6: [server] max_blksize: 65465 is out of range 8..65464" },
@@ -891,6 +970,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_bool),
         cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_duration_keys),
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_crlf_and_bounds),

@@ -59,9 +59,10 @@ static void test_errors(void **state)
          "line 5: header: environment variable TG_TEST_UNSET_VAR is not set"},
         {{"url", "http://x/", "header", "A: ${OPEN"}, 2, "line 5: header: unterminated ${...}"},
         {{"url", "http://x/", "connect_timeout", "5"}, 2,
-         "line 5: connect_timeout: milliseconds, 100..600000"},
+         "line 5: connect_timeout: 5 is out of range 100ms..10m"},
         {{"url", "http://x/", "stall_timeout", "abc"}, 2,
-         "line 5: stall_timeout: milliseconds, 1000..600000"},
+         "line 5: stall_timeout: \"abc\" is not a duration (a number of milliseconds, or 500ms, "
+         "30s, 5m, 1h, 1d)"},
         {{"url", "http://x/", "max_redirects", "51"}, 2, "line 5: max_redirects: 0..50"},
         {{"url", "http://x/", "redirects", "all"}, 2,
          "line 5: redirects: same-origin, any or none"},
