@@ -49,6 +49,8 @@ static void read_open_work(uv_work_t *w)
 {
     struct file_stream *fs = tg_container_of(w, struct file_stream, work);
     const struct file_backend *fb = fs->fb;
+    const char *key = fs->key;
+    char alt[PATH_MAX];
     struct stat sb;
     int fd;
 
@@ -62,7 +64,20 @@ static void read_open_work(uv_work_t *w)
     }
     /* Look before opening: opening a device can have side effects (a tape
      * rewinds, a modem hangs up), and an O_PATH open has none. */
-    fd = tg_lfs_open_beneath(&fb->root, fs->key, O_PATH);
+    fd = tg_lfs_open_beneath(&fb->root, key, O_PATH);
+    if (fd < 0 && fs->nocase && (fd == -ENOENT || fd == -ENOTDIR)) {
+        /* case = insensitive: the exact name is the fast path; only a miss
+         * lists directories. What is found is opened beneath the root like
+         * any other name (invariant 5). */
+        int rc = tg_lfs_resolve_nocase(&fb->root, fs->key, alt, sizeof(alt));
+
+        if (rc < 0) {
+            fs->werr = -rc;
+            return;
+        }
+        key = alt;
+        fd = tg_lfs_open_beneath(&fb->root, key, O_PATH);
+    }
     if (fd < 0) {
         fs->werr = -fd;
         return;
@@ -82,7 +97,7 @@ static void read_open_work(uv_work_t *w)
     }
     /* O_NONBLOCK: if a fifo was swapped in since the look, the open must
      * not wait for a writer; the fstat below then refuses it. */
-    fd = tg_lfs_open_beneath(&fb->root, fs->key, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    fd = tg_lfs_open_beneath(&fb->root, key, O_RDONLY | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         fs->werr = -fd;
         return;
@@ -322,6 +337,7 @@ static int file_open_read(struct tg_backend *b, const struct tg_open_args *a,
 
     if (!fs)
         return TG_ENOMEM;
+    fs->nocase = a->nocase;
     rc = file_start_job(fs, read_open_work, read_open_after);
     if (rc < 0) {
         file_stream_free(fs);

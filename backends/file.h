@@ -70,6 +70,7 @@ struct file_stream {
     bool work_busy;
     int werr;         /* errno left by the last job, 0 for success */
     int fd;           /* read: the file */
+    bool nocase;      /* read: route case = insensitive (tg_open_args) */
     size_t cap;
     struct stage st[2]; /* read: st[0] only */
     int cur;          /* write: stage filled next */

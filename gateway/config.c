@@ -406,6 +406,27 @@ static int replace_str(char **field, const char *v)
     return 0;
 }
 
+static void free_layers(struct tg_route *r)
+{
+    free_list(r->backends, r->nbackends);
+    r->backends = NULL;
+    r->nbackends = 0;
+}
+
+/* The route's layers become list[0..n) (taken over); NULL when out of
+ * memory. */
+static char **route_layers_set(struct tg_route *r, char **list, size_t n)
+{
+    char **v = tg_calloc(n, sizeof(*v));
+
+    if (!v)
+        return NULL;
+    memcpy(v, list, n * sizeof(*v));
+    free_layers(r);
+    r->nbackends = n;
+    return v;
+}
+
 static int rset_match(void *obj, const char *v, char *msg, size_t cap)
 {
     struct tg_route *r = obj;
@@ -430,12 +451,52 @@ static int rset_match(void *obj, const char *v, char *msg, size_t cap)
     return replace_str(&r->match, norm);
 }
 
+#define ROUTE_LAYERS_MAX 8 /* backends one route may try in turn */
+
+/* `backend = local, edge`: layers tried in order on reads. Whether each
+ * name has a [backend] section is checked once the whole file is read. */
 static int rset_backend(void *obj, const char *v, char *msg, size_t cap)
 {
     struct tg_route *r = obj;
-    if (!valid_name(v))
-        return bad(msg, cap, "\"%s\" is not a backend name", v);
-    return replace_str(&r->backend, v);
+    char tok[NAME_MAX_LEN + 2];
+    char *list[ROUTE_LAYERS_MAX];
+    const char *p = v;
+    size_t n = 0;
+    int rc = 0;
+
+    while ((p = next_token(p, tok, sizeof(tok), &rc)) != NULL) {
+        if (rc < 0 || !valid_name(tok)) {
+            rc = bad(msg, cap, "\"%s\" is not a backend name", tok);
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(list[i], tok) == 0) {
+                rc = bad(msg, cap, "\"%s\" is listed twice", tok);
+                goto out;
+            }
+        if (n == ROUTE_LAYERS_MAX) {
+            rc = bad(msg, cap, "more than %d backends", ROUTE_LAYERS_MAX);
+            goto out;
+        }
+        if (!(list[n] = tg_strdup(tok))) {
+            rc = TG_ENOMEM;
+            goto out;
+        }
+        n++;
+    }
+    if (n == 0) {
+        rc = bad(msg, cap, "empty list");
+        goto out;
+    }
+    rc = replace_str(&r->backend, list[0]);
+    if (rc == 0 && !(r->backends = route_layers_set(r, list, n)))
+        rc = TG_ENOMEM;
+    if (rc == 0)
+        return 0;
+out:
+    for (size_t i = 0; i < n; i++)
+        tg_free(list[i]);
+    return rc;
 }
 
 static int rset_key(void *obj, const char *v, char *msg, size_t cap)
@@ -541,6 +602,8 @@ static int rset_refuse(void *obj, const char *v, char *msg, size_t cap)
     return 0;
 }
 
+static const char *const case_names[] = { "exact", "lower", "insensitive", NULL };
+
 static const struct tg_key route_keys[] = {
     { .name = "match", .type = TG_KEY_FUNC, .set = rset_match },
     { .name = "backend", .type = TG_KEY_FUNC, .set = rset_backend },
@@ -550,6 +613,8 @@ static const struct tg_key route_keys[] = {
     { .name = "allow", .type = TG_KEY_FUNC, .set = rset_allow },
     { .name = "max_size", .type = TG_KEY_FUNC, .set = rset_max_size },
     { .name = "refuse", .type = TG_KEY_FUNC, .set = rset_refuse },
+    { .name = "case", .type = TG_KEY_ENUM, TG_KEY_AT(struct tg_route, name_case),
+      .def = "exact", .names = case_names },
 };
 
 _Static_assert(TG_ARRAY_LEN(route_keys) <= SERVER_KEYS_MAX, "seen[] too small");
@@ -559,6 +624,7 @@ static void route_free(struct tg_route *r)
     tg_free(r->name);
     tg_free(r->match);
     tg_free(r->backend);
+    free_layers(r);
     tg_free(r->key);
     tg_free(r->allow);
 }
@@ -915,6 +981,28 @@ static const struct tg_backend_cfg *find_backend(const struct tg_config *cfg,
     return NULL;
 }
 
+/* Every layer of the route names a [backend] section, and case =
+ * insensitive only goes to backends that can look for a name whatever its
+ * case: a directory can be listed, an HTTP or S3 namespace cannot (and a
+ * cache keys its copies by the name its upstream knows). */
+static int check_layers(struct parse_ctx *c, const struct tg_route *r, const char *sect)
+{
+    for (size_t i = 0; i < tg_route_nbackends(r); i++) {
+        const char *name = tg_route_backend_at(r, i);
+        const struct tg_backend_cfg *b = find_backend(c->cfg, name);
+
+        if (!b)
+            return fail(c, TG_EINVAL, r->line, sect, "backend", "no [backend %s] section",
+                        name);
+        if (r->name_case == TG_CASE_INSENSITIVE && strcmp(b->type, "file") != 0)
+            return fail(c, TG_EINVAL, r->line, sect, "case",
+                        "insensitive needs a file backend, but [backend %s] is type %s "
+                        "(use case = lower, or name the files in one case)",
+                        name, b->type);
+    }
+    return 0;
+}
+
 static int check_config(struct parse_ctx *c)
 {
     const struct tg_config *cfg = c->cfg;
@@ -937,9 +1025,8 @@ static int check_config(struct parse_ctx *c)
         snprintf(sect, sizeof(sect), "[route %s]", r->name);
         if (!r->backend)
             return fail(c, TG_EINVAL, r->line, sect, "backend", "missing");
-        if (!find_backend(cfg, r->backend))
-            return fail(c, TG_EINVAL, r->line, sect, "backend",
-                        "no [backend %s] section", r->backend);
+        if (check_layers(c, r, sect) < 0)
+            return c->rc;
     }
     return 0;
 }

@@ -156,6 +156,102 @@ int tg_lfs_open_beneath(const struct tg_lfs_root *r, const char *rel, int flags)
     return openat2_beneath(r, inside, flags);
 }
 
+/* ---- names whatever their case ---- */
+
+struct dirent64_hdr { /* getdents64(2)'s record, without the name */
+    uint64_t ino;
+    int64_t off;
+    unsigned short reclen;
+    unsigned char type;
+    char name[];
+};
+
+/* ASCII only: strcasecmp() follows the locale. */
+static bool same_ignoring_case(const char *a, const char *b, size_t blen)
+{
+    size_t i;
+
+    for (i = 0; i < blen && a[i]; i++) {
+        char x = a[i], y = b[i];
+
+        if (x >= 'A' && x <= 'Z')
+            x = (char)(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z')
+            y = (char)(y - 'A' + 'a');
+        if (x != y)
+            return false;
+    }
+    return i == blen && a[i] == '\0';
+}
+
+/* In directory fd, the entry for component comp[0..len): exact, else the
+ * smallest case-variant, into best. 0, -ENOENT, or -errno of the listing. */
+static int find_variant(int fd, const char *comp, size_t len, char *best)
+{
+    /* getdents64 rather than readdir: the thread pool must not allocate
+     * through tg_malloc, and a stack buffer needs no allocation at all. */
+    char buf[8192] __attribute__((aligned(8)));
+    bool found = false;
+    long n;
+
+    while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
+        for (long at = 0; at < n;) {
+            const struct dirent64_hdr *d = (const struct dirent64_hdr *)(void *)(buf + at);
+
+            at += d->reclen;
+            if (!strcmp(d->name, ".") || !strcmp(d->name, ".."))
+                continue;
+            if (!same_ignoring_case(d->name, comp, len))
+                continue;
+            if (strncmp(d->name, comp, len) == 0) {
+                memcpy(best, comp, len);
+                best[len] = '\0';
+                return 0; /* the exact name always wins */
+            }
+            if (!found || strcmp(d->name, best) < 0) {
+                memcpy(best, d->name, len + 1); /* same length as comp */
+                found = true;
+            }
+        }
+    }
+    if (n < 0)
+        return -errno;
+    return found ? 0 : -ENOENT;
+}
+
+int tg_lfs_resolve_nocase(const struct tg_lfs_root *r, const char *rel, char *out, size_t cap)
+{
+    char name[NAME_MAX + 1];
+    size_t len = 0;
+
+    if (cap < 2)
+        return -ENAMETOOLONG;
+    out[0] = '\0';
+    while (*rel) {
+        size_t clen = strcspn(rel, "/");
+        int fd, rc;
+
+        if (clen == 0 || clen > NAME_MAX)
+            return clen ? -ENAMETOOLONG : -ENOENT;
+        fd = tg_lfs_open_beneath(r, len ? out : ".", O_RDONLY | O_DIRECTORY);
+        if (fd < 0)
+            return fd;
+        rc = find_variant(fd, rel, clen, name);
+        close(fd);
+        if (rc < 0)
+            return rc;
+        if (len + (len ? 1 : 0) + clen >= cap)
+            return -ENAMETOOLONG;
+        if (len)
+            out[len++] = '/';
+        memcpy(out + len, name, clen + 1);
+        len += clen;
+        rel += clen;
+        rel += *rel == '/';
+    }
+    return len ? 0 : -ENOENT;
+}
+
 bool tg_lfs_can_link_anon(int dirfd)
 {
     char proc[64];

@@ -89,18 +89,29 @@ static void raise_fd_limit(unsigned max_sessions)
 
 static const char *const write_names[] = { "off", "create", "overwrite" };
 
+static const char *const case_names[] = { "exact", "lower", "insensitive" };
+
+static const char *backend_type(const struct tg_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nbackends; i++)
+        if (strcmp(cfg->backends[i].name, name) == 0)
+            return cfg->backends[i].type;
+    return "?";
+}
+
 static void print_route(const struct tg_config *cfg, const struct tg_route *r)
 {
-    const char *type = "?";
     char cidr[INET6_ADDRSTRLEN + 8];
 
-    for (size_t i = 0; i < cfg->nbackends; i++)
-        if (strcmp(cfg->backends[i].name, r->backend) == 0)
-            type = cfg->backends[i].type;
-    printf("route %-12s match %s%s%s -> backend %s (%s), key \"%s\", read %s, write %s",
-           r->name, r->match[0] ? "\"" : "", r->match[0] ? r->match : "(everything)",
-           r->match[0] ? (r->is_glob ? "\" (glob)" : "\" (prefix)") : "", r->backend, type,
-           r->key, r->read ? "yes" : "no", write_names[r->write]);
+    printf("route %-12s match %s%s%s -> backend ", r->name, r->match[0] ? "\"" : "",
+           r->match[0] ? r->match : "(everything)",
+           r->match[0] ? (r->is_glob ? "\" (glob)" : "\" (prefix)") : "");
+    /* Layers in the order reads try them; writes go to the first. */
+    for (size_t i = 0; i < tg_route_nbackends(r); i++)
+        printf("%s%s (%s)", i ? ", then " : "", tg_route_backend_at(r, i),
+               backend_type(cfg, tg_route_backend_at(r, i)));
+    printf(", key \"%s\", case %s, read %s, write %s", r->key, case_names[r->name_case],
+           r->read ? "yes" : "no", write_names[r->write]);
     if (r->max_size >= 0)
         printf(", max_size %lld", (long long)r->max_size);
     printf(", clients ");

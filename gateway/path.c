@@ -133,3 +133,12 @@ const char *tg_path_basename(const char *norm)
 
     return slash ? slash + 1 : norm;
 }
+
+void tg_path_lower(char *s)
+{
+    /* ASCII only, by hand: tolower() follows the locale, and a locale
+     * that folds single bytes of a UTF-8 sequence would corrupt it. */
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
+}

@@ -189,14 +189,39 @@ static int expand_key(const char *tmpl, const char *path, const char *rest,
     return 0;
 }
 
+/* normpath in lower case (case = lower), false when it does not fit. */
+static bool lower_copy(const char *normpath, char *out, size_t cap)
+{
+    size_t n = strlen(normpath);
+
+    if (n >= cap)
+        return false;
+    memcpy(out, normpath, n + 1);
+    tg_path_lower(out);
+    return true;
+}
+
+size_t tg_route_nbackends(const struct tg_route *r)
+{
+    return r->nbackends ? r->nbackends : 1;
+}
+
+const char *tg_route_backend_at(const struct tg_route *r, size_t i)
+{
+    if (r->nbackends == 0)
+        return i == 0 ? r->backend : NULL;
+    return i < r->nbackends ? r->backends[i] : NULL;
+}
+
 int tg_route_resolve(const struct tg_route *routes, size_t n,
                      const char *normpath, const struct sockaddr *client,
                      enum tg_opcode op, struct tg_route_match *out,
                      struct tg_error *err)
 {
     const struct tg_route *win = NULL;
-    const char *rest = NULL;
+    const char *rest = NULL, *path = normpath;
     bool fitted = false;
+    char lower[TG_PATH_MAX];
     /* Twice the key size: literal text plus a long {path} may overshoot
      * before normalisation shrinks it back ("a//b", "./"). */
     char raw[2 * TG_PATH_MAX];
@@ -209,8 +234,11 @@ int tg_route_resolve(const struct tg_route *routes, size_t n,
     out->route = NULL;
     out->key[0] = '\0';
 
+    if (!lower_copy(normpath, lower, sizeof(lower)))
+        lower[0] = '\0';
     for (size_t i = 0; i < n && !win; i++) {
-        const char *r = route_fit(&routes[i], normpath);
+        const char *p = routes[i].name_case == TG_CASE_LOWER ? lower : normpath;
+        const char *r = p[0] ? route_fit(&routes[i], p) : NULL;
 
         if (!r)
             continue;
@@ -220,6 +248,7 @@ int tg_route_resolve(const struct tg_route *routes, size_t n,
         if (route_admits(&routes[i], client)) {
             win = &routes[i];
             rest = r;
+            path = p;
         }
     }
     if (!win && !fitted) {
@@ -236,7 +265,7 @@ int tg_route_resolve(const struct tg_route *routes, size_t n,
         return TG_EACCES;
     }
 
-    rc = expand_key(win->key, normpath, rest, client, raw, sizeof(raw));
+    rc = expand_key(win->key, path, rest, client, raw, sizeof(raw));
     /* Invariant 5: whatever the template and the path, the key is a clean
      * relative path, so it cannot name anything above the backend root. */
     if (rc == 0)

@@ -49,6 +49,10 @@ struct tg_session {
     char path[TG_PATH_MAX];
     struct tg_route_match match;
     struct tg_stream *stream;
+    struct tg_backend *served; /* the backend asked last: the one that serves */
+    size_t layer;            /* its index in the route's backend list */
+    char *asked;             /* debug only: the options as the client sent them */
+    bool opts_logged;
     uint64_t be_t0;          /* uv_hrtime() when the backend was asked to open or commit */
 
     /* netascii's fill */
@@ -351,6 +355,71 @@ static void on_timer(uv_timer_t *t)
     run_kind(s, TG_EV_TIMEOUT);
 }
 
+static void open_stream(struct tg_session *s, struct tg_backend *be);
+static struct tg_backend *find_backend(const struct tg_runtime *rt, const char *name);
+
+/* Layers (`backend = local, edge`): a read that the backend answers with
+ * "not found" (ERROR 1) while opening goes on to the route's next backend;
+ * any other failure is the answer, so a broken upstream is never hidden
+ * behind a local miss. True when the next backend was asked. */
+static bool next_layer(struct tg_session *s, struct tg_stream *st)
+{
+    const struct tg_route *r = s->match.route;
+    struct tg_backend *be;
+
+    if (s->eng.op != TG_OP_RRQ || s->eng.state != TG_ES_OPENING || st != s->stream ||
+        st->err.code != TG_TFTP_ENOTFOUND || s->layer + 1 >= tg_route_nbackends(r))
+        return false;
+    be = find_backend(s->rt, tg_route_backend_at(r, s->layer + 1));
+    if (!be)
+        return false;
+    tg_log(TG_LOG_DEBUG, "session %s: not in backend %s, asking %s", s->tp.peer_str,
+           s->served->name, be->name);
+    s->layer++;
+    tg_stream_close(st); /* allowed from inside its own callback (backend.h) */
+    s->stream = NULL;
+    open_stream(s, be);
+    return true;
+}
+
+/* Debug: the options as the client sent them, values made safe for the
+ * log; "none" when it sent none. NULL when out of memory. */
+static char *options_asked(const struct tg_request *req)
+{
+    char buf[512], name[40], val[40];
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < req->nopts && n < sizeof(buf); i++)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s=%s", i ? " " : "",
+                              tg_log_sanitize(req->opts[i].name, name, sizeof(name)),
+                              tg_log_sanitize(req->opts[i].value, val, sizeof(val)));
+    return tg_strdup(req->nopts ? buf : "none");
+}
+
+/* Debug, once the backend answered (tsize is known): asked and granted. */
+static void log_options(struct tg_session *s)
+{
+    const struct tg_negotiated *n = &s->eng.neg;
+    char got[160];
+    size_t k = 0;
+
+    if (!s->asked || s->opts_logged)
+        return;
+    s->opts_logged = true;
+    got[0] = '\0';
+    if (n->accepted & TG_OPT_BLKSIZE)
+        k += (size_t)snprintf(got + k, sizeof(got) - k, " blksize=%u", n->blksize);
+    if (n->accepted & TG_OPT_TIMEOUT)
+        k += (size_t)snprintf(got + k, sizeof(got) - k, " timeout=%u", n->timeout_s);
+    if ((n->accepted & TG_OPT_TSIZE) && n->tsize >= 0)
+        k += (size_t)snprintf(got + k, sizeof(got) - k, " tsize=%lld", (long long)n->tsize);
+    if (n->accepted & TG_OPT_WINDOWSIZE)
+        snprintf(got + k, sizeof(got) - k, " windowsize=%u", n->windowsize);
+    tg_log(TG_LOG_DEBUG, "session %s: options asked: %s; granted:%s", s->tp.peer_str, s->asked,
+           got[0] ? got : " none");
+}
+
 static void on_stream(struct tg_stream *st, enum tg_stream_ev sev, void *arg)
 {
     struct tg_session *s = arg;
@@ -363,7 +432,7 @@ static void on_stream(struct tg_stream *st, enum tg_stream_ev sev, void *arg)
     case TG_STREAM_COMMITTED:
         /* Only an answer to our open() or commit() counts. */
         if (s->eng.state == (sev == TG_STREAM_OPENED ? TG_ES_OPENING : TG_ES_COMMITTING))
-            tg_metrics_backend_latency(s->match.route->backend,
+            tg_metrics_backend_latency(s->served->name,
                                        (double)(uv_hrtime() - s->be_t0) / 1e9);
         ev.kind = sev == TG_STREAM_OPENED ? TG_EV_OPENED : TG_EV_COMMITTED;
         ev.size = st->size;
@@ -375,10 +444,14 @@ static void on_stream(struct tg_stream *st, enum tg_stream_ev sev, void *arg)
         ev.kind = TG_EV_WRITABLE;
         break;
     case TG_STREAM_FAILED:
+        if (next_layer(s, st))
+            return;
         stream_error(s, &ev, "storage failed");
         break;
     }
     run(s, &ev);
+    if (sev == TG_STREAM_OPENED)
+        log_options(s);
 }
 
 /* A datagram from the client's address:port, as the engine's event. */
@@ -519,6 +592,7 @@ static void session_free(struct tg_session *s)
     tg_tp_close(&s->tp);
     tg_eng_free(&s->eng);
     tg_free(s->na_raw);
+    tg_free(s->asked);
     tg_free(s->reqname);
     tg_free(s);
 }
@@ -545,11 +619,11 @@ static void log_transfer(struct tg_session *s, const char *result)
         snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), " timeout=%u", n->timeout_s);
     lvl = (!strcmp(result, "ok") || !strcmp(result, "declined")) ? TG_LOG_INFO : TG_LOG_WARN;
     tg_log(lvl,
-           "transfer client=%s op=%s file=\"%s\" route=%s key=\"%s\" mode=%s "
+           "transfer client=%s op=%s file=\"%s\" route=%s backend=%s key=\"%s\" mode=%s "
            "blksize=%u windowsize=%u%s bytes=%llu duration_ms=%llu retransmits=%llu "
            "result=%s%s%s%s",
            s->tp.peer_str, tg_pkt_opname(e->op), tg_log_sanitize(s->path, fn, sizeof(fn)),
-           s->match.route ? s->match.route->name : "-",
+           s->match.route ? s->match.route->name : "-", s->served ? s->served->name : "-",
            tg_log_sanitize(s->match.key, key, sizeof(key)),
            n->mode == TG_MODE_NETASCII ? "netascii" : "octet", n->blksize, n->windowsize, opts,
            (unsigned long long)tg_eng_bytes(e),
@@ -646,6 +720,8 @@ static int negotiate(struct tg_session *s, const struct tg_request_ctx *rc,
     }
     if ((r = tg_opt_negotiate(rc->op, rc->req, &lim, neg, err)) != 0)
         return r;
+    if (tg_log_enabled(TG_LOG_DEBUG))
+        s->asked = options_asked(rc->req);
     if (rc->op == TG_OP_WRQ && neg->tsize >= 0 && s->match.route->max_size >= 0 &&
         neg->tsize > s->match.route->max_size) {
         /* RFC 2349: a size the server cannot take is refused with ERROR 3. */
@@ -707,9 +783,12 @@ static void open_stream(struct tg_session *s, struct tg_backend *be)
         .key = s->match.key, .client_ip = s->reg.ip, .filename = s->path,
         .size_hint = s->eng.op == TG_OP_WRQ ? n->tsize : -1,
         .overwrite = s->match.route->write == TG_WRITE_OVERWRITE, .blksize = n->blksize,
+        /* Reads only: an upload keeps its exact name (docs/security.md). */
+        .nocase = s->eng.op == TG_OP_RRQ && s->match.route->name_case == TG_CASE_INSENSITIVE,
     };
     int r;
 
+    s->served = be;
     s->be_t0 = uv_hrtime();
     r = s->eng.op == TG_OP_RRQ ? be->ops->open_read(be, &oa, on_stream, s, &s->stream)
                                : be->ops->open_write(be, &oa, on_stream, s, &s->stream);

@@ -69,6 +69,10 @@ struct tg_open_args {
     int64_t size_hint;     /* WRQ: tsize, or -1 */
     bool overwrite;        /* WRQ: replace an existing object; false: ERROR 6 if it exists */
     size_t blksize;        /* lets a backend size its staging */
+    /* RRQ, route case = insensitive: each component of key matches a name
+     * whatever its (ASCII) case; an exact match wins. Only the file
+     * backend supports it; config refuses it on others. */
+    bool nocase;
     /* RRQ revalidation (the cache): backends that can ask conditionally
      * (If-None-Match, If-Modified-Since) do, and answer OPENED with
      * s->http->not_modified set and no data. NULL: unconditional. */

@@ -38,6 +38,19 @@ void tg_lfs_root_close(struct tg_lfs_root *r);
  * (EXDEV or ELOOP when the path leads out). */
 int tg_lfs_open_beneath(const struct tg_lfs_root *r, const char *rel, int flags);
 
+/* Blocking: the name under which rel exists beneath the root when the
+ * (ASCII) case of its components is ignored, into out ("Boot/BCD" for
+ * "boot/bcd"). Component by component: each directory is opened with
+ * tg_lfs_open_beneath and listed; a name equal to the component wins,
+ * otherwise the byte-wise smallest (strcmp) of the names that differ from
+ * it only in case, so the choice never depends on directory order. rel is
+ * normalised ("a/b", no "." or ".." segments); "." and ".." entries never
+ * match. The caller opens out with tg_lfs_open_beneath again, so nothing
+ * found here can lead outside the root. 0, -ENOENT when some component has
+ * no match, -ENAMETOOLONG, or the -errno of opening a directory (EXDEV,
+ * ELOOP: it leads out; ENOTDIR). Allocates nothing. */
+int tg_lfs_resolve_nocase(const struct tg_lfs_root *r, const char *rel, char *out, size_t cap);
+
 /* Start-up, blocking: can an anonymous file made in dirfd be given a name?
  * Only through /proc/self/fd (linkat with AT_EMPTY_PATH needs
  * CAP_DAC_READ_SEARCH), which a chroot may hide. */

@@ -16,6 +16,10 @@
  * On any error out holds "" (when cap > 0); TG_EINVAL for a NULL argument. */
 int tg_path_normalize(const char *in, char *out, size_t cap);
 
+/* ASCII letters of s to lower case, in place (UTF-8 bytes >= 0x80 are
+ * left as they are, so the result is still valid UTF-8). */
+void tg_path_lower(char *s);
+
 /* Last segment of a normalised path (points into it). */
 const char *tg_path_basename(const char *norm);
 

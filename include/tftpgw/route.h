@@ -9,6 +9,12 @@
 
 enum tg_write_mode { TG_WRITE_OFF = 0, TG_WRITE_CREATE, TG_WRITE_OVERWRITE };
 
+/* `case`: how the letters of a request's name are read. EXACT: as sent.
+ * LOWER: the normalised name in lower case (ASCII) before this route is
+ * matched and its key expanded. INSENSITIVE: the key as sent, and the file
+ * backend finds each path component whatever its case (reads only). */
+enum tg_case_mode { TG_CASE_EXACT = 0, TG_CASE_LOWER, TG_CASE_INSENSITIVE };
+
 struct tg_cidr {
     int family;        /* AF_INET or AF_INET6 */
     uint8_t addr[16];  /* network byte order, host bits cleared */
@@ -21,7 +27,12 @@ struct tg_route {
     char *match;         /* "" matches all; a glob if it has * ? or [ (fnmatch,
                             '*' crosses '/'); otherwise a path prefix */
     bool is_glob;
-    char *backend;       /* name of a [backend NAME] section */
+    char *backend;       /* name of a [backend NAME] section: the first of
+                            backends[], the one writes go to */
+    char **backends;     /* `backend = a, b`: tried in order on reads, the
+                            first that has the object serves (layers) */
+    size_t nbackends;    /* 0 in routes built by hand: backend alone */
+    enum tg_case_mode name_case; /* `case`, default exact */
     char *key;           /* template: {path} {rest} {basename} {client_ip}; default "{path}" */
     bool read;           /* RRQ allowed (default yes) */
     enum tg_write_mode write; /* default off */
@@ -45,11 +56,17 @@ struct tg_route_match {
  * a path that climbs out of the backend's root (invariant 5); ERROR 2 if it
  * would. {path} is the whole path, {rest} the path after a prefix match
  * ({path} for globs), {basename} its last segment, {client_ip} the client's
- * address text (IPv4-mapped IPv6 shown as IPv4). */
+ * address text (IPv4-mapped IPv6 shown as IPv4). A route with case = lower
+ * is matched against, and expands, the lower-case form of normpath. */
 int tg_route_resolve(const struct tg_route *routes, size_t n,
                      const char *normpath, const struct sockaddr *client,
                      enum tg_opcode op, struct tg_route_match *out,
                      struct tg_error *err);
+
+/* The route's backends in order: backends[], or backend alone when the
+ * list is empty (a route built by hand). */
+size_t tg_route_nbackends(const struct tg_route *r);
+const char *tg_route_backend_at(const struct tg_route *r, size_t i);
 
 /* "10.0.0.0/8", "2001:db8::/32", or a bare address (host route). */
 int tg_cidr_parse(const char *s, struct tg_cidr *out);

@@ -600,6 +600,16 @@ static const struct err_case err_cases[] = {
     { BASE "[route q]\nmatch = x\n", "t.ini:5: [route q] backend: missing" },
     { BASE "[route q]\n", "t.ini:5: [route q] backend: missing" },
     { BASE "[route q]\nread = no\nbackend = nope\n", "t.ini:5: [route q] backend: no [backend nope] section" },
+    /* layers and case */
+    { BASE "[route q]\nbackend = b, nope\n", "t.ini:5: [route q] backend: no [backend nope] section" },
+    { RT "case = upper\n", "t.ini:7: [route q] case: \"upper\": expected exact, lower, insensitive" },
+    { BASE "[route q]\nbackend = b, b\n", "t.ini:6: [route q] backend: \"b\" is listed twice" },
+    { BASE "[route q]\nbackend = ,\n", "t.ini:6: [route q] backend: empty list" },
+    { BASE "[route q]\nbackend = a b c d e f g h i\n",
+      "t.ini:6: [route q] backend: more than 8 backends" },
+    { BASE "[backend w]\ntype = http\n[route q]\nbackend = b, w\ncase = insensitive\n",
+      "t.ini:7: [route q] case: insensitive needs a file backend, but [backend w] is type "
+      "http (use case = lower, or name the files in one case)" },
     { "[backend b]\ntype = file\n", "t.ini: no [route NAME] section: at least one is required" },
     { "", "t.ini: no [route NAME] section: at least one is required" },
     { "; only a comment\n[server]\n", "t.ini: no [route NAME] section: at least one is required" },
@@ -965,10 +975,51 @@ static void test_log_enabled(void **state)
     tg_log_init(TG_LOG_INFO, TG_LOG_TEXT, TG_LOG_STDERR);
 }
 
+/* `backend = a, b`: the layers in order, the first also in backend;
+ * case defaults to exact. */
+static void test_layers_and_case(void **state)
+{
+    static const char text[] =
+        "[backend local]\ntype = file\n[backend edge]\ntype = cache\n"
+        "[backend w]\ntype = file\n"
+        "[route r]\nbackend = local, edge\ncase = lower\n"
+        "[route s]\nbackend = w\ncase = INSENSITIVE\n"
+        "[route t]\nbackend = local edge,w\n";
+    struct tg_config *cfg;
+    char err[256];
+    long live = tg_alloc_live();
+
+    (void)state;
+    assert_int_equal(tg_config_parse_string(text, "t.ini", &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->routes[0].nbackends, 2);
+    assert_string_equal(cfg->routes[0].backend, "local");
+    assert_string_equal(cfg->routes[0].backends[0], "local");
+    assert_string_equal(cfg->routes[0].backends[1], "edge");
+    assert_int_equal(tg_route_nbackends(&cfg->routes[0]), 2);
+    assert_string_equal(tg_route_backend_at(&cfg->routes[0], 1), "edge");
+    assert_null(tg_route_backend_at(&cfg->routes[0], 2));
+    assert_int_equal(cfg->routes[0].name_case, TG_CASE_LOWER);
+    assert_int_equal(cfg->routes[1].nbackends, 1);
+    assert_int_equal(cfg->routes[1].name_case, TG_CASE_INSENSITIVE);
+    assert_int_equal(cfg->routes[2].nbackends, 3);
+    assert_string_equal(cfg->routes[2].backends[2], "w");
+    assert_int_equal(cfg->routes[2].name_case, TG_CASE_EXACT);
+    tg_config_free(cfg);
+    /* a route built by hand (embedded config): backend alone */
+    cfg = tg_config_embedded("/srv", TG_WRITE_OFF);
+    assert_non_null(cfg);
+    assert_int_equal(tg_route_nbackends(&cfg->routes[0]), 1);
+    assert_string_equal(tg_route_backend_at(&cfg->routes[0], 0), "root");
+    assert_null(tg_route_backend_at(&cfg->routes[0], 1));
+    tg_config_free(cfg);
+    assert_int_equal(tg_alloc_live(), live);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_bool),
+        cmocka_unit_test(test_layers_and_case),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_duration_keys),

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tftpgw/backend.h"
+#include "tftpgw/localfs.h"
 
 /* After the system headers: with UNIT_TESTING, cmocka wraps malloc/free
  * and checks each test's own blocks too. */
@@ -242,11 +243,13 @@ static void make_backend(struct ctx *c, const char *first, ...)
         fail_msg("backend: %s", err);
 }
 
+static bool open_nocase; /* open_read asks for case = insensitive */
+
 static void open_read(struct ctx *c, struct sx *x, const char *key, size_t blksize)
 {
     struct tg_open_args a = {
         .key = key, .client_ip = "192.0.2.1", .filename = key,
-        .size_hint = -1, .blksize = blksize,
+        .size_hint = -1, .blksize = blksize, .nocase = open_nocase,
     };
     int rc;
 
@@ -714,6 +717,94 @@ static void test_read_confinement(void **state)
             }
             free(data);
         }
+    }
+    finish(c);
+}
+
+/* case = insensitive: any case of each component finds the file; an
+ * exact name wins, else the byte-wise smallest variant; nothing found
+ * through a case-variant leads out of the root (invariant 5). */
+static void test_read_nocase(void **state)
+{
+    struct ctx *c = *state;
+    char target[PATH_MAX], out[64];
+    struct tg_lfs_root root;
+    static const struct {
+        const char *key;
+        uint16_t code; /* 0: served with data */
+        const char *data;
+    } cases[] = {
+        { "Boot/BCD", 0, "bcd\n" },
+        { "boot/bcd", 0, "bcd\n" },
+        { "BOOT/x64/WDSNBP.COM", 0, "nbp\n" },
+        { "Dup.txt", 0, "mixed\n" },
+        { "DUP.TXT", 0, "upper\n" },
+        { "dup.txt", 0, "upper\n" },  /* "DUP.TXT" < "Dup.txt" */
+        { "boot/nothing", 1, NULL },
+        { "boot/bcd/deeper", 1, NULL }, /* a file taken for a directory */
+        { "boot/evil", 2, NULL },       /* only case-matches a symlink out */
+        { "out/secret", 2, NULL },      /* a directory symlink out */
+        { "OUT/SECRET", 2, NULL },
+        { "boot", 2, NULL },            /* a directory */
+    };
+
+    sub_mkdir(c->root, "Boot");
+    sub_mkdir(c->root, "Boot/x64");
+    put_file(c->root, "Boot/BCD", "bcd\n", 4, 0644);
+    put_file(c->root, "Boot/x64/WdsNbp.com", "nbp\n", 4, 0644);
+    put_file(c->root, "Dup.txt", "mixed\n", 6, 0644);
+    put_file(c->root, "DUP.TXT", "upper\n", 6, 0644);
+    put_file(c->outside, "secret", "outside\n", 8, 0644);
+    path_in(target, c->outside, "secret");
+    sub_symlink(c->root, "Boot/Evil", target);
+    sub_symlink(c->root, "Out", c->outside);
+
+    /* the resolver alone */
+    assert_int_equal(tg_lfs_root_open(&root, c->root), 0);
+    assert_int_equal(tg_lfs_resolve_nocase(&root, "boot/X64/wdsnbp.com", out, sizeof(out)), 0);
+    assert_string_equal(out, "Boot/x64/WdsNbp.com");
+    assert_int_equal(tg_lfs_resolve_nocase(&root, "dup.TXT", out, sizeof(out)), 0);
+    assert_string_equal(out, "DUP.TXT");
+    assert_int_equal(tg_lfs_resolve_nocase(&root, "boot/none", out, sizeof(out)), -ENOENT);
+    assert_int_equal(tg_lfs_resolve_nocase(&root, "boot/x64/wdsnbp.com", out, 8), -ENAMETOOLONG);
+    assert_int_equal(tg_lfs_resolve_nocase(&root, "out/secret", out, sizeof(out)), -EXDEV);
+    tg_lfs_root_close(&root);
+
+    make_backend(c, NULL);
+    open_nocase = true;
+    for (int fallback = 0; fallback < 2; fallback++) {
+        tg_lfs_force_no_openat2 = fallback;
+        for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
+            struct tg_error err = { 0, "" };
+            uint8_t *data;
+            size_t n;
+            int64_t size;
+            int rc = read_all(c, cases[i].key, 512, 512, &data, &n, &size, &err);
+
+            if (cases[i].code == 0) {
+                if (rc != 0)
+                    fail_msg("%s (fallback %d): %u %s", cases[i].key, fallback, err.code,
+                             err.msg);
+                assert_int_equal(n, strlen(cases[i].data));
+                assert_memory_equal(data, cases[i].data, n);
+            } else if (rc == 0 || err.code != cases[i].code) {
+                fail_msg("%s (fallback %d): rc %d code %u %s", cases[i].key, fallback, rc,
+                         err.code, err.msg);
+            }
+            free(data);
+        }
+    }
+    open_nocase = false;
+    /* without the flag, case matters */
+    {
+        struct tg_error err = { 0, "" };
+        uint8_t *data;
+        size_t n;
+        int64_t size;
+
+        assert_int_equal(read_all(c, "boot/bcd", 512, 512, &data, &n, &size, &err), -1);
+        assert_int_equal(err.code, 1);
+        free(data);
     }
     finish(c);
 }
@@ -1364,6 +1455,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_small_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_confinement, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_nocase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_public_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_permission_denied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_shrinks, setup, teardown),

@@ -294,6 +294,20 @@ static void test_basename(void **state)
         assert_ptr_equal(tg_path_basename(b[i].norm), b[i].norm + b[i].off);
 }
 
+static void test_lower(void **state)
+{
+    char a[] = "Boot/X64/WdsNbp.COM", b[] = "\xc3\x89t\xc3\xa9-Z@[`{", c[] = "";
+
+    (void)state;
+    tg_path_lower(a);
+    assert_string_equal(a, "boot/x64/wdsnbp.com");
+    /* ASCII only: UTF-8 bytes and the neighbours of A-Z are kept */
+    tg_path_lower(b);
+    assert_string_equal(b, "\xc3\x89t\xc3\xa9-z@[`{");
+    tg_path_lower(c);
+    assert_string_equal(c, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_small_cap),
         cmocka_unit_test(test_null_args),
         cmocka_unit_test(test_basename),
+        cmocka_unit_test(test_lower),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -390,6 +390,44 @@ static void test_resolve_key_length(void **state)
     assert_null(m.route);
 }
 
+/* case = lower: the route is matched against, and expands, the name in
+ * lower case; other routes still see it as sent. */
+static void test_resolve_lower(void **state)
+{
+    static struct tg_route routes[] = {
+        { .name = "low", .match = "pxe", .backend = "b", .key = "{rest}", .read = true,
+          .max_size = -1, .name_case = TG_CASE_LOWER },
+        { .name = "glob", .match = "*.cfg", .is_glob = true, .backend = "b", .key = "{path}",
+          .read = true, .max_size = -1, .name_case = TG_CASE_LOWER },
+        { .name = "all", .match = "", .backend = "b", .key = "{path}", .read = true,
+          .max_size = -1 },
+    };
+    static const struct { const char *path, *route, *key; } cases[] = {
+        { "PXE/Menu.C32", "low", "menu.c32" },
+        { "pxe/a/B", "low", "a/b" },
+        { "PXEX/Menu.C32", "all", "PXEX/Menu.C32" },
+        { "Boot/Default.CFG", "glob", "boot/default.cfg" },
+        { "Boot/BCD", "all", "Boot/BCD" },
+        { "\xc3\x89T\xc3\x89/A", "all", "\xc3\x89T\xc3\x89/A" },
+        { "pxe/\xc3\x89T\xc3\x89", "low", "\xc3\x89t\xc3\x89" },
+    };
+    struct sockaddr_storage ss = addr_of("192.0.2.1");
+
+    (void)state;
+    for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
+        struct tg_route_match m;
+        struct tg_error err = { 0 };
+
+        assert_int_equal(tg_route_resolve(routes, TG_ARRAY_LEN(routes), cases[i].path, SA(ss),
+                                          TG_OP_RRQ, &m, &err), 0);
+        assert_string_equal(m.route->name, cases[i].route);
+        assert_string_equal(m.key, cases[i].key);
+    }
+    assert_int_equal(tg_route_nbackends(&routes[0]), 1);
+    assert_string_equal(tg_route_backend_at(&routes[0], 0), "b");
+    assert_null(tg_route_backend_at(&routes[0], 1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_cidr_contains_other_family),
         cmocka_unit_test(test_sockaddr_ip),
         cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_resolve_lower),
         cmocka_unit_test(test_resolve_messages),
         cmocka_unit_test(test_resolve_key_length),
     };
