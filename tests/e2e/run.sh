@@ -32,7 +32,10 @@
 # iPXE reports and the CRC-32s the kernel computed on each serial log, the
 # bytes tftpgw logged per transfer, exactly one upstream GET per artifact in
 # nginx's access log (the script, not cached, once per boot), the cache's
-# counters and copies, and the time.
+# counters and copies, and the time. The uefi variant checks nginx's log boot
+# by boot: the NBP (EDK2's size probe and its download, UEFI_NBP_GETS) and
+# GRUB's missing config names (UEFI_MISS_GETS_*) reach it every boot today;
+# grub.cfg, kernel and initrd once per run.
 #
 # Usage: bash tests/e2e/run.sh [user] [tap] [uefi]   (default: all three)
 # Environment:
@@ -206,7 +209,9 @@ build_grub() {
         }
     fi
     local deb ver
-    for deb in "$g"/deb/*.deb; do dpkg -x "$deb" "$g/root" || return 1; done
+    for deb in "$g"/deb/*.deb; do
+        dpkg -x "$deb" "$g/root" || { SKIP_REASON="cannot unpack $deb"; return 1; }
+    done
     ver=$(dpkg-deb -f "$(ls "$g"/deb/grub-efi-amd64-bin_*.deb)" Version)
     mods="tftp efinet net normal configfile echo test multiboot boot halt"
     # shellcheck disable=SC2086 # the module list is words
