@@ -17,6 +17,14 @@
 #   tap   a network namespace created here with a tap device; dnsmasq in it
 #         for DHCP only; tftpgw on port 69 of the namespace's address, nginx
 #         on the namespace's loopback. Skipped without /dev/net/tun or netns.
+#   uefi  the same namespace and tap, but QEMU runs OVMF (Debian's ovmf) with
+#         the NIC's option ROM turned off, so EDK2's own PXE stack fetches the
+#         NBP: GRUB's EFI network image, built here with grub-mkimage from
+#         Debian's grub-efi-amd64-bin (unpacked under the work directory, the
+#         system's boot set-up untouched). GRUB searches its config over TFTP
+#         (grub.cfg-01-MAC, grub.cfg-HEXIP..., grub.cfg), and grub.cfg loads
+#         the same kernel and initrd with multiboot/module. Skipped without
+#         namespaces, tun or OVMF.
 #
 # Each variant boots E2E_BOOTS times (default 2) against one gateway: the
 # first boot fills the cache, the next ones are served from it. Checked: QEMU's
@@ -24,9 +32,12 @@
 # iPXE reports and the CRC-32s the kernel computed on each serial log, the
 # bytes tftpgw logged per transfer, exactly one upstream GET per artifact in
 # nginx's access log (the script, not cached, once per boot), the cache's
-# counters and copies, and the time.
+# counters and copies, and the time. The uefi variant checks nginx's log boot
+# by boot: the NBP (EDK2's size probe and its download, UEFI_NBP_GETS) and
+# GRUB's missing config names (UEFI_MISS_GETS_*) reach it every boot today;
+# grub.cfg, kernel and initrd once per run.
 #
-# Usage: bash tests/e2e/run.sh [user] [tap]     (default: both)
+# Usage: bash tests/e2e/run.sh [user] [tap] [uefi]   (default: all three)
 # Environment:
 #   TFTPGW_BIN     gateway binary (default: ./tftpgw at the repository root)
 #   E2E_BOOTS      boots per variant (default 2; 1 skips the cache hits)
@@ -48,6 +59,8 @@ E2E_BOOTS=${E2E_BOOTS:-2}
 E2E_TIMEOUT=${E2E_TIMEOUT:-90}
 E2E_MAX=${E2E_MAX:-180}
 ROM=/usr/lib/ipxe/qemu/efi-virtio.rom
+OVMF_CODE=/usr/share/OVMF/OVMF_CODE.fd
+OVMF_VARS=/usr/share/OVMF/OVMF_VARS.fd
 KERNEL_SIZE=$((24 << 20))   # payload bytes inside the kernel file
 INITRD_SIZE=$((6 << 20))
 QEMU_DONE=33                # isa-debug-exit: (0x10 << 1) | 1, see kernel.c
@@ -110,9 +123,16 @@ cleanup() {
 # ------------------------------------------------------------------ set-up
 
 # e2e_deps: install what the boot needs and the main test dependencies do
-# not bring (QEMU is large, so only the e2e run installs it).
+# not bring (QEMU is large, so only the e2e run installs it). Arguments: the
+# variants to run; OVMF only when uefi is one of them.
 e2e_deps() {
     local pkgs=()
+    if [[ " $* " == *" uefi "* ]]; then
+        [ -f "$OVMF_CODE" ] || pkgs+=(ovmf)
+        # grub-mkimage, unpacked from grub-common, links libdevmapper
+        ldconfig -p | grep -q 'libdevmapper\.so\.1\.02\.1 ' || pkgs+=(libdevmapper1.02.1)
+        command -v dpkg-deb > /dev/null || pkgs+=(dpkg)
+    fi
     command -v nginx > /dev/null || sh "$REPO/tests/deps.sh" || return 1
     command -v qemu-system-x86_64 > /dev/null || pkgs+=(qemu-system-x86)
     [ -f "$ROM" ] || pkgs+=(ipxe-qemu)
@@ -139,7 +159,7 @@ with open(sys.argv[1], "rb") as f:
 print("%08x" % c)' "$1"
 }
 
-FIX="" KERNEL_LEN="" KERNEL_CRC="" INITRD_CRC="" SCRIPT_LEN=""
+FIX="" KERNEL_LEN="" KERNEL_CRC="" INITRD_CRC="" SCRIPT_LEN="" NBP_LEN="" GRUBCFG_LEN=""
 # build_fixtures: random payload and initrd, the test kernel around the payload
 build_fixtures() {
     FIX=$WORK/fix
@@ -164,6 +184,48 @@ build_fixtures() {
     INITRD_CRC=$(crc32_of "$FIX/initrd.img")
     say "fixtures: vmlinuz $KERNEL_LEN bytes (payload crc32 $KERNEL_CRC)," \
         "initrd.img $INITRD_SIZE bytes (crc32 $INITRD_CRC)"
+}
+
+# build_grub: GRUB's EFI network image for the uefi variant in $FIX/grubx64.efi.
+# grub-efi-amd64-bin and grub-common are unpacked under the work directory
+# (apt-get download, dpkg -x) rather than installed, so the machine's own boot
+# set-up is never touched. The prefix (tftp)/grub makes GRUB's normal module
+# search its config on the server it booted from (grub.cfg-01-MAC, then
+# grub.cfg-HEXIP shortened a digit at a time, then grub.cfg); multiboot and
+# module load the test kernel and initrd as iPXE does. Returns 1 with
+# SKIP_REASON set when the packages cannot be had.
+build_grub() {
+    local g=$WORK/grub mods
+    mkdir -p "$g/deb" "$g/root"
+    chmod 755 "$g/deb"
+    # -o APT::Sandbox::User=root: the download directory is root's
+    if ! (cd "$g/deb" && apt-get -o APT::Sandbox::User=root download \
+              grub-efi-amd64-bin grub-common) > "$g/apt.log" 2>&1; then
+        apt-get update -qq >> "$g/apt.log" 2>&1
+        (cd "$g/deb" && apt-get -o APT::Sandbox::User=root download \
+             grub-efi-amd64-bin grub-common) >> "$g/apt.log" 2>&1 || {
+            SKIP_REASON="cannot download grub-efi-amd64-bin and grub-common: $(tail -n 1 "$g/apt.log")"
+            return 1
+        }
+    fi
+    local deb ver
+    for deb in "$g"/deb/*.deb; do
+        dpkg -x "$deb" "$g/root" || { SKIP_REASON="cannot unpack $deb"; return 1; }
+    done
+    ver=$(dpkg-deb -f "$(ls "$g"/deb/grub-efi-amd64-bin_*.deb)" Version)
+    mods="tftp efinet net normal configfile echo test multiboot boot halt"
+    # shellcheck disable=SC2086 # the module list is words
+    if ! "$g/root/usr/bin/grub-mkimage" -d "$g/root/usr/lib/grub/x86_64-efi" -O x86_64-efi \
+             -p '(tftp)/grub' -o "$FIX/grubx64.efi" $mods > "$g/mkimage.log" 2>&1; then
+        SKIP_REASON="grub-mkimage failed: $(tail -n 1 "$g/mkimage.log")"
+        return 1
+    fi
+    rm -rf -- "$g/deb"
+    chmod 644 "$FIX/grubx64.efi"
+    cp "$HERE/grub.cfg" "$FIX/grub.cfg"
+    NBP_LEN=$(stat -c %s "$FIX/grubx64.efi")
+    GRUBCFG_LEN=$(stat -c %s "$FIX/grub.cfg")
+    say "NBP: grubx64.efi $NBP_LEN bytes (GRUB $ver: $mods)"
 }
 
 free_port() {
@@ -219,10 +281,10 @@ EOF
     return 1
 }
 
-# gw_up DIR LISTEN NGINX_PORT: tftpgw with the test's configuration
+# gw_up DIR LISTEN NGINX_PORT [VARIANT]: tftpgw with the test's configuration
 GW_PID=""
 gw_up() {
-    local d=$1 listen=$2 nport=$3 i
+    local d=$1 listen=$2 nport=$3 variant=${4:-} i
     cat > "$d/tftpgw.ini" <<EOF
 ; written by tests/e2e/run.sh
 [server]
@@ -244,12 +306,36 @@ dir = $d/cache
 [route artifacts]
 match = boot
 backend = edge
+EOF
+    if [ "$variant" = uefi ]; then
+        # GRUB's config names through the cache too: the missing ones are
+        # what a negative cache would answer. The NBP straight from the HTTP
+        # server, uncached: EDK2's size probe and its download each reach
+        # the route.
+        # >>> WHEN probe_hold and negative_ttl LAND: set probe_hold where it
+        # >>> belongs for the nbp route and negative_ttl on [backend edge]
+        # >>> (above), then flip UEFI_NBP_GETS and UEFI_MISS_GETS_LATER.
+        cat >> "$d/tftpgw.ini" <<EOF
+
+; grub.cfg-01-MAC, grub.cfg-HEXIP..., grub.cfg
+[route grubcfg]
+match = grub
+backend = edge
+
+; the NBP, grubx64.efi, straight from the HTTP server
+[route nbp]
+match = ""
+backend = web
+EOF
+    else
+        cat >> "$d/tftpgw.ini" <<EOF
 
 ; the iPXE script straight from the HTTP server
 [route script]
 match = ""
 backend = web
 EOF
+    fi
     # --allow-root: the test runs as root and the gateway drops nothing.
     "${NSX[@]}" "$GW" --config "$d/tftpgw.ini" --allow-root > "$d/tftpgw.log" 2>&1 < /dev/null &
     GW_PID=$!
@@ -263,16 +349,19 @@ EOF
     return 1
 }
 
-# dnsmasq_up DIR: DHCP only (port=0) on the tap; RA so that iPXE does not
-# wait for IPv6 autoconfiguration, no ping so that the offer is not delayed
+# dnsmasq_up DIR BOOTFILE [OPTION...]: DHCP only (port=0) on the tap; RA so that iPXE
+# does not wait for IPv6 autoconfiguration, no ping so that the offer is not
+# delayed. The offer's siaddr (next-server) is dnsmasq's own address, which
+# is tftpgw's: EDK2 and GRUB take the TFTP server from it.
 DNSMASQ_PID=""
 dnsmasq_up() {
-    local d=$1 i
+    local d=$1 bootfile=$2 i
+    shift 2
     "${NSX[@]}" dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface=e2etap0 \
         --bind-dynamic --no-ping --enable-ra --log-dhcp --log-facility=- \
         --dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h --dhcp-range=fd00:feed::,ra-only \
-        --dhcp-boot="tftp://$NS_ADDR/boot.ipxe" --no-resolv --no-hosts \
-        --dhcp-leasefile="$d/dnsmasq.leases" \
+        --dhcp-boot="$bootfile" --no-resolv --no-hosts \
+        --dhcp-leasefile="$d/dnsmasq.leases" "$@" \
         > "$d/dnsmasq.log" 2>&1 < /dev/null &
     DNSMASQ_PID=$!
     track "$DNSMASQ_PID"
@@ -332,10 +421,10 @@ check_cached() {
     bad "no copy of $(basename "$file") in the cache directory"
 }
 
-# clean_serial FILE: the serial log without CRs, colours and iPXE's
-# progress counters (a character followed by a backspace)
+# clean_serial FILE: the serial log without CRs, colours and other terminal
+# controls (iPXE's, OVMF's) and iPXE's progress counters (a character followed by a backspace)
 clean_serial() {
-    tr -d '\r' < "$1" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | perl -pe '1 while s/[^\x08]\x08//'
+    tr -d '\r' < "$1" 2>/dev/null | sed 's/\x1b\[[0-9;=?]*[A-Za-z]//g' | perl -pe '1 while s/[^\x08]\x08//'
 }
 
 # check_boot SERIAL_LOG QEMU_STATUS BOOT: what the guest saw
@@ -379,12 +468,151 @@ check_gateway() {
     check_cached "$d/cache" "$FIX/initrd.img"
 }
 
+# ------------------------------------------------------------------ uefi
+
+# Upstream GETs nginx must log per boot in the uefi variant.
+#
+# EDK2 first probes the NBP's size (RRQ with blksize 1468, windowsize 4,
+# tsize 0; ERROR 8 on the OACK), then downloads it: two RRQs on the
+# uncached nbp route, so two GETs per boot today.
+# >>> WHEN probe_hold LANDS (set on the nbp route in gw_up): UEFI_NBP_GETS=1
+UEFI_NBP_GETS=2
+# Each name in UEFI_MISSING (GRUB's config search and its module lists, none
+# of which exists): the cache backend fetches a missing name on every
+# request today, so once per boot.
+# >>> WHEN negative_ttl LANDS (set on [backend edge] in gw_up, longer than
+# >>> a run): UEFI_MISS_GETS_LATER=0 (boot 1 still asks nginx once per name)
+UEFI_MISS_GETS_FIRST=1
+UEFI_MISS_GETS_LATER=1
+
+UEFI_MAC=52:54:00:e2:e2:01
+UEFI_IP=192.0.2.100
+UEFI_MISSING=()
+# uefi_expect: the names GRUB asks for that do not exist, in its order:
+# grub.cfg-01-MAC, then grub.cfg-HEXIP with the hex address shortened one
+# digit at a time (8 names), as GRUB's net config search does before
+# grub.cfg; then, once grub.cfg is found, the normal module's lists of
+# loadable modules under the prefix (this image carries its modules inside).
+uefi_expect() {
+    local hex i
+    # shellcheck disable=SC2086 # the address's four numbers are words
+    hex=$(printf '%02X' ${UEFI_IP//./ })
+    UEFI_MISSING=("grub/grub.cfg-01-${UEFI_MAC//:/-}")
+    for i in 8 7 6 5 4 3 2 1; do UEFI_MISSING+=("grub/grub.cfg-${hex:0:i}"); done
+    for i in command fs crypto terminal; do UEFI_MISSING+=("grub/x86_64-efi/$i.lst"); done
+}
+
+# check_boot_uefi SERIAL_LOG QEMU_STATUS BOOT: what the guest saw: EDK2's own
+# PXE started, GRUB ran grub.cfg, the kernel checksummed what GRUB loaded
+check_boot_uefi() {
+    local qrc=$2 b="boot $3" serial
+    serial=$(clean_serial "$1")
+    case $qrc in
+        "$QEMU_DONE") ;;
+        124) bad "$b: QEMU still running after ${E2E_TIMEOUT} s (killed)" ;;
+        0) bad "$b: QEMU exited 0: GRUB halted (E2E-FAILED) or the firmware gave up" ;;
+        *) bad "$b: QEMU exit status $qrc, want $QEMU_DONE (kernel end)" ;;
+    esac
+    grep -q 'Start PXE over IPv4' <<< "$serial" || bad "$b: EDK2 never started its PXE boot"
+    # the size EDK2's probe learnt from the OACK's tsize (RFC 2349)
+    grep -q "NBP filesize is $NBP_LEN Bytes" <<< "$serial" ||
+        bad "$b: EDK2 did not report 'NBP filesize is $NBP_LEN Bytes'"
+    grep -q 'E2E-GRUB started' <<< "$serial" || bad "$b: GRUB never ran grub.cfg"
+    grep -q 'E2E-FAILED' <<< "$serial" && bad "$b: grub.cfg could not load the kernel or the initrd"
+    grep -q 'E2E-FETCHED' <<< "$serial" || bad "$b: no E2E-FETCHED marker"
+    grep -q "^E2E-PAYLOAD len=$KERNEL_SIZE crc32=$KERNEL_CRC\$" <<< "$serial" ||
+        bad "$b: kernel payload '$(grep '^E2E-PAYLOAD' <<< "$serial")', want len=$KERNEL_SIZE crc32=$KERNEL_CRC"
+    grep -q "^E2E-MODULE name=/boot/initrd.img len=$INITRD_SIZE crc32=$INITRD_CRC\$" <<< "$serial" ||
+        bad "$b: initrd '$(grep '^E2E-MODULE' <<< "$serial")', want name=/boot/initrd.img len=$INITRD_SIZE crc32=$INITRD_CRC"
+    grep -q '^E2E-KERNEL modules=1 end$' <<< "$serial" || bad "$b: the kernel did not report its end"
+}
+
+# slice_gets LINES URI STATUS N WHAT [SIZE]: exactly N requests of URI among
+# nginx's access-log LINES, each a GET answered STATUS; with SIZE, at least
+# one of them (when N > 0) carried the whole body
+slice_gets() {
+    local lines=$1 uri=$2 status=$3 want=$4 what=$5 size=${6:-} n ok full
+    n=$(grep -c -F "\"$uri\"" <<< "$lines")
+    ok=$(grep -c "^GET \"$uri\" $status " <<< "$lines")
+    if [ "$n" != "$want" ] || [ "$ok" != "$want" ]; then
+        bad "$what: nginx logged $n requests of $uri ($ok GET $status), want $want:" \
+            "$(grep -F "\"$uri\"" <<< "$lines" | tr '\n' '|')"
+        return
+    fi
+    if [ -n "$size" ] && [ "$want" -gt 0 ]; then
+        full=$(grep -c "^GET \"$uri\" $status $size\$" <<< "$lines")
+        [ "$full" -ge 1 ] || bad "$what: no GET of $uri sent the whole $size bytes"
+    fi
+}
+
+# check_upstream_uefi LOG FROM BOOT: the access-log lines after line FROM are
+# boot BOOT's upstream requests: UEFI_NBP_GETS for the NBP, the config, kernel
+# and initrd once in boot 1 (cached after), each missing config name
+# UEFI_MISS_GETS_FIRST / _LATER times, and nothing else
+check_upstream_uefi() {
+    local log=$1 from=$2 boot=$3 lines once miss name total
+    lines=$(tail -n "+$((from + 1))" "$log")
+    if [ "$boot" = 1 ]; then once=1 miss=$UEFI_MISS_GETS_FIRST; else once=0 miss=$UEFI_MISS_GETS_LATER; fi
+    slice_gets "$lines" /e2e/grubx64.efi 200 "$UEFI_NBP_GETS" "boot $boot" "$NBP_LEN"
+    slice_gets "$lines" /e2e/grub/grub.cfg 200 "$once" "boot $boot" "$GRUBCFG_LEN"
+    slice_gets "$lines" /e2e/boot/vmlinuz 200 "$once" "boot $boot" "$KERNEL_LEN"
+    slice_gets "$lines" /e2e/boot/initrd.img 200 "$once" "boot $boot" "$INITRD_SIZE"
+    for name in "${UEFI_MISSING[@]}"; do
+        slice_gets "$lines" "/e2e/$name" 404 "$miss" "boot $boot"
+    done
+    total=$((UEFI_NBP_GETS + 3 * once + ${#UEFI_MISSING[@]} * miss))
+    [ "$(grep -c . <<< "$lines")" = "$total" ] ||
+        bad "boot $boot: nginx logged $(grep -c . <<< "$lines") requests, want $total"
+}
+
+# check_gateway_uefi DIR: what tftpgw sent and logged over the whole run
+check_gateway_uefi() {
+    local d=$1 log=$1/tftpgw.log lines n name want hits misses
+    # EDK2's probe: the OACK carried the real size, then ERROR 8 (RFC 2347)
+    lines=$(transfer_line "$log" grubx64.efi)
+    n=$(grep -c "route=nbp .* blksize=1468 windowsize=4 tsize=$NBP_LEN bytes=0 .*result=declined" <<< "$lines")
+    [ "$n" = "$E2E_BOOTS" ] || bad "tftpgw logged $n declined size probes of grubx64.efi, want $E2E_BOOTS"
+    # and the download itself
+    n=$(grep -c "route=nbp .* blksize=1468 windowsize=4 bytes=$NBP_LEN .*result=ok" <<< "$lines")
+    [ "$n" = "$E2E_BOOTS" ] || bad "tftpgw logged $n whole downloads of grubx64.efi, want $E2E_BOOTS"
+    [ "$(grep -c . <<< "$lines")" = $((2 * E2E_BOOTS)) ] ||
+        bad "tftpgw logged $(grep -c . <<< "$lines") RRQs of grubx64.efi, want $((2 * E2E_BOOTS))"
+    for name in "${UEFI_MISSING[@]}"; do
+        n=$(transfer_line "$log" "$name" | grep -c 'route=grubcfg .*result=error error="file not found"')
+        [ "$n" = "$E2E_BOOTS" ] || bad "tftpgw logged $n 'file not found' for $name, want $E2E_BOOTS"
+    done
+    check_transfer "$log" grub/grub.cfg grubcfg "$GRUBCFG_LEN"
+    check_transfer "$log" boot/vmlinuz artifacts "$KERNEL_LEN"
+    check_transfer "$log" boot/initrd.img artifacts "$INITRD_SIZE"
+    want=$(((5 + ${#UEFI_MISSING[@]}) * E2E_BOOTS))
+    n=$(grep -c ' transfer .* op=RRQ ' "$log")
+    [ "$n" = "$want" ] || bad "tftpgw logged $n RRQs in all, want $want"
+    # the cache: every upstream fetch on its routes is a miss (the nginx
+    # count, whatever the missing names cost); the three files hit after boot 1
+    misses=$(grep -c -E '^GET "/e2e/(grub|boot)/' "$d/ngx/logs/access.log")
+    hits=$(sed -n 's/.*cache edge: hits=\([0-9]*\) .*/\1/p' "$log")
+    if ! { grep -q "cache edge: hits=[0-9]* misses=$misses .*upstream_bytes=$((KERNEL_LEN + INITRD_SIZE + GRUBCFG_LEN)) " "$log" &&
+           [ "${hits:-0}" -ge $((3 * (E2E_BOOTS - 1))) ]; }; then
+        bad "cache counters '$(grep -o 'cache edge: hits.*' "$log")', want hits>=$((3 * (E2E_BOOTS - 1)))" \
+            "misses=$misses upstream_bytes=$((KERNEL_LEN + INITRD_SIZE + GRUBCFG_LEN))"
+    fi
+    check_cached "$d/cache" "$FIX/grub.cfg"
+    check_cached "$d/cache" "$FIX/vmlinuz"
+    check_cached "$d/cache" "$FIX/initrd.img"
+}
+
 # ------------------------------------------------------------------ variants
 
-# serve_root DIR: nginx's document root, the fixtures hard-linked
+# serve_root DIR VARIANT: nginx's document root, the fixtures hard-linked
 serve_root() {
     mkdir -p "$1/ngx/root/e2e/boot"
-    ln "$FIX/boot.ipxe" "$1/ngx/root/e2e/boot.ipxe"
+    if [ "$2" = uefi ]; then
+        mkdir -p "$1/ngx/root/e2e/grub"
+        ln "$FIX/grubx64.efi" "$1/ngx/root/e2e/grubx64.efi"
+        ln "$FIX/grub.cfg" "$1/ngx/root/e2e/grub/grub.cfg"
+    else
+        ln "$FIX/boot.ipxe" "$1/ngx/root/e2e/boot.ipxe"
+    fi
     ln "$FIX/vmlinuz" "$1/ngx/root/e2e/boot/vmlinuz"
     if [ "${E2E_CORRUPT:-0}" = 1 ]; then
         # harness self-check: one byte changed in the middle, size unchanged
@@ -397,18 +625,28 @@ serve_root() {
     chmod -R a+rX "$1/ngx/root"
 }
 
-# qemu_run DIR NETDEV SERIAL_LOG: one boot from the network; QEMU's exit
-# status in QEMU_ST.
-# QEMU's default ROM for virtio-net-pci is efi-virtio.rom, found in $ROM's
-# directory (Debian's firmware path). Naming it with romfile= made SeaBIOS
-# skip the NIC on QEMU 7.2, so it is left implicit.
+# qemu_run DIR NETDEV SERIAL_LOG VARIANT: one boot from the network; QEMU's
+# exit status in QEMU_ST.
+# iPXE variants: QEMU's default ROM for virtio-net-pci is efi-virtio.rom,
+# found in $ROM's directory (Debian's firmware path). Naming it with romfile=
+# made SeaBIOS skip the NIC on QEMU 7.2, so it is left implicit.
+# uefi: OVMF on pflash, a fresh copy of its variable store per boot (so no
+# boot order a previous boot wrote carries over), and romfile= empty so that
+# the NIC has no option ROM and EDK2's own PXE stack (its Mtftp4 driver over
+# the virtio-net driver OVMF carries) does the work.
 QEMU_ST=""
 qemu_run() {
-    local d=$1 netdev=$2 serial=$3 pid
+    local d=$1 netdev=$2 serial=$3 variant=$4 pid fw=() nic=virtio-net-pci,netdev=n0
+    if [ "$variant" = uefi ]; then
+        cp "$OVMF_VARS" "$d/ovmf-vars.fd"
+        fw=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
+            -drive "if=pflash,format=raw,unit=1,file=$d/ovmf-vars.fd")
+        nic+=",mac=$UEFI_MAC,romfile="
+    fi
     "${NSX[@]}" timeout -k 5 "$E2E_TIMEOUT" qemu-system-x86_64 \
         -machine pc,accel=tcg -m 256 -nographic -monitor none \
-        -serial "file:$serial" \
-        -netdev "$netdev" -device virtio-net-pci,netdev=n0 \
+        "${fw[@]}" -serial "file:$serial" \
+        -netdev "$netdev" -device "$nic" \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
         -boot order=n,reboot-timeout=0 -no-reboot \
         >> "$d/qemu.log" 2>&1 < /dev/null &
@@ -419,12 +657,38 @@ qemu_run() {
     untrack "$pid"
 }
 
+# netns_up DIR: the namespace with the tap device at $NS_ADDR; 77 with
+# SKIP_REASON set when the machine cannot give one
+netns_up() {
+    local d=$1
+    if [ ! -c /dev/net/tun ]; then
+        SKIP_REASON="no /dev/net/tun"
+        return 77
+    fi
+    NETNS=tftpgw-e2e-$$
+    if ! ip netns add "$NETNS" 2> "$d/netns.err"; then
+        NETNS=""
+        SKIP_REASON="cannot create a network namespace: $(tr '\n' ' ' < "$d/netns.err")"
+        return 77
+    fi
+    NSX=(ip netns exec "$NETNS")
+    if ! { "${NSX[@]}" ip link set lo up &&
+           "${NSX[@]}" ip tuntap add dev e2etap0 mode tap &&
+           "${NSX[@]}" ip addr add "$NS_ADDR/24" dev e2etap0 &&
+           "${NSX[@]}" ip -6 addr add fd00:feed::1/64 dev e2etap0 nodad &&
+           "${NSX[@]}" ip link set e2etap0 up; } 2> "$d/netns.err"; then
+        SKIP_REASON="cannot set up a tap device in the namespace: $(tr '\n' ' ' < "$d/netns.err")"
+        netns_del
+        return 77
+    fi
+    return 0
+}
 # run_variant NAME: 0 pass, 1 fail, 77 skipped
 run_variant() {
-    local name=$1 d=$WORK/$1 t0 tq0 tq1 t1 i nport listen netdev
+    local name=$1 d=$WORK/$1 t0 tq0 tq1 t1 i nport listen netdev rc bootfile
+    local dhcp_extra=() from
     mkdir -p "$d"
     ERRS=() NSX=() GW_PID="" NGX_PID="" DNSMASQ_PID="" BOOT_TIMES=()
-    serve_root "$d"
     say "== variant $name"
     t0=$(now_ms)
     case $name in
@@ -435,49 +699,57 @@ run_variant() {
             listen=127.0.0.1:$tport
             netdev="user,id=n0,bootfile=tftp://10.0.2.2:$tport/boot.ipxe"
             ;;
-        tap)
-            if [ ! -c /dev/net/tun ]; then
-                SKIP_REASON="no /dev/net/tun"
-                return 77
+        tap|uefi)
+            if [ "$name" = uefi ]; then
+                if [ ! -f "$OVMF_CODE" ] || [ ! -f "$OVMF_VARS" ]; then
+                    SKIP_REASON="no OVMF ($OVMF_CODE, $OVMF_VARS: Debian's ovmf)"
+                    return 77
+                fi
+                [ -f "$FIX/grubx64.efi" ] || build_grub || return 77
+                uefi_expect
+                bootfile=grubx64.efi
+                # a fixed address, so that the grub.cfg-HEXIP names are known
+                dhcp_extra=(--dhcp-host="$UEFI_MAC,$UEFI_IP")
+            else
+                bootfile=tftp://$NS_ADDR/boot.ipxe
             fi
-            NETNS=tftpgw-e2e-$$
-            if ! ip netns add "$NETNS" 2> "$d/netns.err"; then
-                NETNS=""
-                SKIP_REASON="cannot create a network namespace: $(tr '\n' ' ' < "$d/netns.err")"
-                return 77
-            fi
-            NSX=(ip netns exec "$NETNS")
-            if ! { "${NSX[@]}" ip link set lo up &&
-                   "${NSX[@]}" ip tuntap add dev e2etap0 mode tap &&
-                   "${NSX[@]}" ip addr add "$NS_ADDR/24" dev e2etap0 &&
-                   "${NSX[@]}" ip -6 addr add fd00:feed::1/64 dev e2etap0 nodad &&
-                   "${NSX[@]}" ip link set e2etap0 up; } 2> "$d/netns.err"; then
-                SKIP_REASON="cannot set up a tap device in the namespace: $(tr '\n' ' ' < "$d/netns.err")"
-                netns_del
-                return 77
-            fi
+            netns_up "$d"
+            rc=$?
+            [ "$rc" = 0 ] || return "$rc"
             nport=8080   # the namespace's own loopback: nothing else there
             listen=$NS_ADDR:69
             netdev="tap,id=n0,ifname=e2etap0,script=no,downscript=no"
             ;;
         *) say "unknown variant $name"; return 1 ;;
     esac
+    serve_root "$d" "$name"
 
     nginx_up "$d/ngx" "$nport" || bad "nginx did not start"
-    [ ${#ERRS[@]} -eq 0 ] && { gw_up "$d" "$listen" "$nport" || bad "tftpgw did not start"; }
-    [ ${#ERRS[@]} -eq 0 ] && [ "$name" = tap ] && { dnsmasq_up "$d" || bad "dnsmasq did not start"; }
+    [ ${#ERRS[@]} -eq 0 ] && { gw_up "$d" "$listen" "$nport" "$name" || bad "tftpgw did not start"; }
+    [ ${#ERRS[@]} -eq 0 ] && [ "$name" != user ] &&
+        { dnsmasq_up "$d" "$bootfile" "${dhcp_extra[@]}" || bad "dnsmasq did not start"; }
     if [ ${#ERRS[@]} -eq 0 ]; then
         for i in $(seq 1 "$E2E_BOOTS"); do
+            from=$(wc -l < "$d/ngx/logs/access.log")
             tq0=$(now_ms)
-            qemu_run "$d" "$netdev" "$d/serial-$i.log"
+            qemu_run "$d" "$netdev" "$d/serial-$i.log" "$name"
             tq1=$(now_ms)
             BOOT_TIMES+=("$(secs $((tq1 - tq0)))")
-            check_boot "$d/serial-$i.log" "$QEMU_ST" "$i"
+            if [ "$name" = uefi ]; then
+                check_boot_uefi "$d/serial-$i.log" "$QEMU_ST" "$i"
+                check_upstream_uefi "$d/ngx/logs/access.log" "$from" "$i"
+            else
+                check_boot "$d/serial-$i.log" "$QEMU_ST" "$i"
+            fi
         done
         # SIGTERM drains; a clean stop is exit status 0
         stop_pid "$GW_PID"
         [ "$STOP_ST" = 0 ] || bad "tftpgw exit status $STOP_ST after SIGTERM"
-        check_gateway "$d"
+        if [ "$name" = uefi ]; then
+            check_gateway_uefi "$d"
+        else
+            check_gateway "$d"
+        fi
     fi
     [ -n "$DNSMASQ_PID" ] && stop_pid "$DNSMASQ_PID"
     [ -n "$NGX_PID" ] && stop_pid "$NGX_PID"
@@ -488,8 +760,13 @@ run_variant() {
         bad "variant took $(secs $((t1 - t0))) s, more than E2E_MAX=$E2E_MAX s"
 
     # the evidence, whatever the verdict
-    echo "-- serial log of boot 1 (from iPXE's DHCP on):"
-    clean_serial "$d/serial-1.log" | sed -n '/^Configuring/,$p' | sed 's/^/   | /'
+    if [ "$name" = uefi ]; then
+        echo "-- serial log of boot 1 (from EDK2's PXE on):"
+        clean_serial "$d/serial-1.log" | sed -n '/Start PXE over IPv4/,$p' | sed 's/^/   | /'
+    else
+        echo "-- serial log of boot 1 (from iPXE's DHCP on):"
+        clean_serial "$d/serial-1.log" | sed -n '/^Configuring/,$p' | sed 's/^/   | /'
+    fi
     echo "-- tftpgw:"
     grep -E ' transfer |cache edge:' "$d/tftpgw.log" 2>/dev/null | sed 's/^/   | /'
     echo "-- nginx access log:"
@@ -509,9 +786,9 @@ run_variant() {
 
 main() {
     local variants=("$@") v rc
-    [ ${#variants[@]} -gt 0 ] || variants=(user tap)
+    [ ${#variants[@]} -gt 0 ] || variants=(user tap uefi)
     [ -x "$GW" ] || { say "no gateway binary at $GW (make tftpgw)"; exit 2; }
-    e2e_deps || { say "cannot install the e2e packages"; exit 2; }
+    e2e_deps "${variants[@]}" || { say "cannot install the e2e packages"; exit 2; }
     WORK=$(mktemp -d /tmp/tftpgw-e2e.XXXXXX) || exit 2
     chmod 755 "$WORK"
     trap cleanup EXIT
