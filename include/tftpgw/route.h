@@ -22,7 +22,8 @@ struct tg_route {
                             '*' crosses '/'); otherwise a path prefix */
     bool is_glob;
     char *backend;       /* name of a [backend NAME] section */
-    char *key;           /* template: {path} {rest} {basename} {client_ip}; default "{path}" */
+    char *key;           /* template: {path} {rest} {basename} {client_ip} {client_mac};
+                            default "{path}" */
     bool read;           /* RRQ allowed (default yes) */
     enum tg_write_mode write; /* default off */
     struct tg_cidr *allow;    /* empty: every client */
@@ -30,6 +31,9 @@ struct tg_route {
     int64_t max_size;    /* upload cap in bytes, -1: none */
     unsigned refuse;     /* TG_OPT_* bits this route never negotiates */
 };
+
+/* expand_key's "this template needs a MAC and has none" */
+#define TG_ENOMAC (-ENXIO)
 
 struct tg_route_match {
     const struct tg_route *route;
@@ -45,11 +49,28 @@ struct tg_route_match {
  * a path that climbs out of the backend's root (invariant 5); ERROR 2 if it
  * would. {path} is the whole path, {rest} the path after a prefix match
  * ({path} for globs), {basename} its last segment, {client_ip} the client's
- * address text (IPv4-mapped IPv6 shown as IPv4). */
+ * address text (IPv4-mapped IPv6 shown as IPv4), {client_mac} its MAC
+ * (tg_route_resolve_mac). */
 int tg_route_resolve(const struct tg_route *routes, size_t n,
                      const char *normpath, const struct sockaddr *client,
                      enum tg_opcode op, struct tg_route_match *out,
                      struct tg_error *err);
+
+/* The same, with the client's MAC ("52-54-00-12-34-56") for {client_mac};
+ * NULL when it is not known: a route whose key names {client_mac} then
+ * answers ERROR 2 "client MAC unknown" (TG_EACCES). tg_route_resolve is
+ * this with NULL. */
+int tg_route_resolve_mac(const struct tg_route *routes, size_t n,
+                         const char *normpath, const struct sockaddr *client,
+                         const char *client_mac, enum tg_opcode op,
+                         struct tg_route_match *out, struct tg_error *err);
+/* Whether the route tg_route_resolve_mac would pick for this request (and
+ * let it run) has a key naming {client_mac}: only then is a lookup worth
+ * making. */
+bool tg_route_wants_mac(const struct tg_route *routes, size_t n, const char *normpath,
+                        const struct sockaddr *client, enum tg_opcode op);
+/* A key template names {client_mac}. */
+bool tg_route_key_wants_mac(const char *tmpl);
 
 /* "10.0.0.0/8", "2001:db8::/32", or a bare address (host route). */
 int tg_cidr_parse(const char *s, struct tg_cidr *out);
