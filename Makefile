@@ -24,7 +24,7 @@ OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h) $(wildcard backends/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
-UNIT_TESTS := packet options netascii path window route config keys file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap engine
+UNIT_TESTS := packet options netascii path window route config keys file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap engine neigh
 UT_packet := gateway/util gateway/packet
 UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
@@ -36,6 +36,7 @@ UT_keys = $(UT_config)
 UT_uri := gateway/util gateway/uri
 UT_metrics := gateway/util gateway/sockaddr gateway/log gateway/metrics
 UT_ratelimit := gateway/util gateway/ratelimit
+UT_neigh := gateway/util gateway/ratelimit gateway/neigh
 UT_sha256 := gateway/sha256
 UT_curl_cap := gateway/util gateway/log gateway/curl_uv
 UT_engine := gateway/util gateway/packet gateway/window gateway/netascii gateway/engine
