@@ -12,7 +12,7 @@
 #
 # The gateway (and nginx, for the HTTP test) run inside GW and listen on
 # port 69 of every address there; the clients are tftp-hpa's tftp inside A
-# and C. Every address is private to these namespaces. Without the right
+# and C (curl for the s3 upload). Every address is private to these namespaces. Without the right
 # to create namespaces (not root, or no CONFIG_NET_NS) the tests skip.
 
 MAC_A=52:54:00:5e:00:02          # the directly attached client's MAC
@@ -69,7 +69,8 @@ mac_net_up() {
     return 0
 }
 
-# mac_config [HTTP_URL]: file routes (and an http route when a URL is given)
+# mac_config [HTTP_URL [S3_URL]]: file routes, and an http or s3 route for
+# each URL given
 mac_config() {
     {
         echo "[server]"
@@ -90,6 +91,25 @@ mac_config() {
             echo "match = boot/"
             echo "backend = web"
             echo "key = hosts/{client_mac}/{rest}"
+        fi
+        if [ -n "${2:-}" ]; then
+            echo
+            echo "[backend store]"
+            echo "type = s3"
+            echo "endpoint = $2"
+            echo "bucket = $S3_BUCKET"
+            echo "region = us-east-1"
+            echo "path_style = yes"
+            echo "access_key = S3RVER"
+            echo "secret_key = S3RVER"
+            echo "spool_dir = $T/spool"
+            echo "part_size = 5M"
+            echo
+            echo "[route s3]"
+            echo "match = s3/"
+            echo "backend = store"
+            echo "write = overwrite"
+            echo "key = devices/{client_mac}/{basename}"
         fi
         echo
         echo "[route cfg]"
@@ -120,7 +140,7 @@ mac_gw_up() {
     fail "gateway did not start in $MNS_GW: $(tail -n 3 "$GW_LOG" | tr '\n' ' ')"
 }
 
-# in_ns NS tftp ARGS...: tftp-hpa inside a namespace; prints what it said
+# mac_tftp NS SERVER ARGS...: tftp-hpa inside a namespace; prints what it said
 mac_tftp() {
     local ns=$1 server=$2
     shift 2
@@ -140,8 +160,8 @@ mx() {
     fi
     gw_verdict $rc
     rc=$?
-    [ -n "${MNGX_PID:-}" ] && stop_pid "$MNGX_PID"
-    MNGX_PID=""
+    [ -n "${MPEER_PID:-}" ] && stop_pid "$MPEER_PID"
+    MPEER_PID=""
     mac_net_down
     trap lib_cleanup EXIT
     REASON=$GW_REASON
@@ -227,8 +247,8 @@ http {
 EOF
     ip netns exec "$MNS_GW" nginx -e "$d/logs/error.log" -p "$d" -c "$d/nginx.conf" \
         >> "$d/logs/stderr" 2>&1 < /dev/null &
-    MNGX_PID=$!
-    track "$MNGX_PID"
+    MPEER_PID=$!
+    track "$MPEER_PID"
     local i
     for i in $(seq 1 50); do
         ip netns exec "$MNS_GW" timeout 1 bash -c 'exec 3<> /dev/tcp/127.0.0.1/8080' 2>/dev/null &&
@@ -254,6 +274,51 @@ EOF
         { fail "nginx saw $(grep -c . "$d/logs/access.log") requests, want 1"; return 1; }
 }
 
+# The s3 backend: the object is named by the MAC, and both the PUT and the
+# GET carry X-TFTP-Client-MAC (s3rver checks their SigV4 signatures).
+t_pxe_mac_s3() {
+    s3_setup || return $?
+    local log=$T/s3req.log out i port=""
+    mkdir -p "$T/s3data" "$T/spool"
+    : > "$log"
+    ip netns exec "$MNS_GW" env S3RVER_REQLOG="$log" node "$HERE/s3rver-launch.js" "$S3_MODDIR" \
+        "$T/s3data" 0 "$S3_BUCKET" > "$T/s3rver.out" 2> "$T/s3rver.err" < /dev/null &
+    MPEER_PID=$!
+    track "$MPEER_PID"
+    for i in $(seq 1 100); do
+        port=$(awk '/^listening / { n = split($2, a, ":"); print a[n] }' "$T/s3rver.out")
+        [ -n "$port" ] && break
+        kill -0 "$MPEER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$port" ] || { fail "s3rver did not start: $(tail -n 3 "$T/s3rver.err" | tr '\n' ' ')"; return 1; }
+    mac_config "" "http://127.0.0.1:$port"
+    mac_gw_up || return 1
+    head -c 2000 /dev/urandom > "$T/x.cfg"
+    # curl sends tsize: one signed PUT
+    out=$(ip netns exec "$MNS_A" timeout 20 curl -sS --connect-timeout 2 -T "$T/x.cfg" \
+        tftp://10.77.1.1/s3/x.cfg 2>&1) || { fail "curl put from A: $out"; return 1; }
+    grep -qE "^PUT /$S3_BUCKET/devices/$MAC_A_KEY/x.cfg 200 .* mac=$MAC_A_KEY\$" "$log" ||
+        { fail "s3rver saw no signed PUT with the MAC: $(tail -n 3 "$log" | tr '\n' '|')"; return 1; }
+    out=$(mac_tftp "$MNS_A" 10.77.1.1 get s3/x.cfg "$T/back.cfg") || { fail "get from A: $out"; return 1; }
+    same_file "$T/back.cfg" "$T/x.cfg" "read back from s3 by A" || return 1
+    grep -qE "^GET /$S3_BUCKET/devices/$MAC_A_KEY/x.cfg 200 .* mac=$MAC_A_KEY\$" "$log" ||
+        { fail "s3rver saw no GET with the MAC: $(tail -n 3 "$log" | tr '\n' '|')"; return 1; }
+    log_has " mac=$MAC_A_KEY op=WRQ" "route=s3" "key=\"devices/$MAC_A_KEY/x.cfg\"" "result=ok" ||
+        return 1
+    # tftp-hpa sends no tsize: past part_size a multipart upload, whose
+    # parts carry it too
+    head -c $(((5 << 20) + 300000)) /dev/urandom > "$T/y.cfg"
+    out=$(cd "$T" && mac_tftp "$MNS_A" 10.77.1.1 put y.cfg s3/y.cfg) || { fail "put y.cfg: $out"; return 1; }
+    for i in 1 2; do
+        grep -qE "^PUT /$S3_BUCKET/devices/$MAC_A_KEY/y.cfg\?partNumber=$i&.* 200 .* mac=$MAC_A_KEY\$" "$log" ||
+            { fail "s3rver saw no part $i with the MAC: $(tail -n 3 "$log" | tr '\n' '|')"; return 1; }
+    done
+    out=$(mac_tftp "$MNS_A" 10.77.1.1 get s3/y.cfg "$T/back-y.cfg") || { fail "get y.cfg: $out"; return 1; }
+    same_file "$T/back-y.cfg" "$T/y.cfg" "multipart upload read back by A"
+}
+
 run_test pxe_mac_upload mx t_pxe_mac_upload
 run_test pxe_mac_routed mx t_pxe_mac_routed
 run_test pxe_mac_http   mx t_pxe_mac_http
+run_test pxe_mac_s3     mx t_pxe_mac_s3
