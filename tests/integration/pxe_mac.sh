@@ -8,6 +8,7 @@
 # when the test fails or the run is interrupted:
 #
 #   A (client)  veth 52:54:00:5e:00:02 10.77.1.2 ── 10.77.1.1 52:54:00:5e:00:01  GW
+#                                      fd77:1::2 ── fd77:1::1
 #   C (client)  10.77.3.2 ── 10.77.3.1  R (router)  10.77.2.2 ── 10.77.2.1       GW
 #
 # The gateway (and nginx, for the HTTP test) run inside GW and listen on
@@ -54,7 +55,9 @@ mac_net_up() {
         ip -n "$MNS_GW" addr add 10.77.2.1/24 dev gr &&
         ip -n "$MNS_R" addr add 10.77.2.2/24 dev rg &&
         ip -n "$MNS_R" addr add 10.77.3.1/24 dev rc &&
-        ip -n "$MNS_C" addr add 10.77.3.2/24 dev cr ||
+        ip -n "$MNS_C" addr add 10.77.3.2/24 dev cr &&
+        ip -n "$MNS_GW" addr add fd77:1::1/64 dev ga nodad &&
+        ip -n "$MNS_A" addr add fd77:1::2/64 dev ag nodad ||
         { fail "setting up the namespaces failed"; return 1; }
     local x
     for x in "$MNS_GW lo" "$MNS_GW ga" "$MNS_GW gr" "$MNS_A lo" "$MNS_A ag" "$MNS_R lo" \
@@ -74,7 +77,7 @@ mac_net_up() {
 mac_config() {
     {
         echo "[server]"
-        echo "listen = 0.0.0.0:69"
+        echo "listen = 0.0.0.0:69 [::]:69"
         echo "timeout = 1000"
         echo "retries = 3"
         echo
@@ -132,7 +135,7 @@ mac_gw_up() {
     GW_PID=$!
     track "$GW_PID"
     local i
-    for i in $(seq 1 50); do
+    for i in $(seq 1 100); do
         grep -q "ready" "$GW_LOG" && return 0
         kill -0 "$GW_PID" 2>/dev/null || break
         sleep 0.1
@@ -187,6 +190,13 @@ t_pxe_mac_upload() {
     log_has "transfer client=10.77.1.2:" " mac=$MAC_A_KEY op=WRQ" "route=cfg" \
         "key=\"configs/$MAC_A_KEY/x.cfg\"" "result=ok" || return 1
     log_has " mac=$MAC_A_KEY op=RRQ" "bytes=3000" "result=ok" || return 1
+    # over IPv6 the entry comes from neighbour discovery: the same MAC
+    head -c 1500 /dev/urandom > "$T/v6.cfg"
+    out=$(cd "$T" && mac_tftp "$MNS_A" fd77:1::1 put v6.cfg cfg/v6.cfg) ||
+        { fail "tftp put over IPv6 from A: $out"; return 1; }
+    same_file "$ROOT/configs/$MAC_A_KEY/v6.cfg" "$T/v6.cfg" "IPv6 upload stored under A's MAC" ||
+        return 1
+    log_has "transfer client=[fd77:1::2]:" " mac=$MAC_A_KEY op=WRQ" "result=ok" || return 1
     # a route without {client_mac} makes no lookup and logs no mac=
     out=$(mac_tftp "$MNS_A" 10.77.1.1 get f4404 "$T/f4404") || { fail "get f4404: $out"; return 1; }
     same_file "$T/f4404" "$FIX/f4404" "get f4404 from A" || return 1
