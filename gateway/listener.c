@@ -178,6 +178,16 @@ static void start(struct tg_listener *l, const struct tg_packet *pkt,
 
 static void mac_known(void *owner, const struct tg_mw_request *r);
 
+/* Whether any route of the running configuration names {client_mac}: the
+ * common configuration without one pays no path normalisation here. */
+static bool any_mac_route(const struct tg_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (tg_route_key_wants_mac(cfg->routes[i].key))
+            return true;
+    return false;
+}
+
 /* {client_mac}: when the route this request goes to names it, the MAC
  * from the cache (mac), or the request waits for a lookup (true: nothing
  * more to do now; it comes back through mac_known). A MAC that cannot be
@@ -192,7 +202,8 @@ static bool mac_wait(struct tg_listener *l, const struct tg_packet *pkt,
     enum tg_mw_park how;
 
     mac[0] = '\0';
-    if (!rt->macwait || tg_path_normalize(pkt->u.req.filename, norm, sizeof(norm)) != 0 ||
+    if (!rt->macwait || !any_mac_route(rt->cfg) ||
+        tg_path_normalize(pkt->u.req.filename, norm, sizeof(norm)) != 0 ||
         !tg_route_wants_mac(rt->cfg->routes, rt->cfg->nroutes, norm, r->peer, pkt->op) ||
         tg_neigh_key_of(r->peer, r->ifindex, &k) != 0)
         return false;
