@@ -207,6 +207,33 @@ size_t tg_nl_parse(const void *buf, size_t len, struct tg_nl_answer *out, size_t
     return n;
 }
 
+/* ---- the lookup budget ---- */
+
+void tg_neigh_budget_init(struct tg_neigh_budget *b, unsigned rate)
+{
+    b->rate = rate;
+    b->milli = (uint64_t)rate * 1000;
+    b->last_ms = 0;
+}
+
+bool tg_neigh_budget_take(struct tg_neigh_budget *b, uint64_t now_ms)
+{
+    uint64_t cap = (uint64_t)b->rate * 1000;
+
+    /* Counted in thousandths, so calls a millisecond apart still add up to
+     * the rate (whole tokens would drop each call's fraction). */
+    if (now_ms > b->last_ms) {
+        uint64_t dt = now_ms - b->last_ms;
+
+        b->milli = dt >= 1000 || b->milli + dt * b->rate >= cap ? cap : b->milli + dt * b->rate;
+        b->last_ms = now_ms;
+    }
+    if (b->milli < 1000)
+        return false;
+    b->milli -= 1000;
+    return true;
+}
+
 /* ---- the cache ---- */
 
 struct slot {

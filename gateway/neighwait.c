@@ -59,9 +59,7 @@ struct tg_macwait {
     unsigned inflight;
     struct lookup look[TG_MW_INFLIGHT];
     struct parked park[TG_MW_PARKED];
-    /* the lookup budget: tokens (TG_MW_RATE a second) and their time */
-    unsigned tokens;
-    uint64_t tokens_ms;
+    struct tg_neigh_budget budget; /* TG_MW_RATE lookups a second */
 };
 
 struct tg_macwait *tg_macwait_new(uv_loop_t *loop)
@@ -72,7 +70,7 @@ struct tg_macwait *tg_macwait_new(uv_loop_t *loop)
         return NULL;
     mw->loop = loop;
     mw->fd = -1;
-    mw->tokens = TG_MW_RATE;
+    tg_neigh_budget_init(&mw->budget, TG_MW_RATE);
     return mw;
 }
 
@@ -247,23 +245,6 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- asking ---- */
 
-/* One token of the lookup budget, refilled TG_MW_RATE a second. */
-static bool take_token(struct tg_macwait *mw, uint64_t now)
-{
-    uint64_t add = (now - mw->tokens_ms) * TG_MW_RATE / 1000;
-
-    if (add > 0) {
-        mw->tokens = add >= TG_MW_RATE || mw->tokens + add >= TG_MW_RATE
-                         ? TG_MW_RATE
-                         : mw->tokens + (unsigned)add;
-        mw->tokens_ms = now;
-    }
-    if (mw->tokens == 0)
-        return false;
-    mw->tokens--;
-    return true;
-}
-
 /* The running lookup for k, or a new one; NULL when none can start. */
 static struct lookup *lookup_for(struct tg_macwait *mw, const struct tg_neigh_key *k)
 {
@@ -276,7 +257,7 @@ static struct lookup *lookup_for(struct tg_macwait *mw, const struct tg_neigh_ke
         if (mw->look[i].stage == IDLE && !free_l)
             free_l = &mw->look[i];
     }
-    if (!free_l || !take_token(mw, now))
+    if (!free_l || !tg_neigh_budget_take(&mw->budget, now))
         return NULL;
     free_l->k = *k;
     free_l->started_ms = now;

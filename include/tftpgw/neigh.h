@@ -79,6 +79,21 @@ struct tg_nl_answer {
  * Returns how many were read; a message cut short ends the reading. */
 size_t tg_nl_parse(const void *buf, size_t len, struct tg_nl_answer *out, size_t max);
 
+/* ---- the lookup budget ---- */
+
+/* A token bucket of `rate` lookups a second, `rate` at most saved up:
+ * whatever a flood of forged addresses sends, the kernel is asked at most
+ * that often. */
+struct tg_neigh_budget {
+    unsigned rate;
+    uint64_t milli;   /* tokens x 1000: refilled by exactly rate per ms */
+    uint64_t last_ms; /* when milli was last brought up to date */
+};
+
+void tg_neigh_budget_init(struct tg_neigh_budget *b, unsigned rate);
+/* One lookup at now_ms: true when a token was taken. */
+bool tg_neigh_budget_take(struct tg_neigh_budget *b, uint64_t now_ms);
+
 /* ---- the cache ---- */
 
 enum tg_neigh_state {

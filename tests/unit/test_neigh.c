@@ -370,6 +370,34 @@ static void test_cache_evicts_oldest(void **state)
     tg_neigh_cache_free(c);
 }
 
+/* The lookup budget: a burst of `rate`, then `rate` a second, however the
+ * calls are spread; the clock going backwards adds nothing. */
+static void test_budget(void **state)
+{
+    struct tg_neigh_budget b;
+    unsigned got = 0;
+
+    (void)state;
+    tg_neigh_budget_init(&b, 256);
+    for (int i = 0; i < 1000; i++)
+        got += tg_neigh_budget_take(&b, 5000);
+    assert_int_equal(got, 256);
+    assert_false(tg_neigh_budget_take(&b, 5000));
+    /* one call a millisecond for 10 s: 2560 more, not 10000 */
+    got = 0;
+    for (uint64_t t = 5001; t <= 15000; t++)
+        got += tg_neigh_budget_take(&b, t);
+    assert_true(got >= 2555 && got <= 2560);
+    /* idle for a minute: the burst again, never more */
+    got = 0;
+    for (int i = 0; i < 1000; i++)
+        got += tg_neigh_budget_take(&b, 75000);
+    assert_int_equal(got, 256);
+    assert_false(tg_neigh_budget_take(&b, 1000)); /* backwards */
+    tg_neigh_budget_init(&b, 0);
+    assert_false(tg_neigh_budget_take(&b, 99999));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_cache_ttl),
         cmocka_unit_test(test_cache_bounded),
         cmocka_unit_test(test_cache_evicts_oldest),
+        cmocka_unit_test(test_budget),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
