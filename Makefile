@@ -16,7 +16,7 @@ CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 
-CORE := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/netascii \
+CORE := gateway/util gateway/sockaddr gateway/neigh gateway/neighwait gateway/log gateway/packet gateway/options gateway/netascii \
         gateway/path gateway/window gateway/route gateway/config gateway/keys gateway/backend \
         gateway/engine gateway/registry gateway/transport gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
         gateway/metrics gateway/ratelimit gateway/sha256 gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read
@@ -24,7 +24,7 @@ OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h) $(wildcard backends/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
-UNIT_TESTS := packet options netascii path window route config keys file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap engine
+UNIT_TESTS := packet options netascii path window route config keys file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap engine neigh
 UT_packet := gateway/util gateway/packet
 UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
@@ -36,6 +36,7 @@ UT_keys = $(UT_config)
 UT_uri := gateway/util gateway/uri
 UT_metrics := gateway/util gateway/sockaddr gateway/log gateway/metrics
 UT_ratelimit := gateway/util gateway/ratelimit
+UT_neigh := gateway/util gateway/ratelimit gateway/neigh
 UT_sha256 := gateway/sha256
 UT_curl_cap := gateway/util gateway/log gateway/curl_uv
 UT_engine := gateway/util gateway/packet gateway/window gateway/netascii gateway/engine

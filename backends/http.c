@@ -37,6 +37,8 @@ static int http_prepare(struct hx_stream *hs, const char *method, struct curl_sl
         rc = hx_add_header(l, "X-TFTP-Client: ", hs->client_ip);
         if (rc == 0)
             rc = hx_add_header(l, "X-TFTP-File: ", hs->filename);
+        if (rc == 0 && hs->client_mac[0])
+            rc = hx_add_header(l, "X-TFTP-Client-MAC: ", hs->client_mac);
     }
     /* FAILONERROR would hide the status of a failed PUT behind a send
      * error; errors are read from the status instead. */

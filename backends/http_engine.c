@@ -581,6 +581,8 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
     hs->url = tg_strdup(url);
     hs->client_ip = tg_strdup(a->client_ip ? a->client_ip : "");
     hs->filename = tg_strdup(a->filename ? a->filename : "");
+    if (a->client_mac)
+        snprintf(hs->client_mac, sizeof(hs->client_mac), "%s", a->client_mac);
     if (a->if_changed && !write)
         hs->cond = *a->if_changed;
     hs->x.easy = curl_easy_init();

@@ -11,6 +11,7 @@
 #include "tftpgw/curl_uv.h"
 #include "tftpgw/keys.h"
 #include "tftpgw/life.h"
+#include "tftpgw/neigh.h"
 
 /* Which redirects a request follows (`redirects = ...`). */
 enum hx_redirects {
@@ -73,6 +74,7 @@ struct hx_stream {
     int hops;             /* redirects followed */
     bool foreign;         /* hop_url is another origin: no credentials */
     char *client_ip, *filename;
+    char client_mac[TG_MAC_STRLEN]; /* "" when not known (tg_open_args) */
     struct tg_validators cond; /* a conditional GET (the cache), "" when none */
     struct tg_http_meta meta;  /* what the answer said; base.http points here */
     bool write, create;

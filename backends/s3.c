@@ -94,7 +94,13 @@ int s3_sign(const struct s3_backend *sb, CURL *e, const char *method,
 
 static int s3_prepare(struct hx_stream *hs, const char *method, struct curl_slist **l)
 {
-    return s3_sign(hs->owner, hs->x.easy, method, l);
+    int rc = s3_sign(hs->owner, hs->x.easy, method, l);
+
+    /* Known only when the route's key named {client_mac}; a store that
+     * logs request headers then sees which device asked. */
+    if (rc == 0 && hs->client_mac[0])
+        rc = hx_add_header(l, "X-TFTP-Client-MAC: ", hs->client_mac);
+    return rc;
 }
 
 static void s3_profile_error(struct hx_stream *hs, long status, const char *body)

@@ -36,6 +36,7 @@ struct s3mp {
     struct s3_backend *sb;
     char *key;
     char url[3 * TG_PATH_MAX + 2048];
+    char client_mac[TG_MAC_STRLEN]; /* each part says which device, as a PUT would */
     bool create;
     enum mp_state state;
     struct tg_life life;  /* held by fs requests, work, calls, the part, callbacks */
@@ -397,6 +398,7 @@ static void start_part(struct s3mp *mp, int64_t len)
     a.key = mp->key;
     a.size_hint = len;
     a.overwrite = true; /* the create check was made before; parts never probe */
+    a.client_mac = mp->client_mac[0] ? mp->client_mac : NULL;
     a.blksize = CHUNK;
     if (mp->single) {
         rc = s3_object_url(mp->sb, mp->key, NULL, mp->url, sizeof(mp->url));
@@ -598,6 +600,8 @@ int s3_mp_open(struct s3_backend *sb, const struct tg_open_args *a, tg_stream_cb
     mp->blk = a->blksize ? a->blksize : TG_SEGSIZE;
     mp->cap = mp->blk * 2 > CHUNK ? mp->blk * 2 : CHUNK;
     mp->key = tg_strdup(a->key);
+    if (a->client_mac)
+        snprintf(mp->client_mac, sizeof(mp->client_mac), "%s", a->client_mac);
     mp->fill = tg_malloc(mp->cap);
     mp->flush = tg_malloc(mp->cap);
     mp->rbuf = tg_malloc(CHUNK);

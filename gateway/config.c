@@ -345,7 +345,8 @@ static void server_free(struct tg_server_cfg *s)
 
 /* ---- [route NAME] -------------------------------------------------------- */
 
-static const char *const placeholders[] = { "path", "rest", "basename", "client_ip" };
+static const char *const placeholders[] = { "path", "rest", "basename", "client_ip",
+                                            "client_mac" };
 
 /* Checks the template's braces and names, then expands it with a harmless
  * stand-in so a literal "../" or "/.." is refused now, not per request. The
@@ -376,7 +377,7 @@ static int check_key_template(const char *t, char *msg, size_t cap)
                     known = true;
             if (!known)
                 return bad(msg, cap, "unknown placeholder {%.*s} (known: {path} "
-                           "{rest} {basename} {client_ip})", (int)nlen, p + 1);
+                           "{rest} {basename} {client_ip} {client_mac})", (int)nlen, p + 1);
             add = "x";
             p = end;
         }

@@ -12,10 +12,13 @@
 #include <unistd.h>
 
 #include "listener.h"
+#include "neighwait.h"
 #include "session.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 #include "tftpgw/packet.h"
+#include "tftpgw/path.h"
+#include "tftpgw/route.h"
 #include "tftpgw/sockaddr.h"
 
 #define BURST 64    /* datagrams taken per wakeup, so one busy socket cannot starve the loop */
@@ -157,13 +160,102 @@ static bool admit(struct tg_listener *l, const struct sockaddr *peer,
     return true;
 }
 
+/* Hand an admitted request to its session; mac is "" when not known. */
+static void start(struct tg_listener *l, const struct tg_packet *pkt,
+                  const struct tg_mw_request *r, const char *mac)
+{
+    struct tg_request_ctx rc = {
+        .op = pkt->op, .req = &pkt->u.req, .peer = r->peer, .local = r->local,
+        .ifindex = r->ifindex, .listen_fd = l->fd, .client_mac = mac[0] ? mac : NULL,
+    };
+    struct tg_error err;
+
+    if (tg_session_start(l->rt, &rc, &err) != 0) {
+        tg_metrics_request_refused(tg_metrics_refusal(err.code));
+        refuse(l, r->peer, tg_pkt_opname(pkt->op), pkt->u.req.filename, &err);
+    }
+}
+
+static void mac_known(void *owner, const struct tg_mw_request *r);
+
+/* Whether any route of the running configuration names {client_mac}: the
+ * common configuration without one pays no path normalisation here. */
+static bool any_mac_route(const struct tg_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (tg_route_key_wants_mac(cfg->routes[i].key))
+            return true;
+    return false;
+}
+
+/* {client_mac}: when the route this request goes to names it, the MAC
+ * from the cache (mac), or the request waits for a lookup (true: nothing
+ * more to do now; it comes back through mac_known). A MAC that cannot be
+ * known leaves mac "" and is logged here, with why; the session then
+ * answers ERROR 2 "client MAC unknown". */
+static bool mac_wait(struct tg_listener *l, const struct tg_packet *pkt,
+                     const struct tg_mw_request *r, char mac[TG_MAC_STRLEN])
+{
+    struct tg_runtime *rt = l->rt;
+    char norm[TG_PATH_MAX], why[TG_NEIGH_WHY_MAX] = "", ps[INET6_ADDRSTRLEN + 8];
+    struct tg_neigh_key k;
+    enum tg_mw_park how;
+
+    mac[0] = '\0';
+    if (!rt->macwait || !any_mac_route(rt->cfg) ||
+        tg_path_normalize(pkt->u.req.filename, norm, sizeof(norm)) != 0 ||
+        !tg_route_wants_mac(rt->cfg->routes, rt->cfg->nroutes, norm, r->peer, pkt->op) ||
+        tg_neigh_key_of(r->peer, r->ifindex, &k) != 0)
+        return false;
+    tg_sockaddr_str(r->peer, ps, sizeof(ps));
+    if (tg_neigh_is_loopback(&k))
+        snprintf(why, sizeof(why), "loopback, not a neighbour");
+    else if (tg_macwait_cached(rt->macwait, &k, mac, why) == TG_NEIGH_MISS) {
+        how = tg_macwait_park(rt->macwait, &k, r, mac_known, l);
+        if (how == TG_MW_FULL && rt->mac_logged_s != uv_now(rt->loop) / 1000) {
+            /* A flood must not become a log flood: a line a second. */
+            rt->mac_logged_s = uv_now(rt->loop) / 1000;
+            tg_log(TG_LOG_INFO, "client MAC lookups busy: request from %s dropped "
+                                "(the client will retransmit)", ps);
+        }
+        return true;
+    }
+    if (!mac[0])
+        tg_log(TG_LOG_INFO, "client MAC unknown client=%s: %s", ps, why);
+    return false;
+}
+
+/* A parked request's lookup ended: the cache answers it now. What changed
+ * while it waited is checked again (shutdown, room). */
+static void mac_known(void *owner, const struct tg_mw_request *r)
+{
+    struct tg_listener *l = owner;
+    struct tg_runtime *rt = l->rt;
+    struct tg_packet pkt;
+    struct tg_error err;
+    char mac[TG_MAC_STRLEN];
+
+    if (!l->open || tg_pkt_parse(r->dgram, r->len, &pkt) != 0)
+        return;
+    if (rt->draining || rt->reg.count >= rt->cfg->server.max_sessions) {
+        tg_error_set(&err, TG_TFTP_EUNDEF, rt->draining ? "server is shutting down"
+                                                        : "server busy, try again later");
+        tg_metrics_request_refused(rt->draining ? "shutdown" : "busy");
+        refuse(l, r->peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
+        return;
+    }
+    if (!mac_wait(l, &pkt, r, mac))
+        start(l, &pkt, r, mac);
+}
+
 static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t len,
                             const struct sockaddr *peer,
                             const struct sockaddr *local, unsigned ifindex)
 {
     struct tg_packet pkt;
     struct tg_error err;
-    struct tg_request_ctx rc;
+    struct tg_mw_request r;
+    char mac[TG_MAC_STRLEN];
     uint16_t port = peer->sa_family == AF_INET6
                         ? ((const struct sockaddr_in6 *)peer)->sin6_port
                         : ((const struct sockaddr_in *)peer)->sin_port;
@@ -193,16 +285,10 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
     if (known_request(l, peer, pkt.op, pkt.u.req.filename) ||
         !admit(l, peer, pkt.op, pkt.u.req.filename))
         return;
-    rc.op = pkt.op;
-    rc.req = &pkt.u.req;
-    rc.peer = peer;
-    rc.local = local;
-    rc.ifindex = ifindex;
-    rc.listen_fd = l->fd;
-    if (tg_session_start(l->rt, &rc, &err) != 0) {
-        tg_metrics_request_refused(tg_metrics_refusal(err.code));
-        refuse(l, peer, tg_pkt_opname(pkt.op), pkt.u.req.filename, &err);
-    }
+    r = (struct tg_mw_request){buf, len, peer, local, ifindex};
+    if (mac_wait(l, &pkt, &r, mac))
+        return;
+    start(l, &pkt, &r, mac);
 }
 
 /* The destination of a request: replies come from it. Returns

@@ -150,7 +150,7 @@ static bool append(char *buf, size_t cap, size_t *len, const char *s, size_t n)
 /* Placeholders were checked when the config was parsed; an unknown one here
  * means the route was built by hand, and is refused rather than copied. */
 static int expand_key(const char *tmpl, const char *path, const char *rest,
-                      const struct sockaddr *client, char *buf, size_t cap)
+                      const struct sockaddr *client, const char *mac, char *buf, size_t cap)
 {
     size_t len = 0;
     char ip[INET6_ADDRSTRLEN];
@@ -179,6 +179,10 @@ static int expand_key(const char *tmpl, const char *path, const char *rest,
             if (tg_sockaddr_ip(client, ip, sizeof(ip)) < 0)
                 return TG_EINVAL;
             val = ip;
+        } else if (nlen == 10 && memcmp(open + 1, "client_mac", 10) == 0) {
+            if (!mac || !mac[0])
+                return TG_ENOMAC;
+            val = mac;
         } else {
             return TG_EINVAL;
         }
@@ -217,6 +221,14 @@ int tg_route_resolve(const struct tg_route *routes, size_t n,
                      const char *normpath, const struct sockaddr *client,
                      enum tg_opcode op, struct tg_route_match *out,
                      struct tg_error *err)
+{
+    return tg_route_resolve_mac(routes, n, normpath, client, NULL, op, out, err);
+}
+
+int tg_route_resolve_mac(const struct tg_route *routes, size_t n,
+                         const char *normpath, const struct sockaddr *client,
+                         const char *client_mac, enum tg_opcode op,
+                         struct tg_route_match *out, struct tg_error *err)
 {
     const struct tg_route *win = NULL;
     const char *rest = NULL, *path = normpath;
@@ -265,7 +277,13 @@ int tg_route_resolve(const struct tg_route *routes, size_t n,
         return TG_EACCES;
     }
 
-    rc = expand_key(win->key, path, rest, client, raw, sizeof(raw));
+    rc = expand_key(win->key, path, rest, client, client_mac, raw, sizeof(raw));
+    if (rc == TG_ENOMAC) {
+        /* The route names devices by MAC: without one there is no key
+         * that would be this device's own. */
+        tg_error_set(err, TG_TFTP_EACCESS, "client MAC unknown");
+        return TG_EACCES;
+    }
     /* Invariant 5: whatever the template and the path, the key is a clean
      * relative path, so it cannot name anything above the backend root. */
     if (rc == 0)
@@ -277,4 +295,28 @@ int tg_route_resolve(const struct tg_route *routes, size_t n,
     }
     out->route = win;
     return 0;
+}
+
+bool tg_route_key_wants_mac(const char *tmpl)
+{
+    return tmpl && strstr(tmpl, "{client_mac}") != NULL;
+}
+
+bool tg_route_wants_mac(const struct tg_route *routes, size_t n, const char *normpath,
+                        const struct sockaddr *client, enum tg_opcode op)
+{
+    /* The same pick as tg_route_resolve_mac: the first route that fits
+     * the path and admits the client. A request it refuses for the op is
+     * refused without a lookup. */
+    for (size_t i = 0; i < n; i++) {
+        const struct tg_route *r = &routes[i];
+
+        if (!route_fit(r, normpath) || !route_admits(r, client))
+            continue;
+        if ((op == TG_OP_RRQ && !r->read) || (op == TG_OP_WRQ && r->write == TG_WRITE_OFF) ||
+            (op != TG_OP_RRQ && op != TG_OP_WRQ))
+            return false;
+        return tg_route_key_wants_mac(r->key);
+    }
+    return false;
 }

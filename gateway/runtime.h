@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include "neighwait.h"
 #include "registry.h"
 #include "tftpgw/backend.h"
 #include "tftpgw/config.h"
@@ -32,6 +33,8 @@ struct tg_runtime {
     struct tg_ratelimit *rate;     /* rate_limit buckets (listener.c) */
     uint64_t rl_logged_s;          /* second of the last rate-limit log line */
     struct tg_ratelimit *sendrate; /* client_rate buckets, in KiB */
+    struct tg_macwait *macwait;    /* {client_mac}: lookups and the requests waiting */
+    uint64_t mac_logged_s;         /* second of the last "lookups busy" log line */
     bool single_port;              /* fixed at start: listeners carry the transfers */
     bool draining;
     /* One receive buffer for the whole loop: every datagram is handled to

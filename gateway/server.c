@@ -171,7 +171,9 @@ int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg
      * rate_limit on finds the table ready (its pages are touched only then). */
     srv->rt.rate = tg_ratelimit_new(NULL);
     srv->rt.sendrate = tg_ratelimit_new(NULL);
-    if (rc != 0 || !srv->rt.backends || !srv->listeners || !srv->rt.rate || !srv->rt.sendrate) {
+    srv->rt.macwait = tg_macwait_new(loop);
+    if (rc != 0 || !srv->rt.backends || !srv->listeners || !srv->rt.rate || !srv->rt.sendrate ||
+        !srv->rt.macwait) {
         snprintf(err, errlen, "out of memory");
         return TG_ENOMEM;
     }
@@ -494,6 +496,8 @@ void tg_server_close(struct tg_server *srv)
     if (srv->closed)
         return;
     srv->closed = true;
+    /* Before the listeners: what waits for a MAC holds their pointers. */
+    tg_macwait_close(srv->rt.macwait);
     for (i = 0; i < srv->nlisteners; i++)
         tg_listener_close(&srv->listeners[i]);
     tg_metrics_close();
@@ -544,6 +548,8 @@ void tg_server_free(struct tg_server *srv)
     srv->rt.rate = NULL;
     tg_ratelimit_free(srv->rt.sendrate);
     srv->rt.sendrate = NULL;
+    tg_macwait_free(srv->rt.macwait);
+    srv->rt.macwait = NULL;
     srv->rt.backends = NULL;
     srv->listeners = NULL;
 }

@@ -24,6 +24,7 @@
 #include "transport.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
+#include "tftpgw/neigh.h"
 #include "tftpgw/path.h"
 #include "tftpgw/route.h"
 #include "tftpgw/sockaddr.h"
@@ -48,6 +49,7 @@ struct tg_session {
     char *reqname;           /* the filename as the client sent it (dedupe) */
     char path[TG_PATH_MAX];
     struct tg_route_match match;
+    char mac[TG_MAC_STRLEN]; /* the client's, when its route asked; "" otherwise */
     struct tg_stream *stream;
     struct tg_backend *served; /* the backend asked last: the one that serves */
     size_t layer;            /* its index in the route's backend list */
@@ -610,19 +612,23 @@ static void log_transfer(struct tg_session *s, const char *result)
 {
     const struct tg_eng *e = &s->eng;
     const struct tg_negotiated *n = &e->neg;
-    char fn[160], key[160], opts[128] = "";
+    char fn[160], key[160], opts[128] = "", mac[8 + TG_MAC_STRLEN] = "";
     int lvl;
 
     if ((n->accepted & TG_OPT_TSIZE) && n->tsize >= 0)
         snprintf(opts, sizeof(opts), " tsize=%lld", (long long)n->tsize);
     if (n->accepted & TG_OPT_TIMEOUT)
         snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), " timeout=%u", n->timeout_s);
+    /* Only a route that asked for the MAC knows it; other lines stay as
+     * they were (docs/tftpgw.8, the transfer line). */
+    if (s->mac[0])
+        snprintf(mac, sizeof(mac), " mac=%s", s->mac);
     lvl = (!strcmp(result, "ok") || !strcmp(result, "declined")) ? TG_LOG_INFO : TG_LOG_WARN;
     tg_log(lvl,
-           "transfer client=%s op=%s file=\"%s\" route=%s backend=%s key=\"%s\" mode=%s "
+           "transfer client=%s%s op=%s file=\"%s\" route=%s backend=%s key=\"%s\" mode=%s "
            "blksize=%u windowsize=%u%s bytes=%llu duration_ms=%llu retransmits=%llu "
            "result=%s%s%s%s",
-           s->tp.peer_str, tg_pkt_opname(e->op), tg_log_sanitize(s->path, fn, sizeof(fn)),
+           s->tp.peer_str, mac, tg_pkt_opname(e->op), tg_log_sanitize(s->path, fn, sizeof(fn)),
            s->match.route ? s->match.route->name : "-", s->served ? s->served->name : "-",
            tg_log_sanitize(s->match.key, key, sizeof(key)),
            n->mode == TG_MODE_NETASCII ? "netascii" : "octet", n->blksize, n->windowsize, opts,
@@ -702,8 +708,8 @@ static int negotiate(struct tg_session *s, const struct tg_request_ctx *rc,
         path_error(r, err);
         return r;
     }
-    r = tg_route_resolve(s->rt->cfg->routes, s->rt->cfg->nroutes, s->path, rc->peer, rc->op,
-                         &s->match, err);
+    r = tg_route_resolve_mac(s->rt->cfg->routes, s->rt->cfg->nroutes, s->path, rc->peer,
+                             rc->client_mac, rc->op, &s->match, err);
     if (r != 0)
         return r;
     lim.max_blksize = sc->max_blksize;
@@ -781,6 +787,7 @@ static void open_stream(struct tg_session *s, struct tg_backend *be)
                            .msg = "storage unavailable"};
     struct tg_open_args oa = {
         .key = s->match.key, .client_ip = s->reg.ip, .filename = s->path,
+        .client_mac = s->mac[0] ? s->mac : NULL,
         .size_hint = s->eng.op == TG_OP_WRQ ? n->tsize : -1,
         .overwrite = s->match.route->write == TG_WRITE_OVERWRITE, .blksize = n->blksize,
         /* Reads only: an upload keeps its exact name (docs/security.md). */
@@ -852,6 +859,8 @@ int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,
     }
     s->tp.fd = -1;
     s->rt = rt;
+    if (rc->client_mac)
+        snprintf(s->mac, sizeof(s->mac), "%s", rc->client_mac);
     if (negotiate(s, rc, &neg, err) != 0)
         goto refuse;
     be = find_backend(rt, s->match.route->backend);

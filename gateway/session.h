@@ -17,6 +17,8 @@ struct tg_request_ctx {
     const struct sockaddr *local; /* where the request was sent */
     unsigned ifindex;             /* for IPv6 link-local replies */
     int listen_fd;                /* the listener's socket (single-port mode) */
+    const char *client_mac;       /* "52-54-00-..." when the route needs it and it is
+                                     known; NULL otherwise (gateway/neighwait.h) */
 };
 
 /* Validate, route and negotiate a request, then start its session on the

@@ -65,6 +65,7 @@ struct tg_http_meta {
 struct tg_open_args {
     const char *key;       /* route-expanded and normalised: "a/b/c" */
     const char *client_ip; /* for backends that pass it upstream */
+    const char *client_mac; /* "52-54-00-12-34-56" when the route looked it up, else NULL */
     const char *filename;  /* the request's normalised filename */
     int64_t size_hint;     /* WRQ: tsize, or -1 */
     bool overwrite;        /* WRQ: replace an existing object; false: ERROR 6 if it exists */

@@ -33,7 +33,8 @@ struct tg_route {
                             first that has the object serves (layers) */
     size_t nbackends;    /* 0 in routes built by hand: backend alone */
     enum tg_case_mode name_case; /* `case`, default exact */
-    char *key;           /* template: {path} {rest} {basename} {client_ip}; default "{path}" */
+    char *key;           /* template: {path} {rest} {basename} {client_ip} {client_mac};
+                            default "{path}" */
     bool read;           /* RRQ allowed (default yes) */
     enum tg_write_mode write; /* default off */
     struct tg_cidr *allow;    /* empty: every client */
@@ -41,6 +42,9 @@ struct tg_route {
     int64_t max_size;    /* upload cap in bytes, -1: none */
     unsigned refuse;     /* TG_OPT_* bits this route never negotiates */
 };
+
+/* expand_key's "this template needs a MAC and has none" */
+#define TG_ENOMAC (-ENXIO)
 
 struct tg_route_match {
     const struct tg_route *route;
@@ -56,8 +60,9 @@ struct tg_route_match {
  * a path that climbs out of the backend's root (invariant 5); ERROR 2 if it
  * would. {path} is the whole path, {rest} the path after a prefix match
  * ({path} for globs), {basename} its last segment, {client_ip} the client's
- * address text (IPv4-mapped IPv6 shown as IPv4). A route with case = lower
- * is matched against, and expands, the lower-case form of normpath. */
+ * address text (IPv4-mapped IPv6 shown as IPv4), {client_mac} its MAC
+ * (tg_route_resolve_mac). A route with case = lower is matched against,
+ * and expands, the lower-case form of normpath. */
 int tg_route_resolve(const struct tg_route *routes, size_t n,
                      const char *normpath, const struct sockaddr *client,
                      enum tg_opcode op, struct tg_route_match *out,
@@ -67,6 +72,22 @@ int tg_route_resolve(const struct tg_route *routes, size_t n,
  * list is empty (a route built by hand). */
 size_t tg_route_nbackends(const struct tg_route *r);
 const char *tg_route_backend_at(const struct tg_route *r, size_t i);
+
+/* The same, with the client's MAC ("52-54-00-12-34-56") for {client_mac};
+ * NULL when it is not known: a route whose key names {client_mac} then
+ * answers ERROR 2 "client MAC unknown" (TG_EACCES). tg_route_resolve is
+ * this with NULL. */
+int tg_route_resolve_mac(const struct tg_route *routes, size_t n,
+                         const char *normpath, const struct sockaddr *client,
+                         const char *client_mac, enum tg_opcode op,
+                         struct tg_route_match *out, struct tg_error *err);
+/* Whether the route tg_route_resolve_mac would pick for this request (and
+ * let it run) has a key naming {client_mac}: only then is a lookup worth
+ * making. */
+bool tg_route_wants_mac(const struct tg_route *routes, size_t n, const char *normpath,
+                        const struct sockaddr *client, enum tg_opcode op);
+/* A key template names {client_mac}. */
+bool tg_route_key_wants_mac(const char *tmpl);
 
 /* "10.0.0.0/8", "2001:db8::/32", or a bare address (host route). */
 int tg_cidr_parse(const char *s, struct tg_cidr *out);

@@ -223,7 +223,8 @@ static bool admits(const struct tg_route *r, const struct sockaddr *sa)
 }
 
 /* The key the route must produce, by plain text substitution; returns
- * false when a placeholder cannot be filled ({client_ip} of no address). */
+ * false when a placeholder cannot be filled ({client_ip} of no address,
+ * {client_mac} always: the harness resolves without one). */
 static bool ref_expand(const char *t, const char *path, const char *rest,
                        const char *ip, char *out, size_t cap)
 {
@@ -250,6 +251,8 @@ static bool ref_expand(const char *t, const char *path, const char *rest,
                 return false;
             val = ip;
             t += 11;
+        } else if (strncmp(t, "{client_mac}", 12) == 0) {
+            return false; /* tg_route_resolve knows no MAC: ERROR 2 */
         }
         if (val) {
             vlen = strlen(val);

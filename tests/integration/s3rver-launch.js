@@ -45,7 +45,8 @@ if (reqlog) {
         ctx.res.on('close', () => {
             fs.appendFileSync(reqlog, `${ctx.method} ${ctx.originalUrl} ${ctx.res.statusCode}` +
                 ` cl=${h['content-length'] || '-'} te=${h['transfer-encoding'] || '-'}` +
-                ` done=${ctx.res.writableFinished ? 1 : 0}\n`);
+                ` done=${ctx.res.writableFinished ? 1 : 0}` +
+                ` mac=${h['x-tftp-client-mac'] || '-'}\n`);
         });
         return next();
     });

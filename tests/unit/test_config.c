@@ -574,11 +574,11 @@ static const struct err_case err_cases[] = {
     { RT "key = path}\n", "t.ini:7: [route q] key: '}' without '{'" },
     { RT "key = {{path}}\n", "t.ini:7: [route q] key: '{' without '}'" },
     { RT "key = {bogus}\n", "t.ini:7: [route q] key: unknown placeholder {bogus} "
-      "(known: {path} {rest} {basename} {client_ip})" },
+      "(known: {path} {rest} {basename} {client_ip} {client_mac})" },
     { RT "key = {}\n", "t.ini:7: [route q] key: unknown placeholder {} "
-      "(known: {path} {rest} {basename} {client_ip})" },
+      "(known: {path} {rest} {basename} {client_ip} {client_mac})" },
     { RT "key = {PATH}\n", "t.ini:7: [route q] key: unknown placeholder {PATH} "
-      "(known: {path} {rest} {basename} {client_ip})" },
+      "(known: {path} {rest} {basename} {client_ip} {client_mac})" },
     { RT "key = /\n", "t.ini:7: [route q] key: \"/\" expands to an empty path" },
     { RT "read = maybe\n", "t.ini:7: [route q] read: \"maybe\": expected yes or no" },
     { RT "write = append\n", "t.ini:7: [route q] write: \"append\": expected off, create or overwrite" },

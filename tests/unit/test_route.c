@@ -428,6 +428,53 @@ static void test_resolve_lower(void **state)
     assert_null(tg_route_backend_at(&routes[0], 1));
 }
 
+/* {client_mac}: filled when known; without it ERROR 2 "client MAC
+ * unknown"; wants_mac asks only for the route that would win and run. */
+static void test_client_mac(void **state)
+{
+    static struct tg_route macs[] = {
+        { .name = "off", .match = "cfg/ro", .backend = "b", .key = "x/{client_mac}",
+          .read = false, .max_size = -1 },
+        { .name = "cfg", .match = "cfg", .backend = "b", .key = "configs/{client_mac}/{basename}",
+          .read = true, .write = TG_WRITE_CREATE, .max_size = -1 },
+        { .name = "all", .match = "", .backend = "b", .key = "{path}", .read = true,
+          .max_size = -1 },
+    };
+    struct sockaddr_storage c = addr_of("192.0.2.7");
+    struct tg_route_match m;
+    struct tg_error err;
+
+    (void)state;
+    assert_int_equal(tg_route_resolve_mac(macs, 3, "cfg/a/x.cfg", SA(c), "52-54-00-12-34-56",
+                                          TG_OP_WRQ, &m, &err), 0);
+    assert_string_equal(m.key, "configs/52-54-00-12-34-56/x.cfg");
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(tg_route_resolve_mac(macs, 3, "cfg/x.cfg", SA(c), NULL, TG_OP_RRQ, &m, &err),
+                     TG_EACCES);
+    assert_int_equal(err.code, TG_TFTP_EACCESS);
+    assert_string_equal(err.msg, "client MAC unknown");
+    assert_null(m.route);
+    assert_int_equal(tg_route_resolve(macs, 3, "cfg/x.cfg", SA(c), TG_OP_RRQ, &m, &err),
+                     TG_EACCES);
+    assert_int_equal(tg_route_resolve_mac(macs, 3, "cfg/x.cfg", SA(c), "", TG_OP_RRQ, &m, &err),
+                     TG_EACCES);
+    /* a route that does not name it never needs it */
+    assert_int_equal(tg_route_resolve_mac(macs, 3, "f", SA(c), NULL, TG_OP_RRQ, &m, &err), 0);
+    assert_string_equal(m.key, "f");
+
+    assert_true(tg_route_wants_mac(macs, 3, "cfg/x.cfg", SA(c), TG_OP_WRQ));
+    assert_true(tg_route_wants_mac(macs, 3, "cfg", SA(c), TG_OP_RRQ));
+    assert_false(tg_route_wants_mac(macs, 3, "cfgx", SA(c), TG_OP_RRQ));
+    assert_false(tg_route_wants_mac(macs, 3, "f", SA(c), TG_OP_RRQ));
+    /* refused for the op anyway: no lookup */
+    assert_false(tg_route_wants_mac(macs, 3, "cfg/ro", SA(c), TG_OP_RRQ));
+    assert_false(tg_route_wants_mac(macs, 3, "f", SA(c), TG_OP_WRQ));
+    assert_false(tg_route_wants_mac(macs, 3, "cfg/x", SA(c), TG_OP_ACK));
+    assert_true(tg_route_key_wants_mac("a{client_mac}b"));
+    assert_false(tg_route_key_wants_mac("{client_ip}"));
+    assert_false(tg_route_key_wants_mac(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -439,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_resolve_lower),
         cmocka_unit_test(test_resolve_messages),
         cmocka_unit_test(test_resolve_key_length),
+        cmocka_unit_test(test_client_mac),
     };
 
     return cmocka_run_group_tests(tests, setup_routes, NULL);
