@@ -289,9 +289,25 @@ t_pxe_negcache_vary() {
     neg_stored varyenc/c yes "Vary: Accept-Encoding"
 }
 
+# S3: NoSuchKey is a miss like a 404; one request for three reads
+t_pxe_negcache_s3() {
+    s3_up || return $?
+    cache_gw_up s3 negative_ttl=30 || return 1
+    local i n
+    for i in 1 2 3; do
+        raw_expect 1 get cache/pxelinux.cfg/C0A8 "$T/x" || return 1
+    done
+    sleep 0.2
+    n=$(s3_req "^GET /$S3_BUCKET/cache/pxelinux.cfg/C0A8[ ?]" | grep -c .)
+    [ "$n" = 1 ] || { fail "$n upstream GETs of a missing key for 3 reads, want 1: $(s3_log_tail)"; return 1; }
+    cache_stop || return 1
+    counter_cmp negative_hits eq 2 "two reads answered from the negative entry"
+}
+
 run_test pxe_negcache_fleet          cx t_pxe_negcache_fleet
 run_test pxe_negcache_errors         cx t_pxe_negcache_errors
 run_test pxe_negcache_wrq            cx t_pxe_negcache_wrq
 run_test pxe_negcache_cache_control  cx t_pxe_negcache_cache_control
 run_test pxe_negcache_ttl_override   cx t_pxe_negcache_ttl_override
 run_test pxe_negcache_vary           cx t_pxe_negcache_vary
+run_test pxe_negcache_s3             cx t_pxe_negcache_s3
