@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "tftpgw/cachectl.h"
 #include "tftpgw/keys.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
@@ -46,6 +47,16 @@ uint64_t cache_wall_ms(void)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t cache_fresh_ms(struct cache_backend *cb, const struct tg_http_meta *m)
+{
+    int64_t f;
+
+    if (!m || cb->ttl_override)
+        return cb->ttl_ms;
+    f = tg_cc_fresh_ms(&m->cc, (int64_t)(cache_wall_ms() / 1000));
+    return f < 0 ? cb->ttl_ms : (uint64_t)f;
 }
 
 /* Hash table buckets only; entries are told apart by their whole key. */
@@ -229,11 +240,20 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
 
     if (!e)
         return TG_ENOMEM;
-    if (!(r = cache_reader_new(cb, e, cb_fn, arg))) {
+    if (!(r = cache_reader_new(cb, e, cb_fn, arg)) ||
+        !(r->filename = tg_strdup(a->filename ? a->filename : a->key))) {
+        if (r)
+            cache_reader_drop(r);
         cache_entry_gc(cb, e);
         return TG_ENOMEM;
     }
-    if (!e->fill && e->present && now - e->fetched_ms < cb->ttl_ms) {
+    /* A fill sends the upstream what a direct request would. */
+    snprintf(r->client_ip, sizeof(r->client_ip), "%s", a->client_ip ? a->client_ip : "");
+    if (!e->fill && cache_neg_hit(cb, a->key)) {
+        cb->st.negative_hits++;
+        tg_metrics_cache_event(cb->base.name, "negative_hit");
+        rc = cache_reader_not_found(r);
+    } else if (!e->fill && e->present && now - e->fetched_ms < e->fresh_ms) {
         cb->st.hits++;
         tg_metrics_cache_event(cb->base.name, "hit");
         rc = cache_open_copy(r);
@@ -267,6 +287,7 @@ static int cache_open_write(struct tg_backend *b, const struct tg_open_args *a,
     struct cache_backend *cb = (struct cache_backend *)b;
     struct centry *e = lookup(cb, a->key, false);
 
+    cache_neg_drop(cb, a->key);
     if (e && e->present)
         e->fetched_ms = 0; /* stale: revalidated on the next read */
     if (e && e->fill) {
@@ -285,12 +306,14 @@ static void cache_destroy(struct tg_backend *b)
 
     tg_log(TG_LOG_INFO,
            "cache %s: hits=%llu misses=%llu revalidations=%llu stale=%llu evictions=%llu "
-           "upstream_bytes=%llu served_bytes=%llu cancelled=%llu not_stored=%llu",
+           "upstream_bytes=%llu served_bytes=%llu cancelled=%llu not_stored=%llu "
+           "negative_hits=%llu",
            b->name, (unsigned long long)cb->st.hits, (unsigned long long)cb->st.misses,
            (unsigned long long)cb->st.revalidations, (unsigned long long)cb->st.stale,
            (unsigned long long)cb->st.evictions, (unsigned long long)cb->st.up_bytes,
            (unsigned long long)cb->st.served_bytes, (unsigned long long)cb->st.cancelled,
-           (unsigned long long)cb->st.not_stored);
+           (unsigned long long)cb->st.not_stored, (unsigned long long)cb->st.negative_hits);
+    cache_neg_free(cb);
     for (i = 0; i < NBUCKETS; i++) {
         struct centry *e, *n;
 
@@ -346,7 +369,7 @@ static void scan_dir(struct cache_backend *cb)
         size_t l = strlen(n);
         char line[2048], key[1024] = "", etag[128] = "", lastmod[64] = "", data[NAME_LEN + 8];
         long long size = -1;
-        unsigned long long fetched = 0;
+        unsigned long long fetched = 0, fresh = cb->ttl_ms;
         struct stat st;
         struct centry *e;
         FILE *m;
@@ -370,6 +393,8 @@ static void scan_dir(struct cache_backend *cb)
                 size = atoll(line + 5);
             else if (!strncmp(line, "fetched ", 8))
                 fetched = strtoull(line + 8, NULL, 10);
+            else if (!strncmp(line, "fresh ", 6))
+                fresh = strtoull(line + 6, NULL, 10);
             else if (!strncmp(line, "etag ", 5) && strcmp(line + 5, "-"))
                 snprintf(etag, sizeof(etag), "%.127s", line + 5);
             else if (!strncmp(line, "lastmod ", 8) && strcmp(line + 8, "-"))
@@ -396,6 +421,7 @@ static void scan_dir(struct cache_backend *cb)
         e->present = true;
         e->size = size;
         e->fetched_ms = fetched;
+        e->fresh_ms = fresh;
         e->used = fetched; /* oldest fetch is evicted first after a restart */
         snprintf(e->val.etag, sizeof(e->val.etag), "%s", etag);
         snprintf(e->val.last_modified, sizeof(e->val.last_modified), "%s", lastmod);
@@ -462,6 +488,10 @@ static const struct tg_key cache_keys[] = {
      .unit_ms = 1000, .def = "300"},
     {.name = "stale_if_error", .type = TG_KEY_DURATION, CB(stale_ms), .max = YEARS_100,
      .scale = 1000, .unit_ms = 1000, .def = "86400"},
+    {.name = "negative_ttl", .type = TG_KEY_DURATION, CB(neg_ttl_ms), .max = YEARS_100,
+     .scale = 1000, .unit_ms = 1000, .def = "10"},
+    {.name = "ttl_override", .type = TG_KEY_BOOL, CB(ttl_override), .def = "no",
+     .bad = "yes or no"},
     {.name = "fill_grace", .type = TG_KEY_DURATION, CB(grace_ms), .max = 3600, .scale = 1000,
      .unit_ms = 1000, .def = "5"},
     {.name = "prefetch", .type = TG_KEY_FUNC, .set = add_prefetch},
@@ -552,7 +582,7 @@ static int cache_link(struct tg_backend *b, struct tg_backend *(*find)(void *ctx
         if (e && !e->fill && !e->present) {
             cb->st.misses++;
             tg_metrics_cache_event(cb->base.name, "miss");
-            if (!cache_fill_start(cb, e, false, true))
+            if (!cache_fill_start(cb, e, false, true, NULL))
                 cache_entry_gc(cb, e);
         }
     }

@@ -4,6 +4,8 @@
  *   backends/cache_fill.c  fills: one upstream fetch per key into a file,
  *                          relaying, committing the copy
  *   backends/cache_read.c  readers: a committed copy, or a fill followed
+ *   backends/cache_neg.c   negative entries: keys the upstream said are
+ *                          not found, within negative_ttl
  * Everything here runs on the loop; the thread-pool jobs are the files'. */
 #ifndef TFTPGW_CACHE_H
 #define TFTPGW_CACHE_H
@@ -18,6 +20,8 @@
 #define NAME_LEN (2 * TG_SHA256_LEN) /* hex SHA-256 of the key */
 #define OLD_NAME_LEN 32              /* earlier versions: two FNV-1a hashes */
 #define META_MAX 8192
+#define NEG_MAX 4096     /* negative entries per cache (docs/security.md) */
+#define NEG_BUCKETS 1024
 
 struct fill;
 struct creader;
@@ -30,6 +34,7 @@ struct centry {
     bool present;        /* a committed copy is on disk */
     int64_t size;
     uint64_t fetched_ms; /* wall clock, so freshness survives a restart */
+    uint64_t fresh_ms;   /* how long after fetched_ms the copy is fresh */
     struct tg_validators val;
     uint64_t used;       /* LRU clock */
     int readers;         /* readers of the committed copy */
@@ -52,7 +57,22 @@ struct tmpf {
 
 struct cache_stats {
     uint64_t hits, misses, revalidations, stale, evictions, up_bytes, served_bytes;
-    uint64_t cancelled, not_stored;
+    uint64_t cancelled, not_stored, negative_hits;
+};
+
+/* A key the upstream said does not exist: its SHA-256 only, so every
+ * entry costs the same whatever the key's length. */
+struct negent {
+    struct negent *hnext;          /* hash chain */
+    struct negent *older, *newer;  /* expiry order */
+    uint8_t h[TG_SHA256_LEN];
+    uint64_t until_ms;             /* loop time */
+};
+
+struct negtab {
+    struct negent *buckets[NEG_BUCKETS];
+    struct negent *oldest, *newest;
+    size_t count;                  /* at most NEG_MAX */
 };
 
 struct cache_backend {
@@ -66,6 +86,9 @@ struct cache_backend {
     int64_t filling;     /* bytes the running fills hold on disk */
     int64_t min_free;    /* free-space floor of the file system */
     uint64_t ttl_ms, stale_ms, grace_ms;
+    uint64_t neg_ttl_ms; /* negative_ttl; 0: misses are not remembered */
+    bool ttl_override;   /* ttl, not the origin's freshness */
+    struct negtab neg;
     char **prefetch;
     size_t nprefetch;
     struct centry *buckets[NBUCKETS];
@@ -95,6 +118,9 @@ struct fill {
     int64_t roff;        /* relaying: offset of the rlen bytes in buf */
     size_t rlen;
     struct tg_validators val; /* the upstream's, for the .meta */
+    uint64_t fresh_ms;   /* freshness the upstream's answer gives */
+    const char *no_keep; /* why the answer may be relayed but not kept */
+    struct creader *starter; /* the reader whose request the fill sends */
     uint8_t *buf;
     size_t blen;
     struct tg_lfs_tmp_req open; /* the fill file; open.tmp names it for the commit */
@@ -128,12 +154,23 @@ struct creader {
     uint8_t *buf;
     size_t boff, blen;
     bool reading, want;
+    char client_ip[64];  /* the request's, for the upstream (X-TFTP-Client) */
+    char *filename;      /* the request's, for the upstream (X-TFTP-File) */
+    uv_work_t nwork;     /* a negative entry's answer, from the loop */
     struct tg_life life; /* held by fs requests and work in flight */
     uv_fs_t req;
 };
 
+static inline uint64_t tg_uv_now_ms(struct cache_backend *cb)
+{
+    return uv_now(cb->base.loop);
+}
+
 /* backends/cache.c */
 uint64_t cache_wall_ms(void);
+/* The freshness a fill's answer gives: the origin's (RFC 9111 section
+ * 4.2), or ttl when it says nothing or ttl_override is on. */
+uint64_t cache_fresh_ms(struct cache_backend *cb, const struct tg_http_meta *m);
 /* Drop an entry that holds nothing any more. */
 void cache_entry_gc(struct cache_backend *cb, struct centry *e);
 /* Remove dir/<name>.meta and .data, on the thread pool. */
@@ -152,7 +189,7 @@ void cache_tmpf_unref(struct tmpf *t);
 /* A fetch of e's object from the upstream (reval: conditional; prefetch:
  * nobody asked); NULL when it cannot start. */
 struct fill *cache_fill_start(struct cache_backend *cb, struct centry *e, bool reval,
-                              bool prefetch);
+                              bool prefetch, struct creader *by);
 /* Run the relay from the loop soon, never inside a reader's own call. */
 void cache_fill_kick(struct fill *f);
 /* The last reader left: fill_grace starts (or the relay moves on). */
@@ -176,5 +213,15 @@ struct creader *cache_reader_new(struct cache_backend *cb, struct centry *e, tg_
                                  void *arg);
 /* A stream that never started (its open failed): no callback ran. */
 void cache_reader_drop(struct creader *r);
+/* Answer ERROR 1 from the loop: the key has a negative entry. */
+int cache_reader_not_found(struct creader *r);
+
+/* backends/cache_neg.c */
+bool cache_neg_hit(struct cache_backend *cb, const char *key);
+/* Remember that the upstream does not have key, for negative_ttl. */
+void cache_neg_add(struct cache_backend *cb, const char *key);
+/* A write may create it: forget the miss. */
+void cache_neg_drop(struct cache_backend *cb, const char *key);
+void cache_neg_free(struct cache_backend *cb);
 
 #endif

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "tftpgw/cachectl.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 
@@ -152,6 +153,11 @@ static void fill_stop(struct fill *f, const struct tg_error *err)
      * not a failure (RFC 5861 serves stale on 5xx and connection errors). */
     if (err->code != TG_TFTP_EUNDEF && e->present && f->reval)
         e->fetched_ms = 0;
+    /* Not found is remembered for negative_ttl; nothing else is (a 5xx or
+     * a timeout says nothing about the object). A write since the fill
+     * began may have created it. */
+    if (err->code == TG_TFTP_ENOTFOUND && !f->orphan)
+        cache_neg_add(cb, e->key);
     for (r = f->readers; r; r = next) {
         next = r->next;
         cache_detach(r);
@@ -159,7 +165,7 @@ static void fill_stop(struct fill *f, const struct tg_error *err)
             continue;
         /* Not started yet and a copy recent enough: serve it stale. */
         if (r->state == R_WAIT && !r->tf && !tg_life_busy(&r->life) && e->present &&
-            err->code == TG_TFTP_EUNDEF && age <= cb->ttl_ms + cb->stale_ms) {
+            err->code == TG_TFTP_EUNDEF && age <= e->fresh_ms + cb->stale_ms) {
             cb->st.stale++;
             tg_metrics_cache_event(cb->base.name, "stale");
             r->stale = true;
@@ -230,8 +236,10 @@ static int write_meta(const struct fill *f)
     int n, err;
 
     n = snprintf(text, sizeof(text),
-                 "tftpgw-cache 1\nsize %lld\nfetched %llu\netag %s\nlastmod %s\nkey %s\n",
+                 "tftpgw-cache 1\nsize %lld\nfetched %llu\nfresh %llu\netag %s\nlastmod %s\n"
+                 "key %s\n",
                  (long long)f->filled, (unsigned long long)cache_wall_ms(),
+                 (unsigned long long)f->fresh_ms,
                  f->val.etag[0] ? f->val.etag : "-",
                  f->val.last_modified[0] ? f->val.last_modified : "-", e->key);
     if (n < 0 || (size_t)n >= sizeof(text))
@@ -300,6 +308,7 @@ static void commit_after(uv_work_t *w, int status)
         e->present = true;
         e->size = f->filled;
         e->fetched_ms = f->orphan ? 0 : cache_wall_ms();
+        e->fresh_ms = f->fresh_ms;
         e->val = f->val;
         e->used = ++cb->clock;
         /* The file's bytes are the copy's now; while readers still hold
@@ -627,7 +636,10 @@ static void fill_ready(struct fill *f)
 
     if (!f->up_opened || !f->fd_ready || f->state != F_OPENING)
         return;
-    if (f->size >= 0 && !fill_budget(f, f->size)) {
+    if (f->no_keep) {
+        /* Nothing of it touches the disk: relayed through one chunk. */
+        start_relay(f, false);
+    } else if (f->size >= 0 && !fill_budget(f, f->size)) {
         char why[128];
 
         snprintf(why, sizeof(why), "%lld bytes do not fit max_size (%lld bytes); relayed to its "
@@ -645,19 +657,54 @@ static void fill_ready(struct fill *f)
     fill_pump(f);
 }
 
+/* The answer may be relayed, never kept (no-store, private, a Vary the
+ * cache cannot honour). It is not reusable (RFC 9111 section 4), so only
+ * the request it answers gets it: readers that joined the fetch while it
+ * was on its way each send their own, and so does every later one. */
+static void fill_not_kept(struct fill *f)
+{
+    struct cache_backend *cb = f->cb;
+    struct creader *r, *next;
+
+    tg_log(TG_LOG_DEBUG, "cache %s: %s not stored: %s; relayed only", cb->base.name, f->e->key,
+           f->no_keep);
+    cb->st.not_stored++;
+    tg_metrics_cache_event(cb->base.name, "not_stored");
+    if (f->e->fill == f)
+        f->e->fill = NULL;
+    for (r = f->readers; r; r = next) {
+        next = r->next;
+        if (r == f->starter || r->state != R_WAIT || r->tf || tg_life_busy(&r->life))
+            continue;
+        cache_detach(r);
+        if (cache_reader_join(r) != 0) {
+            struct tg_error err;
+
+            tg_error_set(&err, TG_TFTP_EUNDEF, "cache fetch failed");
+            cache_reader_fail(r, &err);
+        }
+    }
+}
+
 static void on_upstream(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
 {
     struct fill *f = arg;
     struct centry *e = f->e;
+    struct cache_backend *cb = f->cb;
 
     switch (ev) {
     case TG_STREAM_OPENED:
         if (f->up->http && f->up->http->not_modified) {
             struct creader *r, *next;
 
-            /* 304: the copy is good for another ttl; its .meta keeps the
-             * old time, so a restart revalidates once more (harmless). */
+            /* 304: the copy is good for another lifetime, the one the
+             * 304 gives when it gives one (RFC 9111 section 4.3.4); its
+             * .meta keeps the old time, so a restart revalidates once
+             * more (harmless). */
             e->fetched_ms = cache_wall_ms();
+            if (cb->ttl_override || tg_cc_fresh_ms(&f->up->http->cc, (int64_t)(e->fetched_ms /
+                                                                              1000)) >= 0)
+                e->fresh_ms = cache_fresh_ms(cb, f->up->http);
             tg_stream_close(f->up);
             f->up = NULL;
             f->state = F_DONE;
@@ -679,6 +726,10 @@ static void on_upstream(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
         f->size = f->up->size;
         if (f->up->http)
             f->val = f->up->http->val;
+        f->fresh_ms = cache_fresh_ms(cb, f->up->http);
+        if (f->up->http && (f->no_keep = tg_cc_unstorable(&f->up->http->cc,
+                                                          f->up->http->client_headers)))
+            fill_not_kept(f);
         fill_ready(f);
         break;
     case TG_STREAM_READABLE:
@@ -721,7 +772,7 @@ static void on_fill_tmp(struct tg_lfs_tmp_req *req)
 }
 
 struct fill *cache_fill_start(struct cache_backend *cb, struct centry *e, bool reval,
-                               bool prefetch)
+                               bool prefetch, struct creader *by)
 {
     struct tg_open_args a;
     struct fill *f = tg_calloc(1, sizeof(*f));
@@ -739,8 +790,10 @@ struct fill *cache_fill_start(struct cache_backend *cb, struct centry *e, bool r
     f->prefetch = prefetch;
     memset(&a, 0, sizeof(a));
     a.key = e->key;
-    a.filename = e->key;
-    a.client_ip = "";
+    /* The headers a direct request would carry (X-TFTP-Client, X-TFTP-File):
+     * the request that starts the fill; none for a prefetch. */
+    a.filename = by ? by->filename : e->key;
+    a.client_ip = by ? by->client_ip : "";
     a.size_hint = -1;
     a.blksize = CHUNK;
     if (reval) {
@@ -772,6 +825,7 @@ struct fill *cache_fill_start(struct cache_backend *cb, struct centry *e, bool r
     f->timer.data = f;
     tg_life_hold(&f->life);
     cb->fills++;
+    f->starter = by;
     e->fill = f;
     e->holders++;
     return f;

@@ -45,6 +45,7 @@ static void reader_fin(struct tg_life *l)
     struct creader *r = tg_container_of(l, struct creader, life);
 
     reader_drop_disk(r);
+    tg_free(r->filename);
     tg_free(r->buf);
     tg_free(r);
 }
@@ -71,6 +72,8 @@ void cache_detach(struct creader *r)
         r->next->prev = r->prev;
     r->next = r->prev = NULL;
     r->fill = NULL;
+    if (f->starter == r)
+        f->starter = NULL;
     if (!f->readers)
         cache_fill_unfollowed(f);
 }
@@ -402,7 +405,7 @@ int cache_reader_join(struct creader *r)
     struct centry *e = r->e;
     struct fill *f;
 
-    if (!e->fill && !cache_fill_start(cb, e, e->present, false))
+    if (!e->fill && !cache_fill_start(cb, e, e->present, false, r))
         return TG_EIO;
     f = e->fill;
     r->state = R_WAIT;
@@ -463,6 +466,37 @@ struct creader *cache_reader_new(struct cache_backend *cb, struct centry *e, tg_
 void cache_reader_drop(struct creader *r)
 {
     r->e->holders--;
+    tg_free(r->filename);
     tg_free(r->buf);
     tg_free(r);
+}
+
+static void not_found_work(uv_work_t *w)
+{
+    (void)w; /* nothing: the answer only has to come from the loop */
+}
+
+static void on_not_found(uv_work_t *w, int status)
+{
+    struct creader *r = w->data;
+    struct tg_error e;
+
+    (void)status;
+    if (tg_life_release(&r->life))
+        return;
+    tg_error_set(&e, TG_TFTP_ENOTFOUND, "file not found");
+    cache_reader_fail(r, &e);
+}
+
+/* The key has a negative entry: ERROR 1, without asking the upstream.
+ * FAILED must not come from inside open_read, so it goes through the
+ * thread pool's completion on the loop. */
+int cache_reader_not_found(struct creader *r)
+{
+    r->nwork.data = r;
+    if (uv_queue_work(r->cb->base.loop, &r->nwork, not_found_work, on_not_found) != 0)
+        return TG_EIO;
+    tg_life_hold(&r->life);
+    r->state = R_WAIT;
+    return 0;
 }

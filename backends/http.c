@@ -34,6 +34,7 @@ static int http_prepare(struct hx_stream *hs, const char *method, struct curl_sl
     for (i = 0; i < hb->nheaders && rc == 0; i++)
         rc = hx_add_header(l, hb->headers[i], "");
     if (rc == 0 && hb->client_headers) {
+        hs->meta.client_headers = true; /* a Vary on them is per client */
         rc = hx_add_header(l, "X-TFTP-Client: ", hs->client_ip);
         if (rc == 0)
             rc = hx_add_header(l, "X-TFTP-File: ", hs->filename);

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "http_engine.h"
+#include "tftpgw/cachectl.h"
 #include "tftpgw/log.h"
 #include "tftpgw/options.h"
 #include "tftpgw/uri.h"
@@ -273,8 +274,13 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
      * ETag. A new status line starts a new response (redirects). */
     if (n > 5 && strncmp(buf, "HTTP/", 5) == 0) {
         hs->meta.val.etag[0] = hs->meta.val.last_modified[0] = '\0';
+        tg_cc_init(&hs->meta.cc);
         hs->chunked = false;
-    } else if (n > 18 && strncasecmp(buf, "Transfer-Encoding:", 18) == 0) {
+        return n;
+    }
+    /* What a shared cache may do with the response (RFC 9111 section 5). */
+    tg_cc_header(&hs->meta.cc, buf, n);
+    if (n > 18 && strncasecmp(buf, "Transfer-Encoding:", 18) == 0) {
         char te[128] = "";
 
         copy_header_value(buf + 18, buf + n, te, sizeof(te));
@@ -419,6 +425,7 @@ static bool on_redirect(struct hx_stream *hs, long st)
     hs->errlen = 0;
     hs->errbody[0] = hs->errbuf[0] = '\0';
     hs->meta.val.etag[0] = hs->meta.val.last_modified[0] = '\0';
+    tg_cc_init(&hs->meta.cc);
     hs->last_move = uv_now(hs->base.backend->loop);
     if (prepare(hs, method) != 0 || tg_curl_add(hs->conf->cu, &hs->x) != 0) {
         hx_fail(hs, TG_TFTP_EUNDEF, HX_WIRE_UNAVAILABLE);
@@ -585,6 +592,7 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
         snprintf(hs->client_mac, sizeof(hs->client_mac), "%s", a->client_mac);
     if (a->if_changed && !write)
         hs->cond = *a->if_changed;
+    tg_cc_init(&hs->meta.cc);
     hs->x.easy = curl_easy_init();
     hs->x.done = on_done;
     hs->x.wake = on_wake;

@@ -51,10 +51,27 @@ struct tg_validators {
     char last_modified[64];
 };
 
+/* What an HTTP response said about storing and reusing it (RFC 9111
+ * section 5), for a shared cache. Filled line by line by tg_cc_header
+ * (include/tftpgw/cachectl.h); -1 is "absent" for the numbers. */
+struct tg_cache_control {
+    bool no_store, private_, no_cache;
+    int64_t max_age, s_maxage; /* delta-seconds; the first occurrence counts */
+    int64_t expires;           /* Unix seconds */
+    bool expires_bad;          /* present but no date: already stale (RFC 9111 section 5.3) */
+    int64_t date, age;         /* Unix seconds; delta-seconds */
+    bool vary_star;            /* Vary: *, or more names than vary[] holds */
+    char vary[160];            /* lower-case field names, each followed by ',' */
+};
+
 /* What an HTTP(S) upstream said about the object behind a stream (http
  * and s3 backends; tg_stream.http is NULL for the others). */
 struct tg_http_meta {
     struct tg_validators val; /* after OPENED (S3: a part's ETag after COMMITTED) */
+    struct tg_cache_control cc; /* after OPENED: the final response's */
+    /* the request carried X-TFTP-Client and X-TFTP-File, which differ per
+     * client and request: a response that varies on them is per client */
+    bool client_headers;
     bool not_modified;        /* a conditional open found the object unchanged */
     /* at end of data: the end was only the connection closing (no
      * Content-Length, not chunked; RFC 9112 section 6.3), so a body cut

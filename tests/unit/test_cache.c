@@ -3,7 +3,8 @@
  * to max_size, configuration errors, a miss -> fill -> hit cycle over a
  * file-backend upstream on a real loop (no network), a copy whose .meta
  * names another key (never served), an object larger than max_size and a
- * disk below min_free (served whole, nothing kept, nothing left open). */
+ * disk below min_free (served whole, nothing kept, nothing left open), and
+ * negative entries (remembered, dropped by a write, bounded). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -491,6 +492,75 @@ static void test_refresh_big(void **state)
     tg_backend_destroy(b);
 }
 
+static void on_wev(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
+{
+    int *done = arg;
+
+    (void)s;
+    if (ev == TG_STREAM_COMMITTED)
+        *done = 1;
+    else if (ev == TG_STREAM_FAILED)
+        *done = -1;
+}
+
+/* Negative entries: a "not found" from the upstream is remembered (the
+ * object appearing upstream is not seen until negative_ttl passes), a
+ * write through the cache forgets it at once, and the table keeps at most
+ * 4096 keys, forgetting the oldest first. */
+static void test_negative_entries(void **state)
+{
+    struct tg_backend *b = NULL;
+    struct tg_stream *w = NULL;
+    struct tg_open_args a;
+    char err[256], key[32];
+    struct rd r;
+    int done = 0;
+
+    (void)state;
+    assert_int_equal(make_cache("1M", "300", &b, err), 0);
+    read_key(b, "late.cfg", &r);
+    assert_int_equal(r.failed, 1);
+    assert_int_equal(r.code, 1);
+    put_file(udir, "late.cfg", "x\n");
+    read_key(b, "late.cfg", &r);             /* remembered: upstream not asked */
+    assert_int_equal(r.failed, 1);
+    assert_int_equal(r.code, 1);
+    assert_int_equal(r.opened, 0);
+    /* a write through the cache drops the entry */
+    memset(&a, 0, sizeof(a));
+    a.key = a.filename = "late.cfg";
+    a.client_ip = "127.0.0.1";
+    a.size_hint = 2;
+    a.overwrite = true;
+    a.blksize = 512;
+    assert_int_equal(b->ops->open_write(b, &a, on_wev, &done, &w), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(tg_stream_push(w, (const uint8_t *)"y\n", 2), 0);
+    assert_int_equal(tg_stream_commit(w), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(done, 1);
+    tg_stream_close(w);
+    read_key(b, "late.cfg", &r);
+    assert_int_equal(r.failed, 0);
+    assert_string_equal(r.data, "y\n");
+    /* 4097 more misses: the first of them is forgotten, the last is not */
+    for (int i = 0; i <= 4096; i++) {
+        snprintf(key, sizeof(key), "m%d", i);
+        read_key(b, key, &r);
+        assert_int_equal(r.code, 1);
+    }
+    put_file(udir, "m0", "zero\n");
+    put_file(udir, "m4096", "last\n");
+    read_key(b, "m0", &r);
+    assert_int_equal(r.failed, 0);
+    assert_string_equal(r.data, "zero\n");
+    read_key(b, "m4096", &r);
+    assert_int_equal(r.failed, 1);
+    assert_int_equal(r.code, 1);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    tg_backend_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +573,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_too_big_relayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_free_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_negative_entries, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
