@@ -143,6 +143,15 @@ static int retire(struct tg_server *srv, struct tg_config *cfg, struct tg_backen
     return 0;
 }
 
+/* Streams the backends hold for declined probes (probe_hold) go at a
+ * reload and at shutdown: a retired backend serves no new request, and a
+ * held stream would keep the loop running. */
+static void drop_held(struct tg_backend **bs, size_t n)
+{
+    for (size_t i = 0; bs && i < n; i++)
+        tg_backend_drop_held(bs[i]);
+}
+
 /* A session left the registry: the drain ends with the last one. */
 static void session_ended(void *arg)
 {
@@ -342,6 +351,7 @@ static int reload_apply(struct tg_server *srv, struct tg_config *cfg)
         (void)retire(srv, cfg, be);
         return TG_ENOMEM;
     }
+    drop_held(srv->rt.backends, srv->rt.cfg->nbackends);
     srv->rt.cfg = cfg;
     srv->rt.backends = be;
     if (!srv->verbose)
@@ -494,6 +504,7 @@ void tg_server_close(struct tg_server *srv)
     if (srv->closed)
         return;
     srv->closed = true;
+    drop_held(srv->rt.backends, srv->rt.cfg ? srv->rt.cfg->nbackends : 0);
     for (i = 0; i < srv->nlisteners; i++)
         tg_listener_close(&srv->listeners[i]);
     tg_metrics_close();
