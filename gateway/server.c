@@ -505,6 +505,9 @@ void tg_server_close(struct tg_server *srv)
         return;
     srv->closed = true;
     drop_held(srv->rt.backends, srv->rt.cfg ? srv->rt.cfg->nbackends : 0);
+    /* A session that finished on a retired generation may have left one. */
+    for (const struct tg_gen *g = srv->retired; g; g = g->next)
+        drop_held(g->backends, g->cfg->nbackends);
     for (i = 0; i < srv->nlisteners; i++)
         tg_listener_close(&srv->listeners[i]);
     tg_metrics_close();
