@@ -75,7 +75,20 @@ static int http_open(struct tg_backend *b, const struct tg_open_args *a, bool wr
 static int http_open_read(struct tg_backend *b, const struct tg_open_args *a,
                           tg_stream_cb *cb, void *arg, struct tg_stream **out)
 {
+    /* A download after a declined tsize probe continues the probe's GET. */
+    if (hx_adopt(&((struct http_backend *)b)->conf, a, cb, arg, out) == 0)
+        return 0;
     return http_open(b, a, false, cb, arg, out);
+}
+
+static int http_hold(struct tg_backend *b, struct tg_stream *s, const struct tg_open_args *a)
+{
+    return hx_hold(&((struct http_backend *)b)->conf, s, a);
+}
+
+static void http_drop_held(struct tg_backend *b)
+{
+    hx_held_drop(&((struct http_backend *)b)->conf);
 }
 
 static int http_open_write(struct tg_backend *b, const struct tg_open_args *a,
@@ -225,4 +238,6 @@ const struct tg_backend_ops tg_http_backend_ops = {
     .destroy = http_destroy,
     .open_read = http_open_read,
     .open_write = http_open_write,
+    .hold = http_hold,
+    .drop_held = http_drop_held,
 };

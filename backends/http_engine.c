@@ -296,8 +296,6 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
 
 /* ---- requests ---- */
 
-/* ---- requests ---- */
-
 /* Options every request of a stream shares. */
 static void setup_common(struct hx_stream *hs)
 {
@@ -562,6 +560,11 @@ static void on_stall_check(uv_timer_t *t)
     dispatch(hs);
 }
 
+size_t hx_ring_cap(size_t blksize)
+{
+    return blksize * 2 > RING_MIN ? blksize * 2 : RING_MIN;
+}
+
 int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_profile *prof,
             void *owner, const char *url, const struct tg_open_args *a, bool write,
             tg_stream_cb *cb, void *arg, struct tg_stream **out)
@@ -583,7 +586,7 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
     hs->owner = owner;
     hs->write = write;
     hs->create = write && !a->overwrite;
-    hs->cap = a->blksize * 2 > RING_MIN ? a->blksize * 2 : RING_MIN;
+    hs->cap = hx_ring_cap(a->blksize);
     hs->ring = tg_malloc(hs->cap);
     hs->url = tg_strdup(url);
     hs->client_ip = tg_strdup(a->client_ip ? a->client_ip : "");
@@ -639,6 +642,44 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
     return 0;
 }
 
+/* ---- held probes: the engine's half (policy in backends/http_hold.c) ---- */
+
+static void on_held_event(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
+{
+    /* Nobody owns a held GET: what happens to it is seen at adoption. */
+    (void)s, (void)ev, (void)arg;
+}
+
+void hx_park(struct hx_stream *hs)
+{
+    hs->base.cb = on_held_event;
+    hs->base.arg = NULL;
+    hs->want = false;
+    hs->pending = 0;
+    /* No more body than the ring holds already (invariant 2): curl stops
+     * reading the socket, and TCP pushes back on the upstream. */
+    if (hs->state == HX_OPEN && hs->x.added && !hs->paused) {
+        hs->paused = true;
+        curl_easy_pause(hs->x.easy, CURLPAUSE_RECV);
+    }
+}
+
+void hx_reopen(struct hx_stream *hs, tg_stream_cb *cb, void *arg)
+{
+    hs->base.cb = cb;
+    hs->base.arg = arg;
+    hs->base.adopted = true;
+    /* Running again before the owner's first read: a ring parked empty
+     * would otherwise wait for a read that only resumes a full one. */
+    if (hs->paused) {
+        hs->paused = false;
+        hs->last_move = uv_now(hs->base.backend->loop);
+        curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
+    }
+    if (hs->state != HX_FAILED)
+        owe(hs, TG_STREAM_OPENED); /* from the loop, never inside open */
+}
+
 ssize_t hx_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
 {
     struct hx_stream *hs = (struct hx_stream *)s;
@@ -659,6 +700,7 @@ ssize_t hx_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
         got += tg_iov_copy(iov, n, got, hs->ring, hs->len - first);
     hs->head = (hs->head + got) % hs->cap;
     hs->len -= got;
+    hs->given += got;
     /* Room for a whole curl chunk again: resume. curl may call on_body
      * before this returns; that only fills the ring. */
     if (hs->paused && hs->cap - hs->len >= CURL_MAX_WRITE_SIZE) {

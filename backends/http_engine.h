@@ -28,6 +28,8 @@ struct hx_conf {
     bool insecure;
     long connect_timeout_ms, stall_timeout_ms, max_redirects, max_connections;
     enum hx_redirects redirects;
+    long probe_hold_s;       /* probe_hold: seconds a declined probe's GET waits; 0: off */
+    struct hx_held *held;    /* those GETs (backends/http_hold.c); NULL until the first */
 };
 
 /* What a client is told when the upstream cannot be reached or answers
@@ -91,6 +93,7 @@ struct hx_stream {
     uv_timer_t stall;     /* fails the request when no byte moves */
     bool stall_init;
     uint64_t last_move;   /* loop time of the last byte either way */
+    uint64_t given;       /* body bytes handed to the owner by hx_read */
     char errbody[HX_ERRBODY];
     size_t errlen;
     char errbuf[CURL_ERROR_SIZE];
@@ -107,6 +110,32 @@ ssize_t hx_read(struct tg_stream *s, const struct iovec *iov, unsigned n);
 int hx_push(struct tg_stream *s, const uint8_t *src, size_t len);
 int hx_commit(struct tg_stream *s);
 void hx_close(struct tg_stream *s);
+
+/* The ring a GET for this blksize gets: max(64 KiB, 2 x blksize). */
+size_t hx_ring_cap(size_t blksize);
+
+/* Held probes (probe_hold; owner: backends/http_hold.c). A UEFI client
+ * asks for tsize, declines our OACK with ERROR 8 (RFC 2347) and asks
+ * again from a new port: the first GET, untouched, serves the second
+ * request. hx_hold takes a GET whose OACK was declined before any byte
+ * was read, pauses it and keeps it under (a->key, a->client_ip) for
+ * probe_hold seconds; returns 0 when it took the stream (else the caller
+ * closes it). hx_adopt gives a held GET to a new RRQ with the same key
+ * from the same address: 0 and *out set, OPENED follows from the loop;
+ * 1 when there is none to adopt. hx_held_drop releases every held GET
+ * (reload, shutdown); hx_conf_free does too. */
+/* The engine's half: park takes the stream from its owner (events go
+ * nowhere) and pauses the GET; reopen hands it to a new owner, running
+ * again, with OPENED (or the FAILED that came meanwhile) from the loop. */
+void hx_park(struct hx_stream *hs);
+void hx_reopen(struct hx_stream *hs, tg_stream_cb *cb, void *arg);
+int hx_hold(struct hx_conf *c, struct tg_stream *s, const struct tg_open_args *a);
+int hx_adopt(struct hx_conf *c, const struct tg_open_args *a, tg_stream_cb *cb, void *arg,
+             struct tg_stream **out);
+void hx_held_drop(struct hx_conf *c);
+/* hx_held_drop, and the table's timer closed (its memory freed from the
+ * close callback, as the loop runs once more after the backends go). */
+void hx_held_free(struct hx_conf *c);
 
 /* For map_error hooks. The client gets `wire`, a short text that says
  * nothing about the upstream's insides; hx_fail_log also logs one line

@@ -171,6 +171,8 @@ const struct tg_key hx_conf_keys[] = {
      .flags = TG_KEY_CASE, .def = "same-origin", .bad = "same-origin, any or none"},
     {.name = "max_connections", .type = TG_KEY_UINT, HX(max_connections), .min = 1,
      .max = 10000, .def = "64", .bad = "1..10000"},
+    {.name = "probe_hold", .type = TG_KEY_DURATION, HX(probe_hold_s), .min = 0, .max = 60,
+     .unit_ms = 1000, .def = "3"},
 };
 const size_t hx_conf_nkeys = TG_ARRAY_LEN(hx_conf_keys);
 
@@ -190,6 +192,8 @@ int hx_conf_start(struct hx_conf *c, uv_loop_t *loop)
 
 void hx_conf_free(struct hx_conf *c)
 {
+    /* Held GETs first: their removal needs the multi handle. */
+    hx_held_free(c);
     tg_free(c->ca_file);
     tg_free(c->client_cert);
     tg_free(c->client_key);

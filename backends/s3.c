@@ -144,9 +144,22 @@ static int s3_open_read(struct tg_backend *b, const struct tg_open_args *a, tg_s
     struct s3_backend *sb = (struct s3_backend *)b;
     char url[3 * TG_PATH_MAX + 2048];
 
+    /* A download after a declined tsize probe continues the probe's GET. */
+    if (hx_adopt(&sb->conf, a, cb, arg, out) == 0)
+        return 0;
     if (s3_object_url(sb, a->key, NULL, url, sizeof(url)) != 0)
         return TG_ENAMETOOLONG;
     return hx_open(b, &sb->conf, &s3_profile, sb, url, a, false, cb, arg, out);
+}
+
+static int s3_hold(struct tg_backend *b, struct tg_stream *s, const struct tg_open_args *a)
+{
+    return hx_hold(&((struct s3_backend *)b)->conf, s, a);
+}
+
+static void s3_drop_held(struct tg_backend *b)
+{
+    hx_held_drop(&((struct s3_backend *)b)->conf);
 }
 
 static int s3_open_write(struct tg_backend *b, const struct tg_open_args *a,
@@ -413,5 +426,7 @@ const struct tg_backend_ops tg_s3_backend_ops = {
     .create = s3_create,
     .destroy = s3_destroy,
     .open_read = s3_open_read,
+    .hold = s3_hold,
+    .drop_held = s3_drop_held,
     .open_write = s3_open_write,
 };

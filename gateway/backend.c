@@ -28,6 +28,12 @@ void tg_backend_destroy(struct tg_backend *b)
         b->ops->destroy(b);
 }
 
+void tg_backend_drop_held(struct tg_backend *b)
+{
+    if (b && b->ops->drop_held)
+        b->ops->drop_held(b);
+}
+
 size_t tg_iov_copy(const struct iovec *iov, unsigned n, size_t at, const void *src, size_t len)
 {
     const uint8_t *p = src;

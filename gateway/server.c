@@ -143,6 +143,15 @@ static int retire(struct tg_server *srv, struct tg_config *cfg, struct tg_backen
     return 0;
 }
 
+/* Streams the backends hold for declined probes (probe_hold) go at a
+ * reload and at shutdown: a retired backend serves no new request, and a
+ * held stream would keep the loop running. */
+static void drop_held(struct tg_backend **bs, size_t n)
+{
+    for (size_t i = 0; bs && i < n; i++)
+        tg_backend_drop_held(bs[i]);
+}
+
 /* A session left the registry: the drain ends with the last one. */
 static void session_ended(void *arg)
 {
@@ -344,6 +353,7 @@ static int reload_apply(struct tg_server *srv, struct tg_config *cfg)
         (void)retire(srv, cfg, be);
         return TG_ENOMEM;
     }
+    drop_held(srv->rt.backends, srv->rt.cfg->nbackends);
     srv->rt.cfg = cfg;
     srv->rt.backends = be;
     if (!srv->verbose)
@@ -496,6 +506,10 @@ void tg_server_close(struct tg_server *srv)
     if (srv->closed)
         return;
     srv->closed = true;
+    drop_held(srv->rt.backends, srv->rt.cfg ? srv->rt.cfg->nbackends : 0);
+    /* A session that finished on a retired generation may have left one. */
+    for (const struct tg_gen *g = srv->retired; g; g = g->next)
+        drop_held(g->backends, g->cfg->nbackends);
     /* Before the listeners: what waits for a MAC holds their pointers. */
     tg_macwait_close(srv->rt.macwait);
     for (i = 0; i < srv->nlisteners; i++)

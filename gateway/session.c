@@ -56,6 +56,7 @@ struct tg_session {
     char *asked;             /* debug only: the options as the client sent them */
     bool opts_logged;
     uint64_t be_t0;          /* uv_hrtime() when the backend was asked to open or commit */
+    bool held;               /* the stream continues a held probe's (probe_hold) */
 
     /* netascii's fill */
     bool netascii;
@@ -617,6 +618,8 @@ static void log_transfer(struct tg_session *s, const char *result)
 
     if ((n->accepted & TG_OPT_TSIZE) && n->tsize >= 0)
         snprintf(opts, sizeof(opts), " tsize=%lld", (long long)n->tsize);
+    if (s->held)
+        snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), " held=1");
     if (n->accepted & TG_OPT_TIMEOUT)
         snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), " timeout=%u", n->timeout_s);
     /* Only a route that asked for the MAC knows it; other lines stay as
@@ -639,6 +642,23 @@ static void log_transfer(struct tg_session *s, const char *result)
            e->why.msg, e->why.msg[0] ? "\"" : "");
 }
 
+/* A UEFI tsize probe declined our OACK (RFC 2347) and its download
+ * follows from a new port: the backend may keep the stream for it
+ * (probe_hold, include/tftpgw/backend.h). True when it took the stream. */
+static bool hold_probe(struct tg_session *s, const char *result)
+{
+    struct tg_backend *be = s->stream->backend;
+    struct tg_open_args oa = {
+        .key = s->match.key, .client_ip = s->reg.ip, .filename = s->path,
+        .size_hint = -1, .blksize = s->eng.neg.blksize,
+    };
+
+    if (strcmp(result, "declined") != 0 || s->eng.op != TG_OP_RRQ || s->eng.tx.src_bytes != 0 ||
+        !be || !be->ops->hold)
+        return false;
+    return be->ops->hold(be, s->stream, &oa) == 0;
+}
+
 static void finish(struct tg_session *s, const char *result)
 {
     if (s->done)
@@ -646,7 +666,8 @@ static void finish(struct tg_session *s, const char *result)
     s->done = true;
     if (s->stream) {
         /* Closing an uncommitted write stream aborts it (invariant 3). */
-        tg_stream_close(s->stream);
+        if (!hold_probe(s, result))
+            tg_stream_close(s->stream);
         s->stream = NULL;
     }
     log_transfer(s, result);
@@ -805,6 +826,7 @@ static void open_stream(struct tg_session *s, struct tg_backend *be)
         return;
     }
     s->netascii = n->mode == TG_MODE_NETASCII;
+    s->held = s->stream->adopted;
     run_kind(s, TG_EV_START);
 }
 

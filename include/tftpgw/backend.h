@@ -21,6 +21,15 @@
  *  - A stream carries its own operations (tg_stream_ops): a read stream
  *    has read, a write stream push and commit; the wrappers below answer
  *    TG_EINVAL for the others.
+ *  - Held probes (optional, http and s3: probe_hold): instead of close(),
+ *    the owner of a read stream whose OACK the client declined (ERROR 8,
+ *    RFC 2347) before any byte was read may offer it to hold(). A backend
+ *    that takes it owns it from then on, paused, for a while; a later
+ *    open_read for the same key from the same client address may return
+ *    that stream (tg_stream.adopted set) instead of a new one, with the
+ *    same size and http meta, and OPENED follows from the loop as for any
+ *    open. Each held stream is adopted once at most; the rest are closed
+ *    by the backend (after its probe_hold, at drop_held, at destroy).
  */
 #ifndef TFTPGW_BACKEND_H
 #define TFTPGW_BACKEND_H
@@ -130,6 +139,12 @@ struct tg_backend_ops {
      * wraps (the cache's upstream). */
     int (*link)(struct tg_backend *b, struct tg_backend *(*find)(void *ctx, const char *name),
                 void *ctx, char *err, size_t errlen);
+    /* Optional: take a declined probe's read stream, opened with a (see
+     * the contract above). 0: the backend owns it now; otherwise the
+     * caller still owns it and closes it. */
+    int (*hold)(struct tg_backend *b, struct tg_stream *s, const struct tg_open_args *a);
+    /* Optional: close every held stream now (reload, shutdown). */
+    void (*drop_held)(struct tg_backend *b);
 };
 
 #ifdef UNIT_TESTING
@@ -153,6 +168,7 @@ struct tg_stream {
     int64_t size;        /* read: after OPENED, bytes or -1 */
     struct tg_error err; /* after FAILED or a negative read/push */
     const struct tg_http_meta *http; /* NULL unless the backend speaks HTTP */
+    bool adopted;        /* read: continues a held probe's stream (hold above) */
 };
 
 /* tg_file_backend_ops, tg_http_backend_ops, ...: one per TG_BACKEND_TYPES. */
@@ -165,6 +181,9 @@ TG_BACKEND_TYPES(TG_BACKEND_OPS_DECL)
 int tg_backend_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                       struct tg_backend **out, char *err, size_t errlen);
 void tg_backend_destroy(struct tg_backend *b);
+/* Close the streams b holds for declined probes (ops->drop_held), if any.
+ * Owner: gateway/backend.c. */
+void tg_backend_drop_held(struct tg_backend *b);
 /* Set by `tftpgw --check-config`: backends validate their settings but
  * start no work (no cache scan or prefetch in a directory a running
  * gateway may own). */
