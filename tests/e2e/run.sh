@@ -33,9 +33,9 @@
 # bytes tftpgw logged per transfer, exactly one upstream GET per artifact in
 # nginx's access log (the script, not cached, once per boot), the cache's
 # counters and copies, and the time. The uefi variant checks nginx's log boot
-# by boot: the NBP (EDK2's size probe and its download, UEFI_NBP_GETS) and
-# GRUB's missing config names (UEFI_MISS_GETS_*) reach it every boot today;
-# grub.cfg, kernel and initrd once per run.
+# by boot: the NBP once per boot (EDK2's size probe and its download share
+# one GET through probe_hold), GRUB's missing config names once per run
+# (negative_ttl), grub.cfg, kernel and initrd once per run.
 #
 # Usage: bash tests/e2e/run.sh [user] [tap] [uefi]   (default: all three)
 # Environment:
@@ -295,12 +295,16 @@ log_level = info
 [backend web]
 type = http
 url = http://127.0.0.1:$nport/e2e/
+; a UEFI size probe's GET waits for the download that follows it
+probe_hold = 3s
 
 ; the edge cache in front of it
 [backend edge]
 type = cache
 upstream = web
 dir = $d/cache
+; a missing name (GRUB's config search) is asked upstream once a run
+negative_ttl = 10m
 
 ; kernel and initrd through the cache
 [route artifacts]
@@ -309,12 +313,9 @@ backend = edge
 EOF
     if [ "$variant" = uefi ]; then
         # GRUB's config names through the cache too: the missing ones are
-        # what a negative cache would answer. The NBP straight from the HTTP
-        # server, uncached: EDK2's size probe and its download each reach
-        # the route.
-        # >>> WHEN probe_hold and negative_ttl LAND: set probe_hold where it
-        # >>> belongs for the nbp route and negative_ttl on [backend edge]
-        # >>> (above), then flip UEFI_NBP_GETS and UEFI_MISS_GETS_LATER.
+        # answered by its negative entries after the first boot. The NBP
+        # straight from the HTTP server, uncached: EDK2's size probe and its
+        # download reach the route, and probe_hold makes them one GET.
         cat >> "$d/tftpgw.ini" <<EOF
 
 ; grub.cfg-01-MAC, grub.cfg-HEXIP..., grub.cfg
@@ -474,16 +475,15 @@ check_gateway() {
 #
 # EDK2 first probes the NBP's size (RRQ with blksize 1468, windowsize 4,
 # tsize 0; ERROR 8 on the OACK), then downloads it: two RRQs on the
-# uncached nbp route, so two GETs per boot today.
-# >>> WHEN probe_hold LANDS (set on the nbp route in gw_up): UEFI_NBP_GETS=1
-UEFI_NBP_GETS=2
+# uncached nbp route, one GET per boot with probe_hold (set on [backend web]
+# in gw_up; the download adopts the probe's GET).
+UEFI_NBP_GETS=1
 # Each name in UEFI_MISSING (GRUB's config search and its module lists, none
-# of which exists): the cache backend fetches a missing name on every
-# request today, so once per boot.
-# >>> WHEN negative_ttl LANDS (set on [backend edge] in gw_up, longer than
-# >>> a run): UEFI_MISS_GETS_LATER=0 (boot 1 still asks nginx once per name)
+# of which exists): the first boot asks nginx once per name; the cache's
+# negative entries (negative_ttl on [backend edge] in gw_up, longer than a
+# run) answer the later boots.
 UEFI_MISS_GETS_FIRST=1
-UEFI_MISS_GETS_LATER=1
+UEFI_MISS_GETS_LATER=0
 
 UEFI_MAC=52:54:00:e2:e2:01
 UEFI_IP=192.0.2.100
@@ -572,8 +572,8 @@ check_gateway_uefi() {
     lines=$(transfer_line "$log" grubx64.efi)
     n=$(grep -c "route=nbp .* blksize=1468 windowsize=4 tsize=$NBP_LEN bytes=0 .*result=declined" <<< "$lines")
     [ "$n" = "$E2E_BOOTS" ] || bad "tftpgw logged $n declined size probes of grubx64.efi, want $E2E_BOOTS"
-    # and the download itself
-    n=$(grep -c "route=nbp .* blksize=1468 windowsize=4 bytes=$NBP_LEN .*result=ok" <<< "$lines")
+    # and the download itself, continuing the probe's held upstream GET
+    n=$(grep -c "route=nbp .* blksize=1468 windowsize=4 held=1 bytes=$NBP_LEN .*result=ok" <<< "$lines")
     [ "$n" = "$E2E_BOOTS" ] || bad "tftpgw logged $n whole downloads of grubx64.efi, want $E2E_BOOTS"
     [ "$(grep -c . <<< "$lines")" = $((2 * E2E_BOOTS)) ] ||
         bad "tftpgw logged $(grep -c . <<< "$lines") RRQs of grubx64.efi, want $((2 * E2E_BOOTS))"
