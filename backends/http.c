@@ -109,6 +109,8 @@ static void http_destroy(struct tg_backend *b)
     tg_free(hb->user);
     tg_free(hb->password);
     tg_free(hb->base.name);
+    /* Held GETs first: their removal needs the multi handle. */
+    hx_held_free(&hb->conf);
     hx_conf_free(&hb->conf);
     tg_free(hb);
 }

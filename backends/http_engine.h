@@ -123,7 +123,7 @@ size_t hx_ring_cap(size_t blksize);
  * closes it). hx_adopt gives a held GET to a new RRQ with the same key
  * from the same address: 0 and *out set, OPENED follows from the loop;
  * 1 when there is none to adopt. hx_held_drop releases every held GET
- * (reload, shutdown); hx_conf_free does too. */
+ * (reload, shutdown); hx_held_free, before hx_conf_free, at destroy. */
 /* The engine's half: park takes the stream from its owner (events go
  * nowhere) and pauses the GET; reopen hands it to a new owner, running
  * again, with OPENED (or the FAILED that came meanwhile) from the loop. */

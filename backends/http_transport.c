@@ -192,8 +192,6 @@ int hx_conf_start(struct hx_conf *c, uv_loop_t *loop)
 
 void hx_conf_free(struct hx_conf *c)
 {
-    /* Held GETs first: their removal needs the multi handle. */
-    hx_held_free(c);
     tg_free(c->ca_file);
     tg_free(c->client_cert);
     tg_free(c->client_key);

@@ -199,6 +199,8 @@ static void s3_destroy(struct tg_backend *b)
     tg_free(sb->token);
     tg_free(sb->spool_dir);
     tg_free(sb->base.name);
+    /* Held GETs first: their removal needs the multi handle. */
+    hx_held_free(&sb->conf);
     hx_conf_free(&sb->conf);
     tg_free(sb);
 }
