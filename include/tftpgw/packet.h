@@ -64,10 +64,18 @@ struct tg_packet {
  * msg "". The buffer is read, never written. */
 int tg_pkt_parse(const uint8_t *buf, size_t len, struct tg_packet *out);
 
+/* The words RFC 1350 section 5 gives error codes 1 to 7 ("File not
+ * found", "Access violation", ...); NULL for 0 and any other code, whose
+ * text is the sender's own. The one table of them: every ERROR tftpgw
+ * sends goes through tg_pkt_build_error, which puts these words on the
+ * wire whatever detail the caller had; the detail belongs in the log. */
+const char *tg_tftp_error_text(uint16_t code);
+
 /* Builders write into buf and return the datagram length, or 0 when cap is
- * too small. tg_pkt_build_error truncates the message (msg may be NULL) to
- * keep the datagram under 512 bytes and within cap; it returns 0 only when
- * cap < 5. tg_pkt_build_request accepts only RRQ and WRQ. */
+ * too small. tg_pkt_build_error sends tg_tftp_error_text(code) when there
+ * is one, else msg (which may be NULL), truncated to keep the datagram
+ * under 512 bytes and within cap; it returns 0 only when cap < 5.
+ * tg_pkt_build_request accepts only RRQ and WRQ. */
 size_t tg_pkt_build_ack(uint8_t *buf, size_t cap, uint16_t block);
 size_t tg_pkt_build_data_hdr(uint8_t *buf, size_t cap, uint16_t block);
 size_t tg_pkt_build_error(uint8_t *buf, size_t cap, uint16_t code,

@@ -206,7 +206,8 @@ t_pxe_mac_upload() {
     fi
 }
 
-# A client behind the router R: ERROR 2 "client MAC unknown", the log says
+# A client behind the router R: ERROR 2 (RFC 1350's "Access violation"; the
+# detail "client MAC unknown" is the log's), the log says
 # why, nothing is stored; the same client is served by a route without it.
 t_pxe_mac_routed() {
     mac_config
@@ -214,20 +215,20 @@ t_pxe_mac_routed() {
     head -c 700 /dev/urandom > "$T/x.cfg"
     local out
     out=$(cd "$T" && mac_tftp "$MNS_C" 10.77.2.1 put x.cfg cfg/x.cfg)
-    [[ $out == *"Error code 2: client MAC unknown"* ]] ||
+    [[ $out == *"Error code 2: Access violation"* ]] ||
         { fail "put from C behind R: want ERROR 2 client MAC unknown, got: $out"; return 1; }
     [ ! -e "$ROOT/configs" ] || { fail "something was stored: $(find "$ROOT/configs")"; return 1; }
     log_has "info client MAC unknown client=10.77.3.2:" \
         "not on a directly attached network (via 10.77.2.2)" || return 1
     log_has "refused client=10.77.3.2:" "op=WRQ" "code=2" "msg=\"client MAC unknown\"" || return 1
     out=$(mac_tftp "$MNS_C" 10.77.2.1 get cfg/x.cfg "$T/nope")
-    [[ $out == *"Error code 2: client MAC unknown"* ]] ||
+    [[ $out == *"Error code 2: Access violation"* ]] ||
         { fail "get from C: want ERROR 2, got: $out"; return 1; }
     out=$(mac_tftp "$MNS_C" 10.77.2.1 get f4404 "$T/f4404") || { fail "get f4404 from C: $out"; return 1; }
     same_file "$T/f4404" "$FIX/f4404" "get f4404 from C" || return 1
     # the gateway asking itself: a local address, not a neighbour
     out=$(cd "$T" && mac_tftp "$MNS_GW" 10.77.1.1 put x.cfg cfg/x.cfg)
-    [[ $out == *"Error code 2: client MAC unknown"* ]] ||
+    [[ $out == *"Error code 2: Access violation"* ]] ||
         { fail "put from the gateway's own namespace: want ERROR 2, got: $out"; return 1; }
     log_has "client MAC unknown client=10.77.1.1:" || return 1
 }
@@ -278,7 +279,7 @@ EOF
     log_has " mac=$MAC_A_KEY op=RRQ" "route=boot" "bytes=5000" "result=ok" || return 1
     # behind the router: refused before anything goes upstream
     out=$(mac_tftp "$MNS_C" 10.77.2.1 get boot/boot.ipxe "$T/nope")
-    [[ $out == *"Error code 2: client MAC unknown"* ]] ||
+    [[ $out == *"Error code 2: Access violation"* ]] ||
         { fail "get from C: want ERROR 2, got: $out"; return 1; }
     [ "$(grep -c . "$d/logs/access.log")" = 1 ] ||
         { fail "nginx saw $(grep -c . "$d/logs/access.log") requests, want 1"; return 1; }
@@ -320,10 +321,13 @@ t_pxe_mac_s3() {
     # parts carry it too
     head -c $(((5 << 20) + 300000)) /dev/urandom > "$T/y.cfg"
     out=$(cd "$T" && mac_tftp "$MNS_A" 10.77.1.1 put y.cfg s3/y.cfg) || { fail "put y.cfg: $out"; return 1; }
-    for i in 1 2; do
-        grep -qE "^PUT /$S3_BUCKET/devices/$MAC_A_KEY/y.cfg\?partNumber=$i&.* 200 .* mac=$MAC_A_KEY\$" "$log" ||
-            { fail "s3rver saw no part $i with the MAC: $(tail -n 3 "$log" | tr '\n' '|')"; return 1; }
-    done
+    # how the bytes fall into parts depends on when the spool fills, so:
+    # at least one part, and every part carries the MAC
+    local parts
+    parts=$(grep -cE "^PUT /$S3_BUCKET/devices/$MAC_A_KEY/y.cfg\?partNumber=" "$log")
+    [ "$parts" -ge 1 ] || { fail "s3rver saw no part of y.cfg: $(tail -n 3 "$log" | tr '\n' '|')"; return 1; }
+    [ "$(grep -cE "^PUT /$S3_BUCKET/devices/$MAC_A_KEY/y.cfg\?partNumber=[0-9]+&.* 200 .* mac=$MAC_A_KEY\$" "$log")" = "$parts" ] ||
+        { fail "a part of y.cfg without the MAC: $(grep partNumber "$log" | tr '\n' '|')"; return 1; }
     out=$(mac_tftp "$MNS_A" 10.77.1.1 get s3/y.cfg "$T/back-y.cfg") || { fail "get y.cfg: $out"; return 1; }
     same_file "$T/back-y.cfg" "$T/y.cfg" "multipart upload read back by A"
 }

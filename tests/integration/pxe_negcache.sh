@@ -58,7 +58,7 @@ def client(i):
             one(bind, nm)
             bad.append("%s: served, want ERROR 1" % nm)
         except T.TftpError as e:
-            if e.code != 1 or e.msg != "file not found":
+            if e.code != 1 or e.msg != "File not found":
                 bad.append("%s: ERROR %d %s" % (nm, e.code, e.msg))
         except Exception as e:
             bad.append("%s: %r" % (nm, e))

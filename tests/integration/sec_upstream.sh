@@ -29,7 +29,8 @@
 #                     unavailable" exactly (tftp-hpa and a raw client; through
 #                     a cache too), curl's detail in the log only
 #   status_texts      upstream 503/500/400 -> "upstream error N", 403 ->
-#                     ERROR 2 "access denied by upstream"
+#                     ERROR 2 "Access violation" (RFC 1350's words), the
+#                     detail "access denied by upstream" in the log
 #   tls_minimum       a TLS 1.1-only upstream is refused even when the
 #                     system's OpenSSL policy allows TLS 1.1 (shown with curl
 #                     first), for http and s3 backends; TLS 1.2 works
@@ -162,7 +163,7 @@ t_su_redirect_default() {
     ngx_log_has 'GET "/base/here/x" 302' "auth=\"Bearer $tok\"" || return 1
     ngx_log_has 'GET "/base/f50k" 200' "auth=\"Bearer $tok\"" 'xc="127.0.0.1"' 'xf="here/x"' || return 1
     # create mode's HEAD follows too: here/x leads to f50k, which exists
-    raw_text 6 "file already exists" put "$FIX/f513" c/here/x -o tsize=513 || return 1
+    raw_text 6 "File already exists" put "$FIX/f513" c/here/x -o tsize=513 || return 1
     ngx_log_has 'HEAD "/base/here/x" 302' || return 1
     ngx_log_has 'HEAD "/base/f50k" 200' "auth=\"Bearer $tok\"" || return 1
     raw_text 0 "upstream error 302" put "$FIX/f513" c/away/x -o tsize=513 || return 1
@@ -287,8 +288,8 @@ EOF
         { fail "s3, the other host: $(cut -c1-400 "$BAD_LOG" | tr '\n' '|')"; return 1; }
     # create mode: the HEAD before an upload follows the same rules, both
     # the engine's (with tsize) and the multipart probe's (without)
-    raw_text 6 "file already exists" put "$FIX/f513" csame/here/x -o tsize=513 || return 1
-    raw_text 6 "file already exists" put "$FIX/f513" csame/here/y || return 1
+    raw_text 6 "File already exists" put "$FIX/f513" csame/here/x -o tsize=513 || return 1
+    raw_text 6 "File already exists" put "$FIX/f513" csame/here/y || return 1
     [ "$(ngx_count 'HEAD "/bkt/obj" 200')" = 2 ] ||
         { fail "s3 create: HEADs of /bkt/obj: $(grep HEAD "$NGX_DIR/logs/access.log" | tr '\n' '|')"; return 1; }
     ngx_log_has 'HEAD "/bkt/obj" 200' 'auth="AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/' || return 1
@@ -298,7 +299,7 @@ EOF
     sleep 0.3
     [ "$(bad_requests)" = 0 ] ||
         { fail "s3 create, same-origin: the other host received: $(head -c 400 "$BAD_LOG")"; return 1; }
-    raw_text 6 "file already exists" put "$FIX/f513" cany/away/x || return 1
+    raw_text 6 "File already exists" put "$FIX/f513" cany/away/x || return 1
     bad_log_clean "$tok" "HEAD /data/1000" ||
         { fail "s3 create, the other host: $(cut -c1-400 "$BAD_LOG" | tr '\n' '|')"; return 1; }
     no_secret_logged "$tok"
@@ -361,8 +362,10 @@ t_su_status_texts() {
         raw_text 0 "upstream error $code" get "$code" "$T/x" || return 1
         log_has "backend web: GET ${BAD_URL}$code failed: HTTP $code" || return 1
     done
-    raw_text 2 "access denied by upstream" get 403 "$T/x" || return 1
-    raw_text 1 "file not found" get 404 "$T/x" || return 1
+    # codes 1-7 carry RFC 1350's words; the detail is the log's
+    raw_text 2 "Access violation" get 403 "$T/x" || return 1
+    log_has "file=\"403\"" "result=error error=\"access denied by upstream\"" || return 1
+    raw_text 1 "File not found" get 404 "$T/x" || return 1
     raw_text 0 "upstream error 500" put "$FIX/f513" o/put-500 || return 1
     raw_text 0 "upstream error 500" put "$FIX/f513" o/put-500 -o tsize=513 || return 1
     local out

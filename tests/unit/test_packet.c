@@ -387,6 +387,26 @@ static void test_build_error(void **state)
     assert_int_equal(n, 19);
     assert_memory_equal(buf, "\x00\x05\x00\x01" "File not found\0", 19);
 
+    /* Codes 1 to 7 carry RFC 1350's words whatever the detail was; the
+     * detail is for the log. Code 0 and the others carry the caller's. */
+    static const char *const words[] = {
+        NULL, "File not found", "Access violation", "Disk full or allocation exceeded",
+        "Illegal TFTP operation", "Unknown transfer ID", "File already exists",
+        "No such user",
+    };
+    for (uint16_t c = 1; c <= 7; c++) {
+        n = tg_pkt_build_error(buf, sizeof(buf), c, "client MAC unknown");
+        assert_int_equal(n, 4 + strlen(words[c]) + 1);
+        assert_string_equal((const char *)buf + 4, words[c]);
+        assert_string_equal(tg_tftp_error_text(c), words[c]);
+    }
+    assert_null(tg_tftp_error_text(0));
+    assert_null(tg_tftp_error_text(8));
+    n = tg_pkt_build_error(buf, sizeof(buf), 0, "server busy, try again later");
+    assert_string_equal((const char *)buf + 4, "server busy, try again later");
+    n = tg_pkt_build_error(buf, sizeof(buf), 9, "odd");
+    assert_string_equal((const char *)buf + 4, "odd");
+
     /* A message-less ERROR still carries its NUL (RFC 1350 section 5). */
     n = tg_pkt_build_error(buf, sizeof(buf), TG_TFTP_EOPTNEG, NULL);
     assert_int_equal(n, 5);
@@ -415,7 +435,7 @@ static void test_build_error(void **state)
 
     /* A small buffer truncates the message instead of losing the ERROR. */
     memset(buf, 0xaa, sizeof(buf));
-    n = tg_pkt_build_error(buf, 9, 2, "Access violation");
+    n = tg_pkt_build_error(buf, 9, 2, "access denied by upstream");
     assert_int_equal(n, 9);
     assert_memory_equal(buf, "\x00\x05\x00\x02" "Acce\0\xaa", 10);
     n = tg_pkt_build_error(buf, 5, 2, "Access violation");
