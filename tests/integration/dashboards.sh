@@ -26,8 +26,10 @@
 #                   Prometheus
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/integration/lib.sh
 . "$HERE/lib.sh"
 
+# shellcheck disable=SC2034 # read by lib.sh's want_test
 FILTER=("$@")
 lib_init
 
@@ -63,7 +65,7 @@ prom_fetch() {
     dpkg -x "$PROM_DIR"/deb/prometheus_*.deb "$PROM_DIR/root" ||
         setup_fail "cannot unpack $(ls "$PROM_DIR"/deb/*.deb)"
     rm -rf -- "$PROM_DIR/deb"
-    [ -x "$PROM" ] && [ -x "$PROMTOOL" ] || setup_fail "no prometheus or promtool in the package"
+    if [ ! -x "$PROM" ] || [ ! -x "$PROMTOOL" ]; then setup_fail "no prometheus or promtool in the package"; fi
 }
 
 [ -x "$GW" ] || setup_fail "no gateway binary at $GW (run make first)"
@@ -272,8 +274,11 @@ EOF
     while IFS= read -r q; do
         q=$("$PY" -c 'import json, sys; print(json.loads(sys.argv[1]))' "$q")
         n=$((n + 1))
-        pquery "$q" && "$PY" -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])).get("status") != "success")' \
-            "$T/q.json" 2> /dev/null || { bad=1; echo "    rejected: $q: $(cat "$T/q.json" "$T/q.err" 2>/dev/null | head -c 300)"; }
+        if ! pquery "$q" || ! "$PY" -c 'import json, sys
+sys.exit(json.load(open(sys.argv[1])).get("status") != "success")' "$T/q.json" 2> /dev/null; then
+            bad=1
+            echo "    rejected: $q: $(cat "$T/q.json" "$T/q.err" 2> /dev/null | head -c 300)"
+        fi
     done < <("$PY" "$NAMES" exprs "$DASH")
     [ "$bad" = 0 ] || { fail "Prometheus rejected dashboard queries"; return 1; }
     [ "$n" -ge 15 ] || { fail "only $n dashboard queries"; return 1; }
