@@ -49,7 +49,7 @@ UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
 UT_file_backend := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys gateway/backend gateway/uri gateway/curl_uv gateway/metrics gateway/sha256 gateway/cachectl gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http_hold backends/hold_table backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read backends/cache_neg
 
-.PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench bench-compare test-topology
+.PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench bench-compare test-topology test-dashboards
 
 all: $(BIN)
 
@@ -148,6 +148,13 @@ test-valgrind-integration: tftpgw
 # Not part of `make test`.
 test-topology: deps tftpgw
 	@TFTPGW_BIN=$(CURDIR)/tftpgw bash tests/topology/run.sh
+
+# The Prometheus rules and the Grafana dashboard (etc/prometheus, etc/grafana)
+# against promtool, a real Prometheus scraping a real gateway, and the names
+# the gateway serves. Prometheus is Debian's package unpacked into
+# $(BUILD)/prometheus on first use, never installed (about 20 s after that).
+test-dashboards: deps tftpgw
+	@PROM_DIR=$(CURDIR)/$(BUILD)/prometheus bash tests/integration/dashboards.sh
 
 # Fragments owned by their suites: fuzzing (tests/fuzz), the QEMU PXE boot
 # (tests/e2e) and the soak (tests/soak).
