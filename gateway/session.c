@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "engine.h"
@@ -707,9 +708,9 @@ static void live_copy(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-static unsigned peer_port(const struct sockaddr_storage *ss)
+static unsigned peer_port(const struct sockaddr *ss)
 {
-    if (ss->ss_family == AF_INET6)
+    if (ss->sa_family == AF_INET6)
         return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
     return ntohs(((const struct sockaddr_in *)ss)->sin_port);
 }
@@ -735,10 +736,10 @@ static void live_describe(const struct tg_session *s, struct live_row *r, uint64
 
     memset(r, 0, sizeof(*r));
     live_copy(r->client, sizeof(r->client), s->reg.ip);
-    r->port = peer_port(&s->reg.peer);
+    r->port = peer_port((const struct sockaddr *)&s->reg.peer);
     r->op = e->op;
     r->mode = e->neg.mode;
-    live_copy(r->file, sizeof(r->file), s->path);
+    live_copy(r->file, sizeof(r->file), s->reqname);
     live_copy(r->route, sizeof(r->route), s->match.route ? s->match.route->name : NULL);
     live_copy(r->backend, sizeof(r->backend), s->served ? s->served->name : NULL);
     r->blksize = e->neg.blksize;
@@ -781,10 +782,20 @@ static void live_json_row(struct tg_jbuf *b, const struct live_row *r, bool done
     tg_jbuf_str(b, "}");
 }
 
+static struct live_row *live_next(void)
+{
+    struct live_row *r = &live_done.row[live_done.next];
+
+    live_done.next = (live_done.next + 1) % LIVE_DONE;
+    if (live_done.n < LIVE_DONE)
+        live_done.n++;
+    return r;
+}
+
 /* Called from finish(): the transfer joins the ring of finished ones. */
 static void live_record(const struct tg_session *s, const char *result)
 {
-    struct live_row *r = &live_done.row[live_done.next];
+    struct live_row *r = live_next();
 
     live_describe(s, r, uv_now(s->rt->loop));
     r->state = "done";
@@ -792,9 +803,29 @@ static void live_record(const struct tg_session *s, const char *result)
               tg_metrics_result(result, s->eng.why.code, s->rt->draining));
     live_copy(r->error, sizeof(r->error), s->eng.why.msg);
     r->finished = (long long)time(NULL);
-    live_done.next = (live_done.next + 1) % LIVE_DONE;
-    if (live_done.n < LIVE_DONE)
-        live_done.n++;
+}
+
+/* A request refused before its session began (its name, its route, its
+ * options): shown among the finished ones, because a client stuck on such
+ * a refusal is what the view is looked at for. */
+static void live_refused(const struct tg_request_ctx *rc, const struct tg_error *err)
+{
+    struct live_row *r = live_next();
+
+    memset(r, 0, sizeof(*r));
+    tg_sockaddr_ip(rc->peer, r->client, sizeof(r->client));
+    r->port = peer_port(rc->peer);
+    r->op = rc->op;
+    r->mode = rc->req->mode && !strcasecmp(rc->req->mode, "netascii") ? TG_MODE_NETASCII
+                                                                     : TG_MODE_OCTET;
+    live_copy(r->file, sizeof(r->file), rc->req->filename);
+    r->blksize = 512; /* RFC 1350 */
+    r->windowsize = 1;
+    r->tsize = -1;
+    r->state = "refused";
+    live_copy(r->result, sizeof(r->result), tg_metrics_refusal(err->code));
+    live_copy(r->error, sizeof(r->error), err->msg);
+    r->finished = (long long)time(NULL);
 }
 
 void tg_session_json(struct tg_session *s, struct tg_jbuf *b, uint64_t now)
@@ -1080,6 +1111,7 @@ int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,
     return 0;
 
 refuse:
+    live_refused(rc, err);
     session_free(s);
     return TG_EINVAL;
 }

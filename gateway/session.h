@@ -40,8 +40,9 @@ void tg_session_supersede(struct tg_session *s);
  * transfer as a JSON object. Not const: reading it samples the transfer's
  * progress for its rate and its stuck flag. now: the loop's ms clock. */
 void tg_session_json(struct tg_session *s, struct tg_jbuf *b, uint64_t now);
-/* The last 100 finished transfers, newest first, as JSON objects separated
- * by commas (the process keeps them across reloads). */
+/* The last 100 finished transfers and requests refused before their
+ * session began, newest first, as JSON objects separated by commas (the
+ * process keeps them across reloads). */
 void tg_session_json_finished(struct tg_jbuf *b);
 
 #endif
