@@ -238,13 +238,30 @@ t_live_page() {
     [ "$(stat -c %s "$T/page.html")" -lt 8192 ] || { fail "page over 8 KiB"; return 1; }
     grep -qiE '(src|href)="?(https?:)?//' "$T/page.html" && { fail "page loads an external asset"; return 1; }
     hpa_expect 1 octet get gone "$T/x" || return 1
+    # a UEFI-style size probe: OACK, then the client's ERROR 8 (declined)
+    code=$("$PY" - "$HERE" "$HOST" "$PORT" << 'PYEOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import tftpraw as T
+with T.Client(sys.argv[2], int(sys.argv[3]), timeout=1.0, retries=2) as c:
+    c.send_raw(T.build_rrq("f4404", options=[("tsize", "0")]))
+    got = c.recv(3)
+    if got and got[0] is not None and got[0].op == T.OACK:
+        c.send_raw(T.build_error(8, "tsize only"), got[1])
+    print(got[0].op if got and got[0] is not None else None)
+PYEOF
+    )
+    [ "$code" = 6 ] || { fail "size probe: answer $code, want an OACK"; return 1; }
     live_slow_get f200k 0.05 || return 1
     sleep 0.5
     live_browser --virtual-time-budget=1500 --dump-dom > "$T/dom1.html" ||
         { REASON="chromium could not run: $(tail -n 2 "$T/chrome.err" | tr '\n' ' ')"; touch "$T/go"; return 77; }
     v1=$(live_dom_progress "$T/dom1.html" f200k) || { fail "first DOM: $v1"; return 1; }
-    grep -q '<td class="">declined</td>\|<td class="fail">not_found</td>' "$T/dom1.html" ||
-        { fail "the not-found request is not a failure row in the finished table"; return 1; }
+    # finished rows: the missing file is a failure, the declined probe is not
+    grep -q '<td class="fail">not_found</td><td>file not found</td>' "$T/dom1.html" ||
+        { fail "the not-found request is no failure row in the finished table"; return 1; }
+    grep -q '<td>declined</td>' "$T/dom1.html" && ! grep -q 'class="fail">declined' "$T/dom1.html" ||
+        { fail "the declined probe is no plain row in the finished table"; return 1; }
     sleep 1
     live_browser --virtual-time-budget=1500 --dump-dom > "$T/dom2.html" ||
         { fail "chromium, second run: $(tail -n 2 "$T/chrome.err" | tr '\n' ' ')"; return 1; }
