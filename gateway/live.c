@@ -14,7 +14,8 @@ char *tg_live_json(struct tg_registry *r, uint64_t now, size_t *len)
     unsigned n = 0;
 
     tg_jbuf_str(&b, "{\"active\":[");
-    for (e = r->head; e && n < TG_LIVE_MAX_ACTIVE; e = e->next, n++) {
+    for (e = r->head; e && n < TG_LIVE_MAX_ACTIVE && b.len < TG_LIVE_MAX_ACTIVE_BYTES;
+         e = e->next, n++) {
         if (n)
             tg_jbuf_str(&b, ",");
         tg_session_json(e->s, &b, now);

@@ -10,9 +10,11 @@
  * sorted by label values, so the exposition is stable and a lookup only
  * compares small integers once the strings are interned.
  *
- * A little over 900 lines: the registry and, below it, its small HTTP
- * endpoint (from struct msrv on). The endpoint is the part to move out
- * when either grows. */
+ * A little under 1000 lines: the registry and, below it, its small HTTP
+ * endpoint (from struct msrv on), which also serves the live transfers
+ * view (GET / and /transfers; the page is gateway/live_page.c, the JSON
+ * comes from the callback gateway/server.c sets). The endpoint is the
+ * part to move out when either grows. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
