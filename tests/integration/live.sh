@@ -68,7 +68,7 @@ live_end_slow() {
 # live_check JSONFILE MODE ARGS: python assertions on a /transfers answer;
 # prints the reason and exits 1 when one fails.
 live_check() {
-    "$PY" - "$@" << 'PYEOF'
+    "$PY" - "$@" 2>&1 << 'PYEOF'
 import json, sys
 path, mode = sys.argv[1], sys.argv[2]
 try:
@@ -161,7 +161,7 @@ PYEOF
     ) || { fail "raw requests: $out"; return 1; }
     [ "$out" = "5 2 5 1 " ] || { fail "answers '$out', want ERROR 2 then ERROR 1"; return 1; }
     live_fetch "$T/j" || return 1
-    out=$("$PY" - "$T/j" << 'PYEOF'
+    out=$("$PY" - "$T/j" 2>&1 << 'PYEOF'
 import json, sys
 j = json.loads(open(sys.argv[1], "rb").read().decode("utf-8"))
 want = {'we"ird\\na\x01me\xff<b>': ("denied", "refused", "access violation: illegal file name"),
