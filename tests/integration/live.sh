@@ -138,6 +138,37 @@ t_live_json() {
         { fail "not found: $out"; return 1; }
 }
 
+# A reader that stops answering for longer than the timeout (1 s): the
+# gateway retransmits and the view flags the transfer stuck; once it
+# answers again and finishes it is ok.
+t_live_stuck() {
+    [ -n "$PEER" ] && { REASON="gateway-specific (metrics)"; return 77; }
+    local port i out=""
+    LPORT=$(live_tcp_port)
+    gw_up "metrics_listen=127.0.0.1:$LPORT" || return 1
+    live_slow_get f4404 2.5 || return 1
+    port=$(cat "$T/slow.port")
+    for i in $(seq 1 30); do
+        live_fetch "$T/j" || return 1
+        out=$("$PY" - "$T/j" "$port" 2>&1 << 'PYEOF'
+import json, sys
+j = json.loads(open(sys.argv[1], "rb").read().decode("utf-8"))
+t = [t for t in j["active"] if t["file"] == "f4404" and t["port"] == int(sys.argv[2])]
+if not t: print("not active"); sys.exit(1)
+t = t[0]
+if t["stuck"] is not True or t["retransmits"] < 1 or t["state"] != "sending":
+    print("not stuck yet: %r" % t); sys.exit(1)
+PYEOF
+        ) && break
+        sleep 0.2
+    done
+    [ "$i" -lt 30 ] || { fail "never stuck: $out"; return 1; }
+    live_end_slow || return 1
+    same_file "$T/slow.out" "$FIX/f4404" "stalled get" || return 1
+    live_fetch "$T/j" || return 1
+    out=$(live_check "$T/j" finished f4404 "$port" ok 4404 -) || { fail "after: $out"; return 1; }
+}
+
 # Names with a quote, a backslash, a control byte, an invalid UTF-8 byte
 # and markup: one refused before any session (control bytes are illegal
 # in a name), one that reaches the backend and is not found there. The
@@ -277,5 +308,6 @@ PYEOF
 }
 
 run_test live_json   t_live_json
+run_test live_stuck  t_live_stuck
 run_test live_escape t_live_escape
 run_test live_page   t_live_page
