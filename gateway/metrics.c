@@ -10,9 +10,11 @@
  * sorted by label values, so the exposition is stable and a lookup only
  * compares small integers once the strings are interned.
  *
- * A little over 900 lines: the registry and, below it, its small HTTP
- * endpoint (from struct msrv on). The endpoint is the part to move out
- * when either grows. */
+ * A little under 1000 lines: the registry and, below it, its small HTTP
+ * endpoint (from struct msrv on), which also serves the live transfers
+ * view (GET / and /transfers; the page is gateway/live_page.c, the JSON
+ * comes from the callback gateway/server.c sets). The endpoint is the
+ * part to move out when either grows. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -523,7 +525,7 @@ struct conn {
     bool answering;     /* the head is in: no longer evicted for a newcomer */
     uint64_t accepted_ms;
     struct sockaddr_storage peer;
-    char hdr[256];
+    char hdr[512];
     char *body;
     bool body_owned;
     size_t len;         /* bytes of req used */
@@ -655,6 +657,47 @@ static void respond_text(struct conn *c, int status, const char *reason, const c
             false, head_only, extra);
 }
 
+/* The page may run its own inline script and style and fetch from this
+ * endpoint, nothing else: a file name that got past the JSON escaping
+ * still could not load or send anything (docs/security.md). */
+#define PAGE_HEADERS "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n" \
+    "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; " \
+    "style-src 'unsafe-inline'; connect-src 'self'; img-src data:\r\n"
+
+static tg_metrics_transfers_fn *transfers_fn;
+static void *transfers_arg;
+
+void tg_metrics_set_transfers(tg_metrics_transfers_fn *fn, void *arg)
+{
+    transfers_fn = fn;
+    transfers_arg = arg;
+}
+
+static bool is_path(const char *target, size_t tlen, const char *path)
+{
+    return tlen == strlen(path) && !strncmp(target, path, tlen);
+}
+
+/* Built once per request, with the running transfers capped
+ * (gateway/live.h), under the same connection limits as /metrics. */
+static void respond_transfers(struct conn *c, bool head_only)
+{
+    size_t len = 0;
+    char *json;
+
+    if (!transfers_fn) {
+        respond_text(c, 503, "Service Unavailable", "no transfers to show\n", head_only, NULL);
+        return;
+    }
+    json = transfers_fn(transfers_arg, &len);
+    if (!json) {
+        respond_text(c, 503, "Service Unavailable", "out of memory\n", head_only, NULL);
+        return;
+    }
+    respond(c, 200, "OK", "application/json", json, len, true, head_only,
+            "Cache-Control: no-store\r\n");
+}
+
 /* The request line of a complete head: METHOD SP TARGET SP HTTP/x.y */
 static void handle_request(struct conn *c)
 {
@@ -684,8 +727,18 @@ static void handle_request(struct conn *c)
     }
     target = sp1 + 1;
     tlen = strcspn(target, "?");
-    if (tlen != strlen("/metrics") || strncmp(target, "/metrics", tlen) != 0) {
-        respond_text(c, 404, "Not Found", "not found; try /metrics\n", head_only, NULL);
+    if (is_path(target, tlen, "/")) {
+        respond(c, 200, "OK", "text/html; charset=utf-8", (char *)tg_live_page,
+                strlen(tg_live_page), false, head_only, PAGE_HEADERS);
+        return;
+    }
+    if (is_path(target, tlen, "/transfers")) {
+        respond_transfers(c, head_only);
+        return;
+    }
+    if (!is_path(target, tlen, "/metrics")) {
+        respond_text(c, 404, "Not Found", "not found; try /metrics, /transfers or /\n",
+                     head_only, NULL);
         return;
     }
     text = tg_metrics_render(&len);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "live.h"
 #include "server.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
@@ -150,6 +151,14 @@ static void drop_held(struct tg_backend **bs, size_t n)
 {
     for (size_t i = 0; bs && i < n; i++)
         tg_backend_drop_held(bs[i]);
+}
+
+/* GET /transfers on the metrics endpoint (gateway/live.h). */
+static char *transfers_json(void *arg, size_t *len)
+{
+    struct tg_server *srv = arg;
+
+    return tg_live_json(&srv->rt.reg, uv_now(srv->rt.loop), len);
 }
 
 /* A session left the registry: the drain ends with the last one. */
@@ -467,6 +476,7 @@ int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
     if (sc->metrics_listen &&
         (rc = tg_metrics_serve(srv->rt.loop, sc->metrics_listen, err, errlen)) != 0)
         return rc;
+    tg_metrics_set_transfers(transfers_json, srv);
     warn_spoofable_writes(srv, srv->rt.cfg);
     srv->handles_ready = true;
     uv_signal_init(srv->rt.loop, &srv->sig_int);
@@ -514,6 +524,7 @@ void tg_server_close(struct tg_server *srv)
     tg_macwait_close(srv->rt.macwait);
     for (i = 0; i < srv->nlisteners; i++)
         tg_listener_close(&srv->listeners[i]);
+    tg_metrics_set_transfers(NULL, NULL);
     tg_metrics_close();
     if (!srv->handles_ready)
         return;

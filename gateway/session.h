@@ -7,6 +7,7 @@
 
 #include "tftpgw/packet.h"
 
+struct tg_jbuf;
 struct tg_runtime;
 struct tg_session;
 
@@ -34,5 +35,14 @@ void tg_session_retransmit(struct tg_session *s);
 void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len);
 /* Single-port mode: a new request from the session's client address:port. */
 void tg_session_supersede(struct tg_session *s);
+
+/* The live transfers view (docs/metrics.md, "Live transfers"): one running
+ * transfer as a JSON object. Not const: reading it samples the transfer's
+ * progress for its rate and its stuck flag. now: the loop's ms clock. */
+void tg_session_json(struct tg_session *s, struct tg_jbuf *b, uint64_t now);
+/* The last 100 finished transfers and requests refused before their
+ * session began, newest first, as JSON objects separated by commas (the
+ * process keeps them across reloads). */
+void tg_session_json_finished(struct tg_jbuf *b);
 
 #endif

@@ -60,6 +60,15 @@ char *tg_metrics_render(size_t *len);
  * address keeps the endpoint; another address replaces it. On failure err
  * says why and the return is a negative errno. */
 int tg_metrics_serve(uv_loop_t *loop, const char *listen, char *err, size_t errlen);
+/* GET /transfers, the live transfers view (docs/metrics.md): fn builds
+ * its JSON and returns tg_malloc'd text and its length, or NULL when out
+ * of memory. The server that owns the transfers sets it (gateway/server.c)
+ * and clears it (NULL) before it goes; without one the answer is 503. */
+typedef char *tg_metrics_transfers_fn(void *arg, size_t *len);
+void tg_metrics_set_transfers(tg_metrics_transfers_fn *fn, void *arg);
+/* GET /: the page that shows that view (gateway/live_page.c). */
+extern const char tg_live_page[];
+
 /* Close the endpoint and every connection; the loop then runs dry. */
 void tg_metrics_close(void);
 

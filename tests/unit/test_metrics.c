@@ -786,6 +786,54 @@ static void test_http_close_with_connections(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static char *fake_transfers(void *arg, size_t *len)
+{
+    char *p = tg_strdup(arg);
+
+    *len = strlen(arg);
+    return p;
+}
+
+/* The live view: GET / is the page with its headers; GET /transfers is
+ * 503 until the server sets its callback, then what the callback built. */
+static void test_http_live(void **state)
+{
+    struct client *cs = new_clients(3);
+    static const char *const ips[] = {"127.0.0.41", "127.0.0.42", "127.0.0.43"};
+
+    (void)state;
+    set_req(&cs[0], "GET / HTTP/1.1\r\n\r\n");
+    set_req(&cs[1], "GET /transfers HTTP/1.1\r\n\r\n");
+    set_req(&cs[2], "GET /transfers/x HTTP/1.1\r\n\r\n");
+    for (size_t i = 0; i < 3; i++)
+        cs[i].bind_ip = ips[i];
+    run_clients(cs, 3);
+    assert_true(!strncmp(cs[0].resp, "HTTP/1.1 200 OK\r\n", 17));
+    assert_non_null(strstr(cs[0].resp, "\r\nContent-Type: text/html; charset=utf-8\r\n"));
+    assert_non_null(strstr(cs[0].resp, "\r\nContent-Security-Policy: default-src 'none';"));
+    assert_string_equal(body_of(&cs[0]), tg_live_page);
+    assert_true(strlen(tg_live_page) < 8192);
+    assert_true(!strncmp(cs[1].resp, "HTTP/1.1 503 Service Unavailable\r\n", 34));
+    assert_true(!strncmp(cs[2].resp, "HTTP/1.1 404 Not Found\r\n", 24));
+    free(cs);
+
+    cs = new_clients(2);
+    tg_metrics_set_transfers(fake_transfers, "{\"active\":[]}");
+    set_req(&cs[0], "GET /transfers?x HTTP/1.1\r\n\r\n");
+    set_req(&cs[1], "HEAD /transfers HTTP/1.1\r\n\r\n");
+    for (size_t i = 0; i < 2; i++)
+        cs[i].bind_ip = ips[i];
+    run_clients(cs, 2);
+    tg_metrics_set_transfers(NULL, NULL);
+    assert_true(!strncmp(cs[0].resp, "HTTP/1.1 200 OK\r\n", 17));
+    assert_non_null(strstr(cs[0].resp, "\r\nContent-Type: application/json\r\n"));
+    assert_non_null(strstr(cs[0].resp, "\r\nContent-Length: 13\r\n"));
+    assert_string_equal(body_of(&cs[0]), "{\"active\":[]}");
+    assert_true(!strncmp(cs[1].resp, "HTTP/1.1 200 OK\r\n", 17));
+    assert_string_equal(body_of(&cs[1]), "");
+    free(cs);
+}
+
 static void test_serve_errors(void **state)
 {
     static const char *const bad[] = {"", "127.0.0.1", "localhost:9169", "127.0.0.1:65536",
@@ -861,6 +909,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_full_evicts_oldest_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_slow_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_close_with_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_live, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_ipv6, setup, teardown),
     };
