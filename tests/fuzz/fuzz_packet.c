@@ -115,10 +115,15 @@ static void roundtrip(const struct tg_packet *p, const uint8_t *buf, size_t len)
         CHECK(n >= TG_HDR + 1 && n < TG_SEGSIZE);
         reparse(scratch, n, &q, &copy);
         CHECK(q.op == TG_OP_ERROR && q.u.error.code == p->u.error.code);
-        /* The message may be cut to fit 511 bytes, never changed. */
-        CHECK(strncmp(q.u.error.msg, p->u.error.msg, strlen(q.u.error.msg)) == 0);
-        CHECK(strlen(q.u.error.msg) == strlen(p->u.error.msg) ||
-              n == TG_SEGSIZE - 1);
+        if (tg_tftp_error_text(p->u.error.code)) {
+            /* Codes 1 to 7 carry RFC 1350's words, whatever the message. */
+            CHECK(strcmp(q.u.error.msg, tg_tftp_error_text(p->u.error.code)) == 0);
+        } else {
+            /* The message may be cut to fit 511 bytes, never changed. */
+            CHECK(strncmp(q.u.error.msg, p->u.error.msg, strlen(q.u.error.msg)) == 0);
+            CHECK(strlen(q.u.error.msg) == strlen(p->u.error.msg) ||
+                  n == TG_SEGSIZE - 1);
+        }
         free(copy);
         break;
     case TG_OP_OACK:
@@ -171,8 +176,10 @@ static void builders(const uint8_t *data, size_t size)
     if (cap < TG_HDR + 1) {
         CHECK(n == 0);
     } else {
-        const char *want = (data[0] & 64) ? "" : msg;
-        size_t wlen = (data[0] & 64) ? 0 : mlen;
+        /* Codes 1 to 7 carry RFC 1350's words, whatever msg was. */
+        const char *rfc = tg_tftp_error_text(v);
+        const char *want = rfc ? rfc : (data[0] & 64) ? "" : msg;
+        size_t wlen = rfc ? strlen(rfc) : (data[0] & 64) ? 0 : mlen;
         size_t limit = cap < TG_SEGSIZE - 1 ? cap : TG_SEGSIZE - 1;
         size_t got;
 
