@@ -17,12 +17,12 @@
  * part to move out when either grows. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tftpgw/common.h"
+#include "tftpgw/json.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 #include "tftpgw/sockaddr.h"
@@ -308,79 +308,20 @@ const char *tg_metrics_refusal(unsigned tftp_code)
 
 /* ------------------------------------------------------------ exposition */
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void buf_grow(struct buf *b, size_t need)
-{
-    size_t cap = b->cap ? b->cap : 4096;
-    char *p;
-
-    if (b->oom || b->len + need < b->cap)
-        return;
-    while (cap <= b->len + need)
-        cap *= 2;
-    p = tg_realloc(b->p, cap);
-    if (!p) {
-        b->oom = true;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    buf_grow(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
-static void buf_printf(struct buf *b, const char *fmt, ...) TG_PRINTF(2, 3);
-static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-    va_list ap, again;
-    int n;
-
-    va_start(ap, fmt);
-    va_copy(again, ap);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        buf_grow(b, (size_t)n);
-        if (!b->oom) {
-            vsnprintf(b->p + b->len, (size_t)n + 1, fmt, again);
-            b->len += (size_t)n;
-        }
-    }
-    va_end(again);
-}
-
 /* Text format 0.0.4: in a label value \, " and newline are escaped. */
-static void buf_label_value(struct buf *b, const char *v)
+static void buf_label_value(struct tg_jbuf *b, const char *v)
 {
     const char *p;
 
     for (p = v; *p; p++) {
         if (*p == '\\')
-            buf_add(b, "\\\\", 2);
+            tg_jbuf_add(b, "\\\\", 2);
         else if (*p == '"')
-            buf_add(b, "\\\"", 2);
+            tg_jbuf_add(b, "\\\"", 2);
         else if (*p == '\n')
-            buf_add(b, "\\n", 2);
+            tg_jbuf_add(b, "\\n", 2);
         else
-            buf_add(b, p, 1);
+            tg_jbuf_add(b, p, 1);
     }
 }
 
@@ -392,33 +333,33 @@ static void fmt_double(double v, char *out, size_t cap)
         snprintf(out, cap, "%.17g", v);
 }
 
-static void head(struct buf *b, const char *name, const char *help, const char *type)
+static void head(struct tg_jbuf *b, const char *name, const char *help, const char *type)
 {
-    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    tg_jbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* name{l1="v1",l2="v2"[,le="x"]} */
-static void sample_name(struct buf *b, const struct family *f, const struct series *s,
+static void sample_name(struct tg_jbuf *b, const struct family *f, const struct series *s,
                         const char *suffix, const char *le)
 {
     unsigned l;
 
-    buf_str(b, f->name);
-    buf_str(b, suffix);
+    tg_jbuf_str(b, f->name);
+    tg_jbuf_str(b, suffix);
     if (f->nlabels == 0 && !le)
         return;
-    buf_str(b, "{");
+    tg_jbuf_str(b, "{");
     for (l = 0; l < f->nlabels; l++) {
-        buf_printf(b, "%s%s=\"", l ? "," : "", f->label[l]);
+        tg_jbuf_printf(b, "%s%s=\"", l ? "," : "", f->label[l]);
         buf_label_value(b, value_str(f, l, s->idx[l]));
-        buf_str(b, "\"");
+        tg_jbuf_str(b, "\"");
     }
     if (le)
-        buf_printf(b, "%sle=\"%s\"", f->nlabels ? "," : "", le);
-    buf_str(b, "}");
+        tg_jbuf_printf(b, "%sle=\"%s\"", f->nlabels ? "," : "", le);
+    tg_jbuf_str(b, "}");
 }
 
-static void render_family(struct buf *b, const struct family *f)
+static void render_family(struct tg_jbuf *b, const struct family *f)
 {
     size_t i, k;
 
@@ -430,40 +371,40 @@ static void render_family(struct buf *b, const struct family *f)
 
         if (f->kind == K_COUNTER) {
             sample_name(b, f, s, "", NULL);
-            buf_printf(b, " %llu\n", (unsigned long long)s->count);
+            tg_jbuf_printf(b, " %llu\n", (unsigned long long)s->count);
             continue;
         }
         for (k = 0; k < NBUCKETS; k++) {
             cum += s->bucket[k];
             sample_name(b, f, s, "_bucket", bucket_str[k]);
-            buf_printf(b, " %llu\n", (unsigned long long)cum);
+            tg_jbuf_printf(b, " %llu\n", (unsigned long long)cum);
         }
         sample_name(b, f, s, "_bucket", "+Inf");
-        buf_printf(b, " %llu\n", (unsigned long long)s->count);
+        tg_jbuf_printf(b, " %llu\n", (unsigned long long)s->count);
         fmt_double(s->sum, num, sizeof(num));
         sample_name(b, f, s, "_sum", NULL);
-        buf_printf(b, " %s\n", num);
+        tg_jbuf_printf(b, " %s\n", num);
         sample_name(b, f, s, "_count", NULL);
-        buf_printf(b, " %llu\n", (unsigned long long)s->count);
+        tg_jbuf_printf(b, " %llu\n", (unsigned long long)s->count);
     }
 }
 
-static void scalar(struct buf *b, const char *name, const char *help, const char *type,
+static void scalar(struct tg_jbuf *b, const char *name, const char *help, const char *type,
                    long long v)
 {
     head(b, name, help, type);
-    buf_printf(b, "%s %lld\n", name, v);
+    tg_jbuf_printf(b, "%s %lld\n", name, v);
 }
 
 char *tg_metrics_render(size_t *len)
 {
-    struct buf b = {NULL, 0, 0, false};
+    struct tg_jbuf b = {NULL, 0, 0, false};
 
     head(&b, "tftpgw_build_info", "The running tftpgw's version; the value is always 1.",
          "gauge");
-    buf_str(&b, "tftpgw_build_info{version=\"");
+    tg_jbuf_str(&b, "tftpgw_build_info{version=\"");
     buf_label_value(&b, TG_VERSION);
-    buf_str(&b, "\"} 1\n");
+    tg_jbuf_str(&b, "\"} 1\n");
     render_family(&b, &fam_started);
     render_family(&b, &fam_finished);
     scalar(&b, "tftpgw_active_sessions", "Transfers in progress (including uploads dallying "

@@ -1,5 +1,6 @@
-/* include/tftpgw/json.h - a growing text buffer and JSON string escaping
- * (RFC 8259), for the live transfers view (docs/metrics.md, "Live
+/* include/tftpgw/json.h - a growing text buffer (the metrics exposition
+ * and the live transfers view build their answers in one) and JSON string
+ * escaping (RFC 8259) for the live view (docs/metrics.md, "Live
  * transfers"). Owner: gateway/json.c. Pure: no I/O, no clock. */
 #ifndef TFTPGW_JSON_H
 #define TFTPGW_JSON_H
