@@ -48,7 +48,7 @@ UT_NOLIBS := engine
 UT_http_config = $(UT_file_backend)
 UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
-UT_file_backend := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys gateway/backend gateway/uri gateway/curl_uv gateway/live_page gateway/metrics gateway/sha256 gateway/cachectl gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http_hold backends/hold_table backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read backends/cache_neg
+UT_file_backend := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys gateway/backend gateway/uri gateway/curl_uv gateway/live_page gateway/json gateway/metrics gateway/sha256 gateway/cachectl gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http_hold backends/hold_table backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read backends/cache_neg
 
 .PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench bench-compare test-topology test-dashboards
 
