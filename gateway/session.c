@@ -53,6 +53,7 @@ struct tg_session {
     int open_handles;        /* freed when the last uv_close callback ran */
     bool reading;            /* the engine takes datagrams (READ_ON / READ_OFF) */
     bool done;               /* FINISH ran: nothing more goes to the engine */
+    unsigned sends;          /* datagrams handed to the transport (on_readable) */
     uint64_t deadline;       /* the engine's timer; 0: disarmed */
     uint64_t timer_due;      /* when the uv timer will actually fire */
     char *reqname;           /* the filename as the client sent it (dedupe) */
@@ -231,6 +232,7 @@ static void send_data(struct tg_session *s, uint64_t first, uint64_t last)
     }
     if (n)
         tg_tp_send_many(&s->tp, d, len, n, TG_HDR + w->blksize);
+    s->sends += ev.n;
     run(s, &ev);
 }
 
@@ -245,8 +247,10 @@ static void send_ctl(struct tg_session *s, const struct tg_eng_act *a)
         n = tg_pkt_build_ack(pkt, sizeof(pkt), a->block);
     else
         n = tg_pkt_build_error(pkt, sizeof(pkt), a->code, a->msg);
-    if (n)
+    if (n) {
         tg_tp_send(&s->tp, pkt, n);
+        s->sends++;
+    }
 }
 
 static void push(struct tg_session *s, const struct tg_eng_act *a)
@@ -514,12 +518,19 @@ static void on_readable(uv_poll_t *h, int status, int events)
     if (!(events & UV_READABLE))
         return;
     for (i = 0; i < BURST && s->reading && !s->done; i++) {
+        unsigned sends = s->sends;
         ssize_t n = tg_tp_recv(&s->tp, s->rt->rxbuf, sizeof(s->rt->rxbuf));
 
         if (n == TG_TP_AGAIN)
             break;
         if (n != TG_TP_FOREIGN)
             input(s, s->rt->rxbuf, (size_t)n);
+        /* A reply just left: the client's next datagram answers it, so
+         * none can be waiting but a duplicate, and asking again would be a
+         * recv that finds nothing, once per block in lock-step. The poll
+         * is level-triggered: a datagram that is there wakes us at once. */
+        if (s->sends != sends)
+            break;
     }
 }
 
