@@ -13,6 +13,7 @@
 
 #include "listener.h"
 #include "neighwait.h"
+#include "sendq.h"
 #include "session.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
@@ -167,6 +168,7 @@ static void start(struct tg_listener *l, const struct tg_packet *pkt,
     struct tg_request_ctx rc = {
         .op = pkt->op, .req = &pkt->u.req, .peer = r->peer, .local = r->local,
         .ifindex = r->ifindex, .listen_fd = l->fd, .client_mac = mac[0] ? mac : NULL,
+        .sendq = l->sendq,
     };
     struct tg_error err;
 
@@ -362,6 +364,8 @@ static void on_readable(uv_poll_t *h, int status, int events)
         n = recvmmsg(l->fd, msgs, RX_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             break; /* EAGAIN: drained; errors from ICMP are of no use here */
+        /* The replies this batch makes leave together (gateway/sendq.h). */
+        tg_sendq_open(l->sendq, l->fd);
         for (i = 0; i < n && l->open; i++) {
             struct sockaddr_storage local;
             unsigned ifindex;
@@ -374,6 +378,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
             handle_datagram(l, iov[i].iov_base, msgs[i].msg_len,
                             (struct sockaddr *)&peers[i], (struct sockaddr *)&local, ifindex);
         }
+        tg_sendq_flush(l->sendq);
         if (n < RX_BATCH)
             break;
     }
@@ -401,7 +406,9 @@ static int watch(struct tg_listener *l, int fd, char *err, size_t errlen)
      * allow; pages are only touched as datagrams fill them. */
     l->rx_slot = l->rt->single_port ? TG_HDR + TG_BLKSIZE_MAX + 1 : RX_SLOT_REQ;
     l->rx = tg_malloc(l->rx_slot * RX_BATCH);
-    if (!l->rx) {
+    if (l->rt->single_port)
+        l->sendq = tg_sendq_new();
+    if (!l->rx || (l->rt->single_port && !l->sendq)) {
         snprintf(err, errlen, "listen %s: out of memory", l->label);
         close(fd);
         return TG_ENOMEM;
@@ -506,4 +513,6 @@ void tg_listener_free(struct tg_listener *l)
 {
     tg_free(l->rx);
     l->rx = NULL;
+    tg_sendq_free(l->sendq);
+    l->sendq = NULL;
 }

@@ -16,6 +16,7 @@ struct tg_listener {
     bool adopted;       /* handed over by systemd (socket activation) */
     uint8_t *rx;        /* recvmmsg slots, rx_slot bytes each */
     size_t rx_slot;
+    struct tg_sendq *sendq; /* single-port: the replies of one batch, sent together */
     struct sockaddr_storage addr;
     char label[80]; /* "127.0.0.1:6969" */
 };

@@ -999,6 +999,7 @@ static int open_transport(struct tg_session *s, const struct tg_request_ctx *rc,
         /* A window's worth, as a socket of its own would buffer it. */
         .hold_cap = (size_t)neg->windowsize * (TG_HDR + neg->blksize + sizeof(uint32_t)),
         .pace = s->rt->sendrate, .rate = sc->client_rate,
+        .sendq = on_shared_port(s->rt, rc->op) ? rc->sendq : NULL,
     };
     unsigned fit;
     int r = tg_tp_open(&s->tp, &spec);

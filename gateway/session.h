@@ -7,6 +7,8 @@
 
 #include "tftpgw/packet.h"
 
+struct tg_sendq;
+
 struct tg_jbuf;
 struct tg_runtime;
 struct tg_session;
@@ -18,6 +20,7 @@ struct tg_request_ctx {
     const struct sockaddr *local; /* where the request was sent */
     unsigned ifindex;             /* for IPv6 link-local replies */
     int listen_fd;                /* the listener's socket (single-port mode) */
+    struct tg_sendq *sendq;       /* the listener's batch of replies (single-port mode) */
     const char *client_mac;       /* "52-54-00-..." when the route needs it and it is
                                      known; NULL otherwise (gateway/neighwait.h) */
 };

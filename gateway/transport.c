@@ -130,6 +130,7 @@ int tg_tp_open(struct tg_transport *tp, const struct tg_tp_spec *spec)
         tp->kind = TG_TP_SHARED;
         tp->fd = spec->listen_fd;
         tp->q_cap = spec->hold_cap;
+        tp->sendq = spec->sendq;
         set_source(tp, spec->local, spec->ifindex);
         return 0;
     }
@@ -186,6 +187,8 @@ void tg_tp_send(struct tg_transport *tp, const uint8_t *buf, size_t len)
     struct msghdr mh;
 
     set_msghdr(tp, &mh, &iov);
+    if (tp->sendq && tg_sendq_add(tp->sendq, tp->fd, &mh))
+        return;
     (void)sendmsg(tp->fd, &mh, 0);
 }
 
@@ -223,7 +226,7 @@ static bool send_batch(struct tg_transport *tp, uint8_t *const *d, const size_t 
     struct iovec iov[SEND_BATCH];
     gso_ctl ctl[SEND_BATCH];
     bool gso = !tp->no_gso && seg * 2 <= GSO_MAX_BYTES, used = false;
-    unsigned i = 0, m = 0;
+    unsigned i = 0, m = 0, k = 0;
 
     while (i < n) {
         unsigned j = i + 1;
@@ -243,7 +246,13 @@ static bool send_batch(struct tg_transport *tp, uint8_t *const *d, const size_t 
         m++;
         i = j;
     }
-    if (sendmmsg(tp->fd, msgs, m, 0) < 0 && used &&
+    while (tp->sendq && k < m && tg_sendq_add(tp->sendq, tp->fd, &msgs[k].msg_hdr))
+        k++;
+    if (k == m)
+        return true;
+    /* Once part of the batch is queued, a refused GSO buffer is a loss
+     * (the timer resends it), not a reason to send the queued part twice. */
+    if (sendmmsg(tp->fd, msgs + k, m - k, 0) < 0 && used && k == 0 &&
         (errno == EINVAL || errno == EIO || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
         /* No GSO here: an old kernel, a device without checksum offload,
          * or a segment above the path MTU. */

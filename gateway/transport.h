@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "sendq.h"
 #include "tftpgw/ratelimit.h"
 
 enum tg_tp_kind {
@@ -31,6 +32,7 @@ struct tg_tp_spec {
     size_t hold_cap;              /* shared: bytes kept while the session does not read */
     struct tg_ratelimit *pace;    /* client_rate buckets */
     size_t rate;                  /* client_rate in bytes per second; 0: no pacing */
+    struct tg_sendq *sendq;       /* shared: the listener's batch of replies */
 };
 
 struct tg_transport {
@@ -46,6 +48,7 @@ struct tg_transport {
     bool no_gso;                  /* the kernel refused UDP GSO for this socket or path */
     struct tg_ratelimit *pace;
     size_t rate;
+    struct tg_sendq *sendq;       /* shared: replies leave with the listener's batch */
     /* shared: datagrams that came while the session did not read, as
      * [u32 length][bytes] records; dropped: one did not fit */
     uint8_t *q;
