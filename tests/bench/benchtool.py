@@ -119,13 +119,14 @@ def tree_sample(pid, interval):
 
 # ---------------------------------------------------------------- report
 
-SERVERS = ["gw-file", "old-file", "gw-http", "old-http", "gw-cache", "old-cache",
+SERVERS = ["gw-file", "old-file", "gw-sp", "old-sp", "gw-http", "old-http", "gw-cache", "old-cache",
            "tftpd-hpa", "atftpd", "dnsmasq"]
 GATEWAYS = ["gw-file", "gw-http", "gw-cache"]
 PEERS = ["tftpd-hpa", "atftpd", "dnsmasq"]
 LABEL = {
     "gw-file": "tftpgw file", "gw-http": "tftpgw http", "gw-cache": "tftpgw cache",
     "old-file": "old file", "old-http": "old http", "old-cache": "old cache",
+    "gw-sp": "tftpgw file single-port", "old-sp": "old file single-port",
     "tftpd-hpa": "tftpd-hpa", "atftpd": "atftpd", "dnsmasq": "dnsmasq",
 }
 SINGLE = [("ls1468", "blksize 1468, lock-step"), ("ws8", "blksize 1468, windowsize 8"),
@@ -352,7 +353,7 @@ def old_new_table(res, meta, w):
              ("storm", "boot storm, server CPU", "server_cpu_s", "s", 1),
              ("mem", "memory row, peak RSS", "peak_rss_kib", "MiB", 1024.0)]
     for scen, title, key, unit, div in rows:
-        for kind in ("file", "http", "cache"):
+        for kind in ("file", "sp", "http", "cache"):
             new, old = res.med(scen, "gw-" + kind, key), res.med(scen, "old-" + kind, key)
             if new is None and old is None:
                 continue
@@ -362,6 +363,33 @@ def old_new_table(res, meta, w):
                 fmt(None if old is None else old / div, 2), unit, fmt(r, 3)))
     w("")
     w("MB/s: higher is better; seconds and MiB: lower is better.")
+    w("")
+
+
+def issue16_targets(res, w):
+    """The boot-storm targets of issue 16: the server on one core against
+    dnsmasq, per-port and single-port (sp: single-port rows run only in the
+    storms)."""
+    if not res.runs("storm", "dnsmasq"):
+        return
+    w("")
+    w("## Targets of issue 16 (ratios from this run)")
+    w("")
+    w("| target | needed | measured | met |")
+    w("|---|---|---|---|")
+    sd = storm_stats(res, "dnsmasq")
+    for s, mode in (("gw-file", "per-port"), ("gw-sp", "single-port")):
+        sg = storm_stats(res, s)
+        if sg["nruns"] == 0:
+            continue
+        r = ratio(sg["cpugb"], sd["cpugb"])
+        w("| storm server CPU per GB vs dnsmasq, %s | ≤ 0.67× | %s | %s |" % (
+            mode, "n/a" if r is None else "%.2f× (%s vs %s s)" % (r, fmt(sg["cpugb"], 2), fmt(sd["cpugb"], 2)),
+            "–" if r is None else ("yes" if r <= 0.67 else "**no**")))
+        r = ratio(sg["agg"], sd["agg"])
+        w("| storm aggregate vs dnsmasq, %s | ≥ 1.5× | %s | %s |" % (
+            mode, "n/a" if r is None else "%.2f× (%s vs %s MB/s)" % (r, fmt(sg["agg"]), fmt(sd["agg"])),
+            "–" if r is None else ("yes" if r >= 1.5 else "**no**")))
     w("")
 
 
@@ -619,6 +647,8 @@ def report(rundir, out_md, out_png):
             "≤ %.1f MiB" % (tgt / 1024.0), pk is not None and "%.1f MiB" % (pk / 1024.0) or None,
             pk is not None and pk <= tgt)
     w("")
+
+    issue16_targets(res, w)
 
     w("Where the time goes, and what each remaining target would need: "
       "[profile.md](profile.md) (perf and callgrind, with the changes it led to).")

@@ -81,9 +81,9 @@ RSS_SAMPLE_S=0.05
 OLD_GW=${TFTPGW_OLD_BIN:-}
 OLD_REV=${TFTPGW_OLD_REV:-}
 if [ -n "$OLD_GW" ]; then
-    SERVERS=${SERVERS:-gw-file old-file gw-http old-http gw-cache old-cache tftpd-hpa atftpd dnsmasq}
+    SERVERS=${SERVERS:-gw-file old-file gw-sp old-sp gw-http old-http gw-cache old-cache tftpd-hpa atftpd dnsmasq}
 else
-    SERVERS=${SERVERS:-gw-file gw-http gw-cache tftpd-hpa atftpd dnsmasq}
+    SERVERS=${SERVERS:-gw-file gw-sp gw-http gw-cache tftpd-hpa atftpd dnsmasq}
 fi
 SCENARIOS=${SCENARIOS:-ls1468 ws8 ws16 ws32 ws64 ls8192 storm mem}
 TFTPLOAD=${TFTPLOAD:-$REPO/build/tftpload}
@@ -282,8 +282,10 @@ gw_config() {   # gw_config FILE PORT KIND
         echo "max_windowsize = 64"
         echo "max_sessions = 2000"
         echo
+        # sp: the file backend with every transfer on the listening port
+        [ "$kind" = sp ] && echo "single_port = yes"
         case $kind in
-            file)
+            file|sp)
                 echo "[backend b]"; echo "type = file"; echo "root = $ROOT" ;;
             http)
                 echo "[backend b]"; echo "type = http"; echo "url = $(ngx_url)" ;;
@@ -360,6 +362,7 @@ fi
 for s in $SERVERS; do
     case $s in
         gw-file|old-file) start_gw "$s" file ;;
+        gw-sp|old-sp) start_gw "$s" sp ;;
         gw-http|old-http) start_gw "$s" http ;;
         gw-cache|old-cache) start_gw "$s" cache ;;
         *) start_peer "$s" ;;
@@ -414,6 +417,9 @@ measure() {
     local file blk ws count conc tsize limit
     read -r file blk ws count conc tsize limit <<< "$spec"
     local pid=${SPID[$name]}
+    # single-port mode differs from per-port only where many transfers share
+    # the listening socket: the storms
+    case $name:$scen in *-sp:storm*) ;; *-sp:*) return 0 ;; esac
     if ! kill -0 "$pid" 2>/dev/null; then
         say "$name is not running any more (see build/bench/.../logs/$name.log)"
         NOTES+=("$name died during the run (rep $rep, before $scen)")
