@@ -161,7 +161,7 @@ test-dashboards: deps tftpgw
 # on it (errors and warnings fail; debian/tftpgw.lintian-overrides says why
 # for each tag it hides). dpkg-buildpackage writes next to the source tree,
 # so it builds a copy of the tree (files git knows, committed or not) in
-# $(BUILD)/deb. About a minute and a half on two cores.
+# $(BUILD)/deb. About a minute on two cores.
 DEB_VERSION = $(shell sed -n 's/^\#define TG_VERSION "\(.*\)"$$/\1/p' include/tftpgw/common.h)
 DEB_SRC = $(BUILD)/deb/tftpgw-$(DEB_VERSION)
 deb:

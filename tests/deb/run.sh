@@ -25,7 +25,7 @@
 # configuration unchanged and neither takes the host's port 69 nor finds it
 # taken. A user, group or /srv/tftp that existed before the install is the
 # administrator's: postinst leaves it, purge must too, and the test checks
-# that instead. Each wait is bounded; about 10 s after the build.
+# that instead. Each wait is bounded; about 20 s after the build.
 set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO" || exit 1
