@@ -10,6 +10,9 @@ set -e
 # their dependencies) are installed by tests/e2e/run.sh on the first make e2e.
 PKGS="gcc make pkg-config libc6-dev libuv1-dev libcurl4-openssl-dev libinih-dev libcmocka-dev
       tftp-hpa atftp busybox curl python3 iproute2 nftables valgrind nginx openssl awscli clang libclang-rt-14-dev"
+# Arguments: more packages a target needs beyond these (make deb: debhelper,
+# lintian and the rest of a package build).
+PKGS="$PKGS $*"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
