@@ -1,17 +1,28 @@
 /* backends/cache_read.c - the cache's read streams: a committed copy read
  * from disk (its .meta checked against the key first), or a fill followed
  * at the reader's own pace, from the fill's file or, once the fill only
- * relays, from its chunk in memory. Disk reads run on the thread pool. */
+ * relays, from its chunk in memory. Bytes in the page cache go straight
+ * into the caller's buffers (preadv2 with RWF_NOWAIT on the loop, which
+ * never waits, as backends/file.c does); the rest is read on the thread
+ * pool into a staging of R_STAGE bytes that exists only while it holds
+ * them. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "cache.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
+
+/* A page-cache miss reads this much on the thread pool; the reader's
+ * staging is freed once handed on. */
+#define R_STAGE (16 * 1024)
+#define R_IOV_MAX 64
 
 /* ---- readers ---- */
 
@@ -341,40 +352,95 @@ static const struct tg_stream_ops cache_read_ops = {
     .close = cache_close,
 };
 
+/* Process-wide: whether the kernel takes RWF_NOWAIT for these files. */
+static bool nowait_usable = true;
+
+/* What of [pos, avail) the page cache holds, straight into iov: > 0
+ * bytes, or <= 0 when the thread pool has to read (a miss, or the file
+ * ended before avail, which that read then reports). Never past avail:
+ * beyond it a fill's file may be half written. */
+static ssize_t read_cached(struct creader *r, const struct iovec *iov, unsigned n)
+{
+#ifdef RWF_NOWAIT
+    struct iovec cut[R_IOV_MAX];
+    int64_t left = r->avail - r->pos;
+    unsigned k = 0;
+    ssize_t got;
+
+    if (!nowait_usable)
+        return -1;
+    for (unsigned i = 0; i < n && k < R_IOV_MAX && left > 0; i++) {
+        cut[k] = iov[i];
+        if ((int64_t)cut[k].iov_len > left)
+            cut[k].iov_len = (size_t)left;
+        left -= (int64_t)cut[k++].iov_len;
+    }
+    got = preadv2(reader_fd(r), cut, (int)k, r->pos, RWF_NOWAIT);
+    if (got < 0 && (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS))
+        nowait_usable = false;
+    return got;
+#else
+    (void)r, (void)iov, (void)n;
+    return -1;
+#endif
+}
+
+/* A miss: the next R_STAGE bytes through the thread pool (READABLE
+ * follows from on_read). */
+static ssize_t stage_read(struct creader *r)
+{
+    int64_t left = r->avail - r->pos;
+    uv_buf_t b;
+
+    if (!r->buf && !(r->buf = tg_malloc(R_STAGE))) {
+        tg_error_set(&r->base.err, TG_TFTP_EUNDEF, "out of memory");
+        r->state = R_FAILED;
+        return TG_EIO;
+    }
+    b = uv_buf_init((char *)r->buf, (unsigned)(left < R_STAGE ? left : R_STAGE));
+    r->req.data = r;
+    if (uv_fs_read(r->cb->base.loop, &r->req, reader_fd(r), &b, 1, r->pos, on_read) != 0) {
+        tg_error_set(&r->base.err, TG_TFTP_EUNDEF, "cached copy read failed");
+        r->state = R_FAILED;
+        return TG_EIO;
+    }
+    r->reading = true;
+    tg_life_hold(&r->life);
+    return TG_EAGAIN;
+}
+
 static ssize_t cache_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
 {
     struct creader *r = (struct creader *)s;
-    size_t got;
+    ssize_t got;
 
     if (r->state == R_FAILED)
         return TG_EIO;
     if (r->state != R_OPEN)
         return TG_EINVAL;
     if (r->blen > 0) {
-        got = tg_iov_copy(iov, n, 0, r->buf + r->boff, r->blen);
-        r->boff += got;
-        r->blen -= got;
-        r->cb->st.served_bytes += got;
-        return (ssize_t)got;
+        got = (ssize_t)tg_iov_copy(iov, n, 0, r->buf + r->boff, r->blen);
+        r->boff += (size_t)got;
+        r->blen -= (size_t)got;
+        r->cb->st.served_bytes += (uint64_t)got;
+        if (r->blen == 0) {
+            tg_free(r->buf);
+            r->buf = NULL;
+        }
+        return got;
     }
     if (r->total >= 0 && r->pos >= r->total)
         return 0;
     if (r->fill && r->fill->state == F_RELAYING && r->pos >= r->fill->stored)
         return relay_read(r, r->fill, iov, n);
-    r->want = true;
-    if (!r->reading && r->pos < r->avail) {
-        int64_t left = r->avail - r->pos;
-        uv_buf_t b = uv_buf_init((char *)r->buf, (unsigned)(left < CHUNK ? left : CHUNK));
-
-        r->req.data = r;
-        if (uv_fs_read(r->cb->base.loop, &r->req, reader_fd(r), &b, 1, r->pos, on_read) != 0) {
-            tg_error_set(&r->base.err, TG_TFTP_EUNDEF, "cached copy read failed");
-            r->state = R_FAILED;
-            return TG_EIO;
-        }
-        r->reading = true;
-        tg_life_hold(&r->life);
+    if (!r->reading && r->pos < r->avail && (got = read_cached(r, iov, n)) > 0) {
+        r->pos += got;
+        r->cb->st.served_bytes += (uint64_t)got;
+        return got;
     }
+    r->want = true;
+    if (!r->reading && r->pos < r->avail)
+        return stage_read(r);
     /* Otherwise the fill has not got further: its progress wakes us. */
     return TG_EAGAIN;
 }
@@ -444,10 +510,8 @@ struct creader *cache_reader_new(struct cache_backend *cb, struct centry *e, tg_
 {
     struct creader *r = tg_calloc(1, sizeof(*r));
 
-    if (!r || !(r->buf = tg_malloc(CHUNK))) {
-        tg_free(r);
+    if (!r)
         return NULL;
-    }
     tg_life_init(&r->life, reader_fin);
     r->base.ops = &cache_read_ops;
     r->base.backend = &cb->base;

@@ -490,6 +490,13 @@ static ssize_t file_read(struct tg_stream *s, const struct iovec *iov, unsigned 
             r = stage_load(fs, got == 0);
         else {
             got += (size_t)r;
+            /* Window-sized asks are served without it: a staging kept from
+             * a first small ask would only add to every session's cost. */
+            if (st->data) {
+                tg_free(st->data);
+                st->data = NULL;
+                st->len = st->pos = 0;
+            }
             continue;
         }
         if (r < 0)

@@ -2,13 +2,19 @@
  * s3 backends share (backends/http_engine.h), on the loop's shared curl
  * multi handle (gateway/curl_uv.c).
  *
- * Memory per stream is one ring of max(64 KiB, 2 x blksize): curl's write
- * callback fills it and pauses the transfer when it is full, the
- * session's pull() drains it and resumes curl. Uploads run the other way
- * round with the read callback. HTTP/1.1 only and no content decoding, so
- * a paused transfer never buffers more than that. Redirects are followed
- * here, not by curl; the policy and the transport options are in
- * backends/http_transport.c. */
+ * A GET has no buffer of its own in steady state: its body goes from
+ * curl's receive buffer (CURLOPT_BUFFERSIZE, about one block) straight into
+ * the buffers the session's read() offers, which are the window's free
+ * slots. read() resumes curl, which hands over the chunk it held, and
+ * then lets curl read the connection (tg_curl_pull) until those buffers
+ * are full; a chunk that arrives outside read() is left with curl
+ * (CURL_WRITEFUNC_PAUSE) and READABLE follows. Only a chunk larger than
+ * the room left is split, its tail kept in a spill of one receive buffer.
+ * Uploads keep a ring of max(64 KiB, 2 x blksize) that push() fills and
+ * curl's read callback drains. HTTP/1.1 only and no content decoding, so
+ * a paused transfer never holds more than one receive buffer. Redirects
+ * are followed here, not by curl; the policy and the transport options
+ * are in backends/http_transport.c. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +28,7 @@
 #include "tftpgw/uri.h"
 
 #define RING_MIN (64 * 1024)
+#define RCVBUF_MIN 1024 /* the least CURLOPT_BUFFERSIZE curl takes */
 
 #define EV_BIT(e) (1u << (e))
 
@@ -79,6 +86,7 @@ static void stream_release(struct hx_stream *hs)
     tg_free(hs->client_ip);
     tg_free(hs->filename);
     tg_free(hs->ring);
+    tg_free(hs->spill);
     tg_free(hs);
 }
 
@@ -188,6 +196,43 @@ static void fail_curl(struct hx_stream *hs, CURLcode rc)
 
 /* ---- curl callbacks: bytes and flags only ---- */
 
+/* A GET's body chunk: into the running read's buffers, its tail (when
+ * they are full) into the spill; outside read(), or with a spill not yet
+ * handed on, curl keeps the whole chunk and offers it again when read()
+ * resumes the transfer. */
+static size_t take_body(struct hx_stream *hs, const char *ptr, size_t n)
+{
+    size_t k;
+
+    if (!hs->rd_iov || hs->spill_len > 0 || hs->rd_at == hs->rd_room) {
+        hs->paused = true;
+        if (hs->want) {
+            hs->want = false;
+            owe(hs, TG_STREAM_READABLE);
+        }
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    k = tg_iov_copy(hs->rd_iov, hs->rd_n, hs->rd_at, ptr, n);
+    hs->rd_at += k;
+    if (k < n) {
+        /* curl's chunks are at most its receive buffer; the spill is one,
+         * made larger only if curl ever hands over more. */
+        if (n - k > hs->spill_cap) {
+            size_t cap = n - k > hs->rcvbuf ? n - k : hs->rcvbuf;
+            uint8_t *p = tg_realloc(hs->spill, cap);
+
+            if (!p)
+                return 0; /* CURLE_WRITE_ERROR: the GET fails */
+            hs->spill = p;
+            hs->spill_cap = cap;
+        }
+        memcpy(hs->spill, ptr + k, n - k);
+        hs->spill_off = 0;
+        hs->spill_len = n - k;
+    }
+    return n;
+}
+
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     struct hx_stream *hs = arg;
@@ -215,18 +260,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
         hs->state = HX_OPEN;
         owe(hs, TG_STREAM_OPENED);
     }
-    /* Take the whole chunk or none of it: curl offers it again after the
-     * pause. */
-    if (n > hs->cap - hs->len) {
-        hs->paused = true;
-        return CURL_WRITEFUNC_PAUSE;
-    }
-    ring_put(hs, (const uint8_t *)ptr, n);
-    if (hs->want) {
-        hs->want = false;
-        owe(hs, TG_STREAM_READABLE);
-    }
-    return n;
+    return take_body(hs, ptr, n);
 }
 
 static size_t on_upload(char *ptr, size_t size, size_t nitems, void *arg)
@@ -565,6 +599,16 @@ size_t hx_ring_cap(size_t blksize)
     return blksize * 2 > RING_MIN ? blksize * 2 : RING_MIN;
 }
 
+size_t hx_rcvbuf(size_t blksize)
+{
+    /* One block per recv: the chunk fits the window's slot room, and a
+     * paused transfer holds one block, not 16 KiB. Never more than curl's
+     * default, so a large blksize costs no more than before. */
+    if (blksize < RCVBUF_MIN)
+        return RCVBUF_MIN;
+    return blksize > CURL_MAX_WRITE_SIZE ? CURL_MAX_WRITE_SIZE : blksize;
+}
+
 int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_profile *prof,
             void *owner, const char *url, const struct tg_open_args *a, bool write,
             tg_stream_cb *cb, void *arg, struct tg_stream **out)
@@ -586,8 +630,10 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
     hs->owner = owner;
     hs->write = write;
     hs->create = write && !a->overwrite;
-    hs->cap = hx_ring_cap(a->blksize);
-    hs->ring = tg_malloc(hs->cap);
+    if (write) {
+        hs->cap = hx_ring_cap(a->blksize);
+        hs->ring = tg_malloc(hs->cap);
+    }
     hs->url = tg_strdup(url);
     hs->client_ip = tg_strdup(a->client_ip ? a->client_ip : "");
     hs->filename = tg_strdup(a->filename ? a->filename : "");
@@ -601,7 +647,7 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
     hs->x.wake = on_wake;
     hs->x.cu = conf->cu;
     hs->x.cap = conf->cap;
-    if (!hs->ring || !hs->url || !hs->client_ip || !hs->filename || !hs->x.easy) {
+    if ((write && !hs->ring) || !hs->url || !hs->client_ip || !hs->filename || !hs->x.easy) {
         stream_free(hs);
         return TG_ENOMEM;
     }
@@ -616,6 +662,8 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
         uv_timer_start(&hs->stall, on_stall_check, every, every < 100 ? 100 : every);
     }
     if (!write) {
+        hs->rcvbuf = hx_rcvbuf(a->blksize);
+        curl_easy_setopt(hs->x.easy, CURLOPT_BUFFERSIZE, (long)hs->rcvbuf);
         rc = prepare(hs, "GET");
         curl_easy_setopt(hs->x.easy, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(hs->x.easy, CURLOPT_WRITEDATA, hs);
@@ -656,7 +704,7 @@ void hx_park(struct hx_stream *hs)
     hs->base.arg = NULL;
     hs->want = false;
     hs->pending = 0;
-    /* No more body than the ring holds already (invariant 2): curl stops
+    /* No more body than curl holds already (invariant 2): curl stops
      * reading the socket, and TCP pushes back on the upstream. */
     if (hs->state == HX_OPEN && hs->x.added && !hs->paused) {
         hs->paused = true;
@@ -669,13 +717,8 @@ void hx_reopen(struct hx_stream *hs, tg_stream_cb *cb, void *arg)
     hs->base.cb = cb;
     hs->base.arg = arg;
     hs->base.adopted = true;
-    /* Running again before the owner's first read: a ring parked empty
-     * would otherwise wait for a read that only resumes a full one. */
-    if (hs->paused) {
-        hs->paused = false;
-        hs->last_move = uv_now(hs->base.backend->loop);
-        curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
-    }
+    /* Still paused: the owner's first read resumes it, and the body goes
+     * straight into that read's buffers. */
     if (hs->state != HX_FAILED)
         owe(hs, TG_STREAM_OPENED); /* from the loop, never inside open */
 }
@@ -683,32 +726,43 @@ void hx_reopen(struct hx_stream *hs, tg_stream_cb *cb, void *arg)
 ssize_t hx_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
 {
     struct hx_stream *hs = (struct hx_stream *)s;
-    size_t first, got;
+    size_t room = 0, got = 0;
 
     if (hs->state == HX_FAILED)
         return TG_EIO;
-    if (hs->len == 0) {
-        if (hs->state == HX_EOF)
-            return 0;
-        hs->want = true;
-        return TG_EAGAIN;
+    for (unsigned i = 0; i < n; i++)
+        room += iov[i].iov_len;
+    if (hs->spill_len > 0) {
+        got = tg_iov_copy(iov, n, 0, hs->spill + hs->spill_off, hs->spill_len);
+        hs->spill_off += got;
+        hs->spill_len -= got;
     }
-    /* The ring's bytes in order: from head to the end, then from the start. */
-    first = hs->cap - hs->head < hs->len ? hs->cap - hs->head : hs->len;
-    got = tg_iov_copy(iov, n, 0, hs->ring + hs->head, first);
-    if (got == first)
-        got += tg_iov_copy(iov, n, got, hs->ring, hs->len - first);
-    hs->head = (hs->head + got) % hs->cap;
-    hs->len -= got;
+    if (got < room && hs->spill_len == 0 && hs->state == HX_OPEN && hs->x.added) {
+        /* on_body writes into iov while curl runs inside this call: first
+         * the chunk curl held, then what it reads from the connection. */
+        hs->rd_iov = iov;
+        hs->rd_n = n;
+        hs->rd_at = got;
+        hs->rd_room = room;
+        if (hs->paused) {
+            hs->paused = false;
+            hs->last_move = uv_now(hs->base.backend->loop);
+            curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
+        }
+        if (!hs->paused && hs->rd_at < hs->rd_room && hs->state == HX_OPEN)
+            tg_curl_pull(&hs->x);
+        got = hs->rd_at;
+        hs->rd_iov = NULL;
+    }
     hs->given += got;
-    /* Room for a whole curl chunk again: resume. curl may call on_body
-     * before this returns; that only fills the ring. */
-    if (hs->paused && hs->cap - hs->len >= CURL_MAX_WRITE_SIZE) {
-        hs->paused = false;
-        hs->last_move = uv_now(hs->base.backend->loop);
-        curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
-    }
-    return (ssize_t)got;
+    if (got > 0)
+        return (ssize_t)got;
+    if (hs->state == HX_FAILED)
+        return TG_EIO;
+    if (hs->state == HX_EOF)
+        return 0;
+    hs->want = true;
+    return TG_EAGAIN;
 }
 
 int hx_push(struct tg_stream *s, const uint8_t *src, size_t len)

@@ -56,7 +56,7 @@ enum hx_state {
     HX_PROBING,    /* create-mode WRQ: HEAD before the PUT */
     HX_OPENING,    /* GET sent, no body byte yet */
     HX_OPEN,
-    HX_EOF,        /* GET finished; the ring may still hold data */
+    HX_EOF,        /* GET finished; curl or the spill may still hold data */
     HX_COMMITTING, /* PUT: all data handed to curl, waiting for the answer */
     HX_COMMITTED,
     HX_FAILED
@@ -81,8 +81,20 @@ struct hx_stream {
     struct tg_http_meta meta;  /* what the answer said; base.http points here */
     bool write, create;
     enum hx_state state;
+    /* PUT: the ring the session pushes into and curl's read callback
+     * drains. */
     uint8_t *ring;
     size_t cap, head, len;
+    /* GET: no ring. While hx_read runs, on_body copies into the reader's
+     * buffers (rd_*); outside it, curl keeps the chunk (paused). A chunk
+     * larger than the buffers' room leaves its tail in the spill (rcvbuf
+     * bytes, allocated on the first such chunk). */
+    size_t rcvbuf;        /* CURLOPT_BUFFERSIZE: no chunk is larger */
+    uint8_t *spill;
+    size_t spill_cap, spill_off, spill_len;
+    const struct iovec *rd_iov; /* the running hx_read's buffers, or NULL */
+    unsigned rd_n;
+    size_t rd_at, rd_room;      /* bytes put in them, bytes they hold */
     bool paused;          /* curl is paused by our callback */
     bool want;            /* the owner got TG_EAGAIN and waits for an event */
     unsigned pending;     /* events owed, delivered outside curl */
@@ -111,8 +123,11 @@ int hx_push(struct tg_stream *s, const uint8_t *src, size_t len);
 int hx_commit(struct tg_stream *s);
 void hx_close(struct tg_stream *s);
 
-/* The ring a GET for this blksize gets: max(64 KiB, 2 x blksize). */
+/* The ring a PUT for this blksize gets: max(64 KiB, 2 x blksize). */
 size_t hx_ring_cap(size_t blksize);
+/* curl's receive buffer for a GET read in blksize pieces: the block,
+ * between curl's minimum (1 KiB) and its default (16 KiB). */
+size_t hx_rcvbuf(size_t blksize);
 
 /* Held probes (probe_hold; owner: backends/http_hold.c). A UEFI client
  * asks for tsize, declines our OACK with ERROR 8 (RFC 2347) and asks

@@ -10,7 +10,7 @@
  *
  * Bounds (invariant 6; docs/security.md, Held UEFI probes): one entry per
  * (key, address), HT_MAX per backend with the oldest released first, each
- * for probe_hold seconds, each a paused GET: one ring and one upstream
+ * for probe_hold seconds, each a paused GET: one receive buffer and one upstream
  * connection. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,9 +114,10 @@ int hx_adopt(struct hx_conf *c, const struct tg_open_args *a, tg_stream_cb *cb, 
         return 1;
     if (!(hs = ht_take(&c->held->t, a->key, a->client_ip)))
         return 1;
-    /* A conditional open wants a 304 the held GET cannot give; a larger
-     * blksize wants a larger ring; a failed GET has nothing to give. */
-    if (a->if_changed || hs->state == HX_FAILED || hs->cap < hx_ring_cap(a->blksize)) {
+    /* A conditional open wants a 304 the held GET cannot give; a failed
+     * GET has nothing to give. Another blksize is fine: the body goes
+     * into whatever buffers the new owner's reads offer. */
+    if (a->if_changed || hs->state == HX_FAILED) {
         release(hs, a->key, "the new request cannot use it");
         return 1;
     }

@@ -25,6 +25,7 @@ struct tg_curl {
     uv_timer_t timer;
     int refs;
     struct tg_curl_xfer *wake_head; /* wake-ups queued from curl callbacks */
+    int inmulti;                    /* easy handles added and not yet removed */
     struct poll_ctx **fds;          /* by descriptor, for the close hook */
     size_t nfds;
     struct tg_curl *next;
@@ -55,6 +56,7 @@ static int multi_add(struct tg_curl *cu, struct tg_curl_xfer *x)
         tg_log(TG_LOG_ERROR, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
         return TG_EIO;
     }
+    cu->inmulti++;
     return 0;
 }
 
@@ -108,6 +110,7 @@ static void check_done(struct tg_curl *cu)
         rc = msg->data.result;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
         curl_multi_remove_handle(cu->multi, easy);
+        cu->inmulti--;
         if (!x)
             continue;
         x->added = false;
@@ -380,6 +383,7 @@ void tg_curl_remove(struct tg_curl_xfer *x)
     }
     if (x->added) {
         curl_multi_remove_handle(x->cu->multi, x->easy);
+        x->cu->inmulti--;
         x->added = false;
         if (x->counted) {
             cap_release(x);
@@ -413,4 +417,25 @@ void tg_curl_wake(struct tg_curl_xfer *x)
      * off: the wake-up is delivered after that socket action, and curl
      * sets its timer again from there. */
     uv_timer_start(&x->cu->timer, on_timeout, 0, 0);
+}
+
+void tg_curl_pull(struct tg_curl_xfer *x)
+{
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    int running;
+    CURLMcode mc;
+
+    if (!x->added || x->queued ||
+        curl_easy_getinfo(x->easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
+        return;
+    mc = curl_multi_socket_action(x->cu->multi, fd, CURL_CSELECT_IN, &running);
+    /* Inside another curl call (a stream read from a curl callback's
+     * path) curl refuses; the bytes then come from the poll as before. */
+    if (mc != CURLM_OK && mc != CURLM_RECURSIVE_API_CALL)
+        tg_log(TG_LOG_ERROR, "curl_multi_socket_action: %s", curl_multi_strerror(mc));
+    /* Fewer running than added: one ended here, and check_done reports it
+     * on the next turn. (Wake-ups asked for here start that turn by
+     * themselves; otherwise curl's own timer stays as curl set it.) */
+    if (mc == CURLM_OK && running < x->cu->inmulti)
+        uv_timer_start(&x->cu->timer, on_timeout, 0, 0);
 }

@@ -63,5 +63,10 @@ struct tg_curl_cap *tg_curl_cap_new(unsigned max);
 void tg_curl_cap_free(struct tg_curl_cap *cap);
 /* From inside a curl callback: run x->wake soon, outside curl. */
 void tg_curl_wake(struct tg_curl_xfer *x);
+/* Outside curl callbacks (a stream's read): let curl read x's connection
+ * now, so its write callback runs inside the caller. Transfers that end
+ * meanwhile and wake-ups are delivered on the next loop turn, never inside
+ * this call. Nothing happens for a transfer not running. */
+void tg_curl_pull(struct tg_curl_xfer *x);
 
 #endif
