@@ -14,6 +14,7 @@
 
 #include "server.h"
 #include "tftpgw/log.h"
+#include "tftpgw/remap.h"
 
 static void usage(FILE *f)
 {
@@ -123,6 +124,8 @@ static void print_route(const struct tg_config *cfg, const struct tg_route *r)
         inet_ntop(r->allow[i].family, r->allow[i].addr, cidr, sizeof(cidr));
         printf("%s%s/%u", i ? " " : "", cidr, r->allow[i].bits);
     }
+    if (r->remap_file)
+        printf(", remap %s (%zu rules)", r->remap_file, tg_remap_count(r->remap));
     printf("\n");
 }
 

@@ -83,7 +83,7 @@ static int parse_flags(const char *f, unsigned line, unsigned *flags, int *rx,
     *flags = 0;
     *rx = REG_EXTENDED;
     for (; *f; f++) {
-        const char *at = *f ? strchr(letters, *f) : NULL;
+        const char *at = strchr(letters, *f);
 
         if (*f == 'i')
             *rx |= REG_ICASE;
@@ -116,8 +116,7 @@ static int parse_line(const char *p, const char *end, unsigned line, struct rule
     if ((rc = regcomp(&r->rx, buf, rxflags)) != 0) {
         char e[128];
 
-        regerror(rc, &r->rx, e, sizeof(e));
-        regfree(&r->rx);
+        regerror(rc, &r->rx, e, sizeof(e)); /* nothing to regfree after a failure */
         return perr(err, cap, line, "bad regex: %s", e);
     }
     field(&p, end, buf);

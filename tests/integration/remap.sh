@@ -228,6 +228,8 @@ backend = files
 EOF
     timeout 20 "$GW" --check-config "$T/gw.ini" > "$T/check" 2>&1 ||
         { fail "--check-config refused a good remap: $(tail -n 2 "$T/check")"; return 1; }
+    grep -qF "remap $T/rules (3 rules)" "$T/check" ||
+        { fail "--check-config does not show the remap file: $(grep '^route a' "$T/check")"; return 1; }
     start_gateway "$GW" --config "$T/gw.ini" || return 1
     hpa octet get a/f "$T/out" || return 1
     same_file "$T/out" "$ROOT/c/f" "a/f remapped to c/f" || return 1
