@@ -17,21 +17,22 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude $(PKG_CFLAGS) $(CFLAGS) $(
 LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 
 CORE := gateway/util gateway/sockaddr gateway/neigh gateway/neighwait gateway/log gateway/packet gateway/options gateway/netascii \
-        gateway/path gateway/window gateway/route gateway/config gateway/keys gateway/backend \
+        gateway/path gateway/window gateway/route gateway/config gateway/keys gateway/remap gateway/backend \
         gateway/engine gateway/registry gateway/transport gateway/sendq gateway/session gateway/listener gateway/server gateway/uri gateway/curl_uv \
         gateway/json gateway/live gateway/live_page gateway/metrics gateway/ratelimit gateway/sha256 gateway/cachectl gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http_hold backends/hold_table backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read backends/cache_neg
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h) $(wildcard backends/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
-UNIT_TESTS := packet options netascii path window route config keys file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap engine neigh cachectl hold_table json sendq
+UNIT_TESTS := packet options netascii path window route config keys file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap engine neigh cachectl hold_table json sendq remap
 UT_packet := gateway/util gateway/packet
 UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
 UT_path := gateway/util gateway/path
+UT_remap := gateway/util gateway/remap
 UT_window := gateway/util gateway/packet gateway/window
 UT_route := gateway/util gateway/sockaddr gateway/path gateway/route
-UT_config := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys
+UT_config := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys gateway/remap
 UT_keys = $(UT_config)
 UT_uri := gateway/util gateway/uri
 UT_metrics := gateway/util gateway/sockaddr gateway/log gateway/json gateway/live_page gateway/metrics
@@ -49,7 +50,7 @@ UT_NOLIBS := engine
 UT_http_config = $(UT_file_backend)
 UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
-UT_file_backend := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys gateway/backend gateway/uri gateway/curl_uv gateway/live_page gateway/json gateway/metrics gateway/sha256 gateway/cachectl gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http_hold backends/hold_table backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read backends/cache_neg
+UT_file_backend := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys gateway/remap gateway/backend gateway/uri gateway/curl_uv gateway/live_page gateway/json gateway/metrics gateway/sha256 gateway/cachectl gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http_hold backends/hold_table backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read backends/cache_neg
 
 .PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench bench-compare test-topology test-dashboards deb test-deb
 

@@ -26,6 +26,7 @@
 #include "tftpgw/keys.h"
 #include "tftpgw/log.h"
 #include "tftpgw/options.h"
+#include "tftpgw/remap.h"
 #include "tftpgw/window.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024) /* a config larger than this is a mistake */
@@ -603,6 +604,32 @@ static int rset_refuse(void *obj, const char *v, char *msg, size_t cap)
     return 0;
 }
 
+/* The rules are read here, at load or reload (never on the loop), so a
+ * bad file is refused with its line number like any bad key. */
+static int rset_remap(void *obj, const char *v, char *msg, size_t cap)
+{
+    struct tg_route *r = obj;
+    struct tg_remap *rm;
+    char *file;
+    int rc;
+
+    if (!*v)
+        return bad(msg, cap, "empty file name");
+    if ((rc = tg_remap_load(v, &rm, msg, cap)) == TG_ENOMEM)
+        return TG_ENOMEM;
+    if (rc < 0)
+        return TG_EINVAL;
+    if (!(file = tg_strdup(v))) {
+        tg_remap_free(rm);
+        return TG_ENOMEM;
+    }
+    tg_remap_free(r->remap);
+    tg_free(r->remap_file);
+    r->remap = rm;
+    r->remap_file = file;
+    return 0;
+}
+
 static const char *const case_names[] = { "exact", "lower", "insensitive", NULL };
 
 static const struct tg_key route_keys[] = {
@@ -616,6 +643,7 @@ static const struct tg_key route_keys[] = {
     { .name = "refuse", .type = TG_KEY_FUNC, .set = rset_refuse },
     { .name = "case", .type = TG_KEY_ENUM, TG_KEY_AT(struct tg_route, name_case),
       .def = "exact", .names = case_names },
+    { .name = "remap", .type = TG_KEY_FUNC, .set = rset_remap },
 };
 
 _Static_assert(TG_ARRAY_LEN(route_keys) <= SERVER_KEYS_MAX, "seen[] too small");
@@ -628,6 +656,8 @@ static void route_free(struct tg_route *r)
     free_layers(r);
     tg_free(r->key);
     tg_free(r->allow);
+    tg_free(r->remap_file);
+    tg_remap_free(r->remap);
 }
 
 static int route_init(struct tg_route *r, const char *name, int line)
@@ -1213,5 +1243,19 @@ int tg_config_set_listen(struct tg_config *cfg, char *const *list, size_t n)
     for (i = 0; i < n; i++)
         if (!(cfg->server.listen[i] = tg_strdup(list[i])))
             return -1;
+    return 0;
+}
+
+int tg_config_set_remap(struct tg_config *cfg, const char *file, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        char msg[MSG_MAX];
+        int rc = rset_remap(&cfg->routes[i], file, msg, sizeof(msg));
+
+        if (rc < 0) {
+            snprintf(err, errlen, "%s", rc == TG_ENOMEM ? "out of memory" : msg);
+            return rc;
+        }
+    }
     return 0;
 }

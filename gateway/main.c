@@ -14,6 +14,7 @@
 
 #include "server.h"
 #include "tftpgw/log.h"
+#include "tftpgw/remap.h"
 
 static void usage(FILE *f)
 {
@@ -24,6 +25,8 @@ static void usage(FILE *f)
             "  -c, --config FILE      INI configuration (see etc/tftpgw.ini)\n"
             "  -r, --root DIR         serve DIR with no config file (read-only unless --write)\n"
             "  -w, --write MODE       with --root: allow uploads, MODE create|overwrite\n"
+            "  -m, --remap FILE       with --root: tftpd-hpa filename remapping rules\n"
+            "                         (re-read on SIGHUP)\n"
             "  -l, --listen ADDR:PORT listen here instead of the configured addresses\n"
             "                         (repeatable; IPv6 as [addr]:port)\n"
             "  -p, --port-range LO:HI session ports (default: kernel ephemeral ports)\n"
@@ -121,6 +124,8 @@ static void print_route(const struct tg_config *cfg, const struct tg_route *r)
         inet_ntop(r->allow[i].family, r->allow[i].addr, cidr, sizeof(cidr));
         printf("%s%s/%u", i ? " " : "", cidr, r->allow[i].bits);
     }
+    if (r->remap_file)
+        printf(", remap %s (%zu rules)", r->remap_file, tg_remap_count(r->remap));
     printf("\n");
 }
 
@@ -201,7 +206,7 @@ static int enter_chroot(const struct tg_config *cfg)
 }
 
 struct args {
-    const char *config, *root, *range, *user;
+    const char *config, *root, *range, *user, *remap;
     enum tg_write_mode write;
     char *listen[16];
     size_t nlisten;
@@ -223,10 +228,11 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"check-config", required_argument, NULL, 'C'},
         {"allow-root", no_argument, NULL, 'R'},
         {"user", required_argument, NULL, 'u'},
+        {"remap", required_argument, NULL, 'm'},
         {NULL, 0, NULL, 0}};
     int c;
 
-    while ((c = getopt_long(argc, argv, "c:r:w:l:p:u:vhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:r:w:l:p:u:m:vhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             a->config = optarg;
@@ -271,6 +277,9 @@ static int parse_args(int argc, char **argv, struct args *a)
         case 'u':
             a->user = optarg;
             break;
+        case 'm':
+            a->remap = optarg;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -283,6 +292,10 @@ static int parse_args(int argc, char **argv, struct args *a)
     }
     if (a->write != TG_WRITE_OFF && !a->root) {
         fprintf(stderr, "tftpgw: --write goes with --root; a config file sets write per route\n");
+        return 2;
+    }
+    if (a->remap && !a->root) {
+        fprintf(stderr, "tftpgw: --remap goes with --root; a config file sets remap per route\n");
         return 2;
     }
     return -1;
@@ -301,6 +314,10 @@ static int load_config(const struct args *a, struct tg_config **out)
         }
     } else if (!(cfg = tg_config_embedded(a->root, a->write))) {
         fprintf(stderr, "tftpgw: out of memory\n");
+        return 1;
+    } else if (a->remap && tg_config_set_remap(cfg, a->remap, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tftpgw: --remap %s\n", err);
+        tg_config_free(cfg);
         return 1;
     }
     *out = cfg;

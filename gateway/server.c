@@ -11,6 +11,7 @@
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 #include "tftpgw/options.h"
+#include "tftpgw/remap.h"
 
 #define DRAIN_MS 30000
 
@@ -258,10 +259,74 @@ static void reload_after(uv_work_t *w, int status)
     tg_free(j);
 }
 
+/* --root with --remap: a reload re-reads the rules file alone (as
+ * tftpd-hpa does on SIGHUP), on the thread pool; the swap happens on the
+ * loop, where requests read the rules, and only while negotiating. */
+struct remap_job {
+    uv_work_t work;
+    struct tg_server *srv;
+    char *path;
+    struct tg_remap *rm;
+    int rc;
+    char err[512];
+};
+
+static void remap_reload_work(uv_work_t *w)
+{
+    struct remap_job *j = tg_container_of(w, struct remap_job, work);
+
+    j->rc = tg_remap_load(j->path, &j->rm, j->err, sizeof(j->err));
+}
+
+static void remap_reload_after(uv_work_t *w, int status)
+{
+    struct remap_job *j = tg_container_of(w, struct remap_job, work);
+    struct tg_config *cfg = j->srv->rt.cfg;
+
+    j->srv->reload_busy = false;
+    if (status != 0 || j->rc != 0) {
+        tg_log(TG_LOG_ERROR, "reload refused, running remap rules kept: %s",
+               status != 0 ? "cancelled" : j->rc == TG_ENOMEM ? "out of memory" : j->err);
+    } else if (!j->srv->rt.draining && !j->srv->closed && cfg->nroutes == 1 &&
+               cfg->routes[0].remap_file) {
+        tg_remap_free(cfg->routes[0].remap);
+        cfg->routes[0].remap = j->rm;
+        j->rm = NULL;
+        tg_log(TG_LOG_INFO, "reload: %zu remap rules from %s",
+               tg_remap_count(cfg->routes[0].remap), j->path);
+    }
+    tg_remap_free(j->rm);
+    tg_free(j->path);
+    tg_free(j);
+}
+
+static int remap_reload(struct tg_server *srv)
+{
+    struct remap_job *j = tg_calloc(1, sizeof(*j));
+
+    if (!j || !(j->path = tg_strdup(srv->rt.cfg->routes[0].remap_file))) {
+        tg_free(j);
+        tg_log(TG_LOG_ERROR, "reload refused: out of memory");
+        return TG_ENOMEM;
+    }
+    j->srv = srv;
+    if (uv_queue_work(srv->rt.loop, &j->work, remap_reload_work, remap_reload_after) != 0) {
+        tg_free(j->path);
+        tg_free(j);
+        tg_log(TG_LOG_ERROR, "reload refused: cannot queue the read");
+        return TG_EINVAL;
+    }
+    srv->reload_busy = true;
+    return 0;
+}
+
 int tg_server_reload(struct tg_server *srv)
 {
     struct reload_job *j;
 
+    if (!srv->rt.cfg->file && srv->rt.cfg->nroutes == 1 && srv->rt.cfg->routes[0].remap_file &&
+        !srv->reload_busy)
+        return remap_reload(srv);
     if (!srv->rt.cfg->file) {
         tg_log(TG_LOG_WARN, "reload: running on the built-in configuration (--root); nothing to reload");
         return TG_EINVAL;

@@ -35,6 +35,7 @@
 #include "tftpgw/metrics.h"
 #include "tftpgw/neigh.h"
 #include "tftpgw/path.h"
+#include "tftpgw/remap.h"
 #include "tftpgw/route.h"
 #include "tftpgw/sockaddr.h"
 
@@ -57,6 +58,7 @@ struct tg_session {
     uint64_t deadline;       /* the engine's timer; 0: disarmed */
     uint64_t timer_due;      /* when the uv timer will actually fire */
     char *reqname;           /* the filename as the client sent it (dedupe) */
+    bool remapped;           /* the route's remap rules changed it: path is theirs */
     char path[TG_PATH_MAX];
     struct tg_route_match match;
     char mac[TG_MAC_STRLEN]; /* the client's, when its route asked; "" otherwise */
@@ -637,7 +639,7 @@ static void log_transfer(struct tg_session *s, const char *result)
 {
     const struct tg_eng *e = &s->eng;
     const struct tg_negotiated *n = &e->neg;
-    char fn[160], key[160], opts[128] = "", mac[8 + TG_MAC_STRLEN] = "";
+    char fn[160], key[160], opts[384] = "", mac[8 + TG_MAC_STRLEN] = "";
     int lvl;
 
     if ((n->accepted & TG_OPT_TSIZE) && n->tsize >= 0)
@@ -650,6 +652,9 @@ static void log_transfer(struct tg_session *s, const char *result)
      * they were (docs/tftpgw.8, the transfer line). */
     if (s->mac[0])
         snprintf(mac, sizeof(mac), " mac=%s", s->mac);
+    if (s->remapped) /* file= is the remapped name, asked= the client's */
+        snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), " asked=\"%s\"",
+                 tg_log_sanitize(s->reqname, key, sizeof(key)));
     lvl = (!strcmp(result, "ok") || !strcmp(result, "declined")) ? TG_LOG_INFO : TG_LOG_WARN;
     tg_log(lvl,
            "transfer client=%s%s op=%s file=\"%s\" route=%s backend=%s key=\"%s\" mode=%s "
@@ -943,6 +948,32 @@ static bool on_shared_port(const struct tg_runtime *rt, enum tg_opcode op)
     return rt->single_port && (op == TG_OP_RRQ || rt->cfg->server.single_port_writes);
 }
 
+/* The route's tftpd-hpa rules (include/tftpgw/remap.h) over the name as
+ * the client sent it, as tftpd-hpa applies them; a changed name is then
+ * normalised and routed again like any request (invariant 5: the rules
+ * can name nothing a client could not), without a second remapping. */
+static int remap_request(struct tg_session *s, const struct tg_request_ctx *rc,
+                         struct tg_error *err)
+{
+    char name[TG_PATH_MAX], msg[TG_ERRMSG_MAX];
+    int r = tg_remap_apply(s->match.route->remap, rc->req->filename, rc->op, rc->peer,
+                           name, sizeof(name), msg, sizeof(msg));
+
+    if (r != 0) {
+        tg_error_set(err, TG_TFTP_EACCESS, "%s", msg);
+        return r;
+    }
+    if (!strcmp(name, rc->req->filename))
+        return 0;
+    s->remapped = true;
+    if ((r = tg_path_normalize(name, s->path, sizeof(s->path))) != 0) {
+        path_error(r, err);
+        return r;
+    }
+    return tg_route_resolve_mac(s->rt->cfg->routes, s->rt->cfg->nroutes, s->path, rc->peer,
+                                rc->client_mac, rc->op, &s->match, err);
+}
+
 /* Path, route and options; on a refusal err is filled and < 0 returned. */
 static int negotiate(struct tg_session *s, const struct tg_request_ctx *rc,
                      struct tg_negotiated *neg, struct tg_error *err)
@@ -958,6 +989,8 @@ static int negotiate(struct tg_session *s, const struct tg_request_ctx *rc,
     }
     r = tg_route_resolve_mac(s->rt->cfg->routes, s->rt->cfg->nroutes, s->path, rc->peer,
                              rc->client_mac, rc->op, &s->match, err);
+    if (r == 0 && s->match.route->remap)
+        r = remap_request(s, rc, err);
     if (r != 0)
         return r;
     lim.max_blksize = sc->max_blksize;

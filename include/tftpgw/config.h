@@ -62,6 +62,10 @@ struct tg_config *tg_config_embedded(const char *root, enum tg_write_mode write)
 
 void tg_config_free(struct tg_config *cfg);
 
+/* `--remap FILE` with --root: read FILE's rules into every route (the
+ * embedded configuration has one). 0, or < 0 with "FILE:LINE: ..." in err. */
+int tg_config_set_remap(struct tg_config *cfg, const char *file, char *err, size_t errlen);
+
 /* Replace the listen list (--listen, and a reload under it); -1 when out
  * of memory. */
 int tg_config_set_listen(struct tg_config *cfg, char *const *list, size_t n);

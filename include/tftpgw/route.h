@@ -7,6 +7,8 @@
 #include "tftpgw/packet.h"
 #include "tftpgw/path.h"
 
+struct tg_remap;
+
 enum tg_write_mode { TG_WRITE_OFF = 0, TG_WRITE_CREATE, TG_WRITE_OVERWRITE };
 
 /* `case`: how the letters of a request's name are read. EXACT: as sent.
@@ -41,6 +43,8 @@ struct tg_route {
     size_t nallow;
     int64_t max_size;    /* upload cap in bytes, -1: none */
     unsigned refuse;     /* TG_OPT_* bits this route never negotiates */
+    char *remap_file;    /* `remap = FILE`: tftpd-hpa rules; NULL: none */
+    struct tg_remap *remap; /* its rules, read at load and reload (remap.h) */
 };
 
 /* expand_key's "this template needs a MAC and has none" */

@@ -17,9 +17,9 @@ FUZZ_request := gateway/util gateway/packet gateway/options
 FUZZ_packet := gateway/util gateway/packet
 FUZZ_netascii := gateway/util gateway/netascii
 FUZZ_path := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path \
-             gateway/route gateway/config gateway/keys gateway/uri
+             gateway/route gateway/config gateway/keys gateway/remap gateway/uri
 FUZZ_config := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path \
-               gateway/route gateway/config gateway/keys
+               gateway/route gateway/config gateway/keys gateway/remap
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 
 .PHONY: fuzz fuzz-short fuzz-build

@@ -17,6 +17,7 @@
 #include "tftpgw/config.h"
 #include "tftpgw/log.h"
 #include "tftpgw/options.h"
+#include "tftpgw/remap.h"
 
 /* ---- value parsers ------------------------------------------------------- */
 
@@ -610,10 +611,42 @@ static const struct err_case err_cases[] = {
     { BASE "[backend w]\ntype = http\n[route q]\nbackend = b, w\ncase = insensitive\n",
       "t.ini:7: [route q] case: insensitive needs a file backend, but [backend w] is type "
       "http (use case = lower, or name the files in one case)" },
+    /* remap: the rules file is read and checked at load */
+    { RT "remap = /nonexistent/remap.rules\n",
+      "t.ini:7: [route q] remap: /nonexistent/remap.rules: No such file or directory" },
+    { RT "remap =\n", "t.ini:7: [route q] remap: empty file name" },
     { "[backend b]\ntype = file\n", "t.ini: no [route NAME] section: at least one is required" },
     { "", "t.ini: no [route NAME] section: at least one is required" },
     { "; only a comment\n[server]\n", "t.ini: no [route NAME] section: at least one is required" },
 };
+
+/* remap = FILE: the rules are read at load, a bad line names the file's
+ * line after the config's */
+static void test_remap_key(void **state)
+{
+    char path[] = "/tmp/test_config_remap.XXXXXX", text[512], err[512];
+    struct tg_config *cfg = NULL;
+    int fd = mkstemp(path);
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "r ^a b\n# c\nrg x y\n", 18), 18);
+    close(fd);
+    snprintf(text, sizeof(text), "[backend b]\ntype = file\n[route q]\nbackend = b\n"
+             "remap = %s\n", path);
+    assert_int_equal(tg_config_parse_string(text, "t.ini", &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->routes[0].remap_file, path);
+    assert_int_equal(tg_remap_count(cfg->routes[0].remap), 2);
+    tg_config_free(cfg);
+    fd = open(path, O_WRONLY | O_APPEND);
+    assert_int_equal(write(fd, "rz a b\n", 7), 7);
+    close(fd);
+    assert_int_equal(tg_config_parse_string(text, "t.ini", &cfg, err, sizeof(err)), TG_EINVAL);
+    assert_null(cfg);
+    snprintf(text, sizeof(text), "t.ini:5: [route q] remap: %s:4: invalid flag 'z'", path);
+    assert_non_null(strstr(err, text));
+    unlink(path);
+}
 
 static void test_errors(void **state)
 {
@@ -1029,6 +1062,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_error_buffer),
         cmocka_unit_test(test_long_line),
+        cmocka_unit_test(test_remap_key),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_embedded),
         cmocka_unit_test(test_load),
