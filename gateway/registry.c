@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "registry.h"
+#include "shared.h"
 #include "tftpgw/sockaddr.h"
 
 int tg_registry_init(struct tg_registry *r, unsigned max_sessions)
@@ -56,6 +57,7 @@ void tg_registry_add(struct tg_registry *r, struct tg_reg_entry *e)
         r->head->prev = e;
     r->head = e;
     r->count++;
+    r->reserved = false;
     e->hnext = *c;
     *c = e;
 }
@@ -79,6 +81,8 @@ void tg_registry_remove(struct tg_registry *r, struct tg_reg_entry *e)
         e->next->prev = e->prev;
     e->prev = e->next = NULL;
     r->count--;
+    if (r->shared)
+        tg_shared_release(r->shared, e->ip);
     if (r->ended)
         r->ended(r->arg);
 }
@@ -127,6 +131,17 @@ unsigned tg_registry_count_client(const struct tg_registry *r, const struct sock
         return 0;
     for (e = r->head; e; e = e->next)
         if (!e->ops->lingering(e->s) && strcmp(e->ip, ip) == 0)
+            n++;
+    return n;
+}
+
+unsigned tg_registry_count_lingering(const struct tg_registry *r, const char *ip)
+{
+    const struct tg_reg_entry *e;
+    unsigned n = 0;
+
+    for (e = r->head; e; e = e->next)
+        if (e->ops->lingering(e->s) && strcmp(e->ip, ip) == 0)
             n++;
     return n;
 }

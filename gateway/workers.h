@@ -1,0 +1,68 @@
+/* gateway/workers.h - [server] workers: N event loops on N threads, each
+ * with its own server (listeners, registry, backends); worker 0 runs on
+ * the main thread and owns signals, the metrics endpoint and reload's
+ * parsing. What crosses threads goes through each worker's mailbox (a
+ * mutex and a uv_async_t). docs/design.md, "Workers". Owner:
+ * gateway/workers.c. */
+#ifndef TFTPGW_WORKERS_H
+#define TFTPGW_WORKERS_H
+
+#include <uv.h>
+
+#include "live.h"
+#include "server.h"
+
+struct tg_workers;
+
+struct tg_worker {
+    struct tg_workers *all;
+    unsigned id;
+    uv_thread_t thread;
+    bool spawned;
+    uv_loop_t loop;          /* id > 0: its own; worker 0 runs on main's */
+    struct tg_server srv;
+    uv_async_t async;
+    uv_sem_t started;
+    int start_rc;
+    char err[512];
+    /* The mailbox: what other threads ask of this worker. */
+    uv_mutex_t mu;
+    uv_cond_t cond;
+    bool open;               /* async may be sent */
+    bool closed;             /* its server has closed: no sessions left */
+    struct tg_config *gen;   /* a reload's configuration to adopt */
+    bool drain, abort, want_part, part_ready, peer_done;
+    struct tg_live_part part;
+};
+
+struct tg_workers {
+    unsigned n;
+    int passed;              /* sockets systemd passed (0: none) */
+    struct tg_config *cfg;   /* the one workers start on */
+    struct tg_shared *shared;
+    struct tg_ratelimit *rate, *sendrate;
+    struct tg_worker w[];
+};
+
+/* How many workers cfg asks for, or -1 with err filled when it cannot run
+ * (workers > 1 with a cache backend). passed: sockets systemd passed. */
+int tg_workers_count(const struct tg_config *cfg, int passed, char *err, size_t errlen);
+struct tg_workers *tg_workers_new(struct tg_config *cfg, unsigned n, int passed);
+/* Worker 0's mailbox on the main loop; before its server starts. */
+int tg_workers_attach_main(struct tg_workers *ws, uv_loop_t *loop);
+/* Start workers 1..n-1, one after another (their sockets join each
+ * SO_REUSEPORT group in worker order). */
+int tg_workers_spawn(struct tg_workers *ws, char *err, size_t errlen);
+void tg_workers_join(struct tg_workers *ws);
+void tg_workers_free(struct tg_workers *ws);
+
+/* From worker 0's loop. */
+void tg_workers_post_gen(struct tg_workers *ws, struct tg_config *cfg);
+void tg_workers_post_drain(struct tg_workers *ws);
+void tg_workers_post_abort(struct tg_workers *ws);
+bool tg_workers_others_closed(struct tg_workers *ws);
+char *tg_workers_transfers(struct tg_workers *ws, size_t *len);
+/* From a worker's own loop when its server closes. */
+void tg_worker_closing(struct tg_worker *w);
+
+#endif
