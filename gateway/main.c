@@ -338,7 +338,7 @@ static int serve_failed(struct tg_workers *ws, uv_loop_t *loop, const char *err)
     struct tg_server *srv = &ws->w[0].srv;
 
     fprintf(stderr, "tftpgw: %s\n", err);
-    tg_workers_post_drain(ws);
+    tg_workers_post_close(ws);
     tg_server_close(srv);
     uv_run(loop, UV_RUN_DEFAULT);
     tg_workers_join(ws);

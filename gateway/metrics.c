@@ -492,6 +492,12 @@ char *tg_metrics_render(size_t *len)
         tg_jbuf_printf(&b, "tftpgw_worker_transfers_total{worker=\"%u\"} %llu\n", i,
                        (unsigned long long)atomic_load_explicit(&slots[i].transfers,
                                                                 memory_order_relaxed));
+    head(&b, "tftpgw_worker_active_sessions", "Transfers in progress, by worker loop.",
+         "gauge");
+    for (unsigned i = 0; i < atomic_load(&nworkers_seen); i++)
+        tg_jbuf_printf(&b, "tftpgw_worker_active_sessions{worker=\"%u\"} %lld\n", i,
+                       (long long)atomic_load_explicit(&slots[i].active,
+                                                       memory_order_relaxed));
     pthread_mutex_lock(&fam_mu);
     render_family(&b, &fam_refused);
     render_family(&b, &fam_latency);

@@ -165,14 +165,21 @@ static char *transfers_json(void *arg, size_t *len)
     return tg_live_json(&srv->rt.reg, uv_now(srv->rt.loop), len);
 }
 
-/* Drained: a worker closes when its sessions are gone; worker 0 also
- * waits for every other worker, since it holds the signals. */
+/* Drained: worker 0 closes when its own sessions and every other
+ * worker's are gone, and closes the others with it; another worker only
+ * says it has drained. */
 static void close_if_done(struct tg_server *srv)
 {
-    if (srv->rt.reg.count != 0)
+    if (srv->rt.reg.count != 0 || srv->closed)
         return;
-    if (srv->main && srv->w && !tg_workers_others_closed(srv->w->all))
+    if (!srv->main) {
+        tg_worker_drained(srv->w); /* worker 0 closes every worker at once */
         return;
+    }
+    if (srv->w && !tg_workers_others_drained(srv->w->all))
+        return;
+    if (srv->w)
+        tg_workers_post_close(srv->w->all);
     tg_server_close(srv);
 }
 

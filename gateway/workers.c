@@ -97,16 +97,17 @@ static void on_mail(uv_async_t *a)
     struct tg_worker *w = a->data;
     struct tg_server *srv = &w->srv;
     struct tg_config *gen;
-    bool drain, abort_now, want_part, peer_done;
+    bool drain, abort_now, close_now, want_part, peer_done;
 
     uv_mutex_lock(&w->mu);
     gen = w->gen;
     w->gen = NULL;
     drain = w->drain;
     abort_now = w->abort;
+    close_now = w->close_now;
     want_part = w->want_part;
     peer_done = w->peer_done;
-    w->drain = w->abort = w->peer_done = false;
+    w->drain = w->abort = w->close_now = w->peer_done = false;
     uv_mutex_unlock(&w->mu);
     if (gen && !srv->closed && !srv->rt.draining)
         tg_server_adopt(srv, gen);
@@ -129,6 +130,8 @@ static void on_mail(uv_async_t *a)
     }
     if (peer_done)
         tg_server_check_done(srv);
+    if (close_now)
+        tg_server_close(srv);
 }
 
 static int attach(struct tg_worker *w, uv_loop_t *loop)
@@ -261,16 +264,36 @@ void tg_workers_post_abort(struct tg_workers *ws)
         (void)post(&ws->w[i], set_abort, NULL);
 }
 
-bool tg_workers_others_closed(struct tg_workers *ws)
+static void set_close(struct tg_worker *w, void *arg)
+{
+    (void)arg;
+    w->close_now = true;
+}
+
+void tg_workers_post_close(struct tg_workers *ws)
+{
+    for (unsigned i = 1; i < ws->n; i++)
+        (void)post(&ws->w[i], set_close, NULL);
+}
+
+bool tg_workers_others_drained(struct tg_workers *ws)
 {
     bool all = true;
 
     for (unsigned i = 1; i < ws->n && all; i++) {
         uv_mutex_lock(&ws->w[i].mu);
-        all = ws->w[i].closed || !ws->w[i].spawned;
+        all = ws->w[i].drained || ws->w[i].closed || !ws->w[i].spawned;
         uv_mutex_unlock(&ws->w[i].mu);
     }
     return all;
+}
+
+void tg_worker_drained(struct tg_worker *w)
+{
+    uv_mutex_lock(&w->mu);
+    w->drained = true;
+    uv_mutex_unlock(&w->mu);
+    (void)post(&w->all->w[0], set_peer_done, NULL);
 }
 
 void tg_worker_closing(struct tg_worker *w)
@@ -287,8 +310,6 @@ void tg_worker_closing(struct tg_worker *w)
     uv_mutex_unlock(&w->mu);
     if (was_open)
         uv_close((uv_handle_t *)&w->async, NULL);
-    if (w->id != 0)
-        (void)post(&w->all->w[0], set_peer_done, NULL);
 }
 
 /* Worker 0, for GET /transfers: its own part, then each other worker's,

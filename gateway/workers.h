@@ -31,7 +31,8 @@ struct tg_worker {
     bool open;               /* async may be sent */
     bool closed;             /* its server has closed: no sessions left */
     struct tg_config *gen;   /* a reload's configuration to adopt */
-    bool drain, abort, want_part, part_ready, peer_done;
+    bool drained;            /* draining, and its last session has ended */
+    bool drain, abort, close_now, want_part, part_ready, peer_done;
     struct tg_live_part part;
 };
 
@@ -60,7 +61,13 @@ void tg_workers_free(struct tg_workers *ws);
 void tg_workers_post_gen(struct tg_workers *ws, struct tg_config *cfg);
 void tg_workers_post_drain(struct tg_workers *ws);
 void tg_workers_post_abort(struct tg_workers *ws);
-bool tg_workers_others_closed(struct tg_workers *ws);
+/* Every other worker drained: worker 0 then closes them all at once, so
+ * an SO_REUSEPORT group never shrinks while a transfer still runs (in
+ * single-port mode its datagrams are steered by socket index). */
+bool tg_workers_others_drained(struct tg_workers *ws);
+void tg_workers_post_close(struct tg_workers *ws);
+/* From worker i's loop: it is draining and has no session left. */
+void tg_worker_drained(struct tg_worker *w);
 char *tg_workers_transfers(struct tg_workers *ws, size_t *len);
 /* From a worker's own loop when its server closes. */
 void tg_worker_closing(struct tg_worker *w);
