@@ -474,7 +474,11 @@ static int watch(struct tg_listener *l, int fd, char *err, size_t errlen)
  * must reach the worker whose session owns it. The kernel's own
  * SO_REUSEPORT hash of the 4-tuple would do only while the group never
  * changes; this program picks the socket from the client's address and
- * port alone: (address words XOR port) x 2654435769 >> 16, mod workers.
+ * port alone: (address words XOR port XOR key) x 2654435769 >> 16, mod
+ * workers. The key is drawn at random per process and is the same in every
+ * worker's copy: a blind sender cannot choose source ports that all land on
+ * one worker, so forged sessions spread as real ones do and each worker's
+ * eviction of unproven sessions (gateway/listener.c, reserve) keeps working.
  * Sockets join the group in worker order (gateway/workers.c starts them
  * one after another), so index i is worker i's socket.
  *
@@ -484,7 +488,7 @@ static int watch(struct tg_listener *l, int fd, char *err, size_t errlen)
  * systemd passed may be) hashes as IPv4. IPv6 takes the UDP header right
  * after the fixed header: extension headers would hash other bytes, but
  * the same ones for every datagram of a flow. */
-static int attach_steering(int fd, unsigned nworkers)
+static int attach_steering(int fd, unsigned nworkers, uint32_t key)
 {
     struct sock_filter code[] = {
         /* 0 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (uint32_t)SKF_NET_OFF),
@@ -521,10 +525,11 @@ static int attach_steering(int fd, unsigned nworkers)
         /* 29 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, (uint32_t)SKF_NET_OFF + 40),
         /* 30 */ BPF_STMT(BPF_LDX | BPF_W | BPF_MEM, 0),
         /* 31 */ BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
-        /* 32 */ BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 2654435769u),
-        /* 33 */ BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
-        /* 34 */ BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, nworkers),
-        /* 35 */ BPF_STMT(BPF_RET | BPF_A, 0),
+        /* 32 */ BPF_STMT(BPF_ALU | BPF_XOR | BPF_K, key),
+        /* 33 */ BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 2654435769u),
+        /* 34 */ BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+        /* 35 */ BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, nworkers),
+        /* 36 */ BPF_STMT(BPF_RET | BPF_A, 0),
     };
     struct sock_fprog prog = {.len = TG_ARRAY_LEN(code), .filter = code};
 
@@ -553,7 +558,7 @@ static int join_group(int fd, const char *spec, char *err, size_t errlen)
 static int steer_group(int fd, const struct tg_runtime *rt, const char *spec, char *err,
                        size_t errlen)
 {
-    if (rt->nworkers < 2 || !rt->single_port || attach_steering(fd, rt->nworkers) == 0)
+    if (rt->nworkers < 2 || !rt->single_port || attach_steering(fd, rt->nworkers, rt->steer_key) == 0)
         return 0;
     snprintf(err, errlen, "listen %s: SO_ATTACH_REUSEPORT_CBPF: %s", spec, strerror(errno));
     return -errno;

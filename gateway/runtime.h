@@ -40,6 +40,7 @@ struct tg_runtime {
     bool single_port;              /* fixed at start: listeners carry the transfers */
     struct tg_shared *shared;      /* session counts of every worker (gateway/shared.h) */
     unsigned worker, nworkers;     /* this loop's index, and how many run (gateway/workers.c) */
+    uint32_t steer_key;            /* single-port steering's key, the same in every worker */
     bool draining;
     /* One receive buffer for the whole loop: every datagram is handled to
      * the end before the next recv, and anything kept is copied out. */

@@ -224,6 +224,7 @@ int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg
         srv->rt.sendrate = w->all->sendrate;
         srv->rt.shared = w->all->shared;
         srv->rt.reg.shared = w->all->shared;
+        srv->rt.steer_key = w->all->steer_key;
     }
     srv->rt.macwait = tg_macwait_new(loop);
     if (rc != 0 || !srv->rt.backends || !srv->listeners || !srv->rt.macwait) {

@@ -5,6 +5,8 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "shared.h"
 #include "workers.h"
@@ -57,6 +59,9 @@ struct tg_workers *tg_workers_new(struct tg_config *cfg, unsigned n, int passed)
         return NULL;
     ws->n = n;
     ws->passed = passed;
+    if (getrandom(&ws->steer_key, sizeof(ws->steer_key), GRND_NONBLOCK) !=
+        (ssize_t)sizeof(ws->steer_key))
+        ws->steer_key = (uint32_t)uv_hrtime() ^ (uint32_t)getpid();
     ws->cfg = cfg;
     ws->shared = tg_shared_new();
     /* Keyed once per process, before any request: a reload that turns

@@ -39,6 +39,7 @@ struct tg_worker {
 struct tg_workers {
     unsigned n;
     int passed;              /* sockets systemd passed (0: none) */
+    uint32_t steer_key;      /* single-port steering (gateway/listener.c) */
     struct tg_config *cfg;   /* the one workers start on */
     struct tg_shared *shared;
     struct tg_ratelimit *rate, *sendrate;

@@ -4,7 +4,7 @@
 #   workers_per_port      40 concurrent RRQs from 40 source ports, byte-exact;
 #                         both workers carried transfers; the per-worker
 #                         counts, tftpgw_transfers_finished_total and the
-#                         bytes sent all sum exactly
+#                         bytes sent all sum exactly; /transfers lists all 40
 #   workers_single_port   single-port mode on 127.0.0.1 and [::1]: every
 #                         datagram of a client reaches the worker that owns
 #                         its session (else its ACKs would meet "unknown
@@ -61,7 +61,7 @@ wk_both_workers() {
 
 t_workers_per_port() {
     [ -n "$PEER" ] && { REASON="gateway-specific (workers)"; return 77; }
-    local i ok w0 w1 size sent retr
+    local i ok w0 w1 size sent retr out
     MPORT=$(wk_port)
     head -c 200000 /dev/urandom > "$ROOT/w200k"
     gw_up workers=2 "metrics_listen=127.0.0.1:$MPORT" || return 1
@@ -81,6 +81,14 @@ t_workers_per_port() {
     w1=$(wk_metric 'tftpgw_worker_transfers_total{worker="1"}')
     [ $((w0 + w1)) = 40 ] || { fail "per-worker transfers $w0 + $w1 != 40"; return 1; }
     [ "$(wk_metric tftpgw_active_sessions)" = 0 ] || { fail "active sessions not 0"; return 1; }
+    # the live view holds every worker's finished transfers, each built on
+    # its own worker's loop
+    timeout 5 curl -s -o "$T/live.json" "http://127.0.0.1:$MPORT/transfers"
+    out=$("$PY" -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["active_count"], len(d["active"]), sum(1 for r in d["finished"] if r["file"] == "w200k" and r["result"] == "ok"))' "$T/live.json") ||
+        { fail "/transfers: $(head -c 200 "$T/live.json")"; return 1; }
+    [ "$out" = "0 0 40" ] || { fail "/transfers: active_count, active, finished ok = $out"; return 1; }
     size=$(stat -c %s "$ROOT/w200k")
     sent=$(wk_metric tftpgw_bytes_sent_total)
     retr=$(wk_metric tftpgw_retransmissions_total)
