@@ -24,7 +24,7 @@ OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h) $(wildcard backends/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
-UNIT_TESTS := packet options netascii path window route config keys file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap engine neigh cachectl hold_table json
+UNIT_TESTS := packet options netascii path window route config keys file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap engine neigh cachectl hold_table json shared
 UT_packet := gateway/util gateway/packet
 UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
@@ -42,6 +42,7 @@ UT_cachectl := gateway/util gateway/cachectl
 UT_curl_cap := gateway/util gateway/log gateway/curl_uv
 UT_hold_table := gateway/util backends/hold_table
 UT_json := gateway/util gateway/json
+UT_shared := gateway/util gateway/shared
 UT_engine := gateway/util gateway/packet gateway/window gateway/netascii gateway/engine
 # Linked without libuv, libcurl or inih: the engine needs none of them.
 UT_NOLIBS := engine

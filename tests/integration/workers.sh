@@ -9,7 +9,10 @@
 #                         datagram of a client reaches the worker that owns
 #                         its session (else its ACKs would meet "unknown
 #                         transfer ID"): 40 RRQs, windowed ones, and uploads
-#                         stored as soon as the client has its final ACK
+#                         stored as soon as the client has its final ACK;
+#                         a foreign socket that joins the SO_REUSEPORT group
+#                         gets nothing (the steering program, not the
+#                         kernel's hash, picks the socket)
 #   workers_max_sessions  max_sessions = 4 across 2 workers: with 4 sessions
 #                         held, 8 more requests from 8 ports are all refused
 #   workers_reload        SIGHUP moves a route to another root; 20 clients
@@ -127,7 +130,35 @@ t_workers_single_port() {
     log_has "2 workers" || return 1
     [ "$(grep -c "listening on \[::1\]:$PORT, single-port mode" "$GW_LOG")" = 2 ] ||
         { fail "expected one [::1] listener per worker"; return 1; }
+    # A third socket joins the group (same user, SO_REUSEPORT): the kernel's
+    # own hash would now send it a share of the datagrams, and those
+    # transfers would stall. The program only ever picks a worker's socket.
+    cat > "$T/intruder.py" <<'EOF'
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+print("joined", flush=True)
+s.settimeout(0.2)
+n, end = 0, time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        s.recv(70000)
+        n += 1
+    except socket.timeout:
+        pass
+print("received", n, flush=True)
+EOF
+    timeout 20 "$PY" "$T/intruder.py" "$PORT" 6 > "$T/intruder.out" 2>&1 &
+    local intruder=$!
+    track "$intruder"
+    for i in $(seq 1 30); do grep -q joined "$T/intruder.out" 2>/dev/null && break; sleep 0.1; done
+    grep -q joined "$T/intruder.out" || { fail "intruder: $(cat "$T/intruder.out")"; return 1; }
     wk_gets 30 w300k --tftp-blksize 1468 || return 1
+    wait "$intruder"
+    untrack "$intruder"
+    grep -q '^received 0$' "$T/intruder.out" ||
+        { fail "a socket outside the workers got datagrams: $(cat "$T/intruder.out")"; return 1; }
     HOST=::1
     wk_gets 10 w300k || return 1
     HOST=127.0.0.1
