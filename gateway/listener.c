@@ -123,29 +123,34 @@ static bool known_request(struct tg_listener *l, const struct sockaddr *peer,
  * counted across every worker (gateway/shared.h) and held for the session
  * about to start: false when there is none. At max_sessions, may_evict
  * ends this worker's oldest session whose client never answered. */
-static bool reserve(struct tg_runtime *rt, const struct sockaddr *peer, bool may_evict)
+static enum tg_admit reserve(struct tg_runtime *rt, const struct sockaddr *peer,
+                             bool may_evict)
 {
     const struct tg_server_cfg *sc = &rt->cfg->server;
     char ip[INET6_ADDRSTRLEN];
-    enum tg_admit a;
+    enum tg_admit a = TG_ADMIT_FULL;
 
     if (tg_sockaddr_ip(peer, ip, sizeof(ip)) != 0)
-        return false;
+        return TG_ADMIT_FULL;
     for (int round = 0; round < 2; round++) {
         unsigned lingering = sc->max_sessions_per_client
                                  ? tg_registry_count_lingering(&rt->reg, ip) : 0;
 
         a = tg_shared_reserve(rt->shared, ip, sc->max_sessions, sc->max_sessions_per_client,
                               lingering);
-        if (a != TG_ADMIT_FULL || !may_evict || round > 0 ||
-            !tg_registry_evict_unproven(&rt->reg))
+        if (a != TG_ADMIT_FULL || !may_evict || round > 0)
             break;
+        if (!tg_registry_evict_unproven(&rt->reg)) {
+            /* The unproven sessions may all be another worker's. */
+            if (rt->room_elsewhere && rt->room_elsewhere(rt))
+                return TG_ADMIT_ELSEWHERE;
+            break;
+        }
         tg_log(TG_LOG_INFO, "server full: evicted a session whose client never answered");
     }
-    if (a != TG_ADMIT_OK)
-        return false;
-    rt->reg.reserved = true;
-    return true;
+    if (a == TG_ADMIT_OK)
+        rt->reg.reserved = true;
+    return a;
 }
 
 /* The place reserve() took, when no session took it over. */
@@ -190,13 +195,29 @@ static bool admit(struct tg_listener *l, const struct sockaddr *peer,
         }
         return false;
     }
-    if (!reserve(rt, peer, true)) {
+    switch (reserve(rt, peer, true)) {
+    case TG_ADMIT_OK:
+        return true;
+    case TG_ADMIT_ELSEWHERE:
+        /* Deliberate silence: another worker ends one of its unanswered
+         * sessions on its own loop, and the client's retransmission finds
+         * the place (a line a second, as a flood may bring many). */
+        if (rt->room_logged_s != uv_now(rt->loop) / 1000) {
+            char ps[INET6_ADDRSTRLEN + 8];
+
+            rt->room_logged_s = uv_now(rt->loop) / 1000;
+            tg_sockaddr_str(peer, ps, sizeof(ps));
+            tg_log(TG_LOG_INFO, "server full: another worker ends a session whose client never "
+                                "answered; request from %s dropped (the client will "
+                                "retransmit)", ps);
+        }
+        return false;
+    default:
         tg_error_set(&err, TG_TFTP_EUNDEF, "server busy, try again later");
         tg_metrics_request_refused("busy");
         refuse(l, peer, tg_pkt_opname(op), filename, &err);
         return false;
     }
-    return true;
 }
 
 /* Hand an admitted request to its session; mac is "" when not known. */
@@ -277,7 +298,7 @@ static void mac_known(void *owner, const struct tg_mw_request *r)
 
     if (!l->open || tg_pkt_parse(r->dgram, r->len, &pkt) != 0)
         return;
-    if (rt->draining || !reserve(rt, r->peer, false)) {
+    if (rt->draining || reserve(rt, r->peer, false) != TG_ADMIT_OK) {
         tg_error_set(&err, TG_TFTP_EUNDEF, rt->draining ? "server is shutting down"
                                                         : "server busy, try again later");
         tg_metrics_request_refused(rt->draining ? "shutdown" : "busy");

@@ -374,10 +374,8 @@ static int serve(struct tg_config *cfg, const struct args *a)
     srv = &ws->w[0].srv;
     tg_metrics_set_worker(0);
     uv_loop_init(&loop);
-    rc = tg_workers_attach_main(ws, &loop);
-    if (rc == 0)
-        rc = tg_server_init(srv, &loop, cfg, &ws->w[0], err, sizeof(err));
-    else
+    rc = tg_server_init(srv, &loop, cfg, &ws->w[0], err, sizeof(err));
+    if (rc == 0 && (rc = tg_workers_attach_main(ws, &loop)) != 0)
         snprintf(err, sizeof(err), "cannot start worker 0");
     srv->verbose = a->verbose > 0;
     srv->cli_listen = a->nlisten > 0;

@@ -41,6 +41,12 @@ struct tg_runtime {
     struct tg_shared *shared;      /* session counts of every worker (gateway/shared.h) */
     unsigned worker, nworkers;     /* this loop's index, and how many run (gateway/workers.c) */
     uint32_t steer_key;            /* single-port steering's key, the same in every worker */
+    /* Full, and none of this worker's sessions can be evicted: ask a worker
+     * that may have an unproven one to end it (true when asked). NULL with
+     * one worker. */
+    bool (*room_elsewhere)(struct tg_runtime *rt);
+    void *workers;                 /* for room_elsewhere (gateway/workers.c) */
+    uint64_t room_logged_s;        /* second of the last "asked another worker" line */
     bool draining;
     /* One receive buffer for the whole loop: every datagram is handled to
      * the end before the next recv, and anything kept is copied out. */

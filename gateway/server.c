@@ -225,6 +225,10 @@ int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg
         srv->rt.shared = w->all->shared;
         srv->rt.reg.shared = w->all->shared;
         srv->rt.steer_key = w->all->steer_key;
+        if (w->all->n > 1) {
+            srv->rt.room_elsewhere = tg_workers_room_elsewhere;
+            srv->rt.workers = w->all;
+        }
     }
     srv->rt.macwait = tg_macwait_new(loop);
     if (rc != 0 || !srv->rt.backends || !srv->listeners || !srv->rt.macwait) {
@@ -279,14 +283,6 @@ static void reload_work(uv_work_t *w)
 
 static int reload_apply(struct tg_server *srv, struct tg_config *cfg);
 
-static bool reload_has_cache(const struct tg_config *cfg)
-{
-    for (size_t i = 0; i < cfg->nbackends; i++)
-        if (strcmp(cfg->backends[i].type, "cache") == 0)
-            return true;
-    return false;
-}
-
 static void reload_after(uv_work_t *w, int status)
 {
     struct reload_job *j = tg_container_of(w, struct reload_job, work);
@@ -298,7 +294,7 @@ static void reload_after(uv_work_t *w, int status)
                status != 0 ? "cancelled" : j->err);
     else if (srv->rt.draining || srv->closed)
         tg_config_free(j->cfg); /* shutting down: nothing to reload into */
-    else if (srv->rt.nworkers > 1 && reload_has_cache(j->cfg)) {
+    else if (srv->rt.nworkers > 1 && tg_workers_has_cache(j->cfg)) {
         tg_log(TG_LOG_ERROR, "reload refused, running configuration kept: workers > 1 with a "
                              "cache backend is not supported yet; set workers = 1");
         tg_config_free(j->cfg);

@@ -53,6 +53,7 @@ struct tg_session {
     int open_handles;        /* freed when the last uv_close callback ran */
     bool reading;            /* the engine takes datagrams (READ_ON / READ_OFF) */
     bool done;               /* FINISH ran: nothing more goes to the engine */
+    bool proven_noted;       /* the registry heard that its client proved itself */
     uint64_t deadline;       /* the engine's timer; 0: disarmed */
     uint64_t timer_due;      /* when the uv timer will actually fire */
     char *reqname;           /* the filename as the client sent it (dedupe) */
@@ -345,6 +346,10 @@ static void run(struct tg_session *s, const struct tg_eng_ev *ev)
     if (s->done)
         return;
     tg_eng_run(&s->eng, ev, uv_now(s->rt->loop), &out);
+    if (!s->proven_noted && tg_eng_proven(&s->eng)) {
+        s->proven_noted = true;
+        tg_registry_proven(&s->rt->reg);
+    }
     if (was != s->eng.state && tg_log_enabled(TG_LOG_DEBUG))
         tg_log(TG_LOG_DEBUG, "session %s: %s -> %s", s->tp.peer_str, tg_eng_state_name(was),
                tg_eng_state_name(s->eng.state));

@@ -15,7 +15,8 @@ struct tg_shared;
 enum tg_admit {
     TG_ADMIT_OK,
     TG_ADMIT_FULL,   /* max_sessions reached */
-    TG_ADMIT_CLIENT  /* max_sessions_per_client reached for this address */
+    TG_ADMIT_CLIENT, /* max_sessions_per_client reached for this address */
+    TG_ADMIT_ELSEWHERE /* full; another worker was asked to evict (gateway/listener.c) */
 };
 
 struct tg_shared *tg_shared_new(void);

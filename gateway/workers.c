@@ -3,6 +3,7 @@
  * their part of the live transfers view. No worker ever waits for another
  * except worker 0 building /transfers, bounded by PART_WAIT_NS. */
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -16,7 +17,7 @@
 
 #define PART_WAIT_NS (500ull * 1000 * 1000)
 
-static bool has_cache(const struct tg_config *cfg)
+bool tg_workers_has_cache(const struct tg_config *cfg)
 {
     for (size_t i = 0; i < cfg->nbackends; i++)
         if (strcmp(cfg->backends[i].type, "cache") == 0)
@@ -33,12 +34,12 @@ int tg_workers_count(const struct tg_config *cfg, int passed, char *err, size_t 
 
         n = sched_getaffinity(0, sizeof(set), &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
         n = n < 1 ? 1 : n > TG_WORKERS_MAX ? TG_WORKERS_MAX : n;
-        if (n > 1 && has_cache(cfg)) {
+        if (n > 1 && tg_workers_has_cache(cfg)) {
             tg_log(TG_LOG_INFO, "workers = auto: 1 worker, since a cache backend is configured");
             n = 1;
         }
     }
-    if (n > 1 && has_cache(cfg)) {
+    if (n > 1 && tg_workers_has_cache(cfg)) {
         snprintf(err, errlen, "workers > 1 with a cache backend is not supported yet; "
                               "set workers = 1");
         return -1;
@@ -103,6 +104,7 @@ static void on_mail(uv_async_t *a)
     struct tg_server *srv = &w->srv;
     struct tg_config *gen;
     bool drain, abort_now, close_now, want_part, peer_done;
+    unsigned evict;
 
     uv_mutex_lock(&w->mu);
     gen = w->gen;
@@ -110,6 +112,8 @@ static void on_mail(uv_async_t *a)
     drain = w->drain;
     abort_now = w->abort;
     close_now = w->close_now;
+    evict = w->evict;
+    w->evict = 0;
     want_part = w->want_part;
     peer_done = w->peer_done;
     w->drain = w->abort = w->close_now = w->peer_done = false;
@@ -120,6 +124,12 @@ static void on_mail(uv_async_t *a)
         tg_server_begin_drain(srv);
     if (abort_now)
         tg_registry_abort_all(&srv->rt.reg, "server is shutting down");
+    /* Only while still full: a place may have come free meanwhile. */
+    while (evict-- > 0 && !srv->closed &&
+           tg_shared_sessions(srv->rt.shared) >= srv->rt.cfg->server.max_sessions &&
+           tg_registry_evict_unproven(&srv->rt.reg))
+        tg_log(TG_LOG_INFO, "server full: evicted a session whose client never answered "
+                            "(for a request another worker received)");
     if (want_part) {
         struct tg_live_part p;
 
@@ -164,9 +174,11 @@ static void worker_main(void *arg)
 
     tg_metrics_set_worker(w->id);
     uv_loop_init(&w->loop);
-    rc = attach(w, &w->loop);
+    /* The mailbox opens after init: others read this server's registry
+     * hint only while it is open (tg_workers_room_elsewhere). */
+    rc = tg_server_init(&w->srv, &w->loop, w->all->cfg, w, w->err, sizeof(w->err));
     if (rc == 0)
-        rc = tg_server_init(&w->srv, &w->loop, w->all->cfg, w, w->err, sizeof(w->err));
+        rc = attach(w, &w->loop);
     if (rc == 0)
         rc = tg_server_start(&w->srv, w->err, sizeof(w->err));
     w->start_rc = rc;
@@ -267,6 +279,37 @@ void tg_workers_post_abort(struct tg_workers *ws)
 {
     for (unsigned i = 1; i < ws->n; i++)
         (void)post(&ws->w[i], set_abort, NULL);
+}
+
+static void add_evict(struct tg_worker *w, void *arg)
+{
+    (void)arg;
+    if (w->evict < 64) /* a flood asks again and again; one each is plenty */
+        w->evict++;
+}
+
+bool tg_workers_room_elsewhere(struct tg_runtime *rt)
+{
+    struct tg_workers *ws = rt->workers;
+    struct tg_worker *best = NULL;
+    unsigned most = 0;
+
+    for (unsigned i = 0; i < ws->n; i++) {
+        struct tg_worker *w = &ws->w[i];
+        unsigned u = 0;
+
+        if (i == rt->worker)
+            continue;
+        uv_mutex_lock(&w->mu);
+        if (w->open)
+            u = atomic_load_explicit(&w->srv.rt.reg.unproven, memory_order_relaxed);
+        uv_mutex_unlock(&w->mu);
+        if (u > most) {
+            most = u;
+            best = w;
+        }
+    }
+    return best && post(best, add_evict, NULL);
 }
 
 static void set_close(struct tg_worker *w, void *arg)

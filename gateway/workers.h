@@ -33,6 +33,7 @@ struct tg_worker {
     struct tg_config *gen;   /* a reload's configuration to adopt */
     bool drained;            /* draining, and its last session has ended */
     bool drain, abort, close_now, want_part, part_ready, peer_done;
+    unsigned evict;          /* sessions to evict for other workers' requests */
     struct tg_live_part part;
 };
 
@@ -49,6 +50,8 @@ struct tg_workers {
 /* How many workers cfg asks for, or -1 with err filled when it cannot run
  * (workers > 1 with a cache backend). passed: sockets systemd passed. */
 int tg_workers_count(const struct tg_config *cfg, int passed, char *err, size_t errlen);
+/* A cache backend is bound to its loop (docs/design.md, "Workers"). */
+bool tg_workers_has_cache(const struct tg_config *cfg);
 struct tg_workers *tg_workers_new(struct tg_config *cfg, unsigned n, int passed);
 /* Worker 0's mailbox on the main loop; before its server starts. */
 int tg_workers_attach_main(struct tg_workers *ws, uv_loop_t *loop);
@@ -70,6 +73,11 @@ void tg_workers_post_close(struct tg_workers *ws);
 /* From worker i's loop: it is draining and has no session left. */
 void tg_worker_drained(struct tg_worker *w);
 char *tg_workers_transfers(struct tg_workers *ws, size_t *len);
+/* From a worker's loop (its struct tg_runtime's room_elsewhere): at
+ * max_sessions with no session of its own to evict, ask the worker whose
+ * registry may hold the most unproven sessions to end its oldest. False
+ * when no other worker may have one. */
+bool tg_workers_room_elsewhere(struct tg_runtime *rt);
 /* From a worker's own loop when its server closes. */
 void tg_worker_closing(struct tg_worker *w);
 

@@ -382,7 +382,18 @@ t_workers_cache_refused() {
         out=$("$GW" --check-config "$T/cb.ini" 2>&1) && { fail "workers = $v accepted"; return 1; }
         [[ $out == *"workers"*"1..64 or auto"* ]] || { fail "workers = $v: $out"; return 1; }
     done
-    return 0
+    # a reload that brings a cache in while 2 workers run is refused, and
+    # the running configuration keeps serving
+    head -c 5000 /dev/urandom > "$ROOT/wc"
+    gw_up workers=2 || return 1
+    { printf '[server]\nlisten = 127.0.0.1:%s\nworkers = 2\n' "$PORT"
+      printf '[backend files]\ntype = file\nroot = %s\n' "$ROOT"
+      printf '[backend c]\ntype = cache\nupstream = files\ndir = %s\nmax_size = 10M\n' "$T/cache"
+      printf '[route all]\nmatch =\nbackend = c\n'; } > "$T/gw.ini"
+    kill -HUP "$GW_PID"
+    log_has "reload refused" "workers > 1 with a cache backend is not supported yet" || return 1
+    wk_gets 4 wc || return 1
+    [ -z "$(ls -A "$T/cache")" ] || { fail "the refused cache wrote to its directory"; return 1; }
 }
 
 run_test workers_per_port t_workers_per_port
