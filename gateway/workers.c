@@ -1,7 +1,7 @@
 /* gateway/workers.c - the worker threads, their mailboxes, and what worker
  * 0 asks of the others: adopt a reloaded configuration, drain, abort, and
  * their part of the live transfers view. No worker ever waits for another
- * except worker 0 building /transfers, bounded by PART_WAIT_NS. */
+ * except worker 0 building /transfers, bounded by PART_WAIT_NS in all. */
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -368,11 +368,13 @@ char *tg_workers_transfers(struct tg_workers *ws, size_t *len)
     struct tg_live_part *parts = tg_calloc(ws->n, sizeof(*parts));
     struct tg_server *srv0 = &ws->w[0].srv;
     char *out = NULL;
+    uint64_t deadline;
 
     if (!parts)
         return NULL;
     if (tg_live_part(&srv0->rt.reg, uv_now(srv0->rt.loop), &parts[0]) != 0)
         goto done;
+    /* Every worker builds at once; one deadline for them all. */
     for (unsigned i = 1; i < ws->n; i++) {
         struct tg_worker *w = &ws->w[i];
 
@@ -381,13 +383,25 @@ char *tg_workers_transfers(struct tg_workers *ws, size_t *len)
             w->want_part = true;
             w->part_ready = false;
             uv_async_send(&w->async);
-            while (!w->part_ready)
-                if (uv_cond_timedwait(&w->cond, &w->mu, PART_WAIT_NS) != 0)
-                    break;
-            if (w->part_ready) {
-                parts[i] = w->part;
-                memset(&w->part, 0, sizeof(w->part));
-            }
+        }
+        uv_mutex_unlock(&w->mu);
+    }
+    deadline = uv_hrtime() + PART_WAIT_NS;
+    for (unsigned i = 1; i < ws->n; i++) {
+        struct tg_worker *w = &ws->w[i];
+
+        uv_mutex_lock(&w->mu);
+        while (w->want_part && !w->part_ready) {
+            uint64_t now = uv_hrtime();
+
+            if (now >= deadline ||
+                uv_cond_timedwait(&w->cond, &w->mu, deadline - now) != 0)
+                break;
+        }
+        if (w->part_ready) {
+            parts[i] = w->part;
+            memset(&w->part, 0, sizeof(w->part));
+            w->part_ready = false;
         }
         uv_mutex_unlock(&w->mu);
     }
