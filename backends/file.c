@@ -296,7 +296,7 @@ static void read_open_after(uv_work_t *w, int status)
 }
 
 /* Process-wide: whether the kernel takes RWF_NOWAIT for these files. */
-static bool nowait_usable = true;
+static _Atomic bool nowait_usable = true;
 
 #ifdef UNIT_TESTING
 /* Tests of the waiting paths need reads that do not complete at once. */

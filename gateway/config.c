@@ -13,8 +13,10 @@
  * through key tables (gateway/keys.c): server_keys[] and route_keys[]
  * here, each backend type's in its own file. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -280,6 +282,26 @@ static int set_port_range(void *obj, const char *v, char *msg, size_t cap)
     return 0;
 }
 
+/* [server] workers: "auto" is 0 here and becomes the CPUs this process
+ * may run on when the server starts (gateway/workers.c). */
+static int set_workers(void *obj, const char *v, char *msg, size_t cap)
+{
+    struct tg_server_cfg *s = obj;
+    char *end;
+    unsigned long n;
+
+    if (strcmp(v, "auto") == 0) {
+        s->workers = 0;
+        return 0;
+    }
+    errno = 0;
+    n = strtoul(v, &end, 10);
+    if (errno || end == v || *end || v[0] == '-' || n < 1 || n > TG_WORKERS_MAX)
+        return bad(msg, cap, "\"%s\": a number 1..%u or auto", v, TG_WORKERS_MAX);
+    s->workers = (unsigned)n;
+    return 0;
+}
+
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const log_format_names[] = { "text", "json", NULL };
 static const char *const log_target_names[] = { "stderr", "syslog", NULL };
@@ -326,6 +348,7 @@ static const struct tg_key server_keys[] = {
     { .name = "rate_burst", .type = TG_KEY_UINT, SRV(rate_burst), .min = 0, .max = 1000000,
       .def = "0" },
     { .name = "chroot", .type = TG_KEY_STRING, SRV(chroot) },
+    { .name = "workers", .type = TG_KEY_FUNC, .def = "1", .set = set_workers },
 };
 
 _Static_assert(TG_ARRAY_LEN(server_keys) <= SERVER_KEYS_MAX, "seen[] too small");

@@ -6,6 +6,7 @@
  * timers must not keep the loop alive once the server has shut down. A
  * transfer in flight always belongs to a session whose own handles are
  * referenced. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,7 +32,10 @@ struct tg_curl {
     struct tg_curl *next;
 };
 
-/* One loop per process today; a list keeps it right for several. */
+/* One multi per loop; several worker loops (gateway/workers.c) acquire
+ * and release from their own threads, so the list and curl's global
+ * set-up are under a lock (taken only when a backend is built or freed). */
+static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct tg_curl *all;
 static int global_refs;
 
@@ -254,7 +258,7 @@ static int on_close_socket(void *clientp, curl_socket_t fd)
     return close(fd);
 }
 
-struct tg_curl *tg_curl_acquire(uv_loop_t *loop)
+static struct tg_curl *acquire_locked(uv_loop_t *loop)
 {
     struct tg_curl *cu;
 
@@ -288,6 +292,16 @@ struct tg_curl *tg_curl_acquire(uv_loop_t *loop)
     return cu;
 }
 
+struct tg_curl *tg_curl_acquire(uv_loop_t *loop)
+{
+    struct tg_curl *cu;
+
+    pthread_mutex_lock(&all_mu);
+    cu = acquire_locked(loop);
+    pthread_mutex_unlock(&all_mu);
+    return cu;
+}
+
 static void free_cu(uv_handle_t *h)
 {
     struct tg_curl *cu = h->data;
@@ -300,21 +314,29 @@ void tg_curl_release(struct tg_curl *cu)
 {
     struct tg_curl **pp;
 
-    if (!cu || --cu->refs > 0)
+    if (!cu)
         return;
+    pthread_mutex_lock(&all_mu);
+    if (--cu->refs > 0) {
+        pthread_mutex_unlock(&all_mu);
+        return;
+    }
     for (pp = &all; *pp; pp = &(*pp)->next)
         if (*pp == cu) {
             *pp = cu->next;
             break;
         }
+    pthread_mutex_unlock(&all_mu);
     /* curl_multi_cleanup may still call the socket callback (REMOVE) for
      * cached connections; the loop must run again for the uv_close
      * callbacks. */
     curl_multi_cleanup(cu->multi);
     cu->multi = NULL;
     uv_close((uv_handle_t *)&cu->timer, free_cu);
+    pthread_mutex_lock(&all_mu);
     if (--global_refs == 0)
         curl_global_cleanup();
+    pthread_mutex_unlock(&all_mu);
 }
 
 int tg_curl_add(struct tg_curl *cu, struct tg_curl_xfer *x)

@@ -5,6 +5,7 @@
  * the client asked (a client on a multi-homed host ignores any other). */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "neighwait.h"
 #include "sendq.h"
 #include "session.h"
+#include "shared.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 #include "tftpgw/packet.h"
@@ -118,8 +120,54 @@ static bool known_request(struct tg_listener *l, const struct sockaddr *peer,
     return false;
 }
 
+/* A place among max_sessions (and the client's max_sessions_per_client),
+ * counted across every worker (gateway/shared.h) and held for the session
+ * about to start: false when there is none. At max_sessions, may_evict
+ * ends this worker's oldest session whose client never answered. */
+static enum tg_admit reserve(struct tg_runtime *rt, const struct sockaddr *peer,
+                             bool may_evict)
+{
+    const struct tg_server_cfg *sc = &rt->cfg->server;
+    char ip[INET6_ADDRSTRLEN];
+    enum tg_admit a = TG_ADMIT_FULL;
+
+    if (tg_sockaddr_ip(peer, ip, sizeof(ip)) != 0)
+        return TG_ADMIT_FULL;
+    for (int round = 0; round < 2; round++) {
+        unsigned lingering = sc->max_sessions_per_client
+                                 ? tg_registry_count_lingering(&rt->reg, ip) : 0;
+
+        a = tg_shared_reserve(rt->shared, ip, sc->max_sessions, sc->max_sessions_per_client,
+                              lingering);
+        if (a != TG_ADMIT_FULL || !may_evict || round > 0)
+            break;
+        if (!tg_registry_evict_unproven(&rt->reg)) {
+            /* The unproven sessions may all be another worker's. */
+            if (rt->room_elsewhere && rt->room_elsewhere(rt))
+                return TG_ADMIT_ELSEWHERE;
+            break;
+        }
+        tg_log(TG_LOG_INFO, "server full: evicted a session whose client never answered");
+    }
+    if (a == TG_ADMIT_OK)
+        rt->reg.reserved = true;
+    return a;
+}
+
+/* The place reserve() took, when no session took it over. */
+static void unreserve(struct tg_runtime *rt, const struct sockaddr *peer)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    if (!rt->reg.reserved)
+        return;
+    rt->reg.reserved = false;
+    if (tg_sockaddr_ip(peer, ip, sizeof(ip)) == 0)
+        tg_shared_release(rt->shared, ip);
+}
+
 /* Shutdown, rate limit, max_sessions and max_sessions_per_client: false
- * when the request was refused. */
+ * when the request was refused; true with a place reserved. */
 static bool admit(struct tg_listener *l, const struct sockaddr *peer,
                   enum tg_opcode op, const char *filename)
 {
@@ -148,17 +196,29 @@ static bool admit(struct tg_listener *l, const struct sockaddr *peer,
         }
         return false;
     }
-    if (rt->reg.count >= sc->max_sessions && tg_registry_evict_unproven(&rt->reg))
-        tg_log(TG_LOG_INFO, "server full: evicted a session whose client never answered");
-    if (rt->reg.count >= sc->max_sessions ||
-        (sc->max_sessions_per_client &&
-         tg_registry_count_client(&rt->reg, peer) >= sc->max_sessions_per_client)) {
+    switch (reserve(rt, peer, true)) {
+    case TG_ADMIT_OK:
+        return true;
+    case TG_ADMIT_ELSEWHERE:
+        /* Deliberate silence: another worker ends one of its unanswered
+         * sessions on its own loop, and the client's retransmission finds
+         * the place (a line a second, as a flood may bring many). */
+        if (rt->room_logged_s != uv_now(rt->loop) / 1000) {
+            char ps[INET6_ADDRSTRLEN + 8];
+
+            rt->room_logged_s = uv_now(rt->loop) / 1000;
+            tg_sockaddr_str(peer, ps, sizeof(ps));
+            tg_log(TG_LOG_INFO, "server full: another worker ends a session whose client never "
+                                "answered; request from %s dropped (the client will "
+                                "retransmit)", ps);
+        }
+        return false;
+    default:
         tg_error_set(&err, TG_TFTP_EUNDEF, "server busy, try again later");
         tg_metrics_request_refused("busy");
         refuse(l, peer, tg_pkt_opname(op), filename, &err);
         return false;
     }
-    return true;
 }
 
 /* Hand an admitted request to its session; mac is "" when not known. */
@@ -176,6 +236,7 @@ static void start(struct tg_listener *l, const struct tg_packet *pkt,
         tg_metrics_request_refused(tg_metrics_refusal(err.code));
         refuse(l, r->peer, tg_pkt_opname(pkt->op), pkt->u.req.filename, &err);
     }
+    unreserve(l->rt, r->peer); /* a session that never joined the registry */
 }
 
 static void mac_known(void *owner, const struct tg_mw_request *r);
@@ -239,7 +300,7 @@ static void mac_known(void *owner, const struct tg_mw_request *r)
 
     if (!l->open || tg_pkt_parse(r->dgram, r->len, &pkt) != 0)
         return;
-    if (rt->draining || rt->reg.count >= rt->cfg->server.max_sessions) {
+    if (rt->draining || reserve(rt, r->peer, false) != TG_ADMIT_OK) {
         tg_error_set(&err, TG_TFTP_EUNDEF, rt->draining ? "server is shutting down"
                                                         : "server busy, try again later");
         tg_metrics_request_refused(rt->draining ? "shutdown" : "busy");
@@ -248,6 +309,8 @@ static void mac_known(void *owner, const struct tg_mw_request *r)
     }
     if (!mac_wait(l, &pkt, r, mac))
         start(l, &pkt, r, mac);
+    else
+        unreserve(rt, r->peer); /* waits again, holding no place */
 }
 
 static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t len,
@@ -288,8 +351,10 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         !admit(l, peer, pkt.op, pkt.u.req.filename))
         return;
     r = (struct tg_mw_request){buf, len, peer, local, ifindex};
-    if (mac_wait(l, &pkt, &r, mac))
+    if (mac_wait(l, &pkt, &r, mac)) {
+        unreserve(l->rt, peer); /* mac_known() reserves again */
         return;
+    }
     start(l, &pkt, &r, mac);
 }
 
@@ -433,6 +498,100 @@ static int watch(struct tg_listener *l, int fd, char *err, size_t errlen)
     return 0;
 }
 
+/* Single-port mode with several workers: every datagram of a transfer
+ * must reach the worker whose session owns it. The kernel's own
+ * SO_REUSEPORT hash of the 4-tuple would do only while the group never
+ * changes; this program picks the socket from the client's address and
+ * port alone: (address words XOR port XOR key) x 2654435769 >> 16, mod
+ * workers. The key is drawn at random per process and is the same in every
+ * worker's copy: a blind sender cannot choose source ports that all land on
+ * one worker, so forged sessions spread as real ones do and each worker's
+ * eviction of unproven sessions (gateway/listener.c, reserve) keeps working.
+ * Sockets join the group in worker order (gateway/workers.c starts them
+ * one after another), so index i is worker i's socket.
+ *
+ * A reuseport program sees the datagram from its UDP payload on; the IP
+ * header is reached through SKF_NET_OFF. The version nibble decides, so an
+ * IPv4 datagram on a dual-stack socket (an IPv4-mapped peer, as a socket
+ * systemd passed may be) hashes as IPv4. IPv6 takes the UDP header right
+ * after the fixed header: extension headers would hash other bytes, but
+ * the same ones for every datagram of a flow. */
+static int attach_steering(int fd, unsigned nworkers, uint32_t key)
+{
+    struct sock_filter code[] = {
+        /* 0 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (uint32_t)SKF_NET_OFF),
+        /* 1 */ BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 4),
+        /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 4, 0, 8), /* not 4: to 11 */
+        /* IPv4: source address at 12, UDP source port after IHL words */
+        /* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)SKF_NET_OFF + 12),
+        /* 4 */ BPF_STMT(BPF_ST, 0),
+        /* 5 */ BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, (uint32_t)SKF_NET_OFF),
+        /* 6 */ BPF_STMT(BPF_LD | BPF_H | BPF_IND, (uint32_t)SKF_NET_OFF),
+        /* 7 */ BPF_STMT(BPF_LDX | BPF_W | BPF_MEM, 0),
+        /* 8 */ BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+        /* 9 */ BPF_STMT(BPF_JMP | BPF_JA, 17), /* to 27 */
+        /* 10 */ BPF_STMT(BPF_RET | BPF_K, 0),
+        /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 14), /* not 6: to 26 */
+        /* IPv6: source address at 8..23, UDP source port at 40 */
+        /* 12 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)SKF_NET_OFF + 8),
+        /* 13 */ BPF_STMT(BPF_ST, 0),
+        /* 14 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)SKF_NET_OFF + 12),
+        /* 15 */ BPF_STMT(BPF_LDX | BPF_W | BPF_MEM, 0),
+        /* 16 */ BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+        /* 17 */ BPF_STMT(BPF_ST, 0),
+        /* 18 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)SKF_NET_OFF + 16),
+        /* 19 */ BPF_STMT(BPF_LDX | BPF_W | BPF_MEM, 0),
+        /* 20 */ BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+        /* 21 */ BPF_STMT(BPF_ST, 0),
+        /* 22 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)SKF_NET_OFF + 20),
+        /* 23 */ BPF_STMT(BPF_LDX | BPF_W | BPF_MEM, 0),
+        /* 24 */ BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+        /* 25 */ BPF_STMT(BPF_JMP | BPF_JA, 2), /* to 28 */
+        /* 26 */ BPF_STMT(BPF_RET | BPF_K, 0), /* neither: any one, always the same */
+        /* 27 */ BPF_STMT(BPF_JMP | BPF_JA, 4), /* IPv4 joins at 32 */
+        /* 28 */ BPF_STMT(BPF_ST, 0),
+        /* 29 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, (uint32_t)SKF_NET_OFF + 40),
+        /* 30 */ BPF_STMT(BPF_LDX | BPF_W | BPF_MEM, 0),
+        /* 31 */ BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+        /* 32 */ BPF_STMT(BPF_ALU | BPF_XOR | BPF_K, key),
+        /* 33 */ BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 2654435769u),
+        /* 34 */ BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+        /* 35 */ BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, nworkers),
+        /* 36 */ BPF_STMT(BPF_RET | BPF_A, 0),
+    };
+    struct sock_fprog prog = {.len = TG_ARRAY_LEN(code), .filter = code};
+
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
+}
+
+/* Several workers: each has its own socket on every listen address, all
+ * in one SO_REUSEPORT group; in single-port mode steered per client
+ * (steer_group, once bound). */
+static int join_group(int fd, const char *spec, char *err, size_t errlen)
+{
+    int one = 1;
+
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        int rc = -errno;
+
+        snprintf(err, errlen, "listen %s: SO_REUSEPORT: %s", spec, strerror(errno));
+        return rc;
+    }
+    return 0;
+}
+
+/* After bind: a program attached to a socket not yet bound would give it
+ * a group of its own, and the next worker's bind would find the port taken.
+ * Each worker attaches the same program; the group keeps the last. */
+static int steer_group(int fd, const struct tg_runtime *rt, const char *spec, char *err,
+                       size_t errlen)
+{
+    if (rt->nworkers < 2 || !rt->single_port || attach_steering(fd, rt->nworkers, rt->steer_key) == 0)
+        return 0;
+    snprintf(err, errlen, "listen %s: SO_ATTACH_REUSEPORT_CBPF: %s", spec, strerror(errno));
+    return -errno;
+}
+
 int tg_listener_open(struct tg_listener *l, struct tg_runtime *rt,
                      const char *spec, char *err, size_t errlen)
 {
@@ -454,9 +613,17 @@ int tg_listener_open(struct tg_listener *l, struct tg_runtime *rt,
     /* One socket per family keeps addresses unmapped and pktinfo simple. */
     if (l->addr.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (rt->nworkers > 1 && (rc = join_group(fd, spec, err, errlen)) != 0) {
+        close(fd);
+        return rc;
+    }
     if (bind(fd, (struct sockaddr *)&l->addr, tg_sockaddr_len((struct sockaddr *)&l->addr)) != 0) {
         rc = -errno;
         snprintf(err, errlen, "listen %s: bind: %s", spec, strerror(errno));
+        close(fd);
+        return rc;
+    }
+    if ((rc = steer_group(fd, rt, spec, err, errlen)) != 0) {
         close(fd);
         return rc;
     }

@@ -16,11 +16,12 @@
 /* Every message byte may become a 6-byte \u00XX escape in JSON. */
 #define LOG_LINE_MAX (6 * LOG_MSG_MAX + 96)
 
-/* Process-wide by nature: one stderr, one operator choice. */
-static int log_level = TG_LOG_INFO;
-static enum tg_log_format log_format = TG_LOG_TEXT;
-static enum tg_log_target log_target = TG_LOG_STDERR;
-static int syslog_fd = -1;
+/* Process-wide by nature: one stderr, one operator choice. Atomic: a
+ * reload on worker 0 changes them while other worker loops log. */
+static _Atomic int log_level = TG_LOG_INFO;
+static _Atomic enum tg_log_format log_format = TG_LOG_TEXT;
+static _Atomic enum tg_log_target log_target = TG_LOG_STDERR;
+static _Atomic int syslog_fd = -1;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 

@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "session.h"
+#include "workers.h"
+#include "tftpgw/metrics.h"
 #include "tftpgw/log.h"
 #include "tftpgw/remap.h"
 
@@ -151,7 +154,9 @@ static int check_config(const char *path)
      * behind each other there. An operator's own setting wins. */
     setenv("UV_THREADPOOL_SIZE", "16", 0);
     uv_loop_init(&loop);
-    rc = tg_server_init(&srv, &loop, cfg, err, sizeof(err));
+    rc = tg_server_init(&srv, &loop, cfg, NULL, err, sizeof(err));
+    if (rc == 0 && tg_workers_count(cfg, 0, err, sizeof(err)) < 0)
+        rc = TG_EINVAL;
     tg_server_close(&srv);
     uv_run(&loop, UV_RUN_DEFAULT);
     tg_server_free(&srv);
@@ -168,6 +173,10 @@ static int check_config(const char *path)
     for (size_t i = 0; i < sc->nlisten; i++)
         printf(" %s", sc->listen[i]);
     printf("%s\n", sc->single_port ? " (single-port mode)" : "");
+    if (sc->workers)
+        printf("workers %u\n", sc->workers);
+    else
+        printf("workers auto\n");
     if (sc->port_lo)
         printf("port_range %u:%u\n", sc->port_lo, sc->port_hi);
     printf("limits max_sessions %u, per client %u, rate_limit %u/s, blksize <= %u, "
@@ -340,54 +349,91 @@ static int load_config(const struct args *a, struct tg_config **out)
     return 0;
 }
 
-/* Bind, drop privileges, run the loop until the server has shut down. */
+/* After a failed start: whatever started stops, the loops run dry. */
+static int serve_failed(struct tg_workers *ws, uv_loop_t *loop, const char *err)
+{
+    struct tg_server *srv = &ws->w[0].srv;
+
+    fprintf(stderr, "tftpgw: %s\n", err);
+    tg_workers_post_close(ws);
+    tg_server_close(srv);
+    uv_run(loop, UV_RUN_DEFAULT);
+    tg_workers_join(ws);
+    tg_server_free(srv);
+    uv_run(loop, UV_RUN_DEFAULT); /* close callbacks of what the backends held */
+    uv_loop_close(loop);
+    tg_config_free(srv->rt.cfg);
+    tg_workers_free(ws);
+    return 1;
+}
+
+/* Bind, drop privileges, run the loops until every worker has shut down. */
 static int serve(struct tg_config *cfg, const struct args *a)
 {
-    struct tg_server srv;
+    struct tg_workers *ws;
+    struct tg_server *srv;
+    struct tg_stats st = {0};
     const char *user;
     char err[512];
     uv_loop_t loop;
-    int rc;
+    int rc, passed = tg_server_passed_sockets(), n;
 
-    uv_loop_init(&loop);
-    rc = tg_server_init(&srv, &loop, cfg, err, sizeof(err));
-    srv.verbose = a->verbose > 0;
-    srv.cli_listen = a->nlisten > 0;
-    if (a->range) {
-        srv.cli_port_lo = cfg->server.port_lo;
-        srv.cli_port_hi = cfg->server.port_hi;
-    }
-    if (rc == 0)
-        rc = tg_server_start(&srv, err, sizeof(err));
-    if (rc != 0) {
+    if ((n = tg_workers_count(cfg, passed, err, sizeof(err))) < 0) {
         fprintf(stderr, "tftpgw: %s\n", err);
-        tg_server_close(&srv);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        tg_server_free(&srv);
-        uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks of what the backends held */
-        uv_loop_close(&loop);
         tg_config_free(cfg);
         return 1;
     }
+    if (!(ws = tg_workers_new(cfg, (unsigned)n, passed))) {
+        fprintf(stderr, "tftpgw: out of memory\n");
+        tg_config_free(cfg);
+        return 1;
+    }
+    srv = &ws->w[0].srv;
+    tg_metrics_set_worker(0);
+    uv_loop_init(&loop);
+    rc = tg_server_init(srv, &loop, cfg, &ws->w[0], err, sizeof(err));
+    if (rc == 0 && (rc = tg_workers_attach_main(ws, &loop)) != 0)
+        snprintf(err, sizeof(err), "cannot start worker 0");
+    srv->verbose = a->verbose > 0;
+    srv->cli_listen = a->nlisten > 0;
+    if (a->range) {
+        srv->cli_port_lo = cfg->server.port_lo;
+        srv->cli_port_hi = cfg->server.port_hi;
+    }
+    if (rc == 0)
+        rc = tg_server_start(srv, err, sizeof(err));
+    /* Worker i's sockets join each SO_REUSEPORT group after worker i-1's. */
+    if (rc == 0)
+        rc = tg_workers_spawn(ws, err, sizeof(err));
+    if (rc != 0)
+        return serve_failed(ws, &loop, err);
     /* After binding port 69 and opening every backend's root. */
     user = run_as(cfg, a->user, a->allow_root);
     if ((cfg->server.chroot && enter_chroot(cfg) != 0) ||
         (user && drop_privileges(user, !a->user && !cfg->server.user) != 0))
         return 1;
+    tg_log(TG_LOG_INFO, "%u worker%s", ws->n, ws->n == 1 ? "" : "s");
     tg_log(TG_LOG_INFO, "tftpgw %s ready (%s)", TG_VERSION,
            cfg->file ? cfg->file : "built-in configuration");
     uv_run(&loop, UV_RUN_DEFAULT);
-    tg_server_free(&srv);
+    tg_workers_join(ws);
+    tg_server_free(srv);
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = uv_loop_close(&loop);
     if (rc != 0)
         tg_log(TG_LOG_WARN, "loop did not close cleanly: %s", uv_strerror(rc));
+    for (unsigned i = 0; i < ws->n; i++) {
+        st.transfers_ok += ws->w[i].srv.rt.stats.transfers_ok;
+        st.transfers_failed += ws->w[i].srv.rt.stats.transfers_failed;
+        st.transfers_declined += ws->w[i].srv.rt.stats.transfers_declined;
+        st.requests_refused += ws->w[i].srv.rt.stats.requests_refused;
+    }
     tg_log(TG_LOG_INFO, "stopped: %llu ok, %llu failed, %llu declined, %llu refused",
-           (unsigned long long)srv.rt.stats.transfers_ok,
-           (unsigned long long)srv.rt.stats.transfers_failed,
-           (unsigned long long)srv.rt.stats.transfers_declined,
-           (unsigned long long)srv.rt.stats.requests_refused);
-    tg_config_free(srv.rt.cfg); /* the one running at the end: reloads freed the rest */
+           (unsigned long long)st.transfers_ok, (unsigned long long)st.transfers_failed,
+           (unsigned long long)st.transfers_declined, (unsigned long long)st.requests_refused);
+    tg_config_free(srv->rt.cfg); /* the one running at the end: reloads freed the rest */
+    tg_workers_free(ws);
+    tg_session_live_free();
     return 0;
 }
 

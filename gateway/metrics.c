@@ -2,8 +2,15 @@
  *
  * The registry is process-global on purpose: a configuration reload builds a
  * new server and new routes, and counters must not restart with them.
- * Every update, every render and every HTTP callback runs on the one loop
- * thread, so the counters are plain integers with no atomics or locks.
+ * Updates come from every worker loop's thread (gateway/workers.c); render
+ * and the HTTP endpoint run on worker 0's. Two kinds of update:
+ *  - per datagram (bytes, retransmissions) and per transfer (active, the
+ *    per-worker transfer count): each worker adds to its own slot, a
+ *    cache line of its own, with relaxed atomic stores only it makes;
+ *    render sums the slots with relaxed loads. No lock, no shared line.
+ *  - labelled families (started, finished, refused, latency, cache
+ *    events): one mutex, taken once per request-level event, never per
+ *    datagram; render takes it too while it walks the series.
  *
  * A labelled family interns each label's values (at most
  * TG_METRICS_MAX_VALUES, later ones become "other") and keeps its series
@@ -17,6 +24,9 @@
  * part to move out when either grows. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,10 +102,55 @@ static struct family fam_cache = {
 static struct family *const families[] = {&fam_started, &fam_finished, &fam_refused,
                                           &fam_latency, &fam_cache};
 
-static struct {
-    uint64_t bytes_sent, bytes_received, retransmits;
-    int64_t active;
-} g;
+static pthread_mutex_t fam_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* One worker's scalars; only that worker's thread stores into it. */
+struct wslot {
+    _Alignas(64) _Atomic uint64_t bytes_sent;
+    _Atomic uint64_t bytes_received, retransmits, transfers;
+    _Atomic int64_t active;
+};
+
+static struct wslot slots[TG_METRICS_MAX_WORKERS];
+static _Atomic unsigned nworkers_seen = 1;
+static _Thread_local unsigned my_worker;
+
+void tg_metrics_set_worker(unsigned id)
+{
+    unsigned seen;
+
+    if (id >= TG_METRICS_MAX_WORKERS)
+        id = TG_METRICS_MAX_WORKERS - 1;
+    my_worker = id;
+    seen = atomic_load(&nworkers_seen);
+    while (seen < id + 1 && !atomic_compare_exchange_weak(&nworkers_seen, &seen, id + 1))
+        ;
+}
+
+#define BUMP(field, n)                                                                    \
+    atomic_store_explicit(&slots[my_worker].field,                                        \
+                          atomic_load_explicit(&slots[my_worker].field,                   \
+                                               memory_order_relaxed) + (n),               \
+                          memory_order_relaxed)
+
+static uint64_t sum_u(size_t off)
+{
+    uint64_t t = 0;
+
+    for (unsigned i = 0; i < TG_METRICS_MAX_WORKERS; i++)
+        t += atomic_load_explicit((_Atomic uint64_t *)((char *)&slots[i] + off),
+                                  memory_order_relaxed);
+    return t;
+}
+
+static int64_t sum_active(void)
+{
+    int64_t t = 0;
+
+    for (unsigned i = 0; i < TG_METRICS_MAX_WORKERS; i++)
+        t += atomic_load_explicit(&slots[i].active, memory_order_relaxed);
+    return t;
+}
 
 static const char *value_str(const struct family *f, unsigned l, uint16_t idx)
 {
@@ -174,37 +229,40 @@ static struct series *series_get(struct family *f, const char *const *labels)
 static void count(struct family *f, const char *a, const char *b, const char *c)
 {
     const char *labels[MAX_LABELS] = {a, b, c};
-    struct series *s = series_get(f, labels);
+    struct series *s;
 
-    if (s)
+    pthread_mutex_lock(&fam_mu);
+    if ((s = series_get(f, labels)) != NULL)
         s->count++;
+    pthread_mutex_unlock(&fam_mu);
 }
 
 void tg_metrics_transfer_started(const char *op, const char *route)
 {
     count(&fam_started, op, route, NULL);
-    g.active++;
+    BUMP(active, 1);
 }
 
 void tg_metrics_transfer_finished(const char *op, const char *route, const char *result)
 {
     count(&fam_finished, op, route, result);
-    g.active--;
+    BUMP(active, -1);
+    BUMP(transfers, 1);
 }
 
 void tg_metrics_bytes_sent(uint64_t n)
 {
-    g.bytes_sent += n;
+    BUMP(bytes_sent, n);
 }
 
 void tg_metrics_bytes_received(uint64_t n)
 {
-    g.bytes_received += n;
+    BUMP(bytes_received, n);
 }
 
 void tg_metrics_retransmits(uint64_t n)
 {
-    g.retransmits += n;
+    BUMP(retransmits, n);
 }
 
 void tg_metrics_request_refused(const char *reason)
@@ -220,20 +278,22 @@ void tg_metrics_cache_event(const char *cache, const char *event)
 void tg_metrics_backend_latency(const char *backend, double seconds)
 {
     const char *labels[MAX_LABELS] = {backend, NULL, NULL};
-    struct series *s = series_get(&fam_latency, labels);
+    struct series *s;
     size_t i;
 
-    if (!s)
-        return;
     if (!(seconds >= 0)) /* also a NaN: a clock going backwards is no latency */
         seconds = 0;
-    s->count++;
-    s->sum += seconds;
-    for (i = 0; i < NBUCKETS; i++)
-        if (seconds <= bucket_le[i]) {
-            s->bucket[i]++;
-            break;
-        }
+    pthread_mutex_lock(&fam_mu);
+    if ((s = series_get(&fam_latency, labels)) != NULL) {
+        s->count++;
+        s->sum += seconds;
+        for (i = 0; i < NBUCKETS; i++)
+            if (seconds <= bucket_le[i]) {
+                s->bucket[i]++;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&fam_mu);
 }
 
 void tg_metrics_reset(void)
@@ -256,7 +316,13 @@ void tg_metrics_reset(void)
         f->s = NULL;
         f->n = f->cap = 0;
     }
-    memset(&g, 0, sizeof(g));
+    for (i = 0; i < TG_METRICS_MAX_WORKERS; i++) {
+        atomic_store(&slots[i].bytes_sent, 0);
+        atomic_store(&slots[i].bytes_received, 0);
+        atomic_store(&slots[i].retransmits, 0);
+        atomic_store(&slots[i].transfers, 0);
+        atomic_store(&slots[i].active, 0);
+    }
 }
 
 /* ------------------------------------------------------------ label helpers */
@@ -405,19 +471,38 @@ char *tg_metrics_render(size_t *len)
     tg_jbuf_str(&b, "tftpgw_build_info{version=\"");
     buf_label_value(&b, TG_VERSION);
     tg_jbuf_str(&b, "\"} 1\n");
+    pthread_mutex_lock(&fam_mu);
     render_family(&b, &fam_started);
     render_family(&b, &fam_finished);
+    pthread_mutex_unlock(&fam_mu);
     scalar(&b, "tftpgw_active_sessions", "Transfers in progress (including uploads dallying "
-           "for a lost final ACK).", "gauge", (long long)g.active);
+           "for a lost final ACK).", "gauge", (long long)sum_active());
     scalar(&b, "tftpgw_bytes_sent_total", "DATA payload bytes sent to clients, "
-           "retransmissions included.", "counter", (long long)g.bytes_sent);
+           "retransmissions included.", "counter",
+           (long long)sum_u(offsetof(struct wslot, bytes_sent)));
     scalar(&b, "tftpgw_bytes_received_total", "DATA payload bytes accepted from clients "
-           "(duplicates not counted).", "counter", (long long)g.bytes_received);
+           "(duplicates not counted).", "counter",
+           (long long)sum_u(offsetof(struct wslot, bytes_received)));
     scalar(&b, "tftpgw_retransmissions_total", "Timeouts after which a session resent its "
-           "window, OACK or ACK.", "counter", (long long)g.retransmits);
+           "window, OACK or ACK.", "counter",
+           (long long)sum_u(offsetof(struct wslot, retransmits)));
+    head(&b, "tftpgw_worker_transfers_total", "Transfers that ended, by the worker loop that "
+         "ran them ([server] workers).", "counter");
+    for (unsigned i = 0; i < atomic_load(&nworkers_seen); i++)
+        tg_jbuf_printf(&b, "tftpgw_worker_transfers_total{worker=\"%u\"} %llu\n", i,
+                       (unsigned long long)atomic_load_explicit(&slots[i].transfers,
+                                                                memory_order_relaxed));
+    head(&b, "tftpgw_worker_active_sessions", "Transfers in progress, by worker loop.",
+         "gauge");
+    for (unsigned i = 0; i < atomic_load(&nworkers_seen); i++)
+        tg_jbuf_printf(&b, "tftpgw_worker_active_sessions{worker=\"%u\"} %lld\n", i,
+                       (long long)atomic_load_explicit(&slots[i].active,
+                                                       memory_order_relaxed));
+    pthread_mutex_lock(&fam_mu);
     render_family(&b, &fam_refused);
     render_family(&b, &fam_latency);
     render_family(&b, &fam_cache);
+    pthread_mutex_unlock(&fam_mu);
     if (b.oom) {
         tg_free(b.p);
         return NULL;

@@ -5,6 +5,7 @@
  * Tokens are counted in thousandths, so a bucket refills by exactly `rate`
  * thousandths per millisecond and no floating point drifts. */
 #include <netinet/in.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -23,6 +24,10 @@ struct slot {
 };
 
 struct tg_ratelimit {
+    /* Every worker loop shares one table (docs/design.md, "Workers"): the
+     * lock is taken once per request (rate_limit) or once per send burst
+     * (client_rate), never per datagram received. */
+    pthread_mutex_t mu;
     uint8_t key[TG_RATE_KEYLEN];
     struct slot slot[TG_RATE_SLOTS];
 };
@@ -115,6 +120,7 @@ struct tg_ratelimit *tg_ratelimit_new(const uint8_t *key)
 
     if (!rl)
         return NULL;
+    pthread_mutex_init(&rl->mu, NULL);
     if (key)
         memcpy(rl->key, key, TG_RATE_KEYLEN);
     else
@@ -124,6 +130,8 @@ struct tg_ratelimit *tg_ratelimit_new(const uint8_t *key)
 
 void tg_ratelimit_free(struct tg_ratelimit *rl)
 {
+    if (rl)
+        pthread_mutex_destroy(&rl->mu);
     tg_free(rl);
 }
 
@@ -185,21 +193,37 @@ enum tg_rate_verdict tg_ratelimit_check(struct tg_ratelimit *rl, const struct so
     return tg_ratelimit_take(rl, peer, now_ms, rate, burst, 1);
 }
 
+static enum tg_rate_verdict take_locked(struct tg_ratelimit *rl, const uint8_t a[17],
+                                        uint64_t now_ms, unsigned rate, unsigned burst,
+                                        unsigned cost);
+
 enum tg_rate_verdict tg_ratelimit_take(struct tg_ratelimit *rl, const struct sockaddr *peer,
                                        uint64_t now_ms, unsigned rate, unsigned burst,
                                        unsigned cost)
 {
     uint8_t a[17];
+    enum tg_rate_verdict v;
+
+    if (!rl || rate == 0 || !addr_of(peer, a))
+        return TG_RATE_PASS;
+    pthread_mutex_lock(&rl->mu);
+    v = take_locked(rl, a, now_ms, rate, burst, cost);
+    pthread_mutex_unlock(&rl->mu);
+    return v;
+}
+
+static enum tg_rate_verdict take_locked(struct tg_ratelimit *rl, const uint8_t a[17],
+                                        uint64_t now_ms, unsigned rate, unsigned burst,
+                                        unsigned cost)
+{
     struct slot *set, *s = NULL;
     uint64_t b = burst ? burst : 2ull * rate;
     uint32_t cap;
 
-    if (!rl || rate == 0 || !addr_of(peer, a))
-        return TG_RATE_PASS;
     /* rate_burst is at most 1000000 (config.c), client_rate's burst at most
      * 4 GiB counted in KiB, so this never clamps there. */
     cap = b * MILLI < UINT32_MAX ? (uint32_t)(b * MILLI) : UINT32_MAX;
-    set = &rl->slot[(tg_siphash24(rl->key, a, sizeof(a)) % TG_RATE_SETS) * TG_RATE_WAYS];
+    set = &rl->slot[(tg_siphash24(rl->key, a, 17) % TG_RATE_SETS) * TG_RATE_WAYS];
     for (unsigned w = 0; w < TG_RATE_WAYS && !s; w++)
         if (set[w].family == a[0] && !memcmp(set[w].addr, a + 1, 16))
             s = &set[w];

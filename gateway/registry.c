@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "registry.h"
+#include "shared.h"
 #include "tftpgw/sockaddr.h"
 
 int tg_registry_init(struct tg_registry *r, unsigned max_sessions)
@@ -56,6 +57,8 @@ void tg_registry_add(struct tg_registry *r, struct tg_reg_entry *e)
         r->head->prev = e;
     r->head = e;
     r->count++;
+    r->reserved = false;
+    atomic_fetch_add_explicit(&r->unproven, 1, memory_order_relaxed);
     e->hnext = *c;
     *c = e;
 }
@@ -63,6 +66,10 @@ void tg_registry_add(struct tg_registry *r, struct tg_reg_entry *e)
 void tg_registry_remove(struct tg_registry *r, struct tg_reg_entry *e)
 {
     struct tg_reg_entry **pp;
+    unsigned u = atomic_load_explicit(&r->unproven, memory_order_relaxed);
+
+    if (u && !e->ops->proven(e->s))
+        atomic_store_explicit(&r->unproven, u - 1, memory_order_relaxed);
 
     for (pp = chain(r, (const struct sockaddr *)&e->peer); *pp; pp = &(*pp)->hnext) {
         if (*pp == e) {
@@ -79,6 +86,8 @@ void tg_registry_remove(struct tg_registry *r, struct tg_reg_entry *e)
         e->next->prev = e->prev;
     e->prev = e->next = NULL;
     r->count--;
+    if (r->shared)
+        tg_shared_release(r->shared, e->ip);
     if (r->ended)
         r->ended(r->arg);
 }
@@ -131,6 +140,25 @@ unsigned tg_registry_count_client(const struct tg_registry *r, const struct sock
     return n;
 }
 
+void tg_registry_proven(struct tg_registry *r)
+{
+    unsigned u = atomic_load_explicit(&r->unproven, memory_order_relaxed);
+
+    if (u)
+        atomic_store_explicit(&r->unproven, u - 1, memory_order_relaxed);
+}
+
+unsigned tg_registry_count_lingering(const struct tg_registry *r, const char *ip)
+{
+    const struct tg_reg_entry *e;
+    unsigned n = 0;
+
+    for (e = r->head; e; e = e->next)
+        if (e->ops->lingering(e->s) && strcmp(e->ip, ip) == 0)
+            n++;
+    return n;
+}
+
 bool tg_registry_evict_unproven(struct tg_registry *r)
 {
     struct tg_reg_entry *e, *oldest = NULL;
@@ -138,9 +166,16 @@ bool tg_registry_evict_unproven(struct tg_registry *r)
     /* New sessions go to the head: the last unproven one is the oldest.
      * Unproven, not unheard: a blind ACK must not make a spoofed session
      * safe from eviction. */
-    for (e = r->head; e; e = e->next)
-        if (!e->ops->proven(e->s) && !e->ops->lingering(e->s))
+    unsigned n = 0;
+
+    for (e = r->head; e; e = e->next) {
+        if (e->ops->proven(e->s))
+            continue;
+        n++;
+        if (!e->ops->lingering(e->s))
             oldest = e;
+    }
+    atomic_store_explicit(&r->unproven, n, memory_order_relaxed);
     if (!oldest)
         return false;
     oldest->ops->end(oldest->s, TG_END_EVICT, NULL);

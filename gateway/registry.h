@@ -11,6 +11,7 @@
 #define TFTPGW_REGISTRY_H
 
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 
 #include "tftpgw/packet.h"
@@ -49,6 +50,16 @@ struct tg_registry {
     unsigned count;
     struct tg_reg_entry **tab; /* by client address:port */
     unsigned mask;             /* tab has mask + 1 chains */
+    /* Every worker's counts (gateway/shared.h); NULL in unit tests. An
+     * entry joins on the count its request reserved (reserved is then
+     * true and add clears it) and gives it back when it leaves. */
+    struct tg_shared *shared;
+    bool reserved;
+    /* Sessions whose client has not proven itself yet: +1 as each joins,
+     * -1 when it proves itself (tg_registry_proven) or leaves unproven;
+     * recounted by every eviction walk. Other workers read it to know
+     * whom to ask for room. */
+    _Atomic unsigned unproven;
     /* Called after a session left (the server's drain waits for none). */
     void (*ended)(void *arg);
     void *arg;
@@ -75,6 +86,10 @@ struct tg_reg_entry *tg_registry_find_dup(const struct tg_registry *r,
  * heard from that client: a late duplicate, not a new transfer. */
 bool tg_registry_same_request(const struct tg_reg_entry *e, enum tg_opcode op,
                               const char *filename);
+/* A session's client has just proven that it hears us (once per session). */
+void tg_registry_proven(struct tg_registry *r);
+/* Uploads of this client address that only linger for a lost final ACK. */
+unsigned tg_registry_count_lingering(const struct tg_registry *r, const char *ip);
 /* Transfers of this client address (any port), lingering ones not counted. */
 unsigned tg_registry_count_client(const struct tg_registry *r, const struct sockaddr *peer);
 /* At max_sessions: end the oldest session whose client never proved it

@@ -1,6 +1,8 @@
 /* gateway/runtime.h - what the server shares with its listeners and
  * sessions: the running configuration and its backends, the session
- * registry, the rate tables, one receive buffer. gateway/server.c owns and
+ * registry, the rate tables, one receive buffer. One per worker loop
+ * (gateway/workers.c); the rate tables and the shared counts are the same
+ * objects in every worker's, and lock themselves. gateway/server.c owns and
  * writes it (a reload swaps cfg and backends together); listeners and
  * sessions read it. Header only: data, no functions. */
 #ifndef TFTPGW_RUNTIME_H
@@ -36,6 +38,15 @@ struct tg_runtime {
     struct tg_macwait *macwait;    /* {client_mac}: lookups and the requests waiting */
     uint64_t mac_logged_s;         /* second of the last "lookups busy" log line */
     bool single_port;              /* fixed at start: listeners carry the transfers */
+    struct tg_shared *shared;      /* session counts of every worker (gateway/shared.h) */
+    unsigned worker, nworkers;     /* this loop's index, and how many run (gateway/workers.c) */
+    uint32_t steer_key;            /* single-port steering's key, the same in every worker */
+    /* Full, and none of this worker's sessions can be evicted: ask a worker
+     * that may have an unproven one to end it (true when asked). NULL with
+     * one worker. */
+    bool (*room_elsewhere)(struct tg_runtime *rt);
+    void *workers;                 /* for room_elsewhere (gateway/workers.c) */
+    uint64_t room_logged_s;        /* second of the last "asked another worker" line */
     bool draining;
     /* One receive buffer for the whole loop: every datagram is handled to
      * the end before the next recv, and anything kept is copied out. */

@@ -8,6 +8,8 @@
 
 #include "live.h"
 #include "server.h"
+#include "shared.h"
+#include "workers.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 #include "tftpgw/options.h"
@@ -159,7 +161,33 @@ static char *transfers_json(void *arg, size_t *len)
 {
     struct tg_server *srv = arg;
 
+    if (srv->w && srv->w->all->n > 1)
+        return tg_workers_transfers(srv->w->all, len);
     return tg_live_json(&srv->rt.reg, uv_now(srv->rt.loop), len);
+}
+
+/* Drained: worker 0 closes when its own sessions and every other
+ * worker's are gone, and closes the others with it; another worker only
+ * says it has drained. */
+static void close_if_done(struct tg_server *srv)
+{
+    if (srv->rt.reg.count != 0 || srv->closed)
+        return;
+    if (!srv->main) {
+        tg_worker_drained(srv->w); /* worker 0 closes every worker at once */
+        return;
+    }
+    if (srv->w && !tg_workers_others_drained(srv->w->all))
+        return;
+    if (srv->w)
+        tg_workers_post_close(srv->w->all);
+    tg_server_close(srv);
+}
+
+void tg_server_check_done(struct tg_server *srv)
+{
+    if (srv->rt.draining)
+        close_if_done(srv);
 }
 
 /* A session left the registry: the drain ends with the last one. */
@@ -167,32 +195,44 @@ static void session_ended(void *arg)
 {
     struct tg_server *srv = arg;
 
-    if (srv->rt.draining && srv->rt.reg.count == 0)
-        tg_server_close(srv);
+    if (srv->rt.draining)
+        close_if_done(srv);
 }
 
 int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg,
-                   char *err, size_t errlen)
+                   struct tg_worker *w, char *err, size_t errlen)
 {
     unsigned reused;
     int rc;
 
     memset(srv, 0, sizeof(*srv));
+    srv->w = w;
+    srv->main = !w || w->id == 0;
     srv->rt.loop = loop;
     srv->rt.single_port = cfg->server.single_port;
+    srv->rt.worker = w ? w->id : 0;
+    srv->rt.nworkers = w ? w->all->n : 1;
     rc = tg_registry_init(&srv->rt.reg, cfg->server.max_sessions);
     srv->rt.reg.ended = session_ended;
     srv->rt.reg.arg = srv;
     srv->rt.backends = tg_calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof(*srv->rt.backends));
     srv->listeners = tg_calloc(cfg->server.nlisten ? cfg->server.nlisten : 1,
                                sizeof(*srv->listeners));
-    /* Keyed once per process, before any request: a reload that turns
-     * rate_limit on finds the table ready (its pages are touched only then). */
-    srv->rt.rate = tg_ratelimit_new(NULL);
-    srv->rt.sendrate = tg_ratelimit_new(NULL);
+    /* The rate tables and session counts are every worker's
+     * (gateway/workers.c made them before any request). */
+    if (w) {
+        srv->rt.rate = w->all->rate;
+        srv->rt.sendrate = w->all->sendrate;
+        srv->rt.shared = w->all->shared;
+        srv->rt.reg.shared = w->all->shared;
+        srv->rt.steer_key = w->all->steer_key;
+        if (w->all->n > 1) {
+            srv->rt.room_elsewhere = tg_workers_room_elsewhere;
+            srv->rt.workers = w->all;
+        }
+    }
     srv->rt.macwait = tg_macwait_new(loop);
-    if (rc != 0 || !srv->rt.backends || !srv->listeners || !srv->rt.rate || !srv->rt.sendrate ||
-        !srv->rt.macwait) {
+    if (rc != 0 || !srv->rt.backends || !srv->listeners || !srv->rt.macwait) {
         snprintf(err, errlen, "out of memory");
         return TG_ENOMEM;
     }
@@ -220,6 +260,8 @@ static void warn_restart_only(const struct tg_server_cfg *o, const struct tg_ser
     if ((o->metrics_listen == NULL) != (n->metrics_listen == NULL) ||
         (o->metrics_listen && strcmp(o->metrics_listen, n->metrics_listen)))
         tg_log(TG_LOG_WARN, "reload: metrics_listen changed; takes effect on restart");
+    if (o->workers != n->workers)
+        tg_log(TG_LOG_WARN, "reload: workers changed; takes effect on restart");
 }
 
 /* Reading and parsing the file is disk work: it runs on the thread pool
@@ -253,15 +295,21 @@ static void reload_after(uv_work_t *w, int status)
                status != 0 ? "cancelled" : j->err);
     else if (srv->rt.draining || srv->closed)
         tg_config_free(j->cfg); /* shutting down: nothing to reload into */
-    else
-        (void)reload_apply(srv, j->cfg);
+    else if (srv->rt.nworkers > 1 && tg_workers_has_cache(j->cfg)) {
+        tg_log(TG_LOG_ERROR, "reload refused, running configuration kept: workers > 1 with a "
+                             "cache backend is not supported yet; set workers = 1");
+        tg_config_free(j->cfg);
+    } else if (reload_apply(srv, j->cfg) == 0 && srv->w)
+        tg_workers_post_gen(srv->w->all, srv->rt.cfg);
     tg_free(j->path);
     tg_free(j);
 }
 
 /* --root with --remap: a reload re-reads the rules file alone (as
  * tftpd-hpa does on SIGHUP), on the thread pool; the swap happens on the
- * loop, where requests read the rules, and only while negotiating. */
+ * loop, where requests read the rules, and only while negotiating. --root
+ * always runs one worker (workers is a configuration file key), so no other
+ * thread reads the rules being swapped. */
 struct remap_job {
     uv_work_t work;
     struct tg_server *srv;
@@ -440,6 +488,46 @@ static int reload_apply(struct tg_server *srv, struct tg_config *cfg)
     return 0;
 }
 
+void tg_server_adopt(struct tg_server *srv, struct tg_config *cfg)
+{
+    struct tg_backend **be = tg_calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof(*be));
+    unsigned reused = 0;
+    char err[512];
+
+    if (!be || build_backends(srv, cfg, be, &reused, err, sizeof(err)) != 0) {
+        tg_log(TG_LOG_ERROR, "worker %u: reload not taken, its sessions keep the previous "
+                             "configuration: %s", srv->rt.worker, be ? err : "out of memory");
+        for (size_t i = 0; be && i < cfg->nbackends; i++)
+            if (be[i] && was_reused(srv, be[i]))
+                be[i] = NULL;
+        if (!be || retire(srv, cfg, be) != 0)
+            tg_free(be); /* what was built leaks rather than dies under its work */
+        return;
+    }
+    if (retire(srv, srv->rt.cfg, srv->rt.backends) != 0) {
+        tg_log(TG_LOG_ERROR, "worker %u: reload not taken: out of memory", srv->rt.worker);
+        for (size_t i = 0; i < cfg->nbackends; i++)
+            if (be[i] && was_reused(srv, be[i]))
+                be[i] = NULL;
+        (void)retire(srv, cfg, be);
+        return;
+    }
+    drop_held(srv->rt.backends, srv->rt.cfg->nbackends);
+    srv->rt.cfg = cfg;
+    srv->rt.backends = be;
+    srv->reloads++;
+    tg_log(TG_LOG_DEBUG, "worker %u: configuration reloaded, %u backend(s) kept running",
+           srv->rt.worker, reused);
+}
+
+void tg_server_begin_drain(struct tg_server *srv)
+{
+    if (srv->rt.draining || srv->closed)
+        return;
+    srv->drain_ms = srv->rt.cfg->server.drain_timeout_s * 1000u;
+    tg_server_drain(srv);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct tg_server *srv = h->data;
@@ -452,11 +540,17 @@ static void on_signal(uv_signal_t *h, int signum)
     if (!srv->rt.draining) {
         srv->drain_ms = srv->rt.cfg->server.drain_timeout_s * 1000u;
         tg_log(TG_LOG_INFO, "signal %d: draining %u session(s), at most %u ms",
-               signum, srv->rt.reg.count, srv->drain_ms);
+               signum, srv->rt.shared ? tg_shared_sessions(srv->rt.shared) : srv->rt.reg.count,
+               srv->drain_ms);
+        if (srv->w)
+            tg_workers_post_drain(srv->w->all);
         tg_server_drain(srv);
         return;
     }
-    tg_log(TG_LOG_WARN, "signal %d again: ending %u session(s) now", signum, srv->rt.reg.count);
+    tg_log(TG_LOG_WARN, "signal %d again: ending %u session(s) now", signum,
+           srv->rt.shared ? tg_shared_sessions(srv->rt.shared) : srv->rt.reg.count);
+    if (srv->w)
+        tg_workers_post_abort(srv->w->all);
     tg_registry_abort_all(&srv->rt.reg, "server is shutting down");
 }
 
@@ -473,7 +567,7 @@ static void on_drain_timeout(uv_timer_t *t)
 /* systemd's socket activation protocol (sd_listen_fds(3)), without
  * libsystemd: LISTEN_PID names us, LISTEN_FDS counts descriptors from 3.
  * Returns how many were passed; they replace the configured addresses. */
-static int passed_sockets(void)
+int tg_server_passed_sockets(void)
 {
     const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
     uint64_t p, n;
@@ -498,15 +592,22 @@ static int adopt_listeners(struct tg_server *srv, int n, char *err, size_t errle
     }
     srv->listeners = ls;
     for (int i = 0; i < n; i++) {
-        int rc = tg_listener_adopt(&srv->listeners[srv->nlisteners], &srv->rt,
-                                   SD_LISTEN_FDS_START + i, err, errlen);
+        /* Per-port mode with workers: every worker polls the same passed
+         * socket through a descriptor of its own (docs/design.md). */
+        int fd = srv->main ? SD_LISTEN_FDS_START + i : dup(SD_LISTEN_FDS_START + i);
+        int rc = fd < 0 ? -errno
+                        : tg_listener_adopt(&srv->listeners[srv->nlisteners], &srv->rt, fd,
+                                            err, errlen);
 
+        if (fd < 0)
+            snprintf(err, errlen, "socket activation: dup: %s", strerror(errno));
         if (rc != 0)
             return rc;
         srv->nlisteners++;
     }
-    tg_log(TG_LOG_INFO, "socket activation: %d socket(s) from systemd; "
-                        "[server] listen is not used", n);
+    if (srv->main)
+        tg_log(TG_LOG_INFO, "socket activation: %d socket(s) from systemd; "
+                            "[server] listen is not used", n);
     return 0;
 }
 
@@ -514,7 +615,7 @@ int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
 {
     const struct tg_server_cfg *sc = &srv->rt.cfg->server;
     size_t i;
-    int rc, passed = passed_sockets();
+    int rc, passed = srv->w ? srv->w->all->passed : tg_server_passed_sockets();
 
     if (passed > 0) {
         rc = adopt_listeners(srv, passed, err, errlen);
@@ -538,18 +639,21 @@ int tg_server_start(struct tg_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "no address to listen on");
         return TG_EINVAL;
     }
+    uv_timer_init(srv->rt.loop, &srv->drain_timer);
+    srv->drain_timer.data = srv;
+    srv->handles_ready = true;
+    if (!srv->main)
+        return 0;
     if (sc->metrics_listen &&
         (rc = tg_metrics_serve(srv->rt.loop, sc->metrics_listen, err, errlen)) != 0)
         return rc;
     tg_metrics_set_transfers(transfers_json, srv);
     warn_spoofable_writes(srv, srv->rt.cfg);
-    srv->handles_ready = true;
+    srv->signals_ready = true;
     uv_signal_init(srv->rt.loop, &srv->sig_int);
     uv_signal_init(srv->rt.loop, &srv->sig_term);
     uv_signal_init(srv->rt.loop, &srv->sig_hup);
-    uv_timer_init(srv->rt.loop, &srv->drain_timer);
     srv->sig_int.data = srv->sig_term.data = srv->sig_hup.data = srv;
-    srv->drain_timer.data = srv;
     uv_signal_start(&srv->sig_int, on_signal, SIGINT);
     uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
     uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
@@ -567,10 +671,9 @@ void tg_server_drain(struct tg_server *srv)
      * waits for a lost final ACK's echo, an unanswered request never
      * started. */
     tg_registry_drain(&srv->rt.reg);
-    if (srv->rt.reg.count == 0) {
-        tg_server_close(srv);
+    close_if_done(srv);
+    if (srv->closed || !srv->handles_ready)
         return;
-    }
     uv_timer_start(&srv->drain_timer, on_drain_timeout, srv->drain_ms, 0);
 }
 
@@ -589,14 +692,19 @@ void tg_server_close(struct tg_server *srv)
     tg_macwait_close(srv->rt.macwait);
     for (i = 0; i < srv->nlisteners; i++)
         tg_listener_close(&srv->listeners[i]);
-    tg_metrics_set_transfers(NULL, NULL);
-    tg_metrics_close();
-    if (!srv->handles_ready)
+    if (srv->w)
+        tg_worker_closing(srv->w);
+    if (srv->main) {
+        tg_metrics_set_transfers(NULL, NULL);
+        tg_metrics_close();
+    }
+    if (srv->handles_ready)
+        uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+    if (!srv->signals_ready)
         return;
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
-    uv_close((uv_handle_t *)&srv->drain_timer, NULL);
 }
 
 /* Whether b is also in a generation further down the list (shared by a
@@ -626,7 +734,8 @@ void tg_server_free(struct tg_server *srv)
             if (g->backends[i] && !later_has(next, g->backends[i]))
                 tg_backend_destroy(g->backends[i]);
         tg_free(g->backends);
-        tg_config_free(g->cfg);
+        if (srv->main) /* worker 0 owns every configuration */
+            tg_config_free(g->cfg);
         tg_free(g);
     }
     srv->retired = NULL;
@@ -634,9 +743,7 @@ void tg_server_free(struct tg_server *srv)
         tg_listener_free(&srv->listeners[i]);
     tg_free(srv->listeners);
     tg_registry_free(&srv->rt.reg);
-    tg_ratelimit_free(srv->rt.rate);
-    srv->rt.rate = NULL;
-    tg_ratelimit_free(srv->rt.sendrate);
+    srv->rt.rate = NULL; /* gateway/workers.c's */
     srv->rt.sendrate = NULL;
     tg_macwait_free(srv->rt.macwait);
     srv->rt.macwait = NULL;

@@ -55,6 +55,7 @@ struct tg_session {
     bool reading;            /* the engine takes datagrams (READ_ON / READ_OFF) */
     bool done;               /* FINISH ran: nothing more goes to the engine */
     unsigned sends;          /* datagrams handed to the transport (on_readable) */
+    bool proven_noted;       /* the registry heard that its client proved itself */
     uint64_t deadline;       /* the engine's timer; 0: disarmed */
     uint64_t timer_due;      /* when the uv timer will actually fire */
     char *reqname;           /* the filename as the client sent it (dedupe) */
@@ -351,6 +352,10 @@ static void run(struct tg_session *s, const struct tg_eng_ev *ev)
     if (s->done)
         return;
     tg_eng_run(&s->eng, ev, uv_now(s->rt->loop), &out);
+    if (!s->proven_noted && tg_eng_proven(&s->eng)) {
+        s->proven_noted = true;
+        tg_registry_proven(&s->rt->reg);
+    }
     if (was != s->eng.state && tg_log_enabled(TG_LOG_DEBUG))
         tg_log(TG_LOG_DEBUG, "session %s: %s -> %s", s->tp.peer_str, tg_eng_state_name(was),
                tg_eng_state_name(s->eng.state));
@@ -716,10 +721,21 @@ struct live_row {
     long long finished;            /* Unix time, seconds */
 };
 
-static struct {
+/* Per worker loop's thread (gateway/workers.c): each worker's sessions
+ * finish into its own ring, which only its thread writes or reads (the
+ * view asks each worker for its part). Allocated on first use. */
+struct live_ring {
     struct live_row row[LIVE_DONE];
     unsigned next, n;              /* next slot to fill; slots used */
-} live_done;
+};
+static _Thread_local struct live_ring *live_done;
+static _Thread_local struct live_row live_scratch; /* out of memory: shown nowhere */
+
+void tg_session_live_free(void)
+{
+    tg_free(live_done);
+    live_done = NULL;
+}
 
 /* A cut copy (snprintf would warn about the cut, which is meant). */
 static void live_copy(char *dst, size_t cap, const char *src)
@@ -806,11 +822,14 @@ static void live_json_row(struct tg_jbuf *b, const struct live_row *r, bool done
 
 static struct live_row *live_next(void)
 {
-    struct live_row *r = &live_done.row[live_done.next];
+    struct live_row *r;
 
-    live_done.next = (live_done.next + 1) % LIVE_DONE;
-    if (live_done.n < LIVE_DONE)
-        live_done.n++;
+    if (!live_done && !(live_done = tg_calloc(1, sizeof(*live_done))))
+        return &live_scratch;
+    r = &live_done->row[live_done->next];
+    live_done->next = (live_done->next + 1) % LIVE_DONE;
+    if (live_done->n < LIVE_DONE)
+        live_done->n++;
     return r;
 }
 
@@ -881,12 +900,12 @@ void tg_session_json(struct tg_session *s, struct tg_jbuf *b, uint64_t now)
 
 void tg_session_json_finished(struct tg_jbuf *b)
 {
-    for (unsigned i = 0; i < live_done.n; i++) {
-        unsigned at = (live_done.next + LIVE_DONE - 1 - i) % LIVE_DONE;
+    for (unsigned i = 0; live_done && i < live_done->n; i++) {
+        unsigned at = (live_done->next + LIVE_DONE - 1 - i) % LIVE_DONE;
 
         if (i)
             tg_jbuf_str(b, ",");
-        live_json_row(b, &live_done.row[at], true);
+        live_json_row(b, &live_done->row[at], true);
     }
 }
 

@@ -48,4 +48,7 @@ void tg_session_json(struct tg_session *s, struct tg_jbuf *b, uint64_t now);
  * process keeps them across reloads). */
 void tg_session_json_finished(struct tg_jbuf *b);
 
+/* The finished-transfers ring of the calling thread's worker, at its end. */
+void tg_session_live_free(void);
+
 #endif

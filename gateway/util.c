@@ -6,10 +6,10 @@
 
 #include "tftpgw/common.h"
 
-/* Single-threaded by design (one loop), except libuv's thread pool, which
- * never allocates through these; plain counters are enough. */
-static long live_allocs;
-static long fail_countdown;
+/* Atomic: several worker loops allocate through these (libuv's thread
+ * pool never does). */
+static _Atomic long live_allocs;
+static _Atomic long fail_countdown;
 
 static bool should_fail(void)
 {

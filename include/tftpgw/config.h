@@ -33,7 +33,10 @@ struct tg_server_cfg {
     unsigned rate_limit;       /* requests per second per client address; 0: off */
     unsigned rate_burst;       /* bucket size; 0: twice rate_limit */
     char *chroot;              /* chroot here after bind (file backends only); NULL: none */
+    unsigned workers;          /* event loops, one thread each; 0: auto; default 1 */
 };
+
+#define TG_WORKERS_MAX 64
 
 struct tg_config {
     char *file;                /* NULL for the embedded default */

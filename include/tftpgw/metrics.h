@@ -2,8 +2,9 @@
  * and its HTTP endpoint (docs/metrics.md lists every series).
  *
  * The registry belongs to the process, not to a server or a configuration,
- * so its counters run on across a configuration reload. Everything here is
- * called from the loop thread only. */
+ * so its counters run on across a configuration reload. Updates may come
+ * from every worker loop's thread (gateway/metrics.c says how they stay
+ * exact); render and the endpoint belong to worker 0's. */
 #ifndef TFTPGW_METRICS_H
 #define TFTPGW_METRICS_H
 
@@ -15,6 +16,13 @@
 /* Distinct values one label of one family may take; later new values are
  * counted under "other", so a stream of odd names cannot grow memory. */
 #define TG_METRICS_MAX_VALUES 256
+
+/* Workers' scalar slots; a larger index shares the last one. */
+#define TG_METRICS_MAX_WORKERS 64
+
+/* Called once on each worker loop's thread, before its first update: its
+ * per-datagram counters go to slot id (0 for the main thread). */
+void tg_metrics_set_worker(unsigned id);
 
 /* ---- updates (cheap: no allocation once a label value has been seen) ---- */
 

@@ -145,9 +145,16 @@ make_root() {
 # write_config FILE LISTEN key=value...: the suite's standard configuration;
 # server_extra: the [server] lines every test config gets from
 # TG_SERVER_EXTRA ("single_port=yes ..."), to rerun the suite in another mode.
+# TFTPGW_WORKERS=N adds "workers = N" to every config that does not set
+# workers itself (to rerun groups with several worker loops).
 server_extra() {
-    local kv
-    for kv in ${TG_SERVER_EXTRA:-}; do echo "${kv%%=*} = ${kv#*=}"; done
+    local kv have=${1:-}
+    for kv in ${TG_SERVER_EXTRA:-}; do
+        [ "${kv%%=*}" = workers ] && have=1
+        echo "${kv%%=*} = ${kv#*=}"
+    done
+    [ -n "${TFTPGW_WORKERS:-}" ] && [ -z "$have" ] && echo "workers = $TFTPGW_WORKERS"
+    return 0
 }
 
 # key=value pairs override [server] keys (timeout, retries, max_blksize, ...)
@@ -165,7 +172,7 @@ write_config() {
         echo "; written by tests/integration/run.sh"
         echo "[server]"
         echo "listen = $listen"
-        server_extra
+        server_extra "${kv[workers]:-}"
         for k in "${order[@]}"; do echo "$k = ${kv[$k]}"; done
         echo
         echo "[backend files]"

@@ -465,7 +465,7 @@ run_test cache_prefetch        cx t_cache_prefetch
 
 # Further groups, one file each (they define their tests and call run_test).
 for group in single_port ops faults hostile matrix metrics sec_core sec_cache sec_upstream sec_limits \
-    pxe_negcache pxe_probe pxe_mac pxe_names live remap; do
+    pxe_negcache pxe_probe pxe_mac pxe_names live remap workers; do
     [ -f "$HERE/$group.sh" ] && . "$HERE/$group.sh"
 done
 

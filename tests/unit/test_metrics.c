@@ -80,6 +80,11 @@ static void lines_with(const char *page, const char *prefix, char *out, size_t c
                "(duplicates not counted).\n# TYPE tftpgw_bytes_received_total counter\n"
 #define H_RETR "# HELP tftpgw_retransmissions_total Timeouts after which a session resent " \
                "its window, OACK or ACK.\n# TYPE tftpgw_retransmissions_total counter\n"
+#define H_WORKER "# HELP tftpgw_worker_transfers_total Transfers that ended, by the worker " \
+                 "loop that ran them ([server] workers).\n" \
+                 "# TYPE tftpgw_worker_transfers_total counter\n"
+#define H_WACTIVE "# HELP tftpgw_worker_active_sessions Transfers in progress, by worker " \
+                  "loop.\n# TYPE tftpgw_worker_active_sessions gauge\n"
 #define H_REFUSED "# HELP tftpgw_requests_refused_total Requests answered with an ERROR " \
                   "before any session existed, by reason.\n" \
                   "# TYPE tftpgw_requests_refused_total counter\n"
@@ -98,6 +103,8 @@ static void test_empty(void **state)
         H_SENT "tftpgw_bytes_sent_total 0\n"
         H_RECV "tftpgw_bytes_received_total 0\n"
         H_RETR "tftpgw_retransmissions_total 0\n"
+        H_WORKER "tftpgw_worker_transfers_total{worker=\"0\"} 0\n"
+        H_WACTIVE "tftpgw_worker_active_sessions{worker=\"0\"} 0\n"
         H_REFUSED H_LAT H_CACHE;
     char *p;
 
@@ -122,6 +129,8 @@ static void test_exact(void **state)
         H_SENT "tftpgw_bytes_sent_total 1024\n"
         H_RECV "tftpgw_bytes_received_total 513\n"
         H_RETR "tftpgw_retransmissions_total 2\n"
+        H_WORKER "tftpgw_worker_transfers_total{worker=\"0\"} 2\n"
+        H_WACTIVE "tftpgw_worker_active_sessions{worker=\"0\"} 1\n"
         H_REFUSED
         "tftpgw_requests_refused_total{reason=\"busy\"} 2\n"
         "tftpgw_requests_refused_total{reason=\"denied\"} 1\n"

@@ -1,0 +1,414 @@
+/* gateway/workers.c - the worker threads, their mailboxes, and what worker
+ * 0 asks of the others: adopt a reloaded configuration, drain, abort, and
+ * their part of the live transfers view. No worker ever waits for another
+ * except worker 0 building /transfers, bounded by PART_WAIT_NS in all. */
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "shared.h"
+#include "workers.h"
+#include "tftpgw/log.h"
+#include "tftpgw/metrics.h"
+#include "session.h"
+
+#define PART_WAIT_NS (500ull * 1000 * 1000)
+
+bool tg_workers_has_cache(const struct tg_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nbackends; i++)
+        if (strcmp(cfg->backends[i].type, "cache") == 0)
+            return true;
+    return false;
+}
+
+int tg_workers_count(const struct tg_config *cfg, int passed, char *err, size_t errlen)
+{
+    unsigned n = cfg->server.workers;
+
+    if (n == 0) {
+        cpu_set_t set;
+
+        n = sched_getaffinity(0, sizeof(set), &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
+        n = n < 1 ? 1 : n > TG_WORKERS_MAX ? TG_WORKERS_MAX : n;
+        if (n > 1 && tg_workers_has_cache(cfg)) {
+            tg_log(TG_LOG_INFO, "workers = auto: 1 worker, since a cache backend is configured");
+            n = 1;
+        }
+    }
+    if (n > 1 && tg_workers_has_cache(cfg)) {
+        snprintf(err, errlen, "workers > 1 with a cache backend is not supported yet; "
+                              "set workers = 1");
+        return -1;
+    }
+    if (n > 1 && passed > 0 && cfg->server.single_port) {
+        tg_log(TG_LOG_INFO, "socket activation in single-port mode: 1 worker (workers = %u "
+                            "needs sockets of its own to steer transfers)", n);
+        n = 1;
+    }
+    return (int)n;
+}
+
+struct tg_workers *tg_workers_new(struct tg_config *cfg, unsigned n, int passed)
+{
+    struct tg_workers *ws = tg_calloc(1, sizeof(*ws) + n * sizeof(ws->w[0]));
+
+    if (!ws)
+        return NULL;
+    ws->n = n;
+    ws->passed = passed;
+    if (getrandom(&ws->steer_key, sizeof(ws->steer_key), GRND_NONBLOCK) !=
+        (ssize_t)sizeof(ws->steer_key))
+        ws->steer_key = (uint32_t)uv_hrtime() ^ (uint32_t)getpid();
+    ws->cfg = cfg;
+    ws->shared = tg_shared_new();
+    /* Keyed once per process, before any request: a reload that turns
+     * rate_limit on finds the table ready (its pages are touched only then). */
+    ws->rate = tg_ratelimit_new(NULL);
+    ws->sendrate = tg_ratelimit_new(NULL);
+    for (unsigned i = 0; i < n; i++) {
+        ws->w[i].all = ws;
+        ws->w[i].id = i;
+        uv_mutex_init(&ws->w[i].mu);
+        uv_cond_init(&ws->w[i].cond);
+    }
+    if (!ws->shared || !ws->rate || !ws->sendrate) {
+        tg_workers_free(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+void tg_workers_free(struct tg_workers *ws)
+{
+    if (!ws)
+        return;
+    for (unsigned i = 0; i < ws->n; i++) {
+        tg_live_part_free(&ws->w[i].part);
+        uv_mutex_destroy(&ws->w[i].mu);
+        uv_cond_destroy(&ws->w[i].cond);
+    }
+    tg_shared_free(ws->shared);
+    tg_ratelimit_free(ws->rate);
+    tg_ratelimit_free(ws->sendrate);
+    tg_free(ws);
+}
+
+/* What the mailbox holds, on the worker's own loop. */
+static void on_mail(uv_async_t *a)
+{
+    struct tg_worker *w = a->data;
+    struct tg_server *srv = &w->srv;
+    struct tg_config *gen;
+    bool drain, abort_now, close_now, want_part, peer_done;
+    unsigned evict;
+
+    uv_mutex_lock(&w->mu);
+    gen = w->gen;
+    w->gen = NULL;
+    drain = w->drain;
+    abort_now = w->abort;
+    close_now = w->close_now;
+    evict = w->evict;
+    w->evict = 0;
+    want_part = w->want_part;
+    peer_done = w->peer_done;
+    w->drain = w->abort = w->close_now = w->peer_done = false;
+    uv_mutex_unlock(&w->mu);
+    if (gen && !srv->closed && !srv->rt.draining)
+        tg_server_adopt(srv, gen);
+    if (drain)
+        tg_server_begin_drain(srv);
+    if (abort_now)
+        tg_registry_abort_all(&srv->rt.reg, "server is shutting down");
+    /* Only while still full: a place may have come free meanwhile. */
+    while (evict-- > 0 && !srv->closed &&
+           tg_shared_sessions(srv->rt.shared) >= srv->rt.cfg->server.max_sessions &&
+           tg_registry_evict_unproven(&srv->rt.reg))
+        tg_log(TG_LOG_INFO, "server full: evicted a session whose client never answered "
+                            "(for a request another worker received)");
+    if (want_part) {
+        struct tg_live_part p;
+
+        if (tg_live_part(&srv->rt.reg, uv_now(srv->rt.loop), &p) != 0)
+            memset(&p, 0, sizeof(p));
+        uv_mutex_lock(&w->mu);
+        tg_live_part_free(&w->part);
+        w->part = p;
+        w->part_ready = true;
+        w->want_part = false;
+        uv_cond_signal(&w->cond);
+        uv_mutex_unlock(&w->mu);
+    }
+    if (peer_done)
+        tg_server_check_done(srv);
+    if (close_now)
+        tg_server_close(srv);
+}
+
+static int attach(struct tg_worker *w, uv_loop_t *loop)
+{
+    int rc = uv_async_init(loop, &w->async, on_mail);
+
+    if (rc == 0) {
+        w->async.data = w;
+        uv_mutex_lock(&w->mu);
+        w->open = true;
+        uv_mutex_unlock(&w->mu);
+    }
+    return rc;
+}
+
+int tg_workers_attach_main(struct tg_workers *ws, uv_loop_t *loop)
+{
+    return attach(&ws->w[0], loop);
+}
+
+static void worker_main(void *arg)
+{
+    struct tg_worker *w = arg;
+    int rc;
+
+    tg_metrics_set_worker(w->id);
+    uv_loop_init(&w->loop);
+    /* The mailbox opens after init: others read this server's registry
+     * hint only while it is open (tg_workers_room_elsewhere). */
+    rc = tg_server_init(&w->srv, &w->loop, w->all->cfg, w, w->err, sizeof(w->err));
+    if (rc == 0)
+        rc = attach(w, &w->loop);
+    if (rc == 0)
+        rc = tg_server_start(&w->srv, w->err, sizeof(w->err));
+    w->start_rc = rc;
+    uv_sem_post(&w->started);
+    if (rc != 0)
+        tg_server_close(&w->srv);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    tg_server_free(&w->srv);
+    uv_run(&w->loop, UV_RUN_DEFAULT); /* close callbacks of what the backends held */
+    uv_loop_close(&w->loop);
+    tg_session_live_free();
+}
+
+int tg_workers_spawn(struct tg_workers *ws, char *err, size_t errlen)
+{
+    for (unsigned i = 1; i < ws->n; i++) {
+        struct tg_worker *w = &ws->w[i];
+
+        uv_sem_init(&w->started, 0);
+        if (uv_thread_create(&w->thread, worker_main, w) != 0) {
+            uv_sem_destroy(&w->started);
+            snprintf(err, errlen, "worker %u: cannot start its thread", i);
+            return TG_ENOMEM;
+        }
+        w->spawned = true;
+        uv_sem_wait(&w->started);
+        uv_sem_destroy(&w->started);
+        if (w->start_rc != 0) {
+            snprintf(err, errlen, "worker %u: %s", i, w->err);
+            return w->start_rc;
+        }
+    }
+    return 0;
+}
+
+void tg_workers_join(struct tg_workers *ws)
+{
+    for (unsigned i = 1; i < ws->n; i++)
+        if (ws->w[i].spawned) {
+            uv_thread_join(&ws->w[i].thread);
+            ws->w[i].spawned = false;
+        }
+}
+
+/* Ask worker i something; false when it has closed. */
+static bool post(struct tg_worker *w, void (*set)(struct tg_worker *, void *), void *arg)
+{
+    bool sent = false;
+
+    uv_mutex_lock(&w->mu);
+    if (w->open) {
+        set(w, arg);
+        uv_async_send(&w->async);
+        sent = true;
+    }
+    uv_mutex_unlock(&w->mu);
+    return sent;
+}
+
+static void set_gen(struct tg_worker *w, void *arg)
+{
+    w->gen = arg;
+}
+
+static void set_drain(struct tg_worker *w, void *arg)
+{
+    (void)arg;
+    w->drain = true;
+}
+
+static void set_abort(struct tg_worker *w, void *arg)
+{
+    (void)arg;
+    w->abort = true;
+}
+
+static void set_peer_done(struct tg_worker *w, void *arg)
+{
+    (void)arg;
+    w->peer_done = true;
+}
+
+/* The configuration stays worker 0's (it retires it, frees it at exit):
+ * every worker only reads it, from its own loop, after the mailbox lock. */
+void tg_workers_post_gen(struct tg_workers *ws, struct tg_config *cfg)
+{
+    for (unsigned i = 1; i < ws->n; i++)
+        (void)post(&ws->w[i], set_gen, cfg);
+}
+
+void tg_workers_post_drain(struct tg_workers *ws)
+{
+    for (unsigned i = 1; i < ws->n; i++)
+        (void)post(&ws->w[i], set_drain, NULL);
+}
+
+void tg_workers_post_abort(struct tg_workers *ws)
+{
+    for (unsigned i = 1; i < ws->n; i++)
+        (void)post(&ws->w[i], set_abort, NULL);
+}
+
+static void add_evict(struct tg_worker *w, void *arg)
+{
+    (void)arg;
+    if (w->evict < 64) /* a flood asks again and again; one each is plenty */
+        w->evict++;
+}
+
+bool tg_workers_room_elsewhere(struct tg_runtime *rt)
+{
+    struct tg_workers *ws = rt->workers;
+    struct tg_worker *best = NULL;
+    unsigned most = 0;
+
+    for (unsigned i = 0; i < ws->n; i++) {
+        struct tg_worker *w = &ws->w[i];
+        unsigned u = 0;
+
+        if (i == rt->worker)
+            continue;
+        uv_mutex_lock(&w->mu);
+        if (w->open)
+            u = atomic_load_explicit(&w->srv.rt.reg.unproven, memory_order_relaxed);
+        uv_mutex_unlock(&w->mu);
+        if (u > most) {
+            most = u;
+            best = w;
+        }
+    }
+    return best && post(best, add_evict, NULL);
+}
+
+static void set_close(struct tg_worker *w, void *arg)
+{
+    (void)arg;
+    w->close_now = true;
+}
+
+void tg_workers_post_close(struct tg_workers *ws)
+{
+    for (unsigned i = 1; i < ws->n; i++)
+        (void)post(&ws->w[i], set_close, NULL);
+}
+
+bool tg_workers_others_drained(struct tg_workers *ws)
+{
+    bool all = true;
+
+    for (unsigned i = 1; i < ws->n && all; i++) {
+        uv_mutex_lock(&ws->w[i].mu);
+        all = ws->w[i].drained || ws->w[i].closed || !ws->w[i].spawned;
+        uv_mutex_unlock(&ws->w[i].mu);
+    }
+    return all;
+}
+
+void tg_worker_drained(struct tg_worker *w)
+{
+    uv_mutex_lock(&w->mu);
+    w->drained = true;
+    uv_mutex_unlock(&w->mu);
+    (void)post(&w->all->w[0], set_peer_done, NULL);
+}
+
+void tg_worker_closing(struct tg_worker *w)
+{
+    bool was_open;
+
+    uv_mutex_lock(&w->mu);
+    was_open = w->open;
+    w->open = false;
+    w->closed = true;
+    /* Worker 0 may be waiting for a part this worker will never build. */
+    w->part_ready = true;
+    uv_cond_signal(&w->cond);
+    uv_mutex_unlock(&w->mu);
+    if (was_open)
+        uv_close((uv_handle_t *)&w->async, NULL);
+}
+
+/* Worker 0, for GET /transfers: its own part, then each other worker's,
+ * built on that worker's loop. The wait is one turn of a loop that never
+ * blocks (invariant 1), and bounded: a part not ready in time is left out. */
+char *tg_workers_transfers(struct tg_workers *ws, size_t *len)
+{
+    struct tg_live_part *parts = tg_calloc(ws->n, sizeof(*parts));
+    struct tg_server *srv0 = &ws->w[0].srv;
+    char *out = NULL;
+    uint64_t deadline;
+
+    if (!parts)
+        return NULL;
+    if (tg_live_part(&srv0->rt.reg, uv_now(srv0->rt.loop), &parts[0]) != 0)
+        goto done;
+    /* Every worker builds at once; one deadline for them all. */
+    for (unsigned i = 1; i < ws->n; i++) {
+        struct tg_worker *w = &ws->w[i];
+
+        uv_mutex_lock(&w->mu);
+        if (w->open) {
+            w->want_part = true;
+            w->part_ready = false;
+            uv_async_send(&w->async);
+        }
+        uv_mutex_unlock(&w->mu);
+    }
+    deadline = uv_hrtime() + PART_WAIT_NS;
+    for (unsigned i = 1; i < ws->n; i++) {
+        struct tg_worker *w = &ws->w[i];
+
+        uv_mutex_lock(&w->mu);
+        while (w->want_part && !w->part_ready) {
+            uint64_t now = uv_hrtime();
+
+            if (now >= deadline ||
+                uv_cond_timedwait(&w->cond, &w->mu, deadline - now) != 0)
+                break;
+        }
+        if (w->part_ready) {
+            parts[i] = w->part;
+            memset(&w->part, 0, sizeof(w->part));
+            w->part_ready = false;
+        }
+        uv_mutex_unlock(&w->mu);
+    }
+    out = tg_live_merge(parts, ws->n, len);
+done:
+    for (unsigned i = 0; i < ws->n; i++)
+        tg_live_part_free(&parts[i]);
+    tg_free(parts);
+    return out;
+}
