@@ -38,7 +38,7 @@ $(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_rule,$(t))))
 fuzz-build: $(FUZZ_BINS)
 
 fuzz: FUZZ_SECONDS ?= 60
-fuzz-short: FUZZ_SECONDS ?= 20
+fuzz-short: FUZZ_SECONDS ?= 12
 # One target at a time (the machine has two shared cores); every target runs
 # even after a crash, so one report shows them all.
 fuzz fuzz-short: $(FUZZ_BINS)
