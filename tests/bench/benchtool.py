@@ -119,7 +119,7 @@ def tree_sample(pid, interval):
 
 # ---------------------------------------------------------------- report
 
-SERVERS = ["gw-file", "old-file", "gw-sp", "old-sp", "gw-http", "old-http", "gw-cache", "old-cache",
+SERVERS = ["gw-file", "old-file", "gw-sp", "old-sp", "gw-w2", "gw-http", "old-http", "gw-cache", "old-cache",
            "tftpd-hpa", "atftpd", "dnsmasq"]
 GATEWAYS = ["gw-file", "gw-http", "gw-cache"]
 PEERS = ["tftpd-hpa", "atftpd", "dnsmasq"]
@@ -127,6 +127,7 @@ LABEL = {
     "gw-file": "tftpgw file", "gw-http": "tftpgw http", "gw-cache": "tftpgw cache",
     "old-file": "old file", "old-http": "old http", "old-cache": "old cache",
     "gw-sp": "tftpgw file single-port", "old-sp": "old file single-port",
+    "gw-w2": "tftpgw file, 2 workers",
     "tftpd-hpa": "tftpd-hpa", "atftpd": "atftpd", "dnsmasq": "dnsmasq",
 }
 SINGLE = [("ls1468", "blksize 1468, lock-step"), ("ws8", "blksize 1468, windowsize 8"),
@@ -390,6 +391,15 @@ def issue16_targets(res, w):
         w("| storm aggregate vs dnsmasq, %s | ≥ 1.5× | %s | %s |" % (
             mode, "n/a" if r is None else "%.2f× (%s vs %s MB/s)" % (r, fmt(sg["agg"]), fmt(sd["agg"])),
             "–" if r is None else ("yes" if r >= 1.5 else "**no**")))
+    s1, s2 = storm_stats(res, "gw-file"), storm_stats(res, "gw-w2")
+    if s2["nruns"]:
+        r = ratio(s2["cpugb"], s1["cpugb"])
+        w("| storm server CPU per GB, 2 workers on 2 CPUs vs 1 worker on 1 | ≤ 1.10× | %s | %s |" % (
+            "n/a" if r is None else "%.2f× (%s vs %s s)" % (r, fmt(s2["cpugb"], 2), fmt(s1["cpugb"], 2)),
+            "–" if r is None else ("yes" if r <= 1.10 else "**no**")))
+        r = ratio(s2["agg"], s1["agg"])
+        w("| storm aggregate, 2 workers vs 1 (the load generator shares a CPU with them) | – | %s | – |" % (
+            "n/a" if r is None else "%.2f× (%s vs %s MB/s)" % (r, fmt(s2["agg"]), fmt(s1["agg"]))))
     w("")
 
 

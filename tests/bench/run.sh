@@ -81,9 +81,9 @@ RSS_SAMPLE_S=0.05
 OLD_GW=${TFTPGW_OLD_BIN:-}
 OLD_REV=${TFTPGW_OLD_REV:-}
 if [ -n "$OLD_GW" ]; then
-    SERVERS=${SERVERS:-gw-file old-file gw-sp old-sp gw-http old-http gw-cache old-cache tftpd-hpa atftpd dnsmasq}
+    SERVERS=${SERVERS:-gw-file old-file gw-sp old-sp gw-w2 gw-http old-http gw-cache old-cache tftpd-hpa atftpd dnsmasq}
 else
-    SERVERS=${SERVERS:-gw-file gw-sp gw-http gw-cache tftpd-hpa atftpd dnsmasq}
+    SERVERS=${SERVERS:-gw-file gw-sp gw-w2 gw-http gw-cache tftpd-hpa atftpd dnsmasq}
 fi
 SCENARIOS=${SCENARIOS:-ls1468 ws8 ws16 ws32 ws64 ls8192 storm mem}
 TFTPLOAD=${TFTPLOAD:-$REPO/build/tftpload}
@@ -255,11 +255,14 @@ start_srv() {
     shift 3
     local pre=()
     [ -n "$ns" ] && pre=(ip netns exec "$ns")
-    cmd_note "server $name" "${pre[@]}" taskset -c "$SERVER_CPU" "$@"
+    # two workers get both CPUs (the load generator shares one with them)
+    local cpus=$SERVER_CPU
+    [[ $name == *-w2 ]] && cpus="$SERVER_CPU,$CLIENT_CPU"
+    cmd_note "server $name" "${pre[@]}" taskset -c "$cpus" "$@"
     # only the peers take the unpacked libraries
     [[ $1 == "$PEERS_DIR"/* ]] && pre+=(env LD_LIBRARY_PATH="$PEER_LIB")
     # ip netns exec, env and taskset exec: $! is the server itself
-    "${pre[@]}" taskset -c "$SERVER_CPU" "$@" \
+    "${pre[@]}" taskset -c "$cpus" "$@" \
         >> "$RUN/logs/$name.log" 2>&1 < /dev/null &
     pid=$!
     track "$pid"
@@ -284,8 +287,10 @@ gw_config() {   # gw_config FILE PORT KIND
         echo
         # sp: the file backend with every transfer on the listening port
         [ "$kind" = sp ] && echo "single_port = yes"
+        # w2: two workers (two event loops on two threads), on both CPUs
+        [ "$kind" = w2 ] && echo "workers = 2"
         case $kind in
-            file|sp)
+            file|sp|w2)
                 echo "[backend b]"; echo "type = file"; echo "root = $ROOT" ;;
             http)
                 echo "[backend b]"; echo "type = http"; echo "url = $(ngx_url)" ;;
@@ -363,6 +368,7 @@ for s in $SERVERS; do
     case $s in
         gw-file|old-file) start_gw "$s" file ;;
         gw-sp|old-sp) start_gw "$s" sp ;;
+        gw-w2) start_gw "$s" w2 ;;
         gw-http|old-http) start_gw "$s" http ;;
         gw-cache|old-cache) start_gw "$s" cache ;;
         *) start_peer "$s" ;;
@@ -419,7 +425,7 @@ measure() {
     local pid=${SPID[$name]}
     # single-port mode differs from per-port only where many transfers share
     # the listening socket: the storms
-    case $name:$scen in *-sp:storm*) ;; *-sp:*) return 0 ;; esac
+    case $name:$scen in *-sp:storm*|*-w2:storm*) ;; *-sp:*|*-w2:*) return 0 ;; esac
     if ! kill -0 "$pid" 2>/dev/null; then
         say "$name is not running any more (see build/bench/.../logs/$name.log)"
         NOTES+=("$name died during the run (rep $rep, before $scen)")
