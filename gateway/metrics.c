@@ -549,6 +549,8 @@ struct conn {
     int open_handles;   /* freed when the last uv_close callback ran */
     bool closing;
     bool answering;     /* the head is in: no longer evicted for a newcomer */
+    bool head_only;     /* a HEAD whose answer comes later (waiting) */
+    uint64_t waiting;   /* /transfers: the request id its answer comes for; 0 none */
     uint64_t accepted_ms;
     struct sockaddr_storage peer;
     char hdr[512];
@@ -692,6 +694,7 @@ static void respond_text(struct conn *c, int status, const char *reason, const c
 
 static tg_metrics_transfers_fn *transfers_fn;
 static void *transfers_arg;
+static uint64_t last_request_id; /* worker 0's loop only */
 
 void tg_metrics_set_transfers(tg_metrics_transfers_fn *fn, void *arg)
 {
@@ -704,10 +707,26 @@ static bool is_path(const char *target, size_t tlen, const char *path)
     return tlen == strlen(path) && !strncmp(target, path, tlen);
 }
 
+static void answer_transfers(struct conn *c, char *json, size_t len, bool head_only)
+{
+    if (!json) {
+        respond_text(c, 503, "Service Unavailable", "out of memory\n", head_only, NULL);
+        return;
+    }
+    respond(c, 200, "OK", "application/json", json, len, true, head_only,
+            "Cache-Control: no-store\r\n");
+}
+
 /* Built once per request, with the running transfers capped
- * (gateway/live.h), under the same connection limits as /metrics. */
+ * (gateway/live.h), under the same connection limits as /metrics. With
+ * several workers the answer comes later (tg_metrics_transfers_reply):
+ * the connection then waits with its head in, so no newcomer evicts it,
+ * and the whole-exchange deadline (tg_metrics_conn_timeout_ms) still
+ * bounds it whatever the provider does. */
 static void respond_transfers(struct conn *c, bool head_only)
 {
+    uint64_t used = uv_now(c->m->loop) - c->accepted_ms;
+    bool pending = false;
     size_t len = 0;
     char *json;
 
@@ -715,13 +734,30 @@ static void respond_transfers(struct conn *c, bool head_only)
         respond_text(c, 503, "Service Unavailable", "no transfers to show\n", head_only, NULL);
         return;
     }
-    json = transfers_fn(transfers_arg, &len);
-    if (!json) {
-        respond_text(c, 503, "Service Unavailable", "out of memory\n", head_only, NULL);
+    json = transfers_fn(transfers_arg, ++last_request_id, &len, &pending);
+    if (!pending) {
+        answer_transfers(c, json, len, head_only);
         return;
     }
-    respond(c, 200, "OK", "application/json", json, len, true, head_only,
-            "Cache-Control: no-store\r\n");
+    uv_read_stop((uv_stream_t *)&c->tcp); /* one request per connection */
+    c->answering = true;
+    c->head_only = head_only;
+    c->waiting = last_request_id;
+    uv_timer_start(&c->timer, on_conn_timeout,
+                   used < tg_metrics_conn_timeout_ms ? tg_metrics_conn_timeout_ms - used : 0, 0);
+}
+
+void tg_metrics_transfers_reply(uint64_t id, char *json, size_t len)
+{
+    struct conn *c;
+
+    for (c = cur ? cur->conns : NULL; c; c = c->next)
+        if (c->waiting == id && !c->closing) {
+            c->waiting = 0;
+            answer_transfers(c, json, len, c->head_only);
+            return;
+        }
+    tg_free(json); /* the connection that asked has gone */
 }
 
 /* The request line of a complete head: METHOD SP TARGET SP HTTP/x.y */

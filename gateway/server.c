@@ -157,12 +157,13 @@ static void drop_held(struct tg_backend **bs, size_t n)
 }
 
 /* GET /transfers on the metrics endpoint (gateway/live.h). */
-static char *transfers_json(void *arg, size_t *len)
+static char *transfers_json(void *arg, uint64_t id, size_t *len, bool *pending)
 {
     struct tg_server *srv = arg;
 
     if (srv->w && srv->w->all->n > 1)
-        return tg_workers_transfers(srv->w->all, len);
+        return tg_workers_transfers(srv->w->all, id, len, pending);
+    *pending = false;
     return tg_live_json(&srv->rt.reg, uv_now(srv->rt.loop), len);
 }
 

@@ -1,7 +1,9 @@
 /* gateway/workers.c - the worker threads, their mailboxes, and what worker
  * 0 asks of the others: adopt a reloaded configuration, drain, abort, and
  * their part of the live transfers view. No worker ever waits for another
- * except worker 0 building /transfers, bounded by PART_WAIT_NS in all. */
+ * (invariant 1): for /transfers worker 0 posts its ask and goes on serving;
+ * each part comes back through worker 0's mailbox, and a timer on worker
+ * 0's loop (PART_WAIT_MS) ends a collection whose parts are late. */
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,7 +17,22 @@
 #include "tftpgw/metrics.h"
 #include "session.h"
 
-#define PART_WAIT_NS (500ull * 1000 * 1000)
+#define PART_WAIT_MS 500
+
+/* One /transfers collection at a time, on worker 0's loop: the requests
+ * that arrive while it runs join it and get the same answer, so a burst
+ * of requests costs one part per worker, not one per request. */
+struct tg_collect {
+    uv_timer_t timer;        /* the deadline */
+    struct tg_workers *ws;
+    bool running;
+    uint64_t seq;            /* parts built for an older collection are stale */
+    uint64_t *ids;           /* metrics request ids waiting for this one */
+    size_t nids, cap;
+    unsigned missing;        /* parts neither in nor given up on */
+    bool *have;              /* per worker: part in, or the worker closed */
+    struct tg_live_part *parts;
+};
 
 bool tg_workers_has_cache(const struct tg_config *cfg)
 {
@@ -73,7 +90,6 @@ struct tg_workers *tg_workers_new(struct tg_config *cfg, unsigned n, int passed)
         ws->w[i].all = ws;
         ws->w[i].id = i;
         uv_mutex_init(&ws->w[i].mu);
-        uv_cond_init(&ws->w[i].cond);
     }
     if (!ws->shared || !ws->rate || !ws->sendrate) {
         tg_workers_free(ws);
@@ -89,12 +105,37 @@ void tg_workers_free(struct tg_workers *ws)
     for (unsigned i = 0; i < ws->n; i++) {
         tg_live_part_free(&ws->w[i].part);
         uv_mutex_destroy(&ws->w[i].mu);
-        uv_cond_destroy(&ws->w[i].cond);
     }
     tg_shared_free(ws->shared);
     tg_ratelimit_free(ws->rate);
     tg_ratelimit_free(ws->sendrate);
     tg_free(ws);
+}
+
+static bool post(struct tg_worker *w, void (*set)(struct tg_worker *, void *), void *arg);
+static void collect_take(struct tg_workers *ws);
+
+static void set_parts_in(struct tg_worker *w, void *arg)
+{
+    (void)arg;
+    w->parts_in = true;
+}
+
+/* Worker i > 0, on its own loop: its part for collection seq, left in its
+ * mailbox for worker 0 to take. */
+static void build_part(struct tg_worker *w, uint64_t seq)
+{
+    struct tg_live_part p;
+
+    if (tg_live_part(&w->srv.rt.reg, uv_now(w->srv.rt.loop), &p) != 0)
+        memset(&p, 0, sizeof(p));
+    uv_mutex_lock(&w->mu);
+    tg_live_part_free(&w->part);
+    w->part = p;
+    w->part_seq = seq;
+    w->part_ready = true;
+    uv_mutex_unlock(&w->mu);
+    (void)post(&w->all->w[0], set_parts_in, NULL);
 }
 
 /* What the mailbox holds, on the worker's own loop. */
@@ -103,8 +144,9 @@ static void on_mail(uv_async_t *a)
     struct tg_worker *w = a->data;
     struct tg_server *srv = &w->srv;
     struct tg_config *gen;
-    bool drain, abort_now, close_now, want_part, peer_done;
+    bool drain, abort_now, close_now, want_part, peer_done, parts_in;
     unsigned evict;
+    uint64_t want_seq;
 
     uv_mutex_lock(&w->mu);
     gen = w->gen;
@@ -115,8 +157,10 @@ static void on_mail(uv_async_t *a)
     evict = w->evict;
     w->evict = 0;
     want_part = w->want_part;
+    want_seq = w->want_seq;
     peer_done = w->peer_done;
-    w->drain = w->abort = w->close_now = w->peer_done = false;
+    parts_in = w->parts_in;
+    w->drain = w->abort = w->close_now = w->peer_done = w->want_part = w->parts_in = false;
     uv_mutex_unlock(&w->mu);
     if (gen && !srv->closed && !srv->rt.draining)
         tg_server_adopt(srv, gen);
@@ -130,19 +174,10 @@ static void on_mail(uv_async_t *a)
            tg_registry_evict_unproven(&srv->rt.reg))
         tg_log(TG_LOG_INFO, "server full: evicted a session whose client never answered "
                             "(for a request another worker received)");
-    if (want_part) {
-        struct tg_live_part p;
-
-        if (tg_live_part(&srv->rt.reg, uv_now(srv->rt.loop), &p) != 0)
-            memset(&p, 0, sizeof(p));
-        uv_mutex_lock(&w->mu);
-        tg_live_part_free(&w->part);
-        w->part = p;
-        w->part_ready = true;
-        w->want_part = false;
-        uv_cond_signal(&w->cond);
-        uv_mutex_unlock(&w->mu);
-    }
+    if (want_part)
+        build_part(w, want_seq);
+    if (parts_in)
+        collect_take(w->all);
     if (peer_done)
         tg_server_check_done(srv);
     if (close_now)
@@ -344,71 +379,188 @@ void tg_worker_drained(struct tg_worker *w)
     (void)post(&w->all->w[0], set_peer_done, NULL);
 }
 
+static void collect_closed(uv_handle_t *h)
+{
+    struct tg_collect *c = h->data;
+
+    tg_free(c->ids);
+    tg_free(c->have);
+    tg_free(c->parts);
+    tg_free(c);
+}
+
+static void free_parts(struct tg_collect *c)
+{
+    for (unsigned i = 0; i < c->ws->n; i++)
+        tg_live_part_free(&c->parts[i]);
+}
+
 void tg_worker_closing(struct tg_worker *w)
 {
+    struct tg_collect *c = w->all->collect;
     bool was_open;
 
     uv_mutex_lock(&w->mu);
     was_open = w->open;
     w->open = false;
     w->closed = true;
-    /* Worker 0 may be waiting for a part this worker will never build. */
-    w->part_ready = true;
-    uv_cond_signal(&w->cond);
     uv_mutex_unlock(&w->mu);
     if (was_open)
         uv_close((uv_handle_t *)&w->async, NULL);
+    if (w->id != 0) {
+        /* A part it will never build: worker 0 counts it as answered. */
+        (void)post(&w->all->w[0], set_parts_in, NULL);
+        return;
+    }
+    /* Worker 0 closes the endpoint too: whoever waits is closed with it. */
+    if (!c)
+        return;
+    w->all->collect = NULL;
+    free_parts(c);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, collect_closed);
 }
 
-/* Worker 0, for GET /transfers: its own part, then each other worker's,
- * built on that worker's loop. The wait is one turn of a loop that never
- * blocks (invariant 1), and bounded: a part not ready in time is left out. */
-char *tg_workers_transfers(struct tg_workers *ws, size_t *len)
+/* Every part in, or the deadline passed: merge what came, answer each
+ * request that waited (each gets its own copy: the endpoint frees it). */
+static void collect_finish(struct tg_collect *c)
 {
-    struct tg_live_part *parts = tg_calloc(ws->n, sizeof(*parts));
-    struct tg_server *srv0 = &ws->w[0].srv;
-    char *out = NULL;
-    uint64_t deadline;
+    size_t len = 0;
+    char *json;
 
-    if (!parts)
+    uv_timer_stop(&c->timer);
+    json = tg_live_merge(c->parts, c->ws->n, &len);
+    free_parts(c);
+    c->running = false;
+    for (size_t i = 0; i < c->nids; i++) {
+        char *copy = json;
+
+        if (json && i + 1 < c->nids && (copy = tg_malloc(len + 1)) != NULL)
+            memcpy(copy, json, len);
+        tg_metrics_transfers_reply(c->ids[i], copy, len);
+    }
+    if (c->nids == 0)
+        tg_free(json);
+    c->nids = 0;
+}
+
+static void on_collect_deadline(uv_timer_t *t)
+{
+    struct tg_collect *c = t->data;
+
+    if (c->running)
+        collect_finish(c); /* the parts missing are left out */
+}
+
+/* Worker 0's mailbox said a part is ready, or a worker closed. */
+static void collect_take(struct tg_workers *ws)
+{
+    struct tg_collect *c = ws->collect;
+
+    if (!c || !c->running)
+        return;
+    for (unsigned i = 1; i < ws->n; i++) {
+        struct tg_worker *w = &ws->w[i];
+
+        if (c->have[i])
+            continue;
+        uv_mutex_lock(&w->mu);
+        if (w->part_ready && w->part_seq == c->seq) {
+            c->parts[i] = w->part;
+            memset(&w->part, 0, sizeof(w->part));
+            w->part_ready = false;
+            c->have[i] = true;
+        } else if (w->closed) {
+            c->have[i] = true;
+        }
+        uv_mutex_unlock(&w->mu);
+        c->missing -= c->have[i];
+    }
+    if (c->missing == 0)
+        collect_finish(c);
+}
+
+static struct tg_collect *collect_get(struct tg_workers *ws)
+{
+    struct tg_collect *c = ws->collect;
+
+    if (c)
+        return c;
+    if (!(c = tg_calloc(1, sizeof(*c))) || !(c->have = tg_calloc(ws->n, sizeof(bool))) ||
+        !(c->parts = tg_calloc(ws->n, sizeof(*c->parts)))) {
+        if (c)
+            tg_free(c->have);
+        tg_free(c);
         return NULL;
-    if (tg_live_part(&srv0->rt.reg, uv_now(srv0->rt.loop), &parts[0]) != 0)
-        goto done;
-    /* Every worker builds at once; one deadline for them all. */
+    }
+    c->ws = ws;
+    c->timer.data = c;
+    uv_timer_init(ws->w[0].srv.rt.loop, &c->timer);
+    return ws->collect = c;
+}
+
+/* Worker 0's part now; every other open worker is asked at once. */
+static int collect_start(struct tg_collect *c)
+{
+    struct tg_workers *ws = c->ws;
+    struct tg_server *srv0 = &ws->w[0].srv;
+
+    if (tg_live_part(&srv0->rt.reg, uv_now(srv0->rt.loop), &c->parts[0]) != 0)
+        return -1;
+    c->seq++;
+    c->running = true;
+    c->missing = 0;
+    memset(c->have, 0, ws->n * sizeof(bool));
+    c->have[0] = true;
     for (unsigned i = 1; i < ws->n; i++) {
         struct tg_worker *w = &ws->w[i];
 
         uv_mutex_lock(&w->mu);
         if (w->open) {
             w->want_part = true;
-            w->part_ready = false;
+            w->want_seq = c->seq;
             uv_async_send(&w->async);
+            c->missing++;
+        } else {
+            c->have[i] = true;
         }
         uv_mutex_unlock(&w->mu);
     }
-    deadline = uv_hrtime() + PART_WAIT_NS;
-    for (unsigned i = 1; i < ws->n; i++) {
-        struct tg_worker *w = &ws->w[i];
+    return 0;
+}
 
-        uv_mutex_lock(&w->mu);
-        while (w->want_part && !w->part_ready) {
-            uint64_t now = uv_hrtime();
+char *tg_workers_transfers(struct tg_workers *ws, uint64_t id, size_t *len, bool *pending)
+{
+    struct tg_collect *c = collect_get(ws);
+    char *out;
 
-            if (now >= deadline ||
-                uv_cond_timedwait(&w->cond, &w->mu, deadline - now) != 0)
-                break;
+    *pending = false;
+    if (!c)
+        return NULL;
+    if (c->running) {
+        /* The endpoint's connection limit bounds how many wait. */
+        if (c->nids == c->cap) {
+            size_t cap = c->cap ? c->cap * 2 : 8;
+            uint64_t *ids = tg_realloc(c->ids, cap * sizeof(*ids));
+
+            if (!ids)
+                return NULL;
+            c->ids = ids;
+            c->cap = cap;
         }
-        if (w->part_ready) {
-            parts[i] = w->part;
-            memset(&w->part, 0, sizeof(w->part));
-            w->part_ready = false;
-        }
-        uv_mutex_unlock(&w->mu);
+        c->ids[c->nids++] = id;
+        *pending = true;
+        return NULL;
     }
-    out = tg_live_merge(parts, ws->n, len);
-done:
-    for (unsigned i = 0; i < ws->n; i++)
-        tg_live_part_free(&parts[i]);
-    tg_free(parts);
-    return out;
+    if (collect_start(c) != 0)
+        return NULL;
+    if (c->missing == 0) { /* no other worker open: nothing to wait for */
+        c->running = false;
+        out = tg_live_merge(c->parts, ws->n, len);
+        free_parts(c);
+        return out;
+    }
+    uv_timer_start(&c->timer, on_collect_deadline, PART_WAIT_MS, 0);
+    /* Running now: the request joins its own collection. */
+    return tg_workers_transfers(ws, id, len, pending);
 }

@@ -27,15 +27,19 @@ struct tg_worker {
     char err[512];
     /* The mailbox: what other threads ask of this worker. */
     uv_mutex_t mu;
-    uv_cond_t cond;
     bool open;               /* async may be sent */
     bool closed;             /* its server has closed: no sessions left */
     struct tg_config *gen;   /* a reload's configuration to adopt */
     bool drained;            /* draining, and its last session has ended */
     bool drain, abort, close_now, want_part, part_ready, peer_done;
+    bool parts_in;           /* worker 0: another worker's part is ready */
     unsigned evict;          /* sessions to evict for other workers' requests */
+    uint64_t want_seq;       /* the collection want_part is for */
+    uint64_t part_seq;       /* the collection part was built for */
     struct tg_live_part part;
 };
+
+struct tg_collect;
 
 struct tg_workers {
     unsigned n;
@@ -44,6 +48,7 @@ struct tg_workers {
     struct tg_config *cfg;   /* the one workers start on */
     struct tg_shared *shared;
     struct tg_ratelimit *rate, *sendrate;
+    struct tg_collect *collect; /* /transfers; worker 0's loop only */
     struct tg_worker w[];
 };
 
@@ -72,7 +77,12 @@ bool tg_workers_others_drained(struct tg_workers *ws);
 void tg_workers_post_close(struct tg_workers *ws);
 /* From worker i's loop: it is draining and has no session left. */
 void tg_worker_drained(struct tg_worker *w);
-char *tg_workers_transfers(struct tg_workers *ws, size_t *len);
+/* Worker 0, GET /transfers (tg_metrics_transfers_fn): every worker's
+ * part, merged. Returns the JSON at once when no other worker is open;
+ * else NULL with *pending set, and the answer goes to
+ * tg_metrics_transfers_reply(id) once every part is in or the deadline
+ * passed. NULL without *pending: out of memory. */
+char *tg_workers_transfers(struct tg_workers *ws, uint64_t id, size_t *len, bool *pending);
 /* From a worker's loop (its struct tg_runtime's room_elsewhere): at
  * max_sessions with no session of its own to evict, ask the worker whose
  * registry may hold the most unproven sessions to end its oldest. False

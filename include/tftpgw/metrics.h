@@ -69,11 +69,18 @@ char *tg_metrics_render(size_t *len);
  * says why and the return is a negative errno. */
 int tg_metrics_serve(uv_loop_t *loop, const char *listen, char *err, size_t errlen);
 /* GET /transfers, the live transfers view (docs/metrics.md): fn builds
- * its JSON and returns tg_malloc'd text and its length, or NULL when out
- * of memory. The server that owns the transfers sets it (gateway/server.c)
- * and clears it (NULL) before it goes; without one the answer is 503. */
-typedef char *tg_metrics_transfers_fn(void *arg, size_t *len);
+ * its JSON for request id (unique per request) and returns tg_malloc'd
+ * text and its length, or NULL. NULL with *pending set means the answer
+ * comes later, on this loop, through tg_metrics_transfers_reply(id, ...);
+ * NULL without it means out of memory. The server that owns the transfers
+ * sets fn (gateway/server.c) and clears it (NULL) before it goes; without
+ * one the answer is 503. */
+typedef char *tg_metrics_transfers_fn(void *arg, uint64_t id, size_t *len, bool *pending);
 void tg_metrics_set_transfers(tg_metrics_transfers_fn *fn, void *arg);
+/* The answer to a pending request id: json (tg_malloc'd, or NULL for out
+ * of memory) is the endpoint's from here on. A connection that closed
+ * meanwhile, its deadline passed, just drops it. Worker 0's loop only. */
+void tg_metrics_transfers_reply(uint64_t id, char *json, size_t len);
 /* GET /: the page that shows that view (gateway/live_page.c). */
 extern const char tg_live_page[];
 

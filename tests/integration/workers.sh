@@ -4,7 +4,8 @@
 #   workers_per_port      40 concurrent RRQs from 40 source ports, byte-exact;
 #                         both workers carried transfers; the per-worker
 #                         counts, tftpgw_transfers_finished_total and the
-#                         bytes sent all sum exactly; /transfers lists all 40
+#                         bytes sent all sum exactly; /transfers lists all 40,
+#                         also to each of 6 requests sent at once
 #   workers_single_port   single-port mode on 127.0.0.1 and [::1]: every
 #                         datagram of a client reaches the worker that owns
 #                         its session (else its ACKs would meet "unknown
@@ -64,7 +65,7 @@ wk_both_workers() {
 
 t_workers_per_port() {
     [ -n "$PEER" ] && { REASON="gateway-specific (workers)"; return 77; }
-    local i ok w0 w1 size sent retr out
+    local i ok w0 w1 size sent retr out pids
     MPORT=$(wk_port)
     head -c 200000 /dev/urandom > "$ROOT/w200k"
     gw_up workers=2 "metrics_listen=127.0.0.1:$MPORT" || return 1
@@ -92,6 +93,22 @@ d = json.load(open(sys.argv[1]))
 print(d["active_count"], len(d["active"]), sum(1 for r in d["finished"] if r["file"] == "w200k" and r["result"] == "ok"))' "$T/live.json") ||
         { fail "/transfers: $(head -c 200 "$T/live.json")"; return 1; }
     [ "$out" = "0 0 40" ] || { fail "/transfers: active_count, active, finished ok = $out"; return 1; }
+    # requests at once share one collection (or start the next): each
+    # still gets the whole view, none is left without an answer
+    pids=()
+    for i in 1 2 3 4 5 6; do
+        timeout 5 curl -s -o "$T/live$i.json" --interface "127.0.0.$((60 + i))" \
+            "http://127.0.0.1:$MPORT/transfers" &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    for i in 1 2 3 4 5 6; do
+        out=$("$PY" -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(sum(1 for r in d["finished"] if r["file"] == "w200k" and r["result"] == "ok"))' \
+            "$T/live$i.json") || { fail "/transfers #$i: $(head -c 200 "$T/live$i.json")"; return 1; }
+        [ "$out" = 40 ] || { fail "/transfers #$i lists $out of 40"; return 1; }
+    done
     size=$(stat -c %s "$ROOT/w200k")
     sent=$(wk_metric tftpgw_bytes_sent_total)
     retr=$(wk_metric tftpgw_retransmissions_total)

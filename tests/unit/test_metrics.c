@@ -795,10 +795,12 @@ static void test_http_close_with_connections(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-static char *fake_transfers(void *arg, size_t *len)
+static char *fake_transfers(void *arg, uint64_t id, size_t *len, bool *pending)
 {
     char *p = tg_strdup(arg);
 
+    (void)id;
+    *pending = false;
     *len = strlen(arg);
     return p;
 }
@@ -840,6 +842,77 @@ static void test_http_live(void **state)
     assert_string_equal(body_of(&cs[0]), "{\"active\":[]}");
     assert_true(!strncmp(cs[1].resp, "HTTP/1.1 200 OK\r\n", 17));
     assert_string_equal(body_of(&cs[1]), "");
+    free(cs);
+}
+
+/* An asynchronous provider (several workers): it answers later through
+ * tg_metrics_transfers_reply, by request id. */
+static uint64_t async_ids[4];
+static unsigned async_n;
+static uv_timer_t async_t;
+
+static void async_answer(uv_timer_t *t)
+{
+    tg_metrics_transfers_reply(async_ids[0], tg_strdup("{\"a\":0}"), 7);
+    tg_metrics_transfers_reply(async_ids[1], tg_strdup("{\"a\":1}"), 7);
+    /* No connection waits for this one: dropped (and freed). */
+    tg_metrics_transfers_reply(async_ids[0] + 1000, tg_strdup("{}"), 2);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static char *async_transfers(void *arg, uint64_t id, size_t *len, bool *pending)
+{
+    (void)arg;
+    (void)len;
+    if (async_n < TG_ARRAY_LEN(async_ids))
+        async_ids[async_n] = id;
+    if (async_n++ == 0) {
+        uv_timer_init(&loop, &async_t);
+        uv_timer_start(&async_t, async_answer, 150, 0);
+    }
+    *pending = true;
+    return NULL;
+}
+
+/* 0 and 1 are answered 150 ms later, each with its own answer; 3 asks
+ * /metrics meanwhile and is answered at once; 2 is never answered and the
+ * whole-exchange deadline closes it. */
+static void test_http_live_async(void **state)
+{
+    struct client *cs = new_clients(4);
+    static const char *const ips[] = {"127.0.0.41", "127.0.0.42", "127.0.0.43", "127.0.0.44"};
+    uint64_t saved_timeout = tg_metrics_conn_timeout_ms;
+
+    (void)state;
+    async_n = 0;
+    tg_metrics_conn_timeout_ms = 400;
+    tg_metrics_set_transfers(async_transfers, NULL);
+    set_req(&cs[0], "GET /transfers HTTP/1.1\r\n\r\n");
+    set_req(&cs[1], "HEAD /transfers HTTP/1.1\r\n\r\n");
+    cs[1].delay_ms = 10;
+    set_req(&cs[2], "GET /transfers HTTP/1.1\r\n\r\n");
+    cs[2].delay_ms = 20;
+    set_req(&cs[3], "GET /metrics HTTP/1.1\r\n\r\n");
+    cs[3].delay_ms = 30;
+    for (size_t i = 0; i < 4; i++)
+        cs[i].bind_ip = ips[i];
+    run_clients(cs, 4);
+    tg_metrics_set_transfers(NULL, NULL);
+    tg_metrics_conn_timeout_ms = saved_timeout;
+    assert_int_equal(async_n, 3);
+    assert_true(async_ids[0] != async_ids[1] && async_ids[1] != async_ids[2]);
+    assert_true(!strncmp(cs[0].resp, "HTTP/1.1 200 OK\r\n", 17));
+    assert_non_null(strstr(cs[0].resp, "\r\nContent-Type: application/json\r\n"));
+    assert_string_equal(body_of(&cs[0]), "{\"a\":0}");
+    assert_true(closed_after(&cs[0]) >= 140);
+    assert_true(!strncmp(cs[1].resp, "HTTP/1.1 200 OK\r\n", 17));
+    assert_non_null(strstr(cs[1].resp, "\r\nContent-Length: 7\r\n"));
+    assert_string_equal(body_of(&cs[1]), "");
+    assert_int_equal(cs[2].len, 0);
+    assert_int_equal(cs[2].read_status, UV_EOF);
+    assert_true(closed_after(&cs[2]) >= 380);
+    assert_true(!strncmp(cs[3].resp, "HTTP/1.1 200 OK\r\n", 17));
+    assert_true(closed_after(&cs[3]) < closed_after(&cs[0]));
     free(cs);
 }
 
@@ -919,6 +992,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_slow_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_close_with_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_live, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_live_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_ipv6, setup, teardown),
     };
