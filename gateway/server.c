@@ -349,19 +349,18 @@ static void remap_reload_after(uv_work_t *w, int status)
     tg_free(j);
 }
 
-static int remap_reload(struct tg_server *srv)
+/* The read of a reload goes to the thread pool: the path is copied for it
+ * and reload_busy is set until its after-callback runs. */
+static int queue_read(struct tg_server *srv, uv_work_t *w, char **path, const char *src,
+                      uv_work_cb work, uv_after_work_cb after)
 {
-    struct remap_job *j = tg_calloc(1, sizeof(*j));
-
-    if (!j || !(j->path = tg_strdup(srv->rt.cfg->routes[0].remap_file))) {
-        tg_free(j);
+    if (!(*path = tg_strdup(src))) {
         tg_log(TG_LOG_ERROR, "reload refused: out of memory");
         return TG_ENOMEM;
     }
-    j->srv = srv;
-    if (uv_queue_work(srv->rt.loop, &j->work, remap_reload_work, remap_reload_after) != 0) {
-        tg_free(j->path);
-        tg_free(j);
+    if (uv_queue_work(srv->rt.loop, w, work, after) != 0) {
+        tg_free(*path);
+        *path = NULL;
         tg_log(TG_LOG_ERROR, "reload refused: cannot queue the read");
         return TG_EINVAL;
     }
@@ -369,9 +368,27 @@ static int remap_reload(struct tg_server *srv)
     return 0;
 }
 
+static int remap_reload(struct tg_server *srv)
+{
+    struct remap_job *j = tg_calloc(1, sizeof(*j));
+    int rc;
+
+    if (!j) {
+        tg_log(TG_LOG_ERROR, "reload refused: out of memory");
+        return TG_ENOMEM;
+    }
+    j->srv = srv;
+    rc = queue_read(srv, &j->work, &j->path, srv->rt.cfg->routes[0].remap_file,
+                    remap_reload_work, remap_reload_after);
+    if (rc != 0)
+        tg_free(j);
+    return rc;
+}
+
 int tg_server_reload(struct tg_server *srv)
 {
     struct reload_job *j;
+    int rc;
 
     if (!srv->rt.cfg->file && srv->rt.cfg->nroutes == 1 && srv->rt.cfg->routes[0].remap_file &&
         !srv->reload_busy)
@@ -385,20 +402,15 @@ int tg_server_reload(struct tg_server *srv)
         return TG_EAGAIN;
     }
     j = tg_calloc(1, sizeof(*j));
-    if (!j || !(j->path = tg_strdup(srv->rt.cfg->file))) {
-        tg_free(j);
+    if (!j) {
         tg_log(TG_LOG_ERROR, "reload refused: out of memory");
         return TG_ENOMEM;
     }
     j->srv = srv;
-    if (uv_queue_work(srv->rt.loop, &j->work, reload_work, reload_after) != 0) {
-        tg_free(j->path);
+    rc = queue_read(srv, &j->work, &j->path, srv->rt.cfg->file, reload_work, reload_after);
+    if (rc != 0)
         tg_free(j);
-        tg_log(TG_LOG_ERROR, "reload refused: cannot queue the read");
-        return TG_EINVAL;
-    }
-    srv->reload_busy = true;
-    return 0;
+    return rc;
 }
 
 /* Uploads on the shared single port trust the client's source address,
