@@ -190,7 +190,7 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:$mport']
 EOF
-    PPORT=$(metrics_tcp_port)
+    PPORT=$(free_tcp_port)
     "$PROM" --config.file="$T/prometheus.yml" --storage.tsdb.path="$T/tsdb" \
         --web.listen-address="127.0.0.1:$PPORT" --log.level=warn \
         > "$T/prometheus.log" 2>&1 < /dev/null &
@@ -209,7 +209,7 @@ EOF
 t_prometheus_live() {
     local mport out q bad=0 n=0
     PROM_PID=""
-    mport=$(metrics_tcp_port)
+    mport=$(free_tcp_port)
     gw_up "metrics_listen=127.0.0.1:$mport" || return 1
     prom_up "$mport" || return 1
 
@@ -288,11 +288,6 @@ sys.exit(json.load(open(sys.argv[1])).get("status") != "success")' "$T/q.json" 2
     PROM_PID=""
 }
 
-metrics_tcp_port() {
-    "$PY" -c 'import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 run_test rules_check     t_rules_check
 run_test rules_unit      t_rules_unit

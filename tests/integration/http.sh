@@ -17,11 +17,6 @@ NGX_PID="" NGX_PORT="" NGX_DIR="" NGX_ROOT=""
 BAD_PID="" BAD_PORT="" BAD_URL="" BAD_LOG=""
 RAW_RC="" RAW_OUT="" RAW_MS=""
 
-free_tcp_port() {
-    "$PY" -c 'import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 tcp_ready() {
     timeout 1 bash -c 'exec 3<> "/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null

@@ -79,6 +79,13 @@ s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, soc
 s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "${1:-127.0.0.1}"
 }
 
+# A free TCP port on 127.0.0.1 (nginx, the metrics endpoint).
+free_tcp_port() {
+    "$PY" -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 have_ipv6() {
     "$PY" -c 'import socket
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(("::1", 0))' 2>/dev/null

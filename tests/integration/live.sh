@@ -6,11 +6,6 @@
 
 LPORT=""
 
-live_tcp_port() {
-    "$PY" -c 'import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # live_fetch OUT: GET /transfers into OUT; fails unless 200 and JSON
 live_fetch() {
@@ -118,7 +113,7 @@ PYEOF
 t_live_json() {
     [ -n "$PEER" ] && { REASON="gateway-specific (metrics)"; return 77; }
     local port b1 b2 out
-    LPORT=$(live_tcp_port)
+    LPORT=$(free_tcp_port)
     gw_up "metrics_listen=127.0.0.1:$LPORT" || return 1
     live_slow_get f200k || return 1
     port=$(cat "$T/slow.port")
@@ -144,7 +139,7 @@ t_live_json() {
 t_live_stuck() {
     [ -n "$PEER" ] && { REASON="gateway-specific (metrics)"; return 77; }
     local port i out=""
-    LPORT=$(live_tcp_port)
+    LPORT=$(free_tcp_port)
     gw_up "metrics_listen=127.0.0.1:$LPORT" || return 1
     live_slow_get f4404 2.5 || return 1
     port=$(cat "$T/slow.port")
@@ -176,7 +171,7 @@ PYEOF
 t_live_escape() {
     [ -n "$PEER" ] && { REASON="gateway-specific (metrics)"; return 77; }
     local out
-    LPORT=$(live_tcp_port)
+    LPORT=$(free_tcp_port)
     gw_up "metrics_listen=127.0.0.1:$LPORT" || return 1
     out=$("$PY" - "$HERE" "$HOST" "$PORT" << 'PYEOF'
 import sys
@@ -258,7 +253,7 @@ t_live_page() {
     [ -n "$PEER" ] && { REASON="gateway-specific (metrics)"; return 77; }
     local v1 v2 code
     live_have_chromium || return 77
-    LPORT=$(live_tcp_port)
+    LPORT=$(free_tcp_port)
     gw_up "metrics_listen=127.0.0.1:$LPORT" || return 1
     code=$(timeout 10 curl -sS --max-time 5 -o "$T/page.html" -D "$T/page.hdr" -w '%{http_code}' \
         "http://127.0.0.1:$LPORT/" 2> "$T/curl.err")

@@ -5,11 +5,6 @@
 
 MPORT=""
 
-metrics_tcp_port() {
-    "$PY" -c 'import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # scrape PATH [curl args]: body in $T/scrape.out, headers in $T/scrape.hdr,
 # status in SCRAPE_STATUS
@@ -85,7 +80,7 @@ EOF
 t_metrics_scrape() {
     [ -n "$PEER" ] && { REASON="gateway-specific (metrics)"; return 77; }
     local i version out
-    MPORT=$(metrics_tcp_port)
+    MPORT=$(free_tcp_port)
     gw_up "metrics_listen=127.0.0.1:$MPORT" || return 1
     log_has "metrics on http://127.0.0.1:$MPORT/metrics" || return 1
 
@@ -209,7 +204,7 @@ t_metrics_cache() {
 }
 
 t_metrics_cache_run() {
-    MPORT=$(metrics_tcp_port)
+    MPORT=$(free_tcp_port)
     cx t_metrics_cache
 }
 
