@@ -281,13 +281,12 @@ static int cache_open_read(struct tg_backend *b, const struct tg_open_args *a,
 
 /* Uploads go to the upstream as they are; the cached copy is dropped so the
  * next read fetches what was written. */
-static int cache_open_write(struct tg_backend *b, const struct tg_open_args *a,
-                            tg_stream_cb *cb_fn, void *arg, struct tg_stream **out)
+static void cache_invalidate(struct tg_backend *b, const char *key)
 {
     struct cache_backend *cb = (struct cache_backend *)b;
-    struct centry *e = lookup(cb, a->key, false);
+    struct centry *e = lookup(cb, key, false);
 
-    cache_neg_drop(cb, a->key);
+    cache_neg_drop(cb, key);
     if (e && e->present)
         e->fetched_ms = 0; /* stale: revalidated on the next read */
     if (e && e->fill) {
@@ -296,6 +295,14 @@ static int cache_open_write(struct tg_backend *b, const struct tg_open_args *a,
         e->fill->orphan = true;
         e->fill = NULL;
     }
+}
+
+static int cache_open_write(struct tg_backend *b, const struct tg_open_args *a,
+                            tg_stream_cb *cb_fn, void *arg, struct tg_stream **out)
+{
+    struct cache_backend *cb = (struct cache_backend *)b;
+
+    cache_invalidate(b, a->key);
     return cb->up->ops->open_write(cb->up, a, cb_fn, arg, out);
 }
 
@@ -596,4 +603,5 @@ const struct tg_backend_ops tg_cache_backend_ops = {
     .open_read = cache_open_read,
     .open_write = cache_open_write,
     .link = cache_link,
+    .invalidate = cache_invalidate,
 };

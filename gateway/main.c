@@ -155,8 +155,6 @@ static int check_config(const char *path)
     setenv("UV_THREADPOOL_SIZE", "16", 0);
     uv_loop_init(&loop);
     rc = tg_server_init(&srv, &loop, cfg, NULL, err, sizeof(err));
-    if (rc == 0 && tg_workers_count(cfg, 0, err, sizeof(err)) < 0)
-        rc = TG_EINVAL;
     tg_server_close(&srv);
     uv_run(&loop, UV_RUN_DEFAULT);
     tg_server_free(&srv);
@@ -376,14 +374,10 @@ static int serve(struct tg_config *cfg, const struct args *a)
     const char *user;
     char err[512];
     uv_loop_t loop;
-    int rc, passed = tg_server_passed_sockets(), n;
+    int rc, passed = tg_server_passed_sockets();
+    unsigned n = tg_workers_count(cfg, passed);
 
-    if ((n = tg_workers_count(cfg, passed, err, sizeof(err))) < 0) {
-        fprintf(stderr, "tftpgw: %s\n", err);
-        tg_config_free(cfg);
-        return 1;
-    }
-    if (!(ws = tg_workers_new(cfg, (unsigned)n, passed))) {
+    if (!(ws = tg_workers_new(cfg, n, passed))) {
         fprintf(stderr, "tftpgw: out of memory\n");
         tg_config_free(cfg);
         return 1;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "live.h"
+#include "remote.h"
 #include "server.h"
 #include "shared.h"
 #include "workers.h"
@@ -106,7 +107,13 @@ static int build_backends(struct tg_server *srv, const struct tg_config *cfg,
             (*nreused)++;
             continue;
         }
-        rc = tg_backend_create(srv->rt.loop, &cfg->backends[i], &out[i], e, sizeof(e));
+        /* One cache per name in the process: worker 0 runs it, the others
+         * reach it through a stand-in (gateway/remote.c). */
+        if (!srv->main && srv->w && strcmp(cfg->backends[i].type, "cache") == 0)
+            rc = tg_remote_create(srv->w, tg_workers_owned(srv->w->all, cfg, i),
+                                  &cfg->backends[i], &out[i], e, sizeof(e));
+        else
+            rc = tg_backend_create(srv->rt.loop, &cfg->backends[i], &out[i], e, sizeof(e));
         if (rc != 0) {
             out[i] = NULL;
             snprintf(err, errlen, "%s: [backend %s] %s", cfg->file ? cfg->file : "(built-in)",
@@ -129,6 +136,14 @@ static int build_backends(struct tg_server *srv, const struct tg_config *cfg,
         }
     }
     return 0;
+}
+
+/* Worker 0 says which backends run this generation, before the other
+ * workers build theirs: their stand-ins for its caches look them up. */
+static void own_backends(struct tg_server *srv)
+{
+    if (srv->main && srv->w && srv->w->all->n > 1)
+        tg_workers_own(srv->w->all, srv->rt.cfg, srv->rt.backends);
 }
 
 /* Backends stay alive until exit once retired: a cache's fills and a
@@ -240,6 +255,8 @@ int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg
     /* srv->rt.cfg is set after the build: nothing to reuse at start. */
     rc = build_backends(srv, cfg, srv->rt.backends, &reused, err, errlen);
     srv->rt.cfg = cfg;
+    if (rc == 0)
+        own_backends(srv);
     return rc;
 }
 
@@ -296,11 +313,7 @@ static void reload_after(uv_work_t *w, int status)
                status != 0 ? "cancelled" : j->err);
     else if (srv->rt.draining || srv->closed)
         tg_config_free(j->cfg); /* shutting down: nothing to reload into */
-    else if (srv->rt.nworkers > 1 && tg_workers_has_cache(j->cfg)) {
-        tg_log(TG_LOG_ERROR, "reload refused, running configuration kept: workers > 1 with a "
-                             "cache backend is not supported yet; set workers = 1");
-        tg_config_free(j->cfg);
-    } else if (reload_apply(srv, j->cfg) == 0 && srv->w)
+    else if (reload_apply(srv, j->cfg) == 0 && srv->w)
         tg_workers_post_gen(srv->w->all, srv->rt.cfg);
     tg_free(j->path);
     tg_free(j);
@@ -491,6 +504,7 @@ static int reload_apply(struct tg_server *srv, struct tg_config *cfg)
     drop_held(srv->rt.backends, srv->rt.cfg->nbackends);
     srv->rt.cfg = cfg;
     srv->rt.backends = be;
+    own_backends(srv);
     if (!srv->verbose)
         tg_log_init(cfg->server.log_level, cfg->server.log_format, cfg->server.log_target);
     srv->reloads++;

@@ -1091,6 +1091,7 @@ static void open_stream(struct tg_session *s, struct tg_backend *be)
         .client_mac = s->mac[0] ? s->mac : NULL,
         .size_hint = s->eng.op == TG_OP_WRQ ? n->tsize : -1,
         .overwrite = s->match.route->write == TG_WRITE_OVERWRITE, .blksize = n->blksize,
+        .window = (size_t)n->blksize * n->windowsize,
         /* Reads only: an upload keeps its exact name (docs/security.md). */
         .nocase = s->eng.op == TG_OP_RRQ && s->match.route->name_case == TG_CASE_INSENSITIVE,
     };

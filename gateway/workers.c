@@ -34,15 +34,14 @@ struct tg_collect {
     struct tg_live_part *parts;
 };
 
-bool tg_workers_has_cache(const struct tg_config *cfg)
-{
-    for (size_t i = 0; i < cfg->nbackends; i++)
-        if (strcmp(cfg->backends[i].type, "cache") == 0)
-            return true;
-    return false;
-}
+/* One generation of worker 0's backends (tg_workers_own). */
+struct tg_owned {
+    struct tg_owned *next;
+    const struct tg_config *cfg;
+    struct tg_backend **backends;
+};
 
-int tg_workers_count(const struct tg_config *cfg, int passed, char *err, size_t errlen)
+unsigned tg_workers_count(const struct tg_config *cfg, int passed)
 {
     unsigned n = cfg->server.workers;
 
@@ -51,22 +50,13 @@ int tg_workers_count(const struct tg_config *cfg, int passed, char *err, size_t 
 
         n = sched_getaffinity(0, sizeof(set), &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
         n = n < 1 ? 1 : n > TG_WORKERS_MAX ? TG_WORKERS_MAX : n;
-        if (n > 1 && tg_workers_has_cache(cfg)) {
-            tg_log(TG_LOG_INFO, "workers = auto: 1 worker, since a cache backend is configured");
-            n = 1;
-        }
-    }
-    if (n > 1 && tg_workers_has_cache(cfg)) {
-        snprintf(err, errlen, "workers > 1 with a cache backend is not supported yet; "
-                              "set workers = 1");
-        return -1;
     }
     if (n > 1 && passed > 0 && cfg->server.single_port) {
         tg_log(TG_LOG_INFO, "socket activation in single-port mode: 1 worker (workers = %u "
                             "needs sockets of its own to steer transfers)", n);
         n = 1;
     }
-    return (int)n;
+    return n;
 }
 
 struct tg_workers *tg_workers_new(struct tg_config *cfg, unsigned n, int passed)
@@ -81,6 +71,7 @@ struct tg_workers *tg_workers_new(struct tg_config *cfg, unsigned n, int passed)
         (ssize_t)sizeof(ws->steer_key))
         ws->steer_key = (uint32_t)uv_hrtime() ^ (uint32_t)getpid();
     ws->cfg = cfg;
+    uv_mutex_init(&ws->gens_mu);
     ws->shared = tg_shared_new();
     /* Keyed once per process, before any request: a reload that turns
      * rate_limit on finds the table ready (its pages are touched only then). */
@@ -89,6 +80,7 @@ struct tg_workers *tg_workers_new(struct tg_config *cfg, unsigned n, int passed)
     for (unsigned i = 0; i < n; i++) {
         ws->w[i].all = ws;
         ws->w[i].id = i;
+        ws->w[i].calls_tail = &ws->w[i].calls;
         uv_mutex_init(&ws->w[i].mu);
     }
     if (!ws->shared || !ws->rate || !ws->sendrate) {
@@ -106,6 +98,13 @@ void tg_workers_free(struct tg_workers *ws)
         tg_live_part_free(&ws->w[i].part);
         uv_mutex_destroy(&ws->w[i].mu);
     }
+    while (ws->gens) {
+        struct tg_owned *g = ws->gens;
+
+        ws->gens = g->next;
+        tg_free(g);
+    }
+    uv_mutex_destroy(&ws->gens_mu);
     tg_shared_free(ws->shared);
     tg_ratelimit_free(ws->rate);
     tg_ratelimit_free(ws->sendrate);
@@ -147,8 +146,12 @@ static void on_mail(uv_async_t *a)
     bool drain, abort_now, close_now, want_part, peer_done, parts_in;
     unsigned evict;
     uint64_t want_seq;
+    struct tg_call *calls;
 
     uv_mutex_lock(&w->mu);
+    calls = w->calls;
+    w->calls = NULL;
+    w->calls_tail = &w->calls;
     gen = w->gen;
     w->gen = NULL;
     drain = w->drain;
@@ -162,6 +165,14 @@ static void on_mail(uv_async_t *a)
     parts_in = w->parts_in;
     w->drain = w->abort = w->close_now = w->peer_done = w->want_part = w->parts_in = false;
     uv_mutex_unlock(&w->mu);
+    /* Calls first: a worker's last stream closes are posted before it
+     * says it has drained, and worker 0 must see them before closing. */
+    while (calls) {
+        struct tg_call *c = calls;
+
+        calls = c->next;
+        c->fn(c);
+    }
     if (gen && !srv->closed && !srv->rt.draining)
         tg_server_adopt(srv, gen);
     if (drain)
@@ -271,6 +282,51 @@ static bool post(struct tg_worker *w, void (*set)(struct tg_worker *, void *), v
     }
     uv_mutex_unlock(&w->mu);
     return sent;
+}
+
+bool tg_worker_call(struct tg_worker *w, struct tg_call *c)
+{
+    bool sent = false;
+
+    c->next = NULL;
+    uv_mutex_lock(&w->mu);
+    if (w->open) {
+        *w->calls_tail = c;
+        w->calls_tail = &c->next;
+        uv_async_send(&w->async);
+        sent = true;
+    }
+    uv_mutex_unlock(&w->mu);
+    return sent;
+}
+
+void tg_workers_own(struct tg_workers *ws, const struct tg_config *cfg,
+                    struct tg_backend **backends)
+{
+    struct tg_owned *g = tg_calloc(1, sizeof(*g));
+
+    if (!g)
+        return; /* the other workers' stand-ins find no owner and refuse to start */
+    g->cfg = cfg;
+    g->backends = backends;
+    uv_mutex_lock(&ws->gens_mu);
+    g->next = ws->gens;
+    ws->gens = g;
+    uv_mutex_unlock(&ws->gens_mu);
+}
+
+struct tg_backend *tg_workers_owned(struct tg_workers *ws, const struct tg_config *cfg, size_t i)
+{
+    struct tg_backend *b = NULL;
+
+    uv_mutex_lock(&ws->gens_mu);
+    for (struct tg_owned *g = ws->gens; g; g = g->next)
+        if (g->cfg == cfg) {
+            b = i < cfg->nbackends ? g->backends[i] : NULL;
+            break;
+        }
+    uv_mutex_unlock(&ws->gens_mu);
+    return b;
 }
 
 static void set_gen(struct tg_worker *w, void *arg)

@@ -14,6 +14,14 @@
 
 struct tg_workers;
 
+/* Work one worker hands another (gateway/remote.c): fn runs on the
+ * receiving worker's loop, in the order the calls were posted. The call's
+ * memory is the poster's, and stays valid until fn has run. */
+struct tg_call {
+    struct tg_call *next;
+    void (*fn)(struct tg_call *c);
+};
+
 struct tg_worker {
     struct tg_workers *all;
     unsigned id;
@@ -37,6 +45,7 @@ struct tg_worker {
     uint64_t want_seq;       /* the collection want_part is for */
     uint64_t part_seq;       /* the collection part was built for */
     struct tg_live_part part;
+    struct tg_call *calls, **calls_tail; /* tg_worker_call, oldest first */
 };
 
 struct tg_collect;
@@ -49,14 +58,16 @@ struct tg_workers {
     struct tg_shared *shared;
     struct tg_ratelimit *rate, *sendrate;
     struct tg_collect *collect; /* /transfers; worker 0's loop only */
+    /* Worker 0's backends per configuration generation, for the stand-ins
+     * other workers build for its caches (gateway/remote.c); generations
+     * are never freed before exit, so neither are these. */
+    uv_mutex_t gens_mu;
+    struct tg_owned *gens;
     struct tg_worker w[];
 };
 
-/* How many workers cfg asks for, or -1 with err filled when it cannot run
- * (workers > 1 with a cache backend). passed: sockets systemd passed. */
-int tg_workers_count(const struct tg_config *cfg, int passed, char *err, size_t errlen);
-/* A cache backend is bound to its loop (docs/design.md, "Workers"). */
-bool tg_workers_has_cache(const struct tg_config *cfg);
+/* How many workers cfg asks for. passed: sockets systemd passed. */
+unsigned tg_workers_count(const struct tg_config *cfg, int passed);
 struct tg_workers *tg_workers_new(struct tg_config *cfg, unsigned n, int passed);
 /* Worker 0's mailbox on the main loop; before its server starts. */
 int tg_workers_attach_main(struct tg_workers *ws, uv_loop_t *loop);
@@ -88,6 +99,14 @@ char *tg_workers_transfers(struct tg_workers *ws, uint64_t id, size_t *len, bool
  * registry may hold the most unproven sessions to end its oldest. False
  * when no other worker may have one. */
 bool tg_workers_room_elsewhere(struct tg_runtime *rt);
+/* Run c->fn on w's loop; false when w has closed (c was not queued). Any
+ * thread. */
+bool tg_worker_call(struct tg_worker *w, struct tg_call *c);
+/* Worker 0: backends is what it runs cfg with. */
+void tg_workers_own(struct tg_workers *ws, const struct tg_config *cfg,
+                    struct tg_backend **backends);
+/* The backend worker 0 runs as cfg's i-th; NULL when it has none. */
+struct tg_backend *tg_workers_owned(struct tg_workers *ws, const struct tg_config *cfg, size_t i);
 /* From a worker's own loop when its server closes. */
 void tg_worker_closing(struct tg_worker *w);
 

@@ -100,6 +100,9 @@ struct tg_open_args {
      * whatever its (ASCII) case; an exact match wins. Only the file
      * backend supports it; config refuses it on others. */
     bool nocase;
+    /* RRQ: bytes in flight at most (blksize x windowsize), so a stream
+     * that stages bytes for the window can size its staging to it. */
+    size_t window;
     /* RRQ revalidation (the cache): backends that can ask conditionally
      * (If-None-Match, If-Modified-Since) do, and answer OPENED with
      * s->http->not_modified set and no data. NULL: unconditional. */
@@ -145,6 +148,10 @@ struct tg_backend_ops {
     int (*hold)(struct tg_backend *b, struct tg_stream *s, const struct tg_open_args *a);
     /* Optional: close every held stream now (reload, shutdown). */
     void (*drop_held)(struct tg_backend *b);
+    /* Optional: a write of key started through another worker's stand-in
+     * for this backend (gateway/remote.c), which wrote to its own copy of
+     * the upstream: forget what is kept of key, as open_write would. */
+    void (*invalidate)(struct tg_backend *b, const char *key);
 };
 
 #ifdef UNIT_TESTING

@@ -77,7 +77,7 @@ ngx_gets_are() {
 # cache_write_config FILE LISTEN UPSTREAM key=value...: UPSTREAM is a URL
 # (http backend) or "s3" (s3.sh's backend settings). [server] keys (timeout,
 # retries, max_blksize, max_windowsize, max_sessions, log_level) go to
-# [server], write=... to the route, dir=... replaces the cache directory,
+# [server] (and workers, metrics_listen), write=... to the route, dir=... replaces the cache directory,
 # anything else (max_size, ttl, stale_if_error, prefetch) to [backend edge].
 cache_write_config() {
     local file=$1 listen=$2 up=$3 p k
@@ -87,7 +87,7 @@ cache_write_config() {
     for p in "$@"; do
         k=${p%%=*}
         case $k in
-            timeout|retries|max_blksize|max_windowsize|max_sessions|log_level)
+            timeout|retries|max_blksize|max_windowsize|max_sessions|log_level|workers|metrics_listen)
                 [ -n "${srv[$k]+x}" ] || order+=("$k")
                 srv[$k]=${p#*=} ;;
             write) write=${p#*=} ;;

@@ -21,8 +21,12 @@
 #   workers_drain         SIGTERM with transfers in flight on both workers:
 #                         they finish byte-exact, a new request hears
 #                         "shutting down", the process exits
-#   workers_cache_refused workers > 1 with a cache backend: --check-config and
-#                         start refuse it; auto falls back to 1; bad values
+#   workers_cache         one cache for 2 workers (worker 1 reaches worker 0's
+#                         through gateway/remote.c): 50 cold RRQs spread
+#                         over both make one upstream GET and arrive
+#                         byte-exact; a write through worker 1 drops the
+#                         copy for both; --check-config takes 2 and auto,
+#                         refuses bad values
 
 wk_port() {
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -373,44 +377,76 @@ EOF
     log_has "stopped: 8 ok, 0 failed" || return 1
 }
 
-t_workers_cache_refused() {
-    [ -n "$PEER" ] && { REASON="gateway-specific (workers)"; return 77; }
-    local out v
-    mkdir -p "$T/cache"
-    wk_cache_ini() {
-        printf '[server]\nlisten = 127.0.0.1:%s\nworkers = %s\n' "$(free_port)" "$1"
-        printf '[backend files]\ntype = file\nroot = %s\n' "$ROOT"
-        printf '[backend c]\ntype = cache\nupstream = files\ndir = %s\nmax_size = 10M\n' "$T/cache"
-        printf '[route all]\nmatch =\nbackend = c\n'
-    }
-    wk_cache_ini 2 > "$T/c2.ini"
-    out=$("$GW" --check-config "$T/c2.ini" 2>&1) && { fail "--check-config accepted: $out"; return 1; }
-    [[ $out == *"workers > 1 with a cache backend is not supported yet; set workers = 1"* ]] ||
-        { fail "--check-config said: $out"; return 1; }
-    out=$(timeout 5 "$GW" --config "$T/c2.ini" --allow-root 2>&1) && { fail "started: $out"; return 1; }
-    [[ $out == *"workers > 1 with a cache backend is not supported yet"* ]] ||
-        { fail "start said: $out"; return 1; }
-    wk_cache_ini auto > "$T/ca.ini"
-    out=$("$GW" --check-config "$T/ca.ini" 2>&1) || { fail "auto refused: $out"; return 1; }
-    wk_cache_ini 1 > "$T/c1.ini"
-    out=$("$GW" --check-config "$T/c1.ini" 2>&1) || { fail "workers = 1 refused: $out"; return 1; }
+# wk_put_on_worker1 FILE KEY: hpa puts of FILE as KEY until one lands on
+# worker 1 (the kernel's hash picks the socket; 12 tries), so the write
+# runs on a stand-in and worker 0's cache must hear of it
+wk_put_on_worker1() {
+    local i j b0 b1 a0 a1
+    for i in $(seq 1 12); do
+        wk_scrape
+        b0=$(wk_metric 'tftpgw_worker_transfers_total{worker="0"}')
+        b1=$(wk_metric 'tftpgw_worker_transfers_total{worker="1"}')
+        hpa octet put "$1" "$2" || return 1
+        # an upload's session ends after it lingers for a repeated last block
+        for j in $(seq 1 50); do
+            wk_scrape
+            a0=$(wk_metric 'tftpgw_worker_transfers_total{worker="0"}')
+            a1=$(wk_metric 'tftpgw_worker_transfers_total{worker="1"}')
+            [ "${a0:-0}" != "${b0:-0}" ] || [ "${a1:-0}" != "${b1:-0}" ] && break
+            sleep 0.1
+        done
+        [ "${a1:-0}" -gt "${b1:-0}" ] && return 0
+    done
+    fail "12 puts all landed on worker 0"
+}
+
+t_workers_cache() {
+    local out v n=50 want i pids=() bad=0 gets
+    for v in 2 auto; do
+        cache_write_config "$T/c.ini" "127.0.0.1:$(free_port)" "http://127.0.0.1:1/" workers=$v
+        out=$("$GW" --check-config "$T/c.ini" 2>&1) || { fail "workers = $v refused: $out"; return 1; }
+    done
     for v in 0 65 -1 two; do
-        wk_cache_ini "$v" > "$T/cb.ini"
-        out=$("$GW" --check-config "$T/cb.ini" 2>&1) && { fail "workers = $v accepted"; return 1; }
+        cache_write_config "$T/c.ini" "127.0.0.1:$(free_port)" "http://127.0.0.1:1/" workers=$v
+        out=$("$GW" --check-config "$T/c.ini" 2>&1) && { fail "workers = $v accepted"; return 1; }
         [[ $out == *"workers"*"1..64 or auto"* ]] || { fail "workers = $v: $out"; return 1; }
     done
-    # a reload that brings a cache in while 2 workers run is refused, and
-    # the running configuration keeps serving
-    head -c 5000 /dev/urandom > "$ROOT/wc"
-    gw_up workers=2 || return 1
-    { printf '[server]\nlisten = 127.0.0.1:%s\nworkers = 2\n' "$PORT"
-      printf '[backend files]\ntype = file\nroot = %s\n' "$ROOT"
-      printf '[backend c]\ntype = cache\nupstream = files\ndir = %s\nmax_size = 10M\n' "$T/cache"
-      printf '[route all]\nmatch =\nbackend = c\n'; } > "$T/gw.ini"
-    kill -HUP "$GW_PID"
-    log_has "reload refused" "workers > 1 with a cache backend is not supported yet" || return 1
-    wk_gets 4 wc || return 1
-    [ -z "$(ls -A "$T/cache")" ] || { fail "the refused cache wrote to its directory"; return 1; }
+    # a cold object, sent slowly: every RRQ arrives while the one fill runs
+    cache_nginx_up 4m || return 1
+    head -c $((3 << 20)) /dev/urandom > "$NGX_ROOT/cold"
+    slow_on
+    MPORT=$(wk_port)
+    cache_gw_up "$(ngx_url)" workers=2 "metrics_listen=127.0.0.1:$MPORT" || return 1
+    want=$(sha "$NGX_ROOT/cold")
+    for i in $(seq 1 $n); do
+        timeout 60 bash -c 'set -o pipefail
+            curl -sS --max-time 50 --tftp-blksize 1468 -o - "$1" | sha256sum | cut -c1-64' \
+            _ "$(curl_url cold)" > "$T/c$i.sha" 2> "$T/c$i.err" &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i"; done
+    for i in $(seq 1 $n); do [ "$(cat "$T/c$i.sha")" = "$want" ] || bad=$((bad + 1)); done
+    [ $bad = 0 ] || { fail "$bad of $n cold reads wrong: $(cat "$T"/c*.err | sort | uniq -c | head -n 3 | tr '\n' ' ')"; return 1; }
+    ngx_gets_are cold 1 "$n cold RRQs over 2 workers" || return 1
+    wk_scrape
+    wk_both_workers tftpgw_worker_transfers_total || return 1
+    [ "$(wk_metric 'tftpgw_cache_events_total{cache="edge",event="miss"}')" = 1 ] ||
+        { fail "cache misses: $(grep cache_events "$T/m.txt" | tr '\n' ' ')"; return 1; }
+    # a write through worker 1's stand-in drops worker 0's copy: every
+    # read after it, on either worker, gets the new bytes
+    slow_off
+    head -c 7000 /dev/urandom > "$T/new"
+    wk_put_on_worker1 "$T/new" cold || return 1
+    same_file "$NGX_ROOT/cold" "$T/new" "the put reached nginx" || return 1
+    pids=()
+    for i in $(seq 1 12); do
+        timeout 30 curl -s -o "$T/n$i" "$(curl_url cold)" &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i"; done
+    for i in $(seq 1 12); do same_file "$T/n$i" "$T/new" "read $i after the put" || return 1; done
+    gets=$(ngx_count GET cold)
+    [ "$gets" -ge 2 ] || { fail "no upstream GET after the put (nginx: $(ngx_lines cold))"; return 1; }
 }
 
 run_test workers_per_port t_workers_per_port
@@ -418,4 +454,4 @@ run_test workers_single_port t_workers_single_port
 run_test workers_max_sessions t_workers_max_sessions
 run_test workers_reload t_workers_reload
 run_test workers_drain t_workers_drain
-run_test workers_cache_refused t_workers_cache_refused
+run_test workers_cache cx t_workers_cache
