@@ -18,7 +18,7 @@ LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 
 CORE := gateway/util gateway/sockaddr gateway/neigh gateway/neighwait gateway/log gateway/packet gateway/options gateway/netascii \
         gateway/path gateway/window gateway/route gateway/config gateway/keys gateway/remap gateway/backend \
-        gateway/engine gateway/registry gateway/transport gateway/sendq gateway/session gateway/listener gateway/server gateway/shared gateway/workers gateway/remote gateway/uri gateway/curl_uv \
+        gateway/engine gateway/registry gateway/transport gateway/sendq gateway/liveview gateway/session gateway/listener gateway/server gateway/shared gateway/workers gateway/remote gateway/uri gateway/curl_uv \
         gateway/json gateway/live gateway/live_page gateway/metrics gateway/ratelimit gateway/sha256 gateway/cachectl gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http_hold backends/hold_table backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read backends/cache_neg
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h) $(wildcard backends/*.h)

@@ -512,10 +512,15 @@ static int watch(struct tg_listener *l, int fd, char *err, size_t errlen)
  *
  * A reuseport program sees the datagram from its UDP payload on; the IP
  * header is reached through SKF_NET_OFF. The version nibble decides, so an
- * IPv4 datagram on a dual-stack socket (an IPv4-mapped peer, as a socket
- * systemd passed may be) hashes as IPv4. IPv6 takes the UDP header right
- * after the fixed header: extension headers would hash other bytes, but
- * the same ones for every datagram of a flow. */
+ * IPv4 datagram on a dual-stack socket would hash as IPv4. None reaches
+ * one today: the program goes only on sockets tg_listener_open made, and
+ * those are IPv4 or IPV6_V6ONLY; a socket systemd passed may be dual-stack
+ * (an IPv4-mapped peer), but passed sockets are never steered
+ * (tg_workers_count keeps one worker for them in single-port mode).
+ * tests/integration/workers.sh (workers_single_port_v6only) checks the
+ * [::] case. IPv6 takes the UDP header right after the fixed header:
+ * extension headers would hash other bytes, but the same ones for every
+ * datagram of a flow. */
 static int attach_steering(int fd, unsigned nworkers, uint32_t key)
 {
     struct sock_filter code[] = {
@@ -610,9 +615,17 @@ int tg_listener_open(struct tg_listener *l, struct tg_runtime *rt,
         snprintf(err, errlen, "listen %s: socket: %s", spec, strerror(errno));
         return -errno;
     }
-    /* One socket per family keeps addresses unmapped and pktinfo simple. */
-    if (l->addr.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* One socket per family keeps addresses unmapped and pktinfo simple,
+     * and keeps attach_steering's groups to one family: if it cannot be
+     * set, the address is refused rather than left to the host's
+     * net.ipv6.bindv6only. */
+    if (l->addr.ss_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "listen %s: IPV6_V6ONLY: %s", spec, strerror(errno));
+        close(fd);
+        return rc;
+    }
     if (rt->nworkers > 1 && (rc = join_group(fd, spec, err, errlen)) != 0) {
         close(fd);
         return rc;

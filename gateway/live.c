@@ -1,11 +1,12 @@
 /* gateway/live.c - the live transfers view's JSON document: the registry's
  * running sessions (newest first, capped) and the ring of finished ones
- * that gateway/session.c keeps. gateway/metrics.c serves it through a
+ * that gateway/liveview.c keeps. gateway/metrics.c serves it through a
  * callback that gateway/server.c sets, so the HTTP endpoint never sees a
  * session. */
 #include <string.h>
 
 #include "live.h"
+#include "liveview.h"
 #include "session.h"
 #include "tftpgw/json.h"
 
@@ -22,7 +23,7 @@ int tg_live_part(struct tg_registry *r, uint64_t now, struct tg_live_part *p)
             tg_jbuf_str(&a, ",");
         tg_session_json(e->s, &a, now);
     }
-    tg_session_json_finished(&f);
+    tg_liveview_json_finished(&f);
     if (a.oom || f.oom) {
         tg_free(a.p);
         tg_free(f.p);

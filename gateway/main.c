@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "server.h"
-#include "session.h"
+#include "liveview.h"
 #include "workers.h"
 #include "tftpgw/metrics.h"
 #include "tftpgw/log.h"
@@ -427,7 +427,7 @@ static int serve(struct tg_config *cfg, const struct args *a)
            (unsigned long long)st.transfers_declined, (unsigned long long)st.requests_refused);
     tg_config_free(srv->rt.cfg); /* the one running at the end: reloads freed the rest */
     tg_workers_free(ws);
-    tg_session_live_free();
+    tg_liveview_free();
     return 0;
 }
 

@@ -14,18 +14,15 @@
  * once, so one event can run a short chain: ACK -> FILL -> FILLED ->
  * SEND_DATA -> SENT -> ARM.
  *
- * Over 900 lines, for now: besides the glue it describes a transfer for the
- * live view (docs/metrics.md, Live transfers) and keeps the ring of finished
- * ones, which needs struct tg_session's insides. The row, its JSON and the
- * ring are the next to move out (a gateway/liveview.c below this file, fed
- * a filled-in row), leaving the description here. */
+ * The live view's rows and the ring of finished transfers are
+ * gateway/liveview.c's: this file only hands it a transfer's facts (struct
+ * tg_live_facts), so struct tg_session stays private here. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 
 #include "engine.h"
+#include "liveview.h"
 #include "registry.h"
 #include "runtime.h"
 #include "session.h"
@@ -70,10 +67,7 @@ struct tg_session {
     bool opts_logged;
     uint64_t be_t0;          /* uv_hrtime() when the backend was asked to open or commit */
     bool held;               /* the stream continues a held probe's (probe_hold) */
-    /* The live view's samples, taken when it is read (tg_session_json):
-     * the hot path pays nothing for them. */
-    uint64_t live_b[2], live_t[2]; /* bytes at two times >= 1 s apart (rate) */
-    uint64_t prog_bytes, prog_ms;  /* bytes when last seen to move (stuck) */
+    struct tg_live_probe live; /* the live view's samples (gateway/liveview.h) */
 
     /* netascii's fill */
     bool netascii;
@@ -695,218 +689,34 @@ static bool hold_probe(struct tg_session *s, const char *result)
 
 /* ---- the live transfers view (docs/metrics.md, "Live transfers") ---- */
 
-#define LIVE_DONE 100  /* finished transfers kept for the view */
-#define LIVE_NAME 256  /* longer file names are cut (the escaper copes with a cut UTF-8) */
-#define LIVE_LABEL 64  /* route and backend names */
-
-/* One transfer as the view shows it: a running one is described into one
- * on the stack, a finished one is kept in the ring. Fixed size, so the
- * ring is a constant ~70 KiB whatever clients send. */
-struct live_row {
-    char client[INET6_ADDRSTRLEN];
-    unsigned port;
-    enum tg_opcode op;
-    enum tg_mode mode;
-    char file[LIVE_NAME];
-    char route[LIVE_LABEL], backend[LIVE_LABEL];
-    unsigned blksize, windowsize;
-    int64_t tsize;                 /* -1: unknown */
-    uint64_t bytes, retransmits, age_ms;
-    double rate;                   /* bytes/s */
-    const char *state;             /* a static name */
-    bool stuck;
-    /* finished only */
-    char result[24];
-    char error[TG_ERRMSG_MAX];
-    long long finished;            /* Unix time, seconds */
-};
-
-/* Per worker loop's thread (gateway/workers.c): each worker's sessions
- * finish into its own ring, which only its thread writes or reads (the
- * view asks each worker for its part). Allocated on first use. */
-struct live_ring {
-    struct live_row row[LIVE_DONE];
-    unsigned next, n;              /* next slot to fill; slots used */
-};
-static _Thread_local struct live_ring *live_done;
-static _Thread_local struct live_row live_scratch; /* out of memory: shown nowhere */
-
-void tg_session_live_free(void)
+/* What the view's row shows (gateway/liveview.c), taken from the session's
+ * insides, which stay in this file. */
+static void live_facts(const struct tg_session *s, struct tg_live_facts *f)
 {
-    tg_free(live_done);
-    live_done = NULL;
-}
-
-/* A cut copy (snprintf would warn about the cut, which is meant). */
-static void live_copy(char *dst, size_t cap, const char *src)
-{
-    size_t n = src ? strnlen(src, cap - 1) : 0;
-
-    memcpy(dst, src ? src : "", n);
-    dst[n] = '\0';
-}
-
-static unsigned peer_port(const struct sockaddr *ss)
-{
-    if (ss->sa_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-    return ntohs(((const struct sockaddr_in *)ss)->sin_port);
-}
-
-/* The size the progress bar divides by: the negotiated tsize, or for an
- * octet read the size the backend announced (netascii grows on the wire). */
-static int64_t live_size(const struct tg_session *s)
-{
-    const struct tg_eng *e = &s->eng;
-
-    if (e->neg.tsize >= 0)
-        return e->neg.tsize;
-    if (e->op == TG_OP_RRQ && e->neg.mode == TG_MODE_OCTET && s->stream &&
-        e->state != TG_ES_OPENING && s->stream->size >= 0)
-        return s->stream->size;
-    return -1;
-}
-
-static void live_describe(const struct tg_session *s, struct live_row *r, uint64_t now)
-{
-    const struct tg_eng *e = &s->eng;
-    uint64_t end = e->ended_ms ? e->ended_ms : now;
-
-    memset(r, 0, sizeof(*r));
-    live_copy(r->client, sizeof(r->client), s->reg.ip);
-    r->port = peer_port((const struct sockaddr *)&s->reg.peer);
-    r->op = e->op;
-    r->mode = e->neg.mode;
-    live_copy(r->file, sizeof(r->file), s->reqname);
-    live_copy(r->route, sizeof(r->route), s->match.route ? s->match.route->name : NULL);
-    live_copy(r->backend, sizeof(r->backend), s->served ? s->served->name : NULL);
-    r->blksize = e->neg.blksize;
-    r->windowsize = e->neg.windowsize;
-    r->tsize = live_size(s);
-    r->bytes = tg_eng_bytes(e);
-    r->retransmits = e->retransmits;
-    r->age_ms = end > e->started_ms ? end - e->started_ms : 0;
-    r->rate = r->age_ms ? (double)r->bytes * 1000.0 / (double)r->age_ms : 0;
-    r->state = tg_eng_state_name(e->state);
-}
-
-static void live_json_row(struct tg_jbuf *b, const struct live_row *r, bool done)
-{
-    static const char *const fields[] = {"client", "file", "route", "backend"};
-    const char *vals[] = {r->client, r->file, r->route[0] ? r->route : NULL,
-                          r->backend[0] ? r->backend : NULL};
-
-    for (size_t i = 0; i < TG_ARRAY_LEN(fields); i++) {
-        tg_jbuf_printf(b, "%s\"%s\":", i ? "," : "{", fields[i]);
-        tg_jbuf_jstr(b, vals[i]);
-    }
-    tg_jbuf_printf(b, ",\"port\":%u,\"op\":\"%s\",\"mode\":\"%s\",\"blksize\":%u,"
-                   "\"windowsize\":%u,\"tsize\":", r->port, r->op == TG_OP_RRQ ? "rrq" : "wrq",
-                   r->mode == TG_MODE_NETASCII ? "netascii" : "octet", r->blksize,
-                   r->windowsize);
-    if (r->tsize >= 0)
-        tg_jbuf_printf(b, "%lld", (long long)r->tsize);
-    else
-        tg_jbuf_str(b, "null");
-    tg_jbuf_printf(b, ",\"bytes\":%llu,\"rate\":%.0f,\"retransmits\":%llu,\"age\":%.1f,"
-                   "\"state\":\"%s\",\"stuck\":%s", (unsigned long long)r->bytes, r->rate,
-                   (unsigned long long)r->retransmits, (double)r->age_ms / 1000.0, r->state,
-                   r->stuck ? "true" : "false");
-    if (done) {
-        tg_jbuf_printf(b, ",\"result\":\"%s\",\"error\":", r->result);
-        tg_jbuf_jstr(b, r->error[0] ? r->error : NULL);
-        tg_jbuf_printf(b, ",\"finished\":%lld", r->finished);
-    }
-    tg_jbuf_str(b, "}");
-}
-
-static struct live_row *live_next(void)
-{
-    struct live_row *r;
-
-    if (!live_done && !(live_done = tg_calloc(1, sizeof(*live_done))))
-        return &live_scratch;
-    r = &live_done->row[live_done->next];
-    live_done->next = (live_done->next + 1) % LIVE_DONE;
-    if (live_done->n < LIVE_DONE)
-        live_done->n++;
-    return r;
+    *f = (struct tg_live_facts){
+        .eng = &s->eng, .ip = s->reg.ip, .peer = (const struct sockaddr *)&s->reg.peer,
+        .file = s->reqname, .route = s->match.route ? s->match.route->name : NULL,
+        .backend = s->served ? s->served->name : NULL,
+        .stream_size = s->stream ? s->stream->size : -1,
+    };
 }
 
 /* Called from finish(): the transfer joins the ring of finished ones. */
 static void live_record(const struct tg_session *s, const char *result)
 {
-    struct live_row *r = live_next();
+    struct tg_live_facts f;
 
-    live_describe(s, r, uv_now(s->rt->loop));
-    r->state = "done";
-    live_copy(r->result, sizeof(r->result),
-              tg_metrics_result(result, s->eng.why.code, s->rt->draining));
-    live_copy(r->error, sizeof(r->error), s->eng.why.msg);
-    r->finished = (long long)time(NULL);
-}
-
-/* A request refused before its session began (its name, its route, its
- * options): shown among the finished ones, because a client stuck on such
- * a refusal is what the view is looked at for. */
-static void live_refused(const struct tg_request_ctx *rc, const struct tg_error *err)
-{
-    struct live_row *r = live_next();
-
-    memset(r, 0, sizeof(*r));
-    tg_sockaddr_ip(rc->peer, r->client, sizeof(r->client));
-    r->port = peer_port(rc->peer);
-    r->op = rc->op;
-    r->mode = rc->req->mode && !strcasecmp(rc->req->mode, "netascii") ? TG_MODE_NETASCII
-                                                                     : TG_MODE_OCTET;
-    live_copy(r->file, sizeof(r->file), rc->req->filename);
-    r->blksize = 512; /* RFC 1350 */
-    r->windowsize = 1;
-    r->tsize = -1;
-    r->state = "refused";
-    live_copy(r->result, sizeof(r->result), tg_metrics_refusal(err->code));
-    live_copy(r->error, sizeof(r->error), err->msg);
-    r->finished = (long long)time(NULL);
+    live_facts(s, &f);
+    tg_liveview_finished(&f, tg_metrics_result(result, s->eng.why.code, s->rt->draining),
+                         uv_now(s->rt->loop));
 }
 
 void tg_session_json(struct tg_session *s, struct tg_jbuf *b, uint64_t now)
 {
-    struct live_row r;
-    unsigned stall_ms = 2 * s->eng.rto_init;
+    struct tg_live_facts f;
 
-    live_describe(s, &r, now);
-    /* Rate over the last one to two seconds of reads, when the view is
-     * read that often; since the start otherwise. */
-    if (!s->live_t[1] || now - s->live_t[1] >= 1000) {
-        s->live_b[0] = s->live_b[1];
-        s->live_t[0] = s->live_t[1];
-        s->live_b[1] = r.bytes;
-        s->live_t[1] = now;
-    }
-    if (s->live_t[0] && now > s->live_t[0] && now - s->live_t[0] <= 10000 &&
-        r.bytes >= s->live_b[0])
-        r.rate = (double)(r.bytes - s->live_b[0]) * 1000.0 / (double)(now - s->live_t[0]);
-    if (!s->prog_ms || r.bytes != s->prog_bytes) {
-        s->prog_bytes = r.bytes;
-        s->prog_ms = s->prog_ms || r.bytes ? now : s->eng.started_ms;
-    }
-    /* Stuck: retransmitting right now, or nothing moved for two of the
-     * server's timeouts (an upload dallying after its final ACK is done,
-     * not stuck). */
-    r.stuck = s->eng.state != TG_ES_DALLY &&
-              (s->eng.tries > 0 || now - s->prog_ms > stall_ms);
-    live_json_row(b, &r, false);
-}
-
-void tg_session_json_finished(struct tg_jbuf *b)
-{
-    for (unsigned i = 0; live_done && i < live_done->n; i++) {
-        unsigned at = (live_done->next + LIVE_DONE - 1 - i) % LIVE_DONE;
-
-        if (i)
-            tg_jbuf_str(b, ",");
-        live_json_row(b, &live_done->row[at], true);
-    }
+    live_facts(s, &f);
+    tg_liveview_running(b, &f, &s->live, now);
 }
 
 static void finish(struct tg_session *s, const char *result)
@@ -1182,7 +992,7 @@ int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,
     return 0;
 
 refuse:
-    live_refused(rc, err);
+    tg_liveview_refused(rc, err);
     session_free(s);
     return TG_EINVAL;
 }

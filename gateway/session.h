@@ -40,15 +40,9 @@ void tg_session_input(struct tg_session *s, const uint8_t *buf, size_t len);
 void tg_session_supersede(struct tg_session *s);
 
 /* The live transfers view (docs/metrics.md, "Live transfers"): one running
- * transfer as a JSON object. Not const: reading it samples the transfer's
- * progress for its rate and its stuck flag. now: the loop's ms clock. */
+ * transfer as a JSON object (gateway/liveview.c writes it). Not const:
+ * reading it samples the transfer's progress for its rate and its stuck
+ * flag. now: the loop's ms clock. The finished ones: gateway/liveview.h. */
 void tg_session_json(struct tg_session *s, struct tg_jbuf *b, uint64_t now);
-/* The last 100 finished transfers and requests refused before their
- * session began, newest first, as JSON objects separated by commas (the
- * process keeps them across reloads). */
-void tg_session_json_finished(struct tg_jbuf *b);
-
-/* The finished-transfers ring of the calling thread's worker, at its end. */
-void tg_session_live_free(void);
 
 #endif

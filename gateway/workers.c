@@ -15,7 +15,7 @@
 #include "workers.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
-#include "session.h"
+#include "liveview.h"
 
 #define PART_WAIT_MS 500
 
@@ -235,7 +235,7 @@ static void worker_main(void *arg)
     tg_server_free(&w->srv);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* close callbacks of what the backends held */
     uv_loop_close(&w->loop);
-    tg_session_live_free();
+    tg_liveview_free();
 }
 
 int tg_workers_spawn(struct tg_workers *ws, char *err, size_t errlen)

@@ -14,6 +14,15 @@
 #                         a foreign socket that joins the SO_REUSEPORT group
 #                         gets nothing (the steering program, not the
 #                         kernel's hash, picks the socket)
+#   workers_single_port_v6only
+#                         single-port mode on [::] only: both workers'
+#                         sockets are IPv6-only (ss: v6only:1, no *:PORT),
+#                         so no IPv4 client reaches the steered group as an
+#                         IPv4-mapped peer: 30 IPv4 RRQs (windowsize 8) get
+#                         no answer and leave no trace in the log, metrics
+#                         or /transfers; 30 windowed IPv6 reads through the
+#                         same group are byte-exact and both workers carry
+#                         some
 #   workers_max_sessions  max_sessions = 4 across 2 workers: with 4 sessions
 #                         held, 8 more requests from 8 ports are all refused
 #   workers_reload        SIGHUP moves a route to another root; 20 clients
@@ -208,6 +217,96 @@ EOF
     w0=$(wk_metric 'tftpgw_worker_transfers_total{worker="0"}')
     w1=$(wk_metric 'tftpgw_worker_transfers_total{worker="1"}')
     [ $((w0 + w1)) = 54 ] || { fail "per-worker transfers $w0 + $w1 != 54"; return 1; }
+}
+
+# wk_port46: a UDP port free on both 127.0.0.1 and [::] (a dual-stack
+# socket holds both while it is picked)
+wk_port46() {
+    "$PY" -c 'import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", 0)); print(s.getsockname()[1])'
+}
+
+# Single-port mode on [::] alone with 2 workers. The steering program
+# (gateway/listener.c, attach_steering) would hash an IPv4 datagram on a
+# dual-stack socket as IPv4, but tg_listener_open makes every IPv6 listener
+# IPV6_V6ONLY, so an IPv4-mapped peer never reaches a steered group: this
+# asserts that from outside (the sockets' flag, and IPv4 requests that get
+# nothing), and that the group still carries windowed IPv6 reads on both
+# workers.
+t_workers_single_port_v6only() {
+    [ -n "$PEER" ] && { REASON="gateway-specific (workers)"; return 77; }
+    have_ipv6 || { REASON="no IPv6 on loopback"; return 77; }
+    local i out socks pids=() bad=0
+    MPORT=$(wk_port)
+    PORT=$(wk_port46)
+    head -c 300000 /dev/urandom > "$ROOT/w6"
+    write_config "$T/gw.ini" "[::]:$PORT" workers=2 single_port=yes \
+        "metrics_listen=127.0.0.1:$MPORT"
+    start_gateway "$GW" --config "$T/gw.ini" || return 1
+    log_has "2 workers" || return 1
+    [ "$(grep -c "listening on \[::\]:$PORT, single-port mode" "$GW_LOG")" = 2 ] ||
+        { fail "expected one [::] listener per worker"; return 1; }
+    # ss shows a dual-stack socket on :: as *:PORT with v6only:0
+    socks=$(ss -ulnHe "sport = :$PORT" 2>&1)
+    [ "$(printf '%s\n' "$socks" | grep -c "\[::\]:$PORT .*v6only:1")" = 2 ] &&
+        [ "$(printf '%s\n' "$socks" | grep -c .)" = 2 ] ||
+        { fail "UDP sockets on $PORT: $(echo "$socks" | tr -s ' ' | tr '\n' ';')"; return 1; }
+    # 30 IPv4 readers at once, each asking windowsize 8: ICMP port
+    # unreachable or silence, never a DATA, OACK or ERROR
+    cat > "$T/probe4.py" <<'EOF'
+import socket, sys, time
+port = int(sys.argv[1])
+socks = []
+for i in range(30):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(("127.0.0.1", port))
+    s.send(b"\0\1w6\0octet\0windowsize\0008\0blksize\0001024\0")
+    socks.append(s)
+n = {"refused": 0, "silence": 0, "answer": 0}
+end = time.monotonic() + 1.5
+for s in socks:
+    s.settimeout(max(0.05, end - time.monotonic()))
+    try:
+        s.recv(2048)
+        n["answer"] += 1
+    except ConnectionRefusedError:
+        n["refused"] += 1
+    except socket.timeout:
+        n["silence"] += 1
+print("refused=%(refused)d silence=%(silence)d answer=%(answer)d" % n)
+EOF
+    out=$(timeout 20 "$PY" "$T/probe4.py" "$PORT" 2>&1) || { fail "IPv4 probe: $out"; return 1; }
+    [[ $out == *" answer=0" ]] || { fail "IPv4 requests reached the [::] group: $out"; return 1; }
+    HOST=::1
+    for i in $(seq 1 30); do
+        timeout 30 atftp --option "windowsize 8" --option "blksize 1024" -g -r w6 \
+            -l "$T/a$i" "$HOST" "$PORT" > "$T/atftp$i.log" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || bad=$((bad + 1)); done
+    HOST=127.0.0.1
+    [ "$bad" = 0 ] || { fail "$bad of 30 windowed IPv6 reads failed"; return 1; }
+    for i in $(seq 1 30); do same_file "$T/a$i" "$ROOT/w6" "IPv6 read $i" || return 1; done
+    for i in $(seq 1 50); do
+        wk_scrape
+        [ "$(wk_metric tftpgw_active_sessions)" = 0 ] && break
+        sleep 0.1
+    done
+    out=$(wk_metric 'tftpgw_transfers_finished_total{op="rrq",route="all",result="ok"}')
+    [ "$out" = 30 ] || { fail "finished rrq ok = '$out', want 30 (IPv6 only)"; return 1; }
+    wk_both_workers tftpgw_worker_transfers_total || return 1
+    out=$(grep -E 'client=(127\.|\[::ffff:)' "$GW_LOG")
+    [ -z "$out" ] || { fail "an IPv4 or IPv4-mapped client in the log: ${out:0:200}"; return 1; }
+    [ -z "$(grep 'unknown transfer ID' "$GW_LOG")" ] ||
+        { fail "a datagram reached a worker that did not own its transfer"; return 1; }
+    timeout 5 curl -s -o "$T/live.json" "http://127.0.0.1:$MPORT/transfers"
+    out=$("$PY" -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(len(d["finished"]), sorted(set(r["client"] for r in d["finished"])))' "$T/live.json") ||
+        { fail "/transfers: $(head -c 200 "$T/live.json")"; return 1; }
+    [ "$out" = "30 ['::1']" ] || { fail "/transfers finished: $out"; return 1; }
 }
 
 # wk_holders N FILE: N clients that each take DATA 1, ACK it (so the session
@@ -451,6 +550,7 @@ t_workers_cache() {
 
 run_test workers_per_port t_workers_per_port
 run_test workers_single_port t_workers_single_port
+run_test workers_single_port_v6only t_workers_single_port_v6only
 run_test workers_max_sessions t_workers_max_sessions
 run_test workers_reload t_workers_reload
 run_test workers_drain t_workers_drain
