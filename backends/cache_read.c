@@ -346,10 +346,30 @@ static ssize_t relay_read(struct creader *r, struct fill *f, const struct iovec 
 static ssize_t cache_read(struct tg_stream *s, const struct iovec *iov, unsigned n);
 static void cache_close(struct tg_stream *s);
 
+/* A committed copy, opened and not read yet: the whole object is in
+ * r->fd, which stays open (and the copy safe from eviction, e->readers)
+ * until close. */
+static int cache_at_rest(struct tg_stream *s)
+{
+    struct creader *r = (struct creader *)s;
+
+    return r->state == R_OPEN && r->on_copy && !r->fill && !r->tf && r->fd >= 0 &&
+           r->pos == 0 && r->blen == 0 ? r->fd : -1;
+}
+
+static void cache_served(struct tg_stream *s, uint64_t bytes)
+{
+    struct creader *r = (struct creader *)s;
+
+    r->cb->st.served_bytes += bytes;
+}
+
 /* The cache's own streams only read: writes are the upstream's streams. */
 static const struct tg_stream_ops cache_read_ops = {
     .read = cache_read,
     .close = cache_close,
+    .at_rest = cache_at_rest,
+    .served = cache_served,
 };
 
 /* Process-wide: whether the kernel takes RWF_NOWAIT for these files. */

@@ -13,6 +13,10 @@
  * other (invariant 1); the ring and the stream are the only things they
  * share, under the stream's mutex.
  *
+ * A committed copy needs no ring: worker 0 lends its descriptor (a dup,
+ * ops->at_rest) and keeps its stream open, so the copy cannot be evicted,
+ * and worker i reads the file in place until it closes.
+ *
  * A write goes to worker i's own instance of the cache's upstream, as the
  * cache's own open_write would send it, after worker 0's cache forgot the
  * key (ops->invalidate).
@@ -20,11 +24,17 @@
  * Lifetime: the stream is freed by whichever side lets go last. Worker i
  * holds it until close(), worker 0 until it closed the real stream, and
  * each queued call holds it until its function ran. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "remote.h"
 #include "tftpgw/keys.h"
+#include "tftpgw/localfs.h"
 #include "tftpgw/log.h"
 
 #define RING_MIN (16 * 1024)
@@ -52,6 +62,15 @@ struct xstream {
     bool open_tried, owner_done;
     /* worker i only */
     bool opened_told, failed_told, home_done;
+    /* worker i, a copy at rest (at_rest): read in place from hfd, a page
+     * cache miss through worker i's own thread pool into stage */
+    int hfd;
+    int64_t pos;
+    uint8_t *stage;
+    size_t soff, slen;
+    uint64_t served_home;
+    bool reading, want, broken;
+    uv_fs_t req;
     /* under mu */
     uv_mutex_t mu;
     int refs;
@@ -60,6 +79,8 @@ struct xstream {
     bool opened, failed, eof;
     bool waiting;                /* worker i found the ring empty */
     bool full;                   /* worker 0 stopped pulling: the ring was full */
+    int fd;                      /* worker 0's dup of the copy at rest, or -1 */
+    uint64_t served;             /* bytes worker i read in place */
     int64_t size;
     struct tg_error err;
     uint8_t *ring;
@@ -75,8 +96,13 @@ static void xs_unref(struct xstream *xs)
     uv_mutex_unlock(&xs->mu);
     if (!last)
         return;
+    /* A copy's descriptor worker i never took (it closed first): the copy
+     * is a linked file, so this close frees no blocks and cannot wait. */
+    if (xs->fd >= 0)
+        close(xs->fd);
     uv_mutex_destroy(&xs->mu);
     tg_free(xs->ring);
+    tg_free(xs->stage);
     tg_free(xs->key);
     tg_free(xs->filename);
     tg_free(xs->mac);
@@ -134,7 +160,7 @@ static void owner_pull(struct xstream *xs)
         ssize_t n;
 
         uv_mutex_lock(&xs->mu);
-        if (xs->closed || xs->eof || xs->failed || !xs->opened) {
+        if (xs->closed || xs->eof || xs->failed || !xs->opened || xs->fd >= 0) {
             uv_mutex_unlock(&xs->mu);
             break;
         }
@@ -177,12 +203,20 @@ static void owner_cb(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
 
     (void)s;
     if (ev == TG_STREAM_OPENED) {
+        int fd = xs->up->ops->at_rest ? xs->up->ops->at_rest(xs->up) : -1;
+
+        /* A copy at rest is read in place by worker i: worker 0 keeps the
+         * stream open (the copy is safe from eviction) and copies nothing. */
+        if (fd >= 0)
+            fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         uv_mutex_lock(&xs->mu);
         xs->opened = true;
         xs->size = xs->up->size;
+        xs->fd = fd;
         uv_mutex_unlock(&xs->mu);
         xs_post(xs, false);
-        owner_pull(xs);
+        if (fd < 0)
+            owner_pull(xs);
     } else if (ev == TG_STREAM_READABLE) {
         owner_pull(xs);
     } else if (ev == TG_STREAM_FAILED) {
@@ -218,6 +252,8 @@ static void on_owner_call(struct tg_call *c)
     uv_mutex_unlock(&xs->mu);
     if (closed && !xs->owner_done) {
         xs->owner_done = true;
+        if (xs->up && xs->served && xs->up->ops->served)
+            xs->up->ops->served(xs->up, xs->served);
         if (xs->up)
             tg_stream_close(xs->up);
         xs->up = NULL;
@@ -244,8 +280,11 @@ static void on_home_call(struct tg_call *c)
     ready = xs->waiting && (xs->len > 0 || xs->eof || xs->failed);
     if (ready)
         xs->waiting = false;
-    if (opened)
+    if (opened && !xs->opened_told && !xs->home_done) {
         xs->base.size = xs->size;
+        xs->hfd = xs->fd;
+        xs->fd = -1; /* worker i's now */
+    }
     uv_mutex_unlock(&xs->mu);
     if (xs->home_done) {
         xs_unref(xs);
@@ -268,6 +307,108 @@ static void on_home_call(struct tg_call *c)
     xs_unref(xs);
 }
 
+static void on_home_read(uv_fs_t *req)
+{
+    struct xstream *xs = req->data;
+    ssize_t n = req->result;
+
+    uv_fs_req_cleanup(req);
+    xs->reading = false;
+    if (xs->home_done) {
+        tg_lfs_close_async(xs->rb->base.loop, xs->hfd);
+        xs->hfd = -1;
+    } else {
+        if (n <= 0)
+            xs->broken = true;
+        xs->soff = 0;
+        xs->slen = n > 0 ? (size_t)n : 0;
+        xs->pos += n > 0 ? n : 0;
+        if (xs->want) {
+            xs->want = false;
+            xs->base.cb(&xs->base, TG_STREAM_READABLE, xs->base.arg);
+        }
+    }
+    xs_unref(xs);
+}
+
+/* Whether the kernel takes RWF_NOWAIT for these files (process-wide). */
+static _Atomic bool nowait_usable = true;
+
+/* What of the copy the page cache holds, straight into iov; <= 0 when
+ * the thread pool has to read it. */
+static ssize_t read_nowait(struct xstream *xs, const struct iovec *iov, unsigned n)
+{
+#ifdef RWF_NOWAIT
+    struct iovec cut[64];
+    int64_t left = xs->base.size - xs->pos;
+    unsigned k = 0;
+    ssize_t got;
+
+    if (!nowait_usable)
+        return -1;
+    for (unsigned i = 0; i < n && k < TG_ARRAY_LEN(cut) && left > 0; i++) {
+        cut[k] = iov[i];
+        if ((int64_t)cut[k].iov_len > left)
+            cut[k].iov_len = (size_t)left;
+        left -= (int64_t)cut[k++].iov_len;
+    }
+    got = preadv2(xs->hfd, cut, (int)k, xs->pos, RWF_NOWAIT);
+    if (got < 0 && (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS))
+        nowait_usable = false;
+    return got;
+#else
+    (void)xs, (void)iov, (void)n;
+    return -1;
+#endif
+}
+
+/* A copy at rest, on worker i alone: worker 0 is not involved again until
+ * close. */
+static ssize_t read_in_place(struct xstream *xs, const struct iovec *iov, unsigned n)
+{
+    int64_t left = xs->base.size - xs->pos;
+    ssize_t got;
+    uv_buf_t b;
+
+    if (xs->slen > 0) {
+        got = (ssize_t)tg_iov_copy(iov, n, 0, xs->stage + xs->soff, xs->slen);
+        xs->soff += (size_t)got;
+        xs->slen -= (size_t)got;
+        xs->served_home += (uint64_t)got;
+        return got;
+    }
+    if (xs->broken) {
+        tg_error_set(&xs->base.err, TG_TFTP_EUNDEF, "cached copy read failed");
+        return TG_EIO;
+    }
+    if (left <= 0)
+        return 0;
+    xs->want = true;
+    if (xs->reading)
+        return TG_EAGAIN;
+    if ((got = read_nowait(xs, iov, n)) > 0) {
+        xs->want = false;
+        xs->pos += got;
+        xs->served_home += (uint64_t)got;
+        return got;
+    }
+    if (!xs->stage && !(xs->stage = tg_malloc(xs->cap))) {
+        tg_error_set(&xs->base.err, TG_TFTP_EUNDEF, "out of memory");
+        return TG_ENOMEM;
+    }
+    b = uv_buf_init((char *)xs->stage, (unsigned)(left < (int64_t)xs->cap ? left : (int64_t)xs->cap));
+    xs->req.data = xs;
+    if (uv_fs_read(xs->rb->base.loop, &xs->req, xs->hfd, &b, 1, xs->pos, on_home_read) != 0) {
+        tg_error_set(&xs->base.err, TG_TFTP_EUNDEF, "cached copy read failed");
+        return TG_EIO;
+    }
+    xs->reading = true;
+    uv_mutex_lock(&xs->mu);
+    xs->refs++; /* the read's, until on_home_read */
+    uv_mutex_unlock(&xs->mu);
+    return TG_EAGAIN;
+}
+
 static ssize_t xs_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
 {
     struct xstream *xs = (struct xstream *)s;
@@ -275,6 +416,8 @@ static ssize_t xs_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
     bool kick = false;
     ssize_t rc;
 
+    if (xs->hfd >= 0)
+        return read_in_place(xs, iov, n);
     for (unsigned i = 0; i < n; i++)
         want += iov[i].iov_len;
     uv_mutex_lock(&xs->mu);
@@ -319,8 +462,13 @@ static void xs_close(struct tg_stream *s)
     struct xstream *xs = (struct xstream *)s;
 
     xs->home_done = true;
+    if (xs->hfd >= 0 && !xs->reading) {
+        tg_lfs_close_async(xs->rb->base.loop, xs->hfd);
+        xs->hfd = -1;
+    }
     uv_mutex_lock(&xs->mu);
     xs->closed = true;
+    xs->served = xs->served_home;
     uv_mutex_unlock(&xs->mu);
     xs_post(xs, true);
     xs_unref(xs); /* worker i's hold */
@@ -360,6 +508,7 @@ static int remote_open_read(struct tg_backend *b, const struct tg_open_args *a,
     xs->base.cb = cb;
     xs->base.arg = arg;
     xs->base.size = -1;
+    xs->fd = xs->hfd = -1;
     xs->rb = rb;
     xs->to_owner.fn = on_owner_call;
     xs->to_home.fn = on_home_call;

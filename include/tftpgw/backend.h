@@ -127,6 +127,15 @@ struct tg_stream_ops {
     /* Write: after the last push; COMMITTED or FAILED follows. */
     int (*commit)(struct tg_stream *s);
     void (*close)(struct tg_stream *s);
+    /* Optional, read (the cache's committed copies): after OPENED and
+     * before any read, when bytes [0, size) are all at rest in a file that
+     * nothing writes any more, its descriptor (the stream's own, open
+     * until close), so that another worker reads it in place
+     * (gateway/remote.c); -1 otherwise. */
+    int (*at_rest)(struct tg_stream *s);
+    /* Optional, with at_rest: bytes read in place, counted as the
+     * stream's own; before close. */
+    void (*served)(struct tg_stream *s, uint64_t bytes);
 };
 
 struct tg_backend_ops {

@@ -99,7 +99,7 @@ cache_write_config() {
         echo "; written by tests/integration/cache.sh"
         echo "[server]"
         echo "listen = $listen"
-        server_extra
+        server_extra "${srv[workers]:-}"
         for k in "${order[@]}"; do echo "$k = ${srv[$k]}"; done
         if [ "$up" = s3 ]; then
             s3_backend up

@@ -550,15 +550,16 @@ ft_gw_fd_list() {
 
 # ft_fd_check BEFORE WHAT: UDP sockets (the listener; a session's socket would
 # be one more) and other descriptors exactly as BEFORE, TCP connections no
-# more (curl may drop an idle pooled one). Waits up to 3 s: a backend may
-# close after the summary line.
+# more (curl may drop an idle pooled one; with TFTPGW_WORKERS=N each worker
+# has a pool of its own, so up to N - 1 more). Waits up to 3 s: a backend
+# may close after the summary line.
 ft_fd_check() {
-    local before=$1 now i ub tb ob un tn on
+    local before=$1 now i ub tb ob un tn on pools=$((${TFTPGW_WORKERS:-1} - 1))
     read -r ub tb ob <<< "$(echo "$before" | tr -c '0-9\n' ' ')"
     for i in $(seq 1 30); do
         now=$(ft_gw_fds)
         read -r un tn on <<< "$(echo "$now" | tr -c '0-9\n' ' ')"
-        [ "$un" = "$ub" ] && [ "$on" = "$ob" ] && [ "$tn" -le "$tb" ] && return 0
+        [ "$un" = "$ub" ] && [ "$on" = "$ob" ] && [ "$tn" -le $((tb + pools)) ] && return 0
         sleep 0.1
     done
     fail "$2: the gateway holds $now descriptors, $before before; now: $(ft_gw_fd_list | tr -s ' \n' ' ')"

@@ -44,6 +44,9 @@ pxp_held_logged() {
 }
 
 t_pxe_probe_http() {
+    # a probe is held by the worker that answered it; the download from a
+    # new port may reach another (docs/design.md, "Workers")
+    [ "${TFTPGW_WORKERS:-1}" -gt 1 ] && { REASON="held probes are per worker"; return 77; }
     nginx_up || return 1
     cp "$FIX/f2M" "$NGX_ROOT/boot.efi"
     cp "$FIX/f4404" "$NGX_ROOT/small.efi"
@@ -62,6 +65,9 @@ t_pxe_probe_http() {
 }
 
 t_pxe_probe_s3() {
+    # a probe is held by the worker that answered it; the download from a
+    # new port may reach another (docs/design.md, "Workers")
+    [ "${TFTPGW_WORKERS:-1}" -gt 1 ] && { REASON="held probes are per worker"; return 77; }
     s3_up || return $?
     s3_put_obj "$FIX/f2M" boot.efi || return 1
     s3_gw_up log_level=debug || return 1
@@ -107,6 +113,7 @@ t_pxe_probe_unfollowed() {
 # A held probe belongs to its client address: another address gets its own
 # GET, and the first client still adopts its own.
 t_pxe_probe_other_client() {
+    [ "${TFTPGW_WORKERS:-1}" -gt 1 ] && { REASON="held probes are per worker"; return 77; }
     nginx_up || return 1
     cp "$FIX/f2M" "$NGX_ROOT/boot.efi"
     gw_http "$(ngx_url)" log_level=debug probe_hold=10 || return 1

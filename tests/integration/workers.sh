@@ -531,6 +531,17 @@ t_workers_cache() {
     wk_both_workers tftpgw_worker_transfers_total || return 1
     [ "$(wk_metric 'tftpgw_cache_events_total{cache="edge",event="miss"}')" = 1 ] ||
         { fail "cache misses: $(grep cache_events "$T/m.txt" | tr '\n' ' ')"; return 1; }
+    # warm: hits, read in place by the worker that got them
+    pids=()
+    for i in $(seq 1 20); do
+        timeout 30 curl -s --tftp-blksize 1468 -o "$T/h$i" "$(curl_url cold)" &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i"; done
+    for i in $(seq 1 20); do
+        [ "$(sha "$T/h$i")" = "$want" ] || { fail "warm read $i wrong"; return 1; }
+    done
+    ngx_gets_are cold 1 "20 warm RRQs after the fill" || return 1
     # a write through worker 1's stand-in drops worker 0's copy: every
     # read after it, on either worker, gets the new bytes
     slow_off
@@ -546,6 +557,9 @@ t_workers_cache() {
     for i in $(seq 1 12); do same_file "$T/n$i" "$T/new" "read $i after the put" || return 1; done
     gets=$(ngx_count GET cold)
     [ "$gets" -ge 2 ] || { fail "no upstream GET after the put (nginx: $(ngx_lines cold))"; return 1; }
+    # bytes a worker read in place count as the cache's own
+    cache_stop || return 1
+    counter_cmp served_bytes ge $((70 * (3 << 20))) "70 reads of 3 MiB on 2 workers"
 }
 
 run_test workers_per_port t_workers_per_port
