@@ -185,7 +185,11 @@ void hx_conf_init(struct hx_conf *c)
 
 int hx_conf_start(struct hx_conf *c, uv_loop_t *loop)
 {
-    if (!(c->cap = tg_curl_cap_new((unsigned)c->max_connections)))
+    unsigned n = tg_backend_workers > 1 ? tg_backend_workers : 1;
+
+    /* Each worker's instance gets its share, so the origin sees at most
+     * max_connections from the process (at least 1 per worker). */
+    if (!(c->cap = tg_curl_cap_new((unsigned)c->max_connections / n)))
         return TG_ENOMEM;
     return (c->cu = tg_curl_acquire(loop)) ? 0 : TG_ENOMEM;
 }

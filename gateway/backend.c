@@ -8,6 +8,7 @@
 static const struct tg_backend_ops *const backend_types[] = { TG_BACKEND_TYPES(TYPE_OPS) };
 
 bool tg_backend_check_only;
+unsigned tg_backend_workers = 1;
 
 int tg_backend_create(uv_loop_t *loop, const struct tg_backend_cfg *cfg,
                       struct tg_backend **out, char *err, size_t errlen)

@@ -377,6 +377,7 @@ static int serve(struct tg_config *cfg, const struct args *a)
     int rc, passed = tg_server_passed_sockets();
     unsigned n = tg_workers_count(cfg, passed);
 
+    tg_backend_workers = n;
     if (!(ws = tg_workers_new(cfg, n, passed))) {
         fprintf(stderr, "tftpgw: out of memory\n");
         tg_config_free(cfg);

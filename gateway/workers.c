@@ -453,7 +453,7 @@ static void free_parts(struct tg_collect *c)
 
 void tg_worker_closing(struct tg_worker *w)
 {
-    struct tg_collect *c = w->all->collect;
+    struct tg_collect *c;
     bool was_open;
 
     uv_mutex_lock(&w->mu);
@@ -468,8 +468,9 @@ void tg_worker_closing(struct tg_worker *w)
         (void)post(&w->all->w[0], set_parts_in, NULL);
         return;
     }
-    /* Worker 0 closes the endpoint too: whoever waits is closed with it. */
-    if (!c)
+    /* Worker 0 closes the endpoint too: whoever waits is closed with it.
+     * The collection is worker 0's alone: read only here. */
+    if (!(c = w->all->collect))
         return;
     w->all->collect = NULL;
     free_parts(c);

@@ -204,6 +204,11 @@ void tg_backend_drop_held(struct tg_backend *b);
  * start no work (no cache scan or prefetch in a directory a running
  * gateway may own). */
 extern bool tg_backend_check_only;
+/* The worker loops each build their own backend instances ([server]
+ * workers): a limit meant for the whole process (max_connections) is
+ * shared out among them. Set before the first backend is built. Owner:
+ * gateway/backend.c. */
+extern unsigned tg_backend_workers;
 
 /* Copy up to len bytes of src into iov[0..n), starting `at` bytes into
  * them; returns the bytes copied (fewer when the buffers are full). For
