@@ -10,7 +10,8 @@
 #
 # Servers (SERVERS, space separated, default all): gw-file, gw-http (nginx on
 # loopback), gw-cache (cache backend in front of that nginx, warmed first),
-# tftpd-hpa, atftpd, dnsmasq. The peers come from Debian packages unpacked
+# gw-sp (file, single-port), gw-w2 and gw-cache-w2 (file and cache with 2
+# workers, on both CPUs, storms only), tftpd-hpa, atftpd, dnsmasq. The peers come from Debian packages unpacked
 # into build/peers/ (`apt-get download` + `dpkg -x`, never installed: their
 # packages start services on port 69). dnsmasq serves TFTP on port 69 only,
 # so it runs in a network namespace created here, and so does its client.
@@ -81,9 +82,9 @@ RSS_SAMPLE_S=0.05
 OLD_GW=${TFTPGW_OLD_BIN:-}
 OLD_REV=${TFTPGW_OLD_REV:-}
 if [ -n "$OLD_GW" ]; then
-    SERVERS=${SERVERS:-gw-file old-file gw-sp old-sp gw-w2 gw-http old-http gw-cache old-cache tftpd-hpa atftpd dnsmasq}
+    SERVERS=${SERVERS:-gw-file old-file gw-sp old-sp gw-w2 gw-http old-http gw-cache old-cache gw-cache-w2 tftpd-hpa atftpd dnsmasq}
 else
-    SERVERS=${SERVERS:-gw-file gw-sp gw-w2 gw-http gw-cache tftpd-hpa atftpd dnsmasq}
+    SERVERS=${SERVERS:-gw-file gw-sp gw-w2 gw-http gw-cache gw-cache-w2 tftpd-hpa atftpd dnsmasq}
 fi
 SCENARIOS=${SCENARIOS:-ls1468 ws8 ws16 ws32 ws64 ls8192 storm mem}
 TFTPLOAD=${TFTPLOAD:-$REPO/build/tftpload}
@@ -287,17 +288,17 @@ gw_config() {   # gw_config FILE PORT KIND
         echo
         # sp: the file backend with every transfer on the listening port
         [ "$kind" = sp ] && echo "single_port = yes"
-        # w2: two workers (two event loops on two threads), on both CPUs
-        [ "$kind" = w2 ] && echo "workers = 2"
+        # w2, cachew2: two workers (two event loops on two threads), on both CPUs
+        [ "$kind" = w2 ] || [ "$kind" = cachew2 ] && echo "workers = 2"
         case $kind in
             file|sp|w2)
                 echo "[backend b]"; echo "type = file"; echo "root = $ROOT" ;;
             http)
                 echo "[backend b]"; echo "type = http"; echo "url = $(ngx_url)" ;;
-            cache)
+            cache|cachew2)
                 echo "[backend up]"; echo "type = http"; echo "url = $(ngx_url)"; echo
                 echo "[backend b]"; echo "type = cache"; echo "upstream = up"
-                echo "dir = $WORK/cache"; echo "max_size = 4G"
+                echo "dir = $WORK/$kind"; echo "max_size = 4G"
                 # a day: every measured run is a hit, none a revalidation
                 echo "ttl = 86400" ;;
         esac
@@ -349,7 +350,7 @@ start_peer() {   # start_peer NAME
 
 NGX_UP=0
 if has_server gw-http || has_server gw-cache || has_server old-http || has_server old-cache ||
-    has_scen mem; then
+    has_server gw-cache-w2 || has_scen mem; then
     if nginx_up; then
         NGX_UP=1
         taskset -pc "$NGINX_CPU" "$NGX_PID" > /dev/null
@@ -361,6 +362,7 @@ if has_server gw-http || has_server gw-cache || has_server old-http || has_serve
         drop_server gw-cache
         drop_server old-http
         drop_server old-cache
+        drop_server gw-cache-w2
     fi
 fi
 
@@ -371,6 +373,7 @@ for s in $SERVERS; do
         gw-w2) start_gw "$s" w2 ;;
         gw-http|old-http) start_gw "$s" http ;;
         gw-cache|old-cache) start_gw "$s" cache ;;
+        gw-cache-w2) start_gw "$s" cachew2 ;;
         *) start_peer "$s" ;;
     esac || { NOTES+=("$s left out: $REASON"); say "$REASON"; drop_server "$s"; }
 done
@@ -506,7 +509,7 @@ sleep 1   # let the probed sessions time out or end
 for s in $SERVERS; do
     for f in storm big small; do
         [ -f "$ROOT/$f.bin" ] || continue
-        case $s in *-cache) ;; *) [ "$f" != storm ] && continue ;; esac
+        case $s in *-cache|*-cache-w2) ;; *) [ "$f" != storm ] && continue ;; esac
         load "$s" warmup "$f" 1468 8 1 1 0 120
         [ "$LOAD_RC" = 0 ] || NOTES+=("warm-up of $f.bin on $s failed (exit $LOAD_RC): $LOAD_OUT")
     done
