@@ -429,31 +429,61 @@ static ssize_t stage_read(struct creader *r)
     return TG_EAGAIN;
 }
 
+/* A small ask (lock-step): the next R_STAGE bytes from the page cache into
+ * the staging, so each block does not cost a system call of its own, as
+ * backends/file.c reads ahead. > 0 bytes staged, or <= 0 on a miss. */
+static ssize_t read_ahead(struct creader *r)
+{
+    int64_t left = r->avail - r->pos;
+    struct iovec v;
+    ssize_t got;
+
+    if (!r->buf && !(r->buf = tg_malloc(R_STAGE)))
+        return -1;
+    v.iov_base = r->buf;
+    v.iov_len = left < R_STAGE ? (size_t)left : R_STAGE;
+    if ((got = read_cached(r, &v, 1)) > 0) {
+        r->boff = 0;
+        r->blen = (size_t)got;
+        r->pos += got;
+    }
+    return got;
+}
+
+static ssize_t copy_staged(struct creader *r, const struct iovec *iov, unsigned n)
+{
+    ssize_t got = (ssize_t)tg_iov_copy(iov, n, 0, r->buf + r->boff, r->blen);
+
+    r->boff += (size_t)got;
+    r->blen -= (size_t)got;
+    r->cb->st.served_bytes += (uint64_t)got;
+    return got;
+}
+
 static ssize_t cache_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
 {
     struct creader *r = (struct creader *)s;
+    size_t ask = 0;
     ssize_t got;
 
     if (r->state == R_FAILED)
         return TG_EIO;
     if (r->state != R_OPEN)
         return TG_EINVAL;
-    if (r->blen > 0) {
-        got = (ssize_t)tg_iov_copy(iov, n, 0, r->buf + r->boff, r->blen);
-        r->boff += (size_t)got;
-        r->blen -= (size_t)got;
-        r->cb->st.served_bytes += (uint64_t)got;
-        if (r->blen == 0) {
-            tg_free(r->buf);
-            r->buf = NULL;
-        }
-        return got;
-    }
+    if (r->blen > 0)
+        return copy_staged(r, iov, n);
     if (r->total >= 0 && r->pos >= r->total)
         return 0;
     if (r->fill && r->fill->state == F_RELAYING && r->pos >= r->fill->stored)
         return relay_read(r, r->fill, iov, n);
+    for (unsigned i = 0; i < n; i++)
+        ask += iov[i].iov_len;
+    if (!r->reading && r->pos < r->avail && ask < R_STAGE && read_ahead(r) > 0)
+        return copy_staged(r, iov, n);
     if (!r->reading && r->pos < r->avail && (got = read_cached(r, iov, n)) > 0) {
+        /* Window-sized asks go straight: no staging kept for them. */
+        tg_free(r->buf);
+        r->buf = NULL;
         r->pos += got;
         r->cb->st.served_bytes += (uint64_t)got;
         return got;

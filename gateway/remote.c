@@ -367,6 +367,7 @@ static ssize_t read_nowait(struct xstream *xs, const struct iovec *iov, unsigned
 static ssize_t read_in_place(struct xstream *xs, const struct iovec *iov, unsigned n)
 {
     int64_t left = xs->base.size - xs->pos;
+    size_t ask = 0;
     ssize_t got;
     uv_buf_t b;
 
@@ -386,6 +387,21 @@ static ssize_t read_in_place(struct xstream *xs, const struct iovec *iov, unsign
     xs->want = true;
     if (xs->reading)
         return TG_EAGAIN;
+    for (unsigned i = 0; i < n; i++)
+        ask += iov[i].iov_len;
+    if (ask < xs->cap && (xs->stage || (xs->stage = tg_malloc(xs->cap)))) {
+        /* A small ask (lock-step): read ahead into the staging, so each
+         * block does not cost a system call of its own. */
+        struct iovec v = {xs->stage, left < (int64_t)xs->cap ? (size_t)left : xs->cap};
+
+        if ((got = read_nowait(xs, &v, 1)) > 0) {
+            xs->want = false;
+            xs->soff = 0;
+            xs->slen = (size_t)got;
+            xs->pos += got;
+            return read_in_place(xs, iov, n);
+        }
+    }
     if ((got = read_nowait(xs, iov, n)) > 0) {
         xs->want = false;
         xs->pos += got;
