@@ -53,7 +53,7 @@ UT_s3 = $(UT_file_backend)
 UT_cache = $(UT_file_backend)
 UT_file_backend := gateway/util gateway/sockaddr gateway/log gateway/packet gateway/options gateway/path gateway/route gateway/config gateway/keys gateway/remap gateway/backend gateway/uri gateway/curl_uv gateway/live_page gateway/json gateway/metrics gateway/sha256 gateway/cachectl gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http_hold backends/hold_table backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read backends/cache_neg
 
-.PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench bench-compare test-topology test-dashboards deb test-deb
+.PHONY: all deps run test unit integration install clean test-asan test-valgrind test-valgrind-integration bench bench-compare test-topology test-dashboards deb test-deb test-workers
 
 all: $(BIN)
 
@@ -114,6 +114,17 @@ test: deps
 	@sh tests/run-unit.sh $(UNIT_BINS)
 	@bash tests/integration/run.sh
 	@$(MAKE) --no-print-directory fuzz-short
+
+# With [server] workers = 2: the integration groups that several worker
+# loops change (the cache on worker 0, single-port steering, reload, drain,
+# limits, floods) and the short soak (about 7 minutes). The whole suite
+# runs so with TFTPGW_WORKERS=2 bash tests/integration/run.sh (about 15
+# minutes; held-probe tests skip, a probe being per worker).
+test-workers: deps
+	@$(MAKE) --no-print-directory tftpgw $(BUILD)/tftpload
+	@TFTPGW_WORKERS=2 bash tests/integration/run.sh cache_ workers single_port ops_ hostile sec_limits
+	@TFTPGW_BIN=$(CURDIR)/$(BIN) TFTPLOAD=$(CURDIR)/$(BUILD)/tftpload SOAK_DIR=$(CURDIR)/$(BUILD)/soak-workers \
+	    SOAK_LIMIT=110 bash tests/soak/run.sh --count 400 --budget 55 --relays 2 --workers 2
 
 # The whole suite again with ASan+UBSan: unit tests and the gateway under test.
 test-asan: deps

@@ -367,7 +367,11 @@ t_sec_cache_max_connections() {
     [ "${FLOOD_SAMPLES:-0}" -ge 20 ] || { fail "only ${FLOOD_SAMPLES:-0} samples of ss"; return 1; }
     [ "$FLOOD_MAX" -le 8 ] ||
         { fail "$FLOOD_MAX established connections to nginx with max_connections = 8"; return 1; }
-    [ "$FLOOD_MAX" -ge 6 ] ||
+    # with TFTPGW_WORKERS=2 each worker's share is 4: one at its share is
+    # pressing on the cap
+    local press=6
+    [ "${TFTPGW_WORKERS:-1}" -gt 1 ] && press=$((8 / TFTPGW_WORKERS))
+    [ "$FLOOD_MAX" -ge "$press" ] ||
         { fail "the flood never held more than $FLOOD_MAX connections: it did not press on the cap"; return 1; }
     [ "$GOOD_RC" = 0 ] || { fail "good client during the flood: exit $GOOD_RC $(head -c 200 "$T/good.err")"; return 1; }
     same_file "$T/good.out" "$FIX/f2M" "good client during the flood" || return 1

@@ -366,6 +366,7 @@ max_windowsize = 64
 max_sessions = 1000
 drain_timeout = 10
 log_level = info
+workers = {workers}
 
 [backend files]
 type = file
@@ -393,7 +394,7 @@ backend = web
 key = {{rest}}
 write = create
 """.format(port=self.gw_port, mport=self.m_port, tmo=a.gw_timeout, retries=a.gw_retries,
-                    root=self.file_root, nport=self.ngx_port))
+                    root=self.file_root, nport=self.ngx_port, workers=a.workers))
             argv = [a.gateway, "--config", cfg]
             if os.geteuid() == 0:
                 argv.append("--allow-root")
@@ -505,7 +506,11 @@ def prepare_files(env, jobs, seed):
 
 def warm_probe(env, tag):
     """One direct get through each backend, as at the start as at the end,
-    so both descriptor snapshots hold the same kept-alive upstream state."""
+    so both descriptor snapshots hold the same kept-alive upstream state.
+    With several workers each has its own connection pool: 8 gets per
+    worker, each from a port of its own, so every worker's pool is probed
+    (all on one worker: 2 in 2^16 with 2 workers)."""
+    n = 1 if env.a.workers <= 1 else 8 * env.a.workers
     for route, path in (("f", os.path.join(env.file_root, "src", "probe")),
                         ("h", os.path.join(env.ngx_root, "src", "probe"))):
         if not os.path.exists(path):
@@ -513,6 +518,7 @@ def warm_probe(env, tag):
                 f.write(os.urandom(3000))
         r = subprocess.run([env.a.tftpload, "--server", "127.0.0.1", "--port", str(env.gw_port),
                             "--file", "%s/src/probe" % route, "--expect", path,
+                            "--count", str(n), "--concurrency", "1",
                             "--timeout-ms", "500", "--retries", "6"],
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
@@ -817,6 +823,7 @@ def main(argv=None):
                     help="jobs that are an upload abandoned halfway")
     ap.add_argument("--gw-timeout", type=int, default=300, help="gateway timeout (ms)")
     ap.add_argument("--gw-retries", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=1, help="the gateway's [server] workers")
     ap.add_argument("--client-timeout-ms", type=int, default=300)
     ap.add_argument("--client-retries", type=int, default=10)
     ap.add_argument("--keepalive", type=int, default=5, help="nginx keepalive_timeout (s)")
