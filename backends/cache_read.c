@@ -22,7 +22,6 @@
 /* A page-cache miss reads this much on the thread pool; the reader's
  * staging is freed once handed on. */
 #define R_STAGE (16 * 1024)
-#define R_IOV_MAX 64
 
 /* ---- readers ---- */
 
@@ -372,37 +371,13 @@ static const struct tg_stream_ops cache_read_ops = {
     .served = cache_served,
 };
 
-/* Process-wide: whether the kernel takes RWF_NOWAIT for these files. */
-static bool nowait_usable = true;
-
 /* What of [pos, avail) the page cache holds, straight into iov: > 0
  * bytes, or <= 0 when the thread pool has to read (a miss, or the file
  * ended before avail, which that read then reports). Never past avail:
  * beyond it a fill's file may be half written. */
 static ssize_t read_cached(struct creader *r, const struct iovec *iov, unsigned n)
 {
-#ifdef RWF_NOWAIT
-    struct iovec cut[R_IOV_MAX];
-    int64_t left = r->avail - r->pos;
-    unsigned k = 0;
-    ssize_t got;
-
-    if (!nowait_usable)
-        return -1;
-    for (unsigned i = 0; i < n && k < R_IOV_MAX && left > 0; i++) {
-        cut[k] = iov[i];
-        if ((int64_t)cut[k].iov_len > left)
-            cut[k].iov_len = (size_t)left;
-        left -= (int64_t)cut[k++].iov_len;
-    }
-    got = preadv2(reader_fd(r), cut, (int)k, r->pos, RWF_NOWAIT);
-    if (got < 0 && (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS))
-        nowait_usable = false;
-    return got;
-#else
-    (void)r, (void)iov, (void)n;
-    return -1;
-#endif
+    return tg_lfs_read_nowait(reader_fd(r), iov, n, r->pos, r->avail - r->pos);
 }
 
 /* A miss: the next R_STAGE bytes through the thread pool (READABLE

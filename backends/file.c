@@ -296,37 +296,12 @@ static void read_open_after(uv_work_t *w, int status)
 }
 
 /* Process-wide: whether the kernel takes RWF_NOWAIT for these files. */
-static _Atomic bool nowait_usable = true;
-
 #ifdef UNIT_TESTING
-/* Tests of the waiting paths need reads that do not complete at once. */
 void tg_file_nowait_for_tests(bool on)
 {
-    nowait_usable = on;
+    tg_lfs_nowait_for_tests(on);
 }
 #endif
-
-/* Bytes already in the page cache are read on the loop: RWF_NOWAIT makes
- * the kernel answer EAGAIN instead of waiting for the disk (invariant 1),
- * and a hit then costs no thread-pool round trip, which profiling showed
- * preempting the loop before every window went out (docs/profile.md).
- * Returns bytes read, or -1 when the thread pool must do it. */
-static ssize_t read_nowait(int fd, const struct iovec *iov, int n, int64_t off)
-{
-#ifdef RWF_NOWAIT
-    ssize_t r;
-
-    if (!nowait_usable)
-        return -1;
-    r = preadv2(fd, iov, n, off, RWF_NOWAIT);
-    if (r < 0 && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL))
-        nowait_usable = false;
-    return r;
-#else
-    (void)fd, (void)iov, (void)n, (void)off;
-    return -1;
-#endif
-}
 
 static int file_open_read(struct tg_backend *b, const struct tg_open_args *a,
                           tg_stream_cb *cb, void *arg, struct tg_stream **out)
@@ -402,7 +377,7 @@ static ssize_t stage_load(struct file_stream *fs, bool may_wait)
     st->len = st->pos = 0;
     iov.iov_base = st->data;
     iov.iov_len = want;
-    n = read_nowait(fs->fd, &iov, 1, fs->off);
+    n = tg_lfs_read_nowait(fs->fd, &iov, 1, fs->off, INT64_MAX);
     if (n == 0)
         return shrank(fs);
     if (n > 0) {
@@ -446,7 +421,7 @@ static ssize_t read_straight(struct file_stream *fs, const struct iovec *iov, un
             cut[k].iov_len = (size_t)left;
         left -= (int64_t)cut[k++].iov_len;
     }
-    got = read_nowait(fs->fd, cut, (int)k, fs->off);
+    got = tg_lfs_read_nowait(fs->fd, cut, k, fs->off, INT64_MAX);
     if (got > 0)
         fs->off += got;
     return got;

@@ -18,7 +18,9 @@
  */
 #define _FILE_OFFSET_BITS 64
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -484,4 +487,39 @@ void tg_lfs_close_async(uv_loop_t *loop, int fd)
         tg_free(req);
         close(fd);
     }
+}
+
+static _Atomic bool nowait_usable = true;
+
+#ifdef UNIT_TESTING
+void tg_lfs_nowait_for_tests(bool on)
+{
+    nowait_usable = on;
+}
+#endif
+
+ssize_t tg_lfs_read_nowait(int fd, const struct iovec *iov, unsigned n, int64_t off,
+                           int64_t limit)
+{
+#ifdef RWF_NOWAIT
+    struct iovec cut[64];
+    unsigned k = 0;
+    ssize_t got;
+
+    if (!nowait_usable)
+        return -1;
+    for (unsigned i = 0; i < n && k < TG_ARRAY_LEN(cut) && limit > 0; i++) {
+        cut[k] = iov[i];
+        if ((int64_t)cut[k].iov_len > limit)
+            cut[k].iov_len = (size_t)limit;
+        limit -= (int64_t)cut[k++].iov_len;
+    }
+    got = preadv2(fd, cut, (int)k, off, RWF_NOWAIT);
+    if (got < 0 && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL))
+        nowait_usable = false;
+    return got;
+#else
+    (void)fd, (void)iov, (void)n, (void)off, (void)limit;
+    return -1;
+#endif
 }

@@ -331,35 +331,11 @@ static void on_home_read(uv_fs_t *req)
     xs_unref(xs);
 }
 
-/* Whether the kernel takes RWF_NOWAIT for these files (process-wide). */
-static _Atomic bool nowait_usable = true;
-
 /* What of the copy the page cache holds, straight into iov; <= 0 when
  * the thread pool has to read it. */
 static ssize_t read_nowait(struct xstream *xs, const struct iovec *iov, unsigned n)
 {
-#ifdef RWF_NOWAIT
-    struct iovec cut[64];
-    int64_t left = xs->base.size - xs->pos;
-    unsigned k = 0;
-    ssize_t got;
-
-    if (!nowait_usable)
-        return -1;
-    for (unsigned i = 0; i < n && k < TG_ARRAY_LEN(cut) && left > 0; i++) {
-        cut[k] = iov[i];
-        if ((int64_t)cut[k].iov_len > left)
-            cut[k].iov_len = (size_t)left;
-        left -= (int64_t)cut[k++].iov_len;
-    }
-    got = preadv2(xs->hfd, cut, (int)k, xs->pos, RWF_NOWAIT);
-    if (got < 0 && (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS))
-        nowait_usable = false;
-    return got;
-#else
-    (void)xs, (void)iov, (void)n;
-    return -1;
-#endif
+    return tg_lfs_read_nowait(xs->hfd, iov, n, xs->pos, xs->base.size - xs->pos);
 }
 
 /* A copy at rest, on worker i alone: worker 0 is not involved again until

@@ -122,6 +122,20 @@ struct tg_lfs_tmp_req {
 };
 int tg_lfs_tmp_open_async(uv_loop_t *loop, struct tg_lfs_tmp_req *req, tg_lfs_tmp_cb *cb);
 
+/* Loop: the bytes at off that the page cache holds, into iov[0..n) cut
+ * at limit bytes (at most 64 buffers), with preadv2(RWF_NOWAIT): the
+ * kernel answers EAGAIN rather than wait for the disk (invariant 1), and a
+ * hit costs no thread-pool round trip (docs/profile.md). > 0 bytes, 0 at
+ * the end of the file, or < 0 when the thread pool has to read them (a
+ * miss, or a kernel or file system without RWF_NOWAIT, remembered for the
+ * process). */
+ssize_t tg_lfs_read_nowait(int fd, const struct iovec *iov, unsigned n, int64_t off,
+                           int64_t limit);
+#ifdef UNIT_TESTING
+/* Tests of the waiting paths need reads that do not complete at once. */
+void tg_lfs_nowait_for_tests(bool on);
+#endif
+
 /* Loop: close a descriptor on the thread pool. The last close of a big
  * unlinked file frees its blocks, which is disk work the loop must not
  * wait for. */

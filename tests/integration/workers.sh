@@ -67,6 +67,17 @@ wk_gets() {
     done
 }
 
+# wk_idle N: scrape until no session is active (N tries, 0.1 s apart);
+# $T/m.txt holds the last scrape
+wk_idle() {
+    local i
+    for i in $(seq 1 "$1"); do
+        wk_scrape
+        [ "$(wk_metric tftpgw_active_sessions)" = 0 ] && return 0
+        sleep 0.1
+    done
+}
+
 # wk_both_workers SERIES: both worker="0" and worker="1" of SERIES above 0
 wk_both_workers() {
     local a b
@@ -202,11 +213,7 @@ EOF
     [ "$bad" = 0 ] || { fail "$bad atftp windowed reads failed"; return 1; }
     for i in 1 2 3 4 5 6; do same_file "$T/a$i" "$ROOT/w300k" "atftp read $i" || return 1; done
     wk_puts 8 || return 1
-    for i in $(seq 1 80); do
-        wk_scrape
-        [ "$(wk_metric tftpgw_active_sessions)" = 0 ] && break
-        sleep 0.1
-    done
+    wk_idle 80
     ok=$(wk_metric 'tftpgw_transfers_finished_total{op="rrq",route="all",result="ok"}')
     [ "$ok" = 46 ] || { fail "finished rrq ok = '$ok', want 46"; return 1; }
     ok=$(wk_metric 'tftpgw_transfers_finished_total{op="wrq",route="rw",result="ok"}')
@@ -289,11 +296,7 @@ EOF
     HOST=127.0.0.1
     [ "$bad" = 0 ] || { fail "$bad of 30 windowed IPv6 reads failed"; return 1; }
     for i in $(seq 1 30); do same_file "$T/a$i" "$ROOT/w6" "IPv6 read $i" || return 1; done
-    for i in $(seq 1 50); do
-        wk_scrape
-        [ "$(wk_metric tftpgw_active_sessions)" = 0 ] && break
-        sleep 0.1
-    done
+    wk_idle 50
     out=$(wk_metric 'tftpgw_transfers_finished_total{op="rrq",route="all",result="ok"}')
     [ "$out" = 30 ] || { fail "finished rrq ok = '$out', want 30 (IPv6 only)"; return 1; }
     wk_both_workers tftpgw_worker_transfers_total || return 1
@@ -382,11 +385,7 @@ t_workers_max_sessions() {
     wait "$HOLD_PID"
     untrack "$HOLD_PID"
     grep -q released "$T/hold.out" || { fail "holders: $(cat "$T/hold.out")"; return 1; }
-    for i in $(seq 1 50); do
-        wk_scrape
-        [ "$(wk_metric tftpgw_active_sessions)" = 0 ] && break
-        sleep 0.1
-    done
+    wk_idle 50
     wk_gets 4 w100k || return 1
 }
 
