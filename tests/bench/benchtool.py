@@ -409,6 +409,18 @@ def issue16_targets(res, w):
         r = ratio(c2["agg"], c1["agg"])
         w("| storm from a warm cache, aggregate, 2 workers vs 1 | – | %s | – |" % (
             "n/a" if r is None else "%.2f× (%s vs %s MB/s)" % (r, fmt(c2["agg"]), fmt(c1["agg"]))))
+    if s1["nruns"] and s1["agg"]:
+        w("")
+        w("**What N workers give on a machine with N cores to spare** (reasoned from the "
+          "one-worker figures above, not measured: this machine has %s cores and the load "
+          "generator takes one). A worker's data path shares nothing with the others: its own "
+          "sockets, sessions, backend instances and metric slots; what is global (the session "
+          "count, the rate tables) is touched once per request, not per block. So each worker "
+          "adds what one worker does on one core, %s MB/s of lock-step storm at %s CPU seconds "
+          "per GB here: about N × %s MB/s with N workers, until the network or the clients "
+          "are the limit. The 2-worker rows above run with the load generator on one of "
+          "the two CPUs, so they show contention, not scaling." % (
+              res_meta.get("NPROC", "?"), fmt(s1["agg"]), fmt(s1["cpugb"], 2), fmt(s1["agg"])))
     w("")
 
 
