@@ -80,6 +80,7 @@ struct xstream {
     bool waiting;                /* worker i found the ring empty */
     bool full;                   /* worker 0 stopped pulling: the ring was full */
     int fd;                      /* worker 0's dup of the copy at rest, or -1 */
+    bool lent;                   /* a copy at rest: worker 0 never pulls */
     uint64_t served;             /* bytes worker i read in place */
     int64_t size;
     struct tg_error err;
@@ -160,7 +161,7 @@ static void owner_pull(struct xstream *xs)
         ssize_t n;
 
         uv_mutex_lock(&xs->mu);
-        if (xs->closed || xs->eof || xs->failed || !xs->opened || xs->fd >= 0) {
+        if (xs->closed || xs->eof || xs->failed || !xs->opened || xs->lent) {
             uv_mutex_unlock(&xs->mu);
             break;
         }
@@ -213,6 +214,7 @@ static void owner_cb(struct tg_stream *s, enum tg_stream_ev ev, void *arg)
         xs->opened = true;
         xs->size = xs->up->size;
         xs->fd = fd;
+        xs->lent = fd >= 0;
         uv_mutex_unlock(&xs->mu);
         xs_post(xs, false);
         if (fd < 0)
