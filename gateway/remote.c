@@ -97,8 +97,8 @@ static void xs_unref(struct xstream *xs)
     uv_mutex_unlock(&xs->mu);
     if (!last)
         return;
-    /* A copy's descriptor worker i never took (it closed first): the copy
-     * is a linked file, so this close frees no blocks and cannot wait. */
+    /* A lent descriptor nobody closed: worker 0 had closed before it
+     * heard of worker i's close (shutdown). */
     if (xs->fd >= 0)
         close(xs->fd);
     uv_mutex_destroy(&xs->mu);
@@ -253,7 +253,17 @@ static void on_owner_call(struct tg_call *c)
     closed = xs->closed;
     uv_mutex_unlock(&xs->mu);
     if (closed && !xs->owner_done) {
+        int fd;
+
         xs->owner_done = true;
+        /* A lent descriptor worker i never took: closed off the loop, as
+         * the copy may have been evicted once the stream below lets go. */
+        uv_mutex_lock(&xs->mu);
+        fd = xs->fd;
+        xs->fd = -1;
+        uv_mutex_unlock(&xs->mu);
+        if (fd >= 0)
+            tg_lfs_close_async(xs->rb->target->loop, fd);
         if (xs->up && xs->served && xs->up->ops->served)
             xs->up->ops->served(xs->up, xs->served);
         if (xs->up)
