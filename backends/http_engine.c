@@ -3,13 +3,13 @@
  * multi handle (gateway/curl_uv.c).
  *
  * A GET has no buffer of its own in steady state: its body goes from
- * curl's receive buffer (CURLOPT_BUFFERSIZE, 16 KiB) straight into
- * the buffers the session's read() offers, which are the window's free
- * slots. read() resumes curl, which hands over the chunk it held, and
- * then lets curl read the connection (tg_curl_pull) until those buffers
- * are full; a chunk that arrives outside read() is left with curl
- * (CURL_WRITEFUNC_PAUSE) and READABLE follows. Only a chunk larger than
- * the room left is split, its tail kept in a spill of one receive buffer.
+ * curl's receive buffer (CURLOPT_BUFFERSIZE, sized to the window by
+ * hx_rcvbuf) straight into the buffers the session's read() offers, which
+ * are the window's free slots. read() resumes curl and lets it read the
+ * connection (tg_curl_pull) until those buffers are full. What does not
+ * fit goes into a spill of one receive buffer, and curl is then paused
+ * until a read() empties the spill, so the body waits in the socket, not
+ * here. docs/design.md, "The HTTP engine", has the measurements.
  * Uploads keep a ring of max(64 KiB, 2 x blksize) that push() fills and
  * curl's read callback drains. HTTP/1.1 only and no content decoding, so
  * a paused transfer never holds more than one receive buffer. Redirects
@@ -127,9 +127,20 @@ static void dispatch(struct hx_stream *hs)
     tg_life_release(&hs->life);
 }
 
+static void resume(struct hx_stream *hs);
+
 static void on_wake(struct tg_curl_xfer *x)
 {
-    dispatch(tg_container_of(x, struct hx_stream, x));
+    struct hx_stream *hs = tg_container_of(x, struct hx_stream, x);
+
+    if (hs->resume_owed) {
+        hs->resume_owed = false;
+        if (hs->paused && hs->spill_len == 0 && hs->state == HX_OPEN && hs->x.added) {
+            resume(hs);
+            tg_curl_pull(&hs->x); /* the chunk now, not a loop turn later */
+        }
+    }
+    dispatch(hs);
 }
 
 /* From inside a curl callback: record, deliver later. */
@@ -196,55 +207,76 @@ static void fail_curl(struct hx_stream *hs, CURLcode rc)
 
 /* ---- curl callbacks: bytes and flags only ---- */
 
-/* A GET's body chunk: into the running read's buffers, its tail (when
- * they are full) into the spill; outside read(), or with a spill not yet
- * handed on, curl keeps the whole chunk and offers it again when read()
- * resumes the transfer. */
+/* Inside curl's write callback: stop curl's receive loop after this chunk
+ * (libcurl checks the pause between chunks), so the next one stays in the
+ * socket rather than in a paused copy of curl's own. read() resumes it. */
+static void hold_off(struct hx_stream *hs)
+{
+    if (!hs->paused) {
+        hs->paused = true;
+        curl_easy_pause(hs->x.easy, CURLPAUSE_ALL);
+    }
+}
+
+/* Outside curl calls: let curl read again (and hand over a chunk it
+ * kept, if a pause ever left one with it). */
+static void resume(struct hx_stream *hs)
+{
+    hs->resume_owed = false;
+    hs->paused = false;
+    hs->last_move = uv_now(hs->base.backend->loop);
+    curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
+}
+
+static bool spill_fits(struct hx_stream *hs, size_t n)
+{
+    uint8_t *p;
+
+    if (n <= hs->spill_cap)
+        return true;
+    /* curl's chunks are at most its receive buffer: the spill is one. */
+    p = tg_realloc(hs->spill, n > hs->rcvbuf ? n : hs->rcvbuf);
+    if (!p)
+        return false;
+    hs->spill = p;
+    hs->spill_cap = n > hs->rcvbuf ? n : hs->rcvbuf;
+    return true;
+}
+
+/* A GET's body chunk: into the running read's buffers as far as they
+ * have room, the rest into the spill when it is empty, and then curl is
+ * held off until a read() empties the spill. So a transfer holds at most
+ * its receive buffer and one spill, however far the TFTP side lags. */
 static size_t take_body(struct hx_stream *hs, const char *ptr, size_t n)
 {
-    size_t k;
+    size_t k = 0;
 
-    if (!hs->rd_iov && hs->spill_len == 0 && n <= hs->spill_cap) {
-        /* Outside read(), an empty spill takes the chunk: pausing and
-         * resuming curl for every chunk cost lock-step reads (blksize 8192)
-         * 7% of their speed; the spill exists already, so no memory is
-         * added. */
-        memcpy(hs->spill, ptr, n);
+    if (hs->rd_iov && hs->spill_len == 0 && hs->rd_at < hs->rd_room) {
+        k = tg_iov_copy(hs->rd_iov, hs->rd_n, hs->rd_at, ptr, n);
+        hs->rd_at += k;
+        if (k == n)
+            return n;
+    }
+    if (hs->spill_len == 0) {
+        if (!spill_fits(hs, n - k))
+            return 0; /* CURLE_WRITE_ERROR: the GET fails */
+        memcpy(hs->spill, ptr + k, n - k);
         hs->spill_off = 0;
-        hs->spill_len = n;
-        if (hs->want) {
+        hs->spill_len = n - k;
+        hold_off(hs);
+        if (!hs->rd_iov && hs->want) {
             hs->want = false;
             owe(hs, TG_STREAM_READABLE);
         }
         return n;
     }
-    if (!hs->rd_iov || hs->spill_len > 0 || hs->rd_at == hs->rd_room) {
-        hs->paused = true;
-        if (hs->want) {
-            hs->want = false;
-            owe(hs, TG_STREAM_READABLE);
-        }
-        return CURL_WRITEFUNC_PAUSE;
+    /* Only if the pause did not hold: curl keeps the chunk itself. */
+    hs->paused = true;
+    if (hs->want) {
+        hs->want = false;
+        owe(hs, TG_STREAM_READABLE);
     }
-    k = tg_iov_copy(hs->rd_iov, hs->rd_n, hs->rd_at, ptr, n);
-    hs->rd_at += k;
-    if (k < n) {
-        /* curl's chunks are at most its receive buffer; the spill is one,
-         * made larger only if curl ever hands over more. */
-        if (n - k > hs->spill_cap) {
-            size_t cap = n - k > hs->rcvbuf ? n - k : hs->rcvbuf;
-            uint8_t *p = tg_realloc(hs->spill, cap);
-
-            if (!p)
-                return 0; /* CURLE_WRITE_ERROR: the GET fails */
-            hs->spill = p;
-            hs->spill_cap = cap;
-        }
-        memcpy(hs->spill, ptr + k, n - k);
-        hs->spill_off = 0;
-        hs->spill_len = n - k;
-    }
-    return n;
+    return CURL_WRITEFUNC_PAUSE;
 }
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -613,15 +645,25 @@ size_t hx_ring_cap(size_t blksize)
     return blksize * 2 > RING_MIN ? blksize * 2 : RING_MIN;
 }
 
-size_t hx_rcvbuf(size_t blksize)
+size_t hx_rcvbuf(size_t blksize, size_t window)
 {
-    /* curl's default, 16 KiB, whatever the blksize. One block per recv
-     * was tried (a paused transfer would hold one block): it cut windowed
-     * reads to a fifth of the speed (windowsize 64: 61 against 306 MB/s)
-     * and 100 concurrent lock-step RRQs timed out opening, so a recv
-     * brings up to 16 KiB and read() pulls until the window's room is full. */
-    (void)blksize;
-    return CURL_MAX_WRITE_SIZE;
+    /* A recv costs a trip through curl. A window larger than 16 KiB comes
+     * in as few recvs of at most 16 KiB as it can, each a whole number of
+     * blocks, so curl's buffer and the spill hold a part of a window, not
+     * 16 KiB each. A smaller window (lock-step) still takes 16 KiB per
+     * recv, and the spill serves the next reads without curl: one block
+     * per recv cut lock-step storms to less than half the aggregate and
+     * windowsize 64 to a fifth. */
+    const size_t max = CURL_MAX_WRITE_SIZE;
+    size_t recvs, per;
+
+    if (blksize == 0 || blksize >= max)
+        return max;
+    if (window <= max)
+        return max / blksize * blksize;
+    recvs = (window + max - 1) / max;
+    per = (window / blksize + recvs - 1) / recvs;
+    return per * blksize > max ? max / blksize * blksize : per * blksize;
 }
 
 int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_profile *prof,
@@ -677,7 +719,7 @@ int hx_open(struct tg_backend *b, const struct hx_conf *conf, const struct hx_pr
         uv_timer_start(&hs->stall, on_stall_check, every, every < 100 ? 100 : every);
     }
     if (!write) {
-        hs->rcvbuf = hx_rcvbuf(a->blksize);
+        hs->rcvbuf = hx_rcvbuf(a->blksize, a->window);
         curl_easy_setopt(hs->x.easy, CURLOPT_BUFFERSIZE, (long)hs->rcvbuf);
         rc = prepare(hs, "GET");
         curl_easy_setopt(hs->x.easy, CURLOPT_WRITEFUNCTION, on_body);
@@ -723,7 +765,7 @@ void hx_park(struct hx_stream *hs)
      * reading the socket, and TCP pushes back on the upstream. */
     if (hs->state == HX_OPEN && hs->x.added && !hs->paused) {
         hs->paused = true;
-        curl_easy_pause(hs->x.easy, CURLPAUSE_RECV);
+        curl_easy_pause(hs->x.easy, CURLPAUSE_ALL);
     }
 }
 
@@ -736,6 +778,38 @@ void hx_reopen(struct hx_stream *hs, tg_stream_cb *cb, void *arg)
      * straight into that read's buffers. */
     if (hs->state != HX_FAILED)
         owe(hs, TG_STREAM_OPENED); /* from the loop, never inside open */
+}
+
+/* Let curl read the connection into iov while this runs: first the chunk
+ * it held, then what it reads. A read with room for a whole receive
+ * buffer (a window) asks each recv for no more than the room left, so no
+ * chunk is split and no spill is made; a smaller one (lock-step) takes
+ * whole receive buffers and leaves the tail in the spill, so later reads
+ * need no recv. Between reads curl's buffer is RCV_REST, and a read that
+ * filled its room pauses the transfer: while the window waits for its
+ * ACKs the body stays in the socket, and TCP pushes back (invariant 2). */
+static size_t pull_into(struct hx_stream *hs, const struct iovec *iov, unsigned n, size_t got,
+                        size_t room)
+{
+    hs->rd_iov = iov;
+    hs->rd_n = n;
+    hs->rd_at = got;
+    hs->rd_room = room;
+    if (hs->paused)
+        resume(hs);
+    /* One pull is one recv: pull again while it brings bytes and room is
+     * left (bounded: a fast origin cannot keep one read in here). */
+    for (unsigned k = 0;
+         k < PULL_MAX && !hs->paused && hs->rd_at < hs->rd_room && hs->state == HX_OPEN; k++) {
+        size_t before = hs->rd_at;
+
+        tg_curl_pull(&hs->x);
+        if (hs->rd_at == before)
+            break;
+    }
+    got = hs->rd_at;
+    hs->rd_iov = NULL;
+    return got;
 }
 
 ssize_t hx_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
@@ -752,31 +826,16 @@ ssize_t hx_read(struct tg_stream *s, const struct iovec *iov, unsigned n)
         hs->spill_off += got;
         hs->spill_len -= got;
     }
-    if (got < room && hs->spill_len == 0 && hs->state == HX_OPEN && hs->x.added) {
-        /* on_body writes into iov while curl runs inside this call: first
-         * the chunk curl held, then what it reads from the connection. */
-        hs->rd_iov = iov;
-        hs->rd_n = n;
-        hs->rd_at = got;
-        hs->rd_room = room;
-        if (hs->paused) {
-            hs->paused = false;
-            hs->last_move = uv_now(hs->base.backend->loop);
-            curl_easy_pause(hs->x.easy, CURLPAUSE_CONT);
-        }
-        /* One pull is one recv of at most a receive buffer: pull again
-         * while it brings bytes and room is left (bounded: a fast origin
-         * cannot keep one read in here). */
-        for (unsigned k = 0; k < PULL_MAX && !hs->paused && hs->rd_at < hs->rd_room &&
-                             hs->state == HX_OPEN; k++) {
-            size_t before = hs->rd_at;
-
-            tg_curl_pull(&hs->x);
-            if (hs->rd_at == before)
-                break;
-        }
-        got = hs->rd_at;
-        hs->rd_iov = NULL;
+    if (got < room && hs->spill_len == 0 && hs->state == HX_OPEN && hs->x.added)
+        got = pull_into(hs, iov, n, got, room);
+    /* The spill is empty: let its next chunk come while the window waits
+     * for its ACKs. Resumed on the next loop turn, after the session has
+     * sent what it read: resuming costs curl a socket update and a timer,
+     * and the lock-step critical path should not carry them. */
+    if (hs->spill_len == 0 && hs->paused && hs->state == HX_OPEN && hs->x.added &&
+        !hs->resume_owed) {
+        hs->resume_owed = true;
+        tg_curl_wake(&hs->x);
     }
     hs->given += got;
     if (got > 0)

@@ -86,16 +86,17 @@ struct hx_stream {
     uint8_t *ring;
     size_t cap, head, len;
     /* GET: no ring. While hx_read runs, on_body copies into the reader's
-     * buffers (rd_*); outside it, curl keeps the chunk (paused). A chunk
-     * larger than the buffers' room leaves its tail in the spill (rcvbuf
-     * bytes, allocated on the first such chunk). */
+     * buffers (rd_*); what does not fit, and a chunk outside hx_read, goes
+     * into the spill (rcvbuf bytes, allocated on first need) and curl is
+     * paused until a read empties it. */
     size_t rcvbuf;        /* CURLOPT_BUFFERSIZE: no chunk is larger */
     uint8_t *spill;
     size_t spill_cap, spill_off, spill_len;
     const struct iovec *rd_iov; /* the running hx_read's buffers, or NULL */
     unsigned rd_n;
     size_t rd_at, rd_room;      /* bytes put in them, bytes they hold */
-    bool paused;          /* curl is paused by our callback */
+    bool paused;          /* curl is paused by us */
+    bool resume_owed;     /* resume on the next loop turn (read ahead) */
     bool want;            /* the owner got TG_EAGAIN and waits for an event */
     unsigned pending;     /* events owed, delivered outside curl */
     struct tg_life life;  /* held while events are delivered */
@@ -127,7 +128,7 @@ void hx_close(struct tg_stream *s);
 size_t hx_ring_cap(size_t blksize);
 /* curl's receive buffer for a GET read in blksize pieces: the block,
  * between curl's minimum (1 KiB) and its default (16 KiB). */
-size_t hx_rcvbuf(size_t blksize);
+size_t hx_rcvbuf(size_t blksize, size_t window);
 
 /* Held probes (probe_hold; owner: backends/http_hold.c). A UEFI client
  * asks for tsize, declines our OACK with ERROR 8 (RFC 2347) and asks

@@ -181,7 +181,8 @@ static void forget_fd(struct tg_curl *cu, curl_socket_t fd)
      * handle rules forbid closing a descriptor that is still polled. */
     uv_poll_stop(&pc->poll);
     uv_close((uv_handle_t *)&pc->poll, free_ctx);
-    curl_multi_assign(cu->multi, fd, NULL);
+    if (cu->multi)
+        curl_multi_assign(cu->multi, fd, NULL);
 }
 
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
@@ -192,7 +193,12 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
-        forget_fd(cu, fd);
+        /* Only stop polling: a paused transfer's socket comes back at its
+         * next read, and a new poll handle would cost an ioctl and an
+         * epoll_ctl more each time. The handle goes when curl closes the
+         * descriptor (on_close_socket). */
+        if (pc || (fd >= 0 && (size_t)fd < cu->nfds && (pc = cu->fds[fd]) != NULL))
+            uv_poll_stop(&pc->poll);
         return 0;
     }
     if (!pc && fd >= 0 && (size_t)fd < cu->nfds && cu->fds[fd]) {
@@ -332,6 +338,8 @@ void tg_curl_release(struct tg_curl *cu)
      * callbacks. */
     curl_multi_cleanup(cu->multi);
     cu->multi = NULL;
+    for (size_t fd = 0; fd < cu->nfds; fd++)
+        forget_fd(cu, (curl_socket_t)fd); /* none left open, normally */
     uv_close((uv_handle_t *)&cu->timer, free_cu);
     pthread_mutex_lock(&all_mu);
     if (--global_refs == 0)

@@ -190,6 +190,40 @@ static void test_redirect_check(void **state)
     hx_conf_free(&c);
 }
 
+/* curl's receive buffer: whole blocks, at most 16 KiB, a window larger
+ * than that in as few equal recvs as it can. */
+static void test_rcvbuf(void **state)
+{
+    (void)state;
+    /* lock-step and small windows: 16 KiB rounded down to whole blocks */
+    assert_int_equal(hx_rcvbuf(1468, 1468), 11 * 1468);
+    assert_int_equal(hx_rcvbuf(8192, 8192), 16384);
+    assert_int_equal(hx_rcvbuf(512, 512), 16384);
+    assert_int_equal(hx_rcvbuf(1468, 8 * 1468), 11 * 1468);
+    /* windows: windowsize 16 in two recvs of 8 blocks, 64 in six of 11 */
+    assert_int_equal(hx_rcvbuf(1468, 16 * 1468), 8 * 1468);
+    assert_int_equal(hx_rcvbuf(1468, 64 * 1468), 11 * 1468);
+    assert_int_equal(hx_rcvbuf(1024, 32 * 1024), 16 * 1024);
+    assert_int_equal(hx_rcvbuf(1024, 24 * 1024), 12 * 1024);
+    /* a block of 16 KiB or more: curl's default, the block comes in parts */
+    assert_int_equal(hx_rcvbuf(65464, 65464), 16384);
+    assert_int_equal(hx_rcvbuf(65464, 8 * 65464), 16384);
+    assert_int_equal(hx_rcvbuf(16384, 4 * 16384), 16384);
+    /* no session window (a cache fill): curl's default */
+    assert_int_equal(hx_rcvbuf(0, 0), 16384);
+    assert_int_equal(hx_rcvbuf(1468, 0), 11 * 1468);
+    /* never more than 16 KiB, never less than a block */
+    for (size_t blk = 8; blk <= 20000; blk += 97)
+        for (size_t ws = 1; ws <= 64; ws += 7) {
+            size_t b = hx_rcvbuf(blk, blk * ws);
+
+            assert_true(b <= 16384);
+            assert_true(b >= (blk < 16384 ? blk : 16384));
+            if (blk < 16384)
+                assert_int_equal(b % blk, 0);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_redirects_key),
         cmocka_unit_test(test_same_origin),
         cmocka_unit_test(test_redirect_check),
+        cmocka_unit_test(test_rcvbuf),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
