@@ -18,13 +18,13 @@ LDLIBS = $(PKG_LIBS) $(EXTRA_LDFLAGS)
 
 CORE := gateway/util gateway/sockaddr gateway/neigh gateway/neighwait gateway/log gateway/packet gateway/options gateway/netascii \
         gateway/path gateway/window gateway/route gateway/config gateway/keys gateway/remap gateway/backend \
-        gateway/engine gateway/registry gateway/transport gateway/sendq gateway/liveview gateway/session gateway/listener gateway/server gateway/shared gateway/workers gateway/remote gateway/uri gateway/curl_uv \
+        gateway/engine gateway/registry gateway/transport gateway/sendq gateway/liveview gateway/session gateway/listener gateway/server gateway/shared gateway/heldmap gateway/workers gateway/remote gateway/uri gateway/curl_uv \
         gateway/json gateway/live gateway/live_page gateway/metrics gateway/ratelimit gateway/sha256 gateway/cachectl gateway/localfs backends/file backends/file_write backends/http_engine backends/http_transport backends/http_hold backends/hold_table backends/http backends/s3 backends/s3_call backends/s3_multipart backends/cache backends/cache_fill backends/cache_read backends/cache_neg
 OBJS := $(CORE:%=$(BUILD)/obj/%.o)
 HDRS := $(wildcard include/tftpgw/*.h) $(wildcard gateway/*.h) $(wildcard backends/*.h)
 
 # Unit tests: each lists the modules it links (built with -DUNIT_TESTING).
-UNIT_TESTS := packet options netascii path window route config keys file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap engine neigh cachectl hold_table json sendq remap shared
+UNIT_TESTS := packet options netascii path window route config keys file_backend uri http_config s3 cache metrics ratelimit sha256 curl_cap engine neigh cachectl hold_table json sendq remap shared heldmap
 UT_packet := gateway/util gateway/packet
 UT_options := gateway/util gateway/packet gateway/options
 UT_netascii := gateway/util gateway/netascii
@@ -45,6 +45,7 @@ UT_hold_table := gateway/util backends/hold_table
 UT_json := gateway/util gateway/json
 UT_sendq := gateway/util gateway/sendq
 UT_shared := gateway/util gateway/shared
+UT_heldmap := gateway/util gateway/ratelimit gateway/heldmap
 UT_engine := gateway/util gateway/packet gateway/window gateway/netascii gateway/engine
 # Linked without libuv, libcurl or inih: the engine needs none of them.
 UT_NOLIBS := engine
@@ -122,7 +123,7 @@ test: deps
 # minutes; held-probe tests skip, a probe being per worker).
 test-workers: deps
 	@$(MAKE) --no-print-directory tftpgw $(BUILD)/tftpload
-	@TFTPGW_WORKERS=2 bash tests/integration/run.sh cache_ workers single_port ops_ hostile sec_limits
+	@TFTPGW_WORKERS=2 bash tests/integration/run.sh cache_ workers single_port ops_ hostile sec_limits pxe_probe
 	@TFTPGW_BIN=$(CURDIR)/$(BIN) TFTPLOAD=$(CURDIR)/$(BUILD)/tftpload SOAK_DIR=$(CURDIR)/$(BUILD)/soak-workers \
 	    SOAK_LIMIT=110 bash tests/soak/run.sh --count 400 --budget 55 --relays 2 --workers 2
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "heldmap.h"
 #include "listener.h"
 #include "neighwait.h"
 #include "sendq.h"
@@ -313,9 +314,27 @@ static void mac_known(void *owner, const struct tg_mw_request *r)
         unreserve(rt, r->peer); /* waits again, holding no place */
 }
 
+/* A UEFI client's download comes from a new port and may reach another
+ * worker's socket than its tsize probe did: hand it to the worker that
+ * holds the probe's GET (probe_hold), which then serves it as if its own
+ * socket had received it. */
+static bool held_elsewhere(struct tg_listener *l, const struct tg_packet *pkt,
+                           const uint8_t *buf, size_t len, const struct sockaddr *peer,
+                           const struct sockaddr *local, unsigned ifindex)
+{
+    struct tg_runtime *rt = l->rt;
+    int k;
+
+    if (pkt->op != TG_OP_RRQ || !rt->heldmap || !rt->hand_off)
+        return false;
+    k = tg_heldmap_take(rt->heldmap, peer, pkt->u.req.filename, uv_hrtime() / 1000000);
+    return k >= 0 && (unsigned)k != rt->worker &&
+           rt->hand_off(rt, (unsigned)k, l, buf, len, peer, local, ifindex);
+}
+
 static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t len,
                             const struct sockaddr *peer,
-                            const struct sockaddr *local, unsigned ifindex)
+                            const struct sockaddr *local, unsigned ifindex, bool handed)
 {
     struct tg_packet pkt;
     struct tg_error err;
@@ -347,6 +366,8 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         refuse(l, peer, tg_pkt_opname(pkt.op), NULL, &err);
         return;
     }
+    if (!handed && held_elsewhere(l, &pkt, buf, len, peer, local, ifindex))
+        return;
     if (known_request(l, peer, pkt.op, pkt.u.req.filename) ||
         !admit(l, peer, pkt.op, pkt.u.req.filename))
         return;
@@ -356,6 +377,13 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         return;
     }
     start(l, &pkt, &r, mac);
+}
+
+void tg_listener_handed(struct tg_listener *l, const uint8_t *buf, size_t len,
+                        const struct sockaddr *peer, const struct sockaddr *local, unsigned ifindex)
+{
+    if (l->open)
+        handle_datagram(l, buf, len, peer, local, ifindex, true);
 }
 
 /* The destination of a request: replies come from it. Returns
@@ -441,7 +469,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
              * that long is malformed anyway, and a DATA longer than any
              * blksize is refused by its session. */
             handle_datagram(l, iov[i].iov_base, msgs[i].msg_len,
-                            (struct sockaddr *)&peers[i], (struct sockaddr *)&local, ifindex);
+                            (struct sockaddr *)&peers[i], (struct sockaddr *)&local, ifindex, false);
         }
         tg_sendq_flush(l->sendq);
         if (n < RX_BATCH)

@@ -18,6 +18,9 @@
 
 #define TG_RXBUF (TG_HDR + TG_BLKSIZE_MAX + 64)
 
+struct tg_heldmap;
+struct tg_listener;
+
 /* Totals for the line logged at exit. */
 struct tg_stats {
     uint64_t transfers_ok;
@@ -46,6 +49,14 @@ struct tg_runtime {
      * one worker. */
     bool (*room_elsewhere)(struct tg_runtime *rt);
     void *workers;                 /* for room_elsewhere (gateway/workers.c) */
+    /* Per-port mode with several workers: where held UEFI probes wait
+     * (gateway/heldmap.h), and the hand-off of a request to the worker
+     * holding its probe (true when handed; gateway/workers.c). NULL
+     * otherwise. */
+    struct tg_heldmap *heldmap;
+    bool (*hand_off)(struct tg_runtime *rt, unsigned worker, const struct tg_listener *l,
+                     const uint8_t *buf, size_t len, const struct sockaddr *peer,
+                     const struct sockaddr *local, unsigned ifindex);
     uint64_t room_logged_s;        /* second of the last "asked another worker" line */
     bool draining;
     /* One receive buffer for the whole loop: every datagram is handled to

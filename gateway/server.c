@@ -245,6 +245,8 @@ int tg_server_init(struct tg_server *srv, uv_loop_t *loop, struct tg_config *cfg
         if (w->all->n > 1) {
             srv->rt.room_elsewhere = tg_workers_room_elsewhere;
             srv->rt.workers = w->all;
+            srv->rt.heldmap = w->all->heldmap;
+            srv->rt.hand_off = w->all->heldmap ? tg_workers_hand_off : NULL;
         }
     }
     srv->rt.macwait = tg_macwait_new(loop);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "heldmap.h"
 #include "liveview.h"
 #include "registry.h"
 #include "runtime.h"
@@ -959,6 +960,18 @@ static int begin(struct tg_session *s, const struct tg_request_ctx *rc,
     return 0;
 }
 
+/* A read that asks tsize from a backend that can hold probes may be a
+ * UEFI probe, whose download comes from a new port and may reach another
+ * worker: say where it is (gateway/heldmap.h), before the probe could
+ * even end. A stale note costs the download a hand-off and no more. */
+static void note_probe(struct tg_session *s, const struct tg_request_ctx *rc,
+                       const struct tg_negotiated *neg, const struct tg_backend *be)
+{
+    if (s->rt->heldmap && rc->op == TG_OP_RRQ && (neg->accepted & TG_OPT_TSIZE) && be->ops->hold)
+        tg_heldmap_put(s->rt->heldmap, rc->peer, s->reqname, s->rt->worker,
+                       uv_hrtime() / 1000000 + TG_HELDMAP_SPAN_MS);
+}
+
 int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,
                      struct tg_error *err)
 {
@@ -988,6 +1001,7 @@ int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,
     }
     if (begin(s, rc, &neg, err) != 0)
         goto refuse;
+    note_probe(s, rc, &neg, be);
     open_stream(s, be);
     return 0;
 

@@ -11,8 +11,13 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
+#include "heldmap.h"
+#include "listener.h"
 #include "shared.h"
 #include "workers.h"
+#include "tftpgw/sockaddr.h"
 #include "tftpgw/log.h"
 #include "tftpgw/metrics.h"
 #include "liveview.h"
@@ -73,6 +78,18 @@ struct tg_workers *tg_workers_new(struct tg_config *cfg, unsigned n, int passed)
     ws->cfg = cfg;
     uv_mutex_init(&ws->gens_mu);
     ws->shared = tg_shared_new();
+    if (n > 1 && !cfg->server.single_port) {
+        uint8_t key[TG_HELDMAP_KEYLEN];
+
+        if (getrandom(key, sizeof(key), GRND_NONBLOCK) != (ssize_t)sizeof(key)) {
+            uint64_t t[2] = {uv_hrtime(), (uint64_t)getpid() ^ (uint64_t)(uintptr_t)ws};
+
+            memcpy(key, t, sizeof(key));
+        }
+        /* Each worker's http/s3 backends hold at most HT_MAX (32) probes
+         * each: twice that per worker is room for the usual one or two. */
+        ws->heldmap = tg_heldmap_new(64 * n, key);
+    }
     /* Keyed once per process, before any request: a reload that turns
      * rate_limit on finds the table ready (its pages are touched only then). */
     ws->rate = tg_ratelimit_new(NULL);
@@ -83,7 +100,7 @@ struct tg_workers *tg_workers_new(struct tg_config *cfg, unsigned n, int passed)
         ws->w[i].calls_tail = &ws->w[i].calls;
         uv_mutex_init(&ws->w[i].mu);
     }
-    if (!ws->shared || !ws->rate || !ws->sendrate) {
+    if (!ws->shared || !ws->rate || !ws->sendrate || (n > 1 && !cfg->server.single_port && !ws->heldmap)) {
         tg_workers_free(ws);
         return NULL;
     }
@@ -106,6 +123,7 @@ void tg_workers_free(struct tg_workers *ws)
     }
     uv_mutex_destroy(&ws->gens_mu);
     tg_shared_free(ws->shared);
+    tg_heldmap_free(ws->heldmap);
     tg_ratelimit_free(ws->rate);
     tg_ratelimit_free(ws->sendrate);
     tg_free(ws);
@@ -300,6 +318,68 @@ bool tg_worker_call(struct tg_worker *w, struct tg_call *c)
     return sent;
 }
 
+/* A request on its way to the worker that holds its probe. */
+struct handed {
+    struct tg_call call;
+    struct tg_workers *ws;
+    unsigned to, from;
+    size_t listener; /* its index: every worker opens the same in order */
+    struct sockaddr_storage peer, local;
+    unsigned ifindex;
+    size_t len;
+    uint8_t buf[];
+};
+
+static void handed_drop(struct tg_call *c)
+{
+    tg_free(c);
+}
+
+static void handed_run(struct tg_call *c)
+{
+    struct handed *h = (struct handed *)c;
+    struct tg_server *srv = &h->ws->w[h->to].srv;
+
+    if (!srv->closed && h->listener < srv->nlisteners) {
+        if (tg_log_enabled(TG_LOG_DEBUG)) {
+            char ps[INET6_ADDRSTRLEN + 8];
+
+            tg_sockaddr_str((struct sockaddr *)&h->peer, ps, sizeof(ps));
+            tg_log(TG_LOG_DEBUG, "worker %u: request from %s handed over by worker %u, "
+                                 "which does not hold its probe", h->to, ps, h->from);
+        }
+        tg_listener_handed(&srv->listeners[h->listener], h->buf, h->len,
+                           (struct sockaddr *)&h->peer, (struct sockaddr *)&h->local, h->ifindex);
+    }
+    tg_free(h);
+}
+
+bool tg_workers_hand_off(struct tg_runtime *rt, unsigned worker, const struct tg_listener *l,
+                         const uint8_t *buf, size_t len, const struct sockaddr *peer,
+                         const struct sockaddr *local, unsigned ifindex)
+{
+    struct tg_workers *ws = rt->workers;
+    const struct tg_server *from;
+    struct handed *h;
+    size_t idx;
+
+    if (!ws || worker >= ws->n || rt->worker >= ws->n)
+        return false;
+    from = &ws->w[rt->worker].srv;
+    idx = (size_t)(l - from->listeners);
+    if (idx >= from->nlisteners || !(h = tg_malloc(sizeof(*h) + len)))
+        return false;
+    *h = (struct handed){.call = {.fn = handed_run, .drop = handed_drop}, .ws = ws, .to = worker,
+                         .from = rt->worker, .listener = idx, .ifindex = ifindex, .len = len};
+    memcpy(&h->peer, peer, tg_sockaddr_len(peer));
+    memcpy(&h->local, local, tg_sockaddr_len(local));
+    memcpy(h->buf, buf, len);
+    if (tg_worker_call(&ws->w[worker], &h->call))
+        return true;
+    tg_free(h);
+    return false;
+}
+
 void tg_workers_own(struct tg_workers *ws, const struct tg_config *cfg,
                     struct tg_backend **backends)
 {
@@ -456,11 +536,34 @@ void tg_worker_closing(struct tg_worker *w)
     struct tg_collect *c;
     bool was_open;
 
+    struct tg_call *left, **pp;
+
     uv_mutex_lock(&w->mu);
     was_open = w->open;
     w->open = false;
     w->closed = true;
+    /* Calls that can be dropped leave with the mailbox; the others stay
+     * where their posters expect them. */
+    left = NULL;
+    for (pp = &w->calls; *pp;) {
+        struct tg_call *k = *pp;
+
+        if (!k->drop) {
+            pp = &k->next;
+            continue;
+        }
+        *pp = k->next;
+        k->next = left;
+        left = k;
+    }
+    w->calls_tail = pp;
     uv_mutex_unlock(&w->mu);
+    while (left) {
+        struct tg_call *k = left;
+
+        left = k->next;
+        k->drop(k);
+    }
     if (was_open)
         uv_close((uv_handle_t *)&w->async, NULL);
     if (w->id != 0) {

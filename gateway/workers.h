@@ -20,6 +20,8 @@ struct tg_workers;
 struct tg_call {
     struct tg_call *next;
     void (*fn)(struct tg_call *c);
+    /* Optional: frees a call the worker closed before running. */
+    void (*drop)(struct tg_call *c);
 };
 
 struct tg_worker {
@@ -56,6 +58,7 @@ struct tg_workers {
     uint32_t steer_key;      /* single-port steering (gateway/listener.c) */
     struct tg_config *cfg;   /* the one workers start on */
     struct tg_shared *shared;
+    struct tg_heldmap *heldmap; /* per-port mode: where held probes wait */
     struct tg_ratelimit *rate, *sendrate;
     struct tg_collect *collect; /* /transfers; worker 0's loop only */
     /* Worker 0's backends per configuration generation, for the stand-ins
@@ -102,6 +105,12 @@ bool tg_workers_room_elsewhere(struct tg_runtime *rt);
 /* Run c->fn on w's loop; false when w has closed (c was not queued). Any
  * thread. */
 bool tg_worker_call(struct tg_worker *w, struct tg_call *c);
+/* From a worker's loop (its struct tg_runtime's hand_off): post the
+ * request l received to worker, which serves it on its socket of the same
+ * address (gateway/heldmap.h). False when it cannot be handed. */
+bool tg_workers_hand_off(struct tg_runtime *rt, unsigned worker, const struct tg_listener *l,
+                         const uint8_t *buf, size_t len, const struct sockaddr *peer,
+                         const struct sockaddr *local, unsigned ifindex);
 /* Worker 0: backends is what it runs cfg with. */
 void tg_workers_own(struct tg_workers *ws, const struct tg_config *cfg,
                     struct tg_backend **backends);

@@ -143,7 +143,7 @@ write_http_config() {
     for p in "$@"; do
         k=${p%%=*}
         case $k in
-            timeout|retries|max_blksize|max_windowsize|max_sessions|log_level)
+            timeout|retries|max_blksize|max_windowsize|max_sessions|log_level|workers|metrics_listen)
                 [ -n "${srv[$k]+x}" ] || order+=("$k")
                 srv[$k]=${p#*=} ;;
             write) write=${p#*=} ;;
@@ -154,7 +154,7 @@ write_http_config() {
         echo "; written by tests/integration/http.sh"
         echo "[server]"
         echo "listen = $listen"
-        server_extra
+        server_extra "${srv[workers]:-}"
         for k in "${order[@]}"; do echo "$k = ${srv[$k]}"; done
         echo
         echo "[backend web]"

@@ -561,6 +561,29 @@ t_workers_cache() {
     counter_cmp served_bytes ge $((70 * (3 << 20))) "70 reads of 3 MiB on 2 workers"
 }
 
+# Held UEFI probes across workers (per-port mode): a probe's download
+# comes from a new port, which SO_REUSEPORT may give to the other worker;
+# that worker hands it to the one holding the probe's GET
+# (gateway/heldmap.h), so every probe and its download cost one upstream
+# GET. 24 pairs: without the hand-off, about half would cost two.
+t_workers_probe_hold() {
+    [ -n "$PEER" ] && { REASON="gateway-specific (workers)"; return 77; }
+    local i held handed
+    nginx_up || return 1
+    head -c 300000 /dev/urandom > "$NGX_ROOT/wboot.efi"
+    gw_http "$(ngx_url)" workers=2 log_level=debug probe_hold=10 || return 1
+    for i in $(seq 1 24); do
+        pxp_uefi wboot.efi "$T/wboot$i.efi" || return 1
+        same_file "$T/wboot$i.efi" "$NGX_ROOT/wboot.efi" "UEFI download $i" || return 1
+    done
+    pxp_gets_are wboot.efi 24 || return 1
+    held=$(log_lines "result=ok" 'key="wboot.efi"' " held=1" | grep -c .)
+    [ "$held" = 24 ] || { fail "$held of 24 downloads continued their held probe"; return 1; }
+    handed=$(grep -c "handed over by worker" "$GW_LOG")
+    [ "$handed" -ge 1 ] ||
+        { fail "no download was handed over: the test did not reach a second worker"; return 1; }
+}
+
 run_test workers_per_port t_workers_per_port
 run_test workers_single_port t_workers_single_port
 run_test workers_single_port_v6only t_workers_single_port_v6only
@@ -568,3 +591,4 @@ run_test workers_max_sessions t_workers_max_sessions
 run_test workers_reload t_workers_reload
 run_test workers_drain t_workers_drain
 run_test workers_cache cx t_workers_cache
+run_test workers_probe_hold hx t_workers_probe_hold
