@@ -73,9 +73,10 @@ static uint64_t hash(const struct tg_heldmap *m, const struct sockaddr *peer, co
     return h ? h : 1;
 }
 
-void tg_heldmap_put(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
-                    unsigned worker, uint64_t until_ms)
+uint64_t tg_heldmap_put(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
+                        unsigned worker, uint64_t until_ms)
 {
+    uint64_t token;
     uint64_t h = hash(m, peer, name);
     struct slot *use = NULL;
 
@@ -91,7 +92,24 @@ void tg_heldmap_put(struct tg_heldmap *m, const struct sockaddr *peer, const cha
         if (!use || (use->h != 0 && (s->h == 0 || s->seq < use->seq)))
             use = s;
     }
-    *use = (struct slot){.h = h, .until_ms = until_ms, .seq = ++m->seq, .worker = worker};
+    token = ++m->seq;
+    *use = (struct slot){.h = h, .until_ms = until_ms, .seq = token, .worker = worker};
+    uv_mutex_unlock(&m->mu);
+    return token;
+}
+
+void tg_heldmap_drop(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
+                     uint64_t token)
+{
+    uint64_t h = hash(m, peer, name);
+
+    uv_mutex_lock(&m->mu);
+    for (unsigned i = 0; i < m->cap; i++)
+        if (m->s[i].h == h) {
+            if (m->s[i].seq == token)
+                m->s[i].h = 0;
+            break;
+        }
     uv_mutex_unlock(&m->mu);
 }
 

@@ -25,10 +25,15 @@ struct tg_heldmap;
 /* cap slots (at least 1); key: the hash's secret, random per process. */
 struct tg_heldmap *tg_heldmap_new(unsigned cap, const uint8_t key[TG_HELDMAP_KEYLEN]);
 void tg_heldmap_free(struct tg_heldmap *m);
-/* Worker holds a probe of name for peer's address (its port is ignored)
- * until until_ms (any monotonic clock, the same for every call). */
-void tg_heldmap_put(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
-                    unsigned worker, uint64_t until_ms);
+/* Worker may hold a probe of name for peer's address (its port is
+ * ignored) until until_ms (any monotonic clock, the same for every call).
+ * Returns the note's token (never 0). */
+uint64_t tg_heldmap_put(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
+                        unsigned worker, uint64_t until_ms);
+/* The note is no longer true (the request was no probe): gone, unless a
+ * later put replaced it (another token). */
+void tg_heldmap_drop(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
+                     uint64_t token);
 /* The worker that holds one for peer's address and name, and the entry
  * is gone; -1 when none is known or its time is up at now_ms. */
 int tg_heldmap_take(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,

@@ -366,9 +366,9 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
         refuse(l, peer, tg_pkt_opname(pkt.op), NULL, &err);
         return;
     }
-    if (!handed && held_elsewhere(l, &pkt, buf, len, peer, local, ifindex))
-        return;
+    /* A retransmitted request first: its session is on this worker. */
     if (known_request(l, peer, pkt.op, pkt.u.req.filename) ||
+        (!handed && held_elsewhere(l, &pkt, buf, len, peer, local, ifindex)) ||
         !admit(l, peer, pkt.op, pkt.u.req.filename))
         return;
     r = (struct tg_mw_request){buf, len, peer, local, ifindex};

@@ -68,6 +68,7 @@ struct tg_session {
     bool opts_logged;
     uint64_t be_t0;          /* uv_hrtime() when the backend was asked to open or commit */
     bool held;               /* the stream continues a held probe's (probe_hold) */
+    uint64_t probe_note;     /* its note in rt->heldmap while it may be a probe, or 0 */
     struct tg_live_probe live; /* the live view's samples (gateway/liveview.h) */
 
     /* netascii's fill */
@@ -290,6 +291,7 @@ static void set_deadline(struct tg_session *s, unsigned ms)
 
 static void set_reading(struct tg_session *s, bool on);
 static void finish(struct tg_session *s, const char *result);
+static void drop_note(struct tg_session *s);
 
 static void execute(struct tg_session *s, const struct tg_eng_act *a)
 {
@@ -347,6 +349,8 @@ static void run(struct tg_session *s, const struct tg_eng_ev *ev)
     if (s->done)
         return;
     tg_eng_run(&s->eng, ev, uv_now(s->rt->loop), &out);
+    if (s->probe_note && s->eng.tx.src_bytes != 0)
+        drop_note(s); /* data flows: the OACK was acknowledged, no probe */
     if (!s->proven_noted && tg_eng_proven(&s->eng)) {
         s->proven_noted = true;
         tg_registry_proven(&s->rt->reg);
@@ -720,17 +724,32 @@ void tg_session_json(struct tg_session *s, struct tg_jbuf *b, uint64_t now)
     tg_liveview_running(b, &f, &s->live, now);
 }
 
+/* The request was no probe (it reads data, or ended without a hold): its
+ * note must not send this client's next request here. */
+static void drop_note(struct tg_session *s)
+{
+    if (!s->probe_note)
+        return;
+    tg_heldmap_drop(s->rt->heldmap, (const struct sockaddr *)&s->reg.peer, s->reqname,
+                    s->probe_note);
+    s->probe_note = 0;
+}
+
 static void finish(struct tg_session *s, const char *result)
 {
+    bool held = false;
+
     if (s->done)
         return;
     s->done = true;
     if (s->stream) {
         /* Closing an uncommitted write stream aborts it (invariant 3). */
-        if (!hold_probe(s, result))
+        if (!(held = hold_probe(s, result)))
             tg_stream_close(s->stream);
         s->stream = NULL;
     }
+    if (!held)
+        drop_note(s);
     log_transfer(s, result);
     live_record(s, result);
     tg_metrics_transfer_finished(s->eng.op == TG_OP_RRQ ? "rrq" : "wrq", s->match.route->name,
@@ -968,8 +987,8 @@ static void note_probe(struct tg_session *s, const struct tg_request_ctx *rc,
                        const struct tg_negotiated *neg, const struct tg_backend *be)
 {
     if (s->rt->heldmap && rc->op == TG_OP_RRQ && (neg->accepted & TG_OPT_TSIZE) && be->ops->hold)
-        tg_heldmap_put(s->rt->heldmap, rc->peer, s->reqname, s->rt->worker,
-                       uv_hrtime() / 1000000 + TG_HELDMAP_SPAN_MS);
+        s->probe_note = tg_heldmap_put(s->rt->heldmap, rc->peer, s->reqname, s->rt->worker,
+                                       uv_hrtime() / 1000000 + TG_HELDMAP_SPAN_MS);
 }
 
 int tg_session_start(struct tg_runtime *rt, const struct tg_request_ctx *rc,

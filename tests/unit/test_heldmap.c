@@ -111,6 +111,27 @@ static void test_bounded_oldest_replaced(void **state)
     tg_heldmap_free(m);
 }
 
+/* A note is dropped only by its own token: a later put for the same
+ * address and name is kept. */
+static void test_drop_by_token(void **state)
+{
+    struct tg_heldmap *m = tg_heldmap_new(8, KEY);
+    struct sockaddr_storage a = v4("10.0.0.7", 1500), b = v4("10.0.0.7", 2000);
+    uint64_t t1, t2;
+
+    (void)state;
+    t1 = tg_heldmap_put(m, SA(a), "x", 1, 1000);
+    assert_true(t1 != 0);
+    tg_heldmap_drop(m, SA(b), "x", t1);
+    assert_int_equal(tg_heldmap_take(m, SA(a), "x", 0), -1);
+    t1 = tg_heldmap_put(m, SA(a), "x", 1, 1000);
+    t2 = tg_heldmap_put(m, SA(a), "x", 2, 1000);
+    assert_true(t2 != t1);
+    tg_heldmap_drop(m, SA(a), "x", t1);
+    assert_int_equal(tg_heldmap_take(m, SA(a), "x", 0), 2);
+    tg_heldmap_free(m);
+}
+
 /* A long name is keyed by its start; nothing overflows. */
 static void test_long_name(void **state)
 {
@@ -133,6 +154,7 @@ int main(void)
         cmocka_unit_test(test_other_address_name_family),
         cmocka_unit_test(test_time_is_up),
         cmocka_unit_test(test_bounded_oldest_replaced),
+        cmocka_unit_test(test_drop_by_token),
         cmocka_unit_test(test_long_name),
     };
 
