@@ -158,6 +158,7 @@ def fnum(row, key):
 
 class Results:
     def __init__(self, rundir):
+        self.rundir = rundir
         self.rows = []
         with open(os.path.join(rundir, "raw.csv")) as f:
             self.rows = list(csv.DictReader(f))
@@ -368,17 +369,80 @@ def old_new_table(res, meta, w):
     w("")
 
 
+def read_slope(rundir):
+    """memslope rows (run.sh, measure_slope): {(who, backend): [KiB, ...]}."""
+    out = {}
+    try:
+        with open(os.path.join(rundir, "slope.csv")) as f:
+            for line in f:
+                parts = line.strip().split(",")
+                if len(parts) != 4:
+                    continue
+                try:
+                    out.setdefault((parts[1], parts[2]), []).append(float(parts[3]))
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return out
+
+
+SLOPE_WINDOW_KIB = 16 * 1468 / 1024.0  # memslope.sh: windowsize 16, blksize 1468
+SLOPE_TARGET_KIB = SLOPE_WINDOW_KIB + 16
+
+
+def slope_table(slope, meta, w):
+    """Memory per active transfer on every backend (issue 16's target)."""
+    if not slope:
+        return
+    w("## Memory per active transfer")
+    w("")
+    w("tests/bench/memslope.sh: a fresh gateway serves 10 and then 40 concurrent RRQs of one "
+      "4 MiB file, windowsize 16, blksize 1468 (a window of %.1f KiB); KiB per transfer = "
+      "(peak RSS at 40 - peak RSS at 10) / 30, median of %d round(s). Target (issue 16): "
+      "window + 16 KiB = %.1f KiB." % (SLOPE_WINDOW_KIB, max(len(v) for v in slope.values()),
+                                        SLOPE_TARGET_KIB))
+    w("")
+    has_old = any(who == "old" for who, _ in slope)
+    if has_old:
+        w("| backend | new KiB | old KiB | new / old | within target |")
+        w("|---|---|---|---|---|")
+    else:
+        w("| backend | KiB | within target |")
+        w("|---|---|---|")
+    for b in ("file", "http", "s3", "cache"):
+        new = slope.get(("gw", b))
+        if not new:
+            continue
+        n = statistics.median(new)
+        met = "yes" if n <= SLOPE_TARGET_KIB else "**no**"
+        if has_old:
+            old = slope.get(("old", b))
+            o = statistics.median(old) if old else None
+            w("| %s | %.1f | %s | %s | %s |" % (b, n, fmt(o), fmt(ratio(n, o), 2), met))
+        else:
+            w("| %s | %.1f | %s |" % (b, n, met))
+    w("")
+
+
 def issue16_targets(res, w):
     """The boot-storm targets of issue 16: the server on one core against
     dnsmasq, per-port and single-port (sp: single-port rows run only in the
     storms)."""
-    if not res.runs("storm", "dnsmasq"):
+    slope = read_slope(res.rundir)
+    if not res.runs("storm", "dnsmasq") and not slope:
         return
     w("")
     w("## Targets of issue 16 (ratios from this run)")
     w("")
     w("| target | needed | measured | met |")
     w("|---|---|---|---|")
+    for b in ("file", "http", "s3", "cache"):
+        v = slope.get(("gw", b))
+        if v:
+            n = statistics.median(v)
+            w("| memory per active transfer, %s (windowsize 16) | ≤ %.1f KiB | %.1f KiB | %s |" % (
+                b, SLOPE_TARGET_KIB, n, "yes" if n <= SLOPE_TARGET_KIB else "**no**"))
     sd = storm_stats(res, "dnsmasq")
     for s, mode in (("gw-file", "per-port"), ("gw-sp", "single-port")):
         sg = storm_stats(res, s)
@@ -615,6 +679,8 @@ def report(rundir, out_md, out_png):
             fmt(None if pk is None else pk / 1024.0), tgt / 1024.0,
             fmt(ratio(pk, tgt), 2), fmt(res.med("mem", s, "aggregate_MBps")), failed))
     w("")
+
+    slope_table(read_slope(rundir), meta, w)
 
     old_new_table(res, meta, w)
 

@@ -18,8 +18,9 @@
 # Servers run on CPU SERVER_CPU (0), the load generator on CLIENT_CPU (1),
 # nginx on NGINX_CPU (1).
 #
-# Scenarios (SCENARIOS): ls1468 ws8 ws16 ws32 ws64 ls8192 storm mem by
-# default; storm1000 (1000 RRQs of a 1 MiB file, all in flight: the issue's
+# Scenarios (SCENARIOS): ls1468 ws8 ws16 ws32 ws64 ls8192 storm mem slope
+# by default (slope: tests/bench/memslope.sh, memory per active transfer on
+# the file, http, s3 and cache backends, new and old binary); storm1000 (1000 RRQs of a 1 MiB file, all in flight: the issue's
 # 1000-client check) only when named. Each repetition is one interleaved
 # round: every scenario runs against every server once before the next
 # repetition.
@@ -86,7 +87,7 @@ if [ -n "$OLD_GW" ]; then
 else
     SERVERS=${SERVERS:-gw-file gw-sp gw-w2 gw-http gw-cache gw-cache-w2 tftpd-hpa atftpd dnsmasq}
 fi
-SCENARIOS=${SCENARIOS:-ls1468 ws8 ws16 ws32 ws64 ls8192 storm mem}
+SCENARIOS=${SCENARIOS:-ls1468 ws8 ws16 ws32 ws64 ls8192 storm mem slope}
 TFTPLOAD=${TFTPLOAD:-$REPO/build/tftpload}
 PEERS_DIR=$REPO/build/peers
 NOTES=()
@@ -491,6 +492,24 @@ measure_mem() {
     done
 }
 
+# slope: memory per active transfer, one memslope.sh round per binary
+# (its own gateways, nginx and s3rver): rep,who,backend,kib in slope.csv
+measure_slope() {
+    local rep=$1 who bin out
+    for who in gw ${OLD_GW:+old}; do
+        bin=$GW
+        [ "$who" = old ] && bin=$OLD_GW
+        out=$(TFTPGW_BIN=$bin TFTPLOAD=$TFTPLOAD REPS=1 BACKENDS="file http s3 cache" \
+            bash "$REPO/tests/bench/memslope.sh" 2>&1)
+        sed -n "s/^memslope: rep 1 \([a-z0-9]*\) .* \([0-9.]*\) KiB per transfer\$/$rep,$who,\1,\2/p" \
+            <<< "$out" >> "$RUN/slope.csv"
+        grep -q "KiB per transfer" <<< "$out" ||
+            NOTES+=("memory slope, $who: $(tail -n 1 <<< "$out")")
+        grep -q "left out" <<< "$out" && NOTES+=("$(grep "left out" <<< "$out" | head -n 1)")
+        say "slope $who: $(grep -o '[a-z0-9]* *idle.*' <<< "$out" | awk '{printf "%s %s; ", $1, $(NF-3)}')"
+    done
+}
+
 # probes: what each server grants
 for s in $SERVERS; do
     for spec in "1468 64" "8192 "; do
@@ -569,6 +588,10 @@ for rep in $(seq 1 "$REPS"); do
     for scen in $SCENARIOS; do
         if [ "$scen" = mem ]; then
             measure_mem "$rep"
+            continue
+        fi
+        if [ "$scen" = slope ]; then
+            measure_slope "$rep"
             continue
         fi
         [ -n "${SC[$scen]:-}" ] || die "unknown scenario $scen"
