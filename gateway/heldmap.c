@@ -11,8 +11,9 @@
 struct slot {
     uint64_t h;        /* 0: free */
     uint64_t until_ms;
-    uint64_t seq;      /* put order: the oldest is replaced first */
+    uint64_t seq;      /* put order: the oldest is replaced first; the token */
     unsigned worker;
+    bool held;         /* the probe was declined and its GET is held */
 };
 
 struct tg_heldmap {
@@ -98,37 +99,57 @@ uint64_t tg_heldmap_put(struct tg_heldmap *m, const struct sockaddr *peer, const
     return token;
 }
 
+/* The slot of h, or NULL; under the lock. */
+static struct slot *slot_of(struct tg_heldmap *m, uint64_t h)
+{
+    for (unsigned i = 0; i < m->cap; i++)
+        if (m->s[i].h == h)
+            return &m->s[i];
+    return NULL;
+}
+
 void tg_heldmap_drop(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
                      uint64_t token)
 {
     uint64_t h = hash(m, peer, name);
+    struct slot *s;
 
     uv_mutex_lock(&m->mu);
-    for (unsigned i = 0; i < m->cap; i++)
-        if (m->s[i].h == h) {
-            if (m->s[i].seq == token)
-                m->s[i].h = 0;
-            break;
-        }
+    if ((s = slot_of(m, h)) != NULL && s->seq == token)
+        s->h = 0;
     uv_mutex_unlock(&m->mu);
 }
 
-int tg_heldmap_take(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
-                    uint64_t now_ms)
+void tg_heldmap_held(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
+                     uint64_t token, uint64_t until_ms)
 {
     uint64_t h = hash(m, peer, name);
-    int worker = -1;
+    struct slot *s;
 
     uv_mutex_lock(&m->mu);
-    for (unsigned i = 0; i < m->cap; i++) {
-        struct slot *s = &m->s[i];
+    if ((s = slot_of(m, h)) != NULL && s->seq == token) {
+        s->held = true;
+        s->until_ms = until_ms;
+    }
+    uv_mutex_unlock(&m->mu);
+}
 
-        if (s->h != h)
-            continue;
-        if (now_ms < s->until_ms)
+int tg_heldmap_find(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
+                    uint64_t now_ms, bool *held)
+{
+    uint64_t h = hash(m, peer, name);
+    struct slot *s;
+    int worker = -1;
+
+    *held = false;
+    uv_mutex_lock(&m->mu);
+    if ((s = slot_of(m, h)) != NULL) {
+        if (now_ms < s->until_ms) {
             worker = (int)s->worker;
-        s->h = 0;
-        break;
+            *held = s->held;
+        } else {
+            s->h = 0;
+        }
     }
     uv_mutex_unlock(&m->mu);
     return worker;

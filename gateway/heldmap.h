@@ -3,8 +3,9 @@
  * and may reach any worker's listener, is handed to that worker
  * (docs/design.md, "Workers"). Shared by every worker, under its own lock.
  *
- * An entry is a keyed hash of (client address, requested name) and a
- * worker index, kept until it is taken or its time is up. A wrong answer
+ * An entry is a keyed hash of (client address, requested name), a worker
+ * index and whether the probe is held yet, kept until it is dropped,
+ * replaced or its time is up. A wrong answer
  * (a hash collision, a hold that already ended) costs only a hand-off:
  * the worker it goes to serves the request as any other. A fixed number
  * of slots, the oldest replaced when all are used (invariant 6: what a
@@ -12,6 +13,7 @@
 #ifndef TFTPGW_HELDMAP_H
 #define TFTPGW_HELDMAP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -34,9 +36,14 @@ uint64_t tg_heldmap_put(struct tg_heldmap *m, const struct sockaddr *peer, const
  * later put replaced it (another token). */
 void tg_heldmap_drop(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
                      uint64_t token);
-/* The worker that holds one for peer's address and name, and the entry
- * is gone; -1 when none is known or its time is up at now_ms. */
-int tg_heldmap_take(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
-                    uint64_t now_ms);
+/* The probe was declined and its GET is held, until until_ms: the note
+ * becomes firm (unless a later put replaced it). */
+void tg_heldmap_held(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
+                     uint64_t token, uint64_t until_ms);
+/* The worker of the note for peer's address and name, and whether its
+ * probe is held (else it may still be one); -1 when there is none or its
+ * time is up at now_ms. The note stays. */
+int tg_heldmap_find(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
+                    uint64_t now_ms, bool *held);
 
 #endif

@@ -315,26 +315,38 @@ static void mac_known(void *owner, const struct tg_mw_request *r)
 }
 
 /* A UEFI client's download comes from a new port and may reach another
- * worker's socket than its tsize probe did: hand it to the worker that
- * holds the probe's GET (probe_hold), which then serves it as if its own
- * socket had received it. */
+ * worker's socket than its tsize probe did: it goes to the worker that
+ * holds the probe's GET (probe_hold), which serves it as if its own socket
+ * had received it. A note still pending (the session may yet be a probe:
+ * its ERROR 8 is in that worker's socket before this request was sent)
+ * asks that worker to confirm; a request that was no probe's download
+ * comes back to the worker the kernel chose, so many clients behind one
+ * address do not pile onto one worker. True when handed on. */
 static bool held_elsewhere(struct tg_listener *l, const struct tg_packet *pkt,
                            const uint8_t *buf, size_t len, const struct sockaddr *peer,
-                           const struct sockaddr *local, unsigned ifindex)
+                           const struct sockaddr *local, unsigned ifindex, enum tg_hand level,
+                           unsigned from)
 {
     struct tg_runtime *rt = l->rt;
+    bool held;
     int k;
 
-    if (pkt->op != TG_OP_RRQ || !rt->heldmap || !rt->hand_off)
+    if (pkt->op != TG_OP_RRQ || !rt->heldmap || !rt->hand_off || level == TG_HAND_FINAL)
         return false;
-    k = tg_heldmap_take(rt->heldmap, peer, pkt->u.req.filename, uv_hrtime() / 1000000);
-    return k >= 0 && (unsigned)k != rt->worker &&
-           rt->hand_off(rt, (unsigned)k, l, buf, len, peer, local, ifindex);
+    k = tg_heldmap_find(rt->heldmap, peer, pkt->u.req.filename, uv_hrtime() / 1000000, &held);
+    if (level == TG_HAND_NONE)
+        return k >= 0 && (unsigned)k != rt->worker &&
+               rt->hand_off(rt, (unsigned)k, l, buf, len, peer, local, ifindex,
+                            held ? TG_HAND_FINAL : TG_HAND_CONFIRM);
+    if (k >= 0 && (unsigned)k == rt->worker && held)
+        return false; /* ours: adopt it here */
+    return from != rt->worker &&
+           rt->hand_off(rt, from, l, buf, len, peer, local, ifindex, TG_HAND_FINAL);
 }
 
 static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t len,
-                            const struct sockaddr *peer,
-                            const struct sockaddr *local, unsigned ifindex, bool handed)
+                            const struct sockaddr *peer, const struct sockaddr *local,
+                            unsigned ifindex, enum tg_hand level, unsigned from)
 {
     struct tg_packet pkt;
     struct tg_error err;
@@ -368,7 +380,7 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
     }
     /* A retransmitted request first: its session is on this worker. */
     if (known_request(l, peer, pkt.op, pkt.u.req.filename) ||
-        (!handed && held_elsewhere(l, &pkt, buf, len, peer, local, ifindex)) ||
+        held_elsewhere(l, &pkt, buf, len, peer, local, ifindex, level, from) ||
         !admit(l, peer, pkt.op, pkt.u.req.filename))
         return;
     r = (struct tg_mw_request){buf, len, peer, local, ifindex};
@@ -380,10 +392,11 @@ static void handle_datagram(struct tg_listener *l, const uint8_t *buf, size_t le
 }
 
 void tg_listener_handed(struct tg_listener *l, const uint8_t *buf, size_t len,
-                        const struct sockaddr *peer, const struct sockaddr *local, unsigned ifindex)
+                        const struct sockaddr *peer, const struct sockaddr *local, unsigned ifindex,
+                        enum tg_hand level, unsigned from)
 {
     if (l->open)
-        handle_datagram(l, buf, len, peer, local, ifindex, true);
+        handle_datagram(l, buf, len, peer, local, ifindex, level, from);
 }
 
 /* The destination of a request: replies come from it. Returns
@@ -469,7 +482,8 @@ static void on_readable(uv_poll_t *h, int status, int events)
              * that long is malformed anyway, and a DATA longer than any
              * blksize is refused by its session. */
             handle_datagram(l, iov[i].iov_base, msgs[i].msg_len,
-                            (struct sockaddr *)&peers[i], (struct sockaddr *)&local, ifindex, false);
+                            (struct sockaddr *)&peers[i], (struct sockaddr *)&local, ifindex,
+                            TG_HAND_NONE, l->rt->worker);
         }
         tg_sendq_flush(l->sendq);
         if (n < RX_BATCH)

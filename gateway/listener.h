@@ -26,10 +26,11 @@ int tg_listener_open(struct tg_listener *l, struct tg_runtime *rt,
 /* Socket activation: take over a bound UDP socket systemd passed. */
 int tg_listener_adopt(struct tg_listener *l, struct tg_runtime *rt, int fd,
                       char *err, size_t errlen);
-/* A request another worker's socket received, handed to this worker
- * (runtime.h, hand_off): served as if l had received it. */
+/* A request worker from's socket received, handed to this worker
+ * (runtime.h, hand_off): handled as if l had received it, at level. */
 void tg_listener_handed(struct tg_listener *l, const uint8_t *buf, size_t len,
-                        const struct sockaddr *peer, const struct sockaddr *local, unsigned ifindex);
+                        const struct sockaddr *peer, const struct sockaddr *local, unsigned ifindex,
+                        enum tg_hand level, unsigned from);
 void tg_listener_close(struct tg_listener *l);
 void tg_listener_free(struct tg_listener *l); /* after the loop closed its handle */
 

@@ -21,6 +21,12 @@
 struct tg_heldmap;
 struct tg_listener;
 
+/* A request another worker's socket received (gateway/listener.c,
+ * held_elsewhere): CONFIRM asks the worker of a note whether its probe is
+ * held, and to send the request back to where it came from if not;
+ * FINAL is served where it arrives. */
+enum tg_hand { TG_HAND_NONE, TG_HAND_CONFIRM, TG_HAND_FINAL };
+
 /* Totals for the line logged at exit. */
 struct tg_stats {
     uint64_t transfers_ok;
@@ -50,13 +56,12 @@ struct tg_runtime {
     bool (*room_elsewhere)(struct tg_runtime *rt);
     void *workers;                 /* for room_elsewhere (gateway/workers.c) */
     /* Per-port mode with several workers: where held UEFI probes wait
-     * (gateway/heldmap.h), and the hand-off of a request to the worker
-     * holding its probe (true when handed; gateway/workers.c). NULL
-     * otherwise. */
+     * (gateway/heldmap.h), and the hand-off of a request to another
+     * worker (true when handed; gateway/workers.c). NULL otherwise. */
     struct tg_heldmap *heldmap;
     bool (*hand_off)(struct tg_runtime *rt, unsigned worker, const struct tg_listener *l,
                      const uint8_t *buf, size_t len, const struct sockaddr *peer,
-                     const struct sockaddr *local, unsigned ifindex);
+                     const struct sockaddr *local, unsigned ifindex, enum tg_hand level);
     uint64_t room_logged_s;        /* second of the last "asked another worker" line */
     bool draining;
     /* One receive buffer for the whole loop: every datagram is handled to

@@ -748,7 +748,11 @@ static void finish(struct tg_session *s, const char *result)
             tg_stream_close(s->stream);
         s->stream = NULL;
     }
-    if (!held)
+    if (held && s->probe_note)
+        /* firm now: a download on another worker is handed here */
+        tg_heldmap_held(s->rt->heldmap, (const struct sockaddr *)&s->reg.peer, s->reqname,
+                        s->probe_note, uv_hrtime() / 1000000 + TG_HELDMAP_SPAN_MS);
+    else
         drop_note(s);
     log_transfer(s, result);
     live_record(s, result);

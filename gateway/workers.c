@@ -326,6 +326,7 @@ struct handed {
     size_t listener; /* its index: every worker opens the same in order */
     struct sockaddr_storage peer, local;
     unsigned ifindex;
+    enum tg_hand level;
     size_t len;
     uint8_t buf[];
 };
@@ -345,18 +346,20 @@ static void handed_run(struct tg_call *c)
             char ps[INET6_ADDRSTRLEN + 8];
 
             tg_sockaddr_str((struct sockaddr *)&h->peer, ps, sizeof(ps));
-            tg_log(TG_LOG_DEBUG, "worker %u: request from %s handed over by worker %u, "
-                                 "which does not hold its probe", h->to, ps, h->from);
+            tg_log(TG_LOG_DEBUG, "worker %u: request from %s handed over by worker %u (%s)",
+                   h->to, ps, h->from,
+                   h->level == TG_HAND_CONFIRM ? "a probe of ours?" : "to serve here");
         }
         tg_listener_handed(&srv->listeners[h->listener], h->buf, h->len,
-                           (struct sockaddr *)&h->peer, (struct sockaddr *)&h->local, h->ifindex);
+                           (struct sockaddr *)&h->peer, (struct sockaddr *)&h->local, h->ifindex,
+                           h->level, h->from);
     }
     tg_free(h);
 }
 
 bool tg_workers_hand_off(struct tg_runtime *rt, unsigned worker, const struct tg_listener *l,
                          const uint8_t *buf, size_t len, const struct sockaddr *peer,
-                         const struct sockaddr *local, unsigned ifindex)
+                         const struct sockaddr *local, unsigned ifindex, enum tg_hand level)
 {
     struct tg_workers *ws = rt->workers;
     const struct tg_server *from;
@@ -370,7 +373,8 @@ bool tg_workers_hand_off(struct tg_runtime *rt, unsigned worker, const struct tg
     if (idx >= from->nlisteners || !(h = tg_malloc(sizeof(*h) + len)))
         return false;
     *h = (struct handed){.call = {.fn = handed_run, .drop = handed_drop}, .ws = ws, .to = worker,
-                         .from = rt->worker, .listener = idx, .ifindex = ifindex, .len = len};
+                         .from = rt->worker, .listener = idx, .ifindex = ifindex,
+                         .level = level, .len = len};
     memcpy(&h->peer, peer, tg_sockaddr_len(peer));
     memcpy(&h->local, local, tg_sockaddr_len(local));
     memcpy(h->buf, buf, len);

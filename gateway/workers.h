@@ -106,11 +106,12 @@ bool tg_workers_room_elsewhere(struct tg_runtime *rt);
  * thread. */
 bool tg_worker_call(struct tg_worker *w, struct tg_call *c);
 /* From a worker's loop (its struct tg_runtime's hand_off): post the
- * request l received to worker, which serves it on its socket of the same
- * address (gateway/heldmap.h). False when it cannot be handed. */
+ * request l received to worker, which handles it at level on its socket
+ * of the same address (gateway/listener.c, held_elsewhere). False when it
+ * cannot be handed. */
 bool tg_workers_hand_off(struct tg_runtime *rt, unsigned worker, const struct tg_listener *l,
                          const uint8_t *buf, size_t len, const struct sockaddr *peer,
-                         const struct sockaddr *local, unsigned ifindex);
+                         const struct sockaddr *local, unsigned ifindex, enum tg_hand level);
 /* Worker 0: backends is what it runs cfg with. */
 void tg_workers_own(struct tg_workers *ws, const struct tg_config *cfg,
                     struct tg_backend **backends);

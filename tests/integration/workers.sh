@@ -584,6 +584,55 @@ t_workers_probe_hold() {
         { fail "no download was handed over: the test did not reach a second worker"; return 1; }
 }
 
+# A second signal while worker 1 reads through its stand-in for worker 0's
+# cache (a fill running, slow upstream): every worker ends its transfers
+# at once and the process exits, cleanly (no crash, no sanitizer report:
+# a stand-in's stream must not outlive the cache it reads from).
+t_workers_cache_abort() {
+    [ -n "$PEER" ] && { REASON="gateway-specific (workers)"; return 77; }
+    local i pid st pids=()
+    cache_nginx_up 4m || return 1
+    head -c $((3 << 20)) /dev/urandom > "$NGX_ROOT/cold2"
+    slow_on
+    MPORT=$(wk_port)
+    cache_gw_up "$(ngx_url)" workers=2 "metrics_listen=127.0.0.1:$MPORT" || return 1
+    for i in $(seq 1 16); do
+        timeout 40 curl -s --tftp-blksize 1468 -o "$T/a$i" "$(curl_url cold2)" 2> /dev/null &
+        pids+=($!)
+    done
+    for i in $(seq 1 50); do
+        wk_scrape
+        [ "$(wk_metric 'tftpgw_worker_active_sessions{worker="1"}')" -gt 0 ] 2>/dev/null &&
+            [ "$(wk_metric 'tftpgw_worker_active_sessions{worker="0"}')" -gt 0 ] 2>/dev/null && break
+        sleep 0.1
+    done
+    wk_both_workers tftpgw_worker_active_sessions || return 1
+    pid=$GW_PID
+    GW_PID=""
+    kill -TERM "$pid"
+    log_has "draining" || return 1
+    kill -TERM "$pid"
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid"; wait "$pid" 2>/dev/null; untrack "$pid"
+        fail "still running 10 s after the second signal"; return 1
+    fi
+    wait "$pid"; st=$?
+    untrack "$pid"
+    for i in "${pids[@]}"; do kill "$i" 2>/dev/null; wait "$i" 2>/dev/null; done
+    slow_off
+    case $st in
+        0|1) ;;
+        99) fail "valgrind reported errors or leaks"; return 1 ;;
+        *) fail "exit status $st$(sigdesc "$st") after the second signal"; return 1 ;;
+    esac
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$GW_LOG"; then
+        fail "sanitizer report in the gateway log"; return 1
+    fi
+    log_has "stopped:" || return 1
+    echo "exit status $st" > "$T/abort.status"
+}
+
 run_test workers_per_port t_workers_per_port
 run_test workers_single_port t_workers_single_port
 run_test workers_single_port_v6only t_workers_single_port_v6only
@@ -592,3 +641,4 @@ run_test workers_reload t_workers_reload
 run_test workers_drain t_workers_drain
 run_test workers_cache cx t_workers_cache
 run_test workers_probe_hold hx t_workers_probe_hold
+run_test workers_cache_abort cx t_workers_cache_abort

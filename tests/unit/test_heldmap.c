@@ -41,17 +41,41 @@ static struct sockaddr_storage v6(const char *ip, uint16_t port)
 
 #define SA(x) ((const struct sockaddr *)&(x))
 
-static void test_port_ignored_taken_once(void **state)
+/* The worker of a note, and whether it is held: -1 when none. */
+static int find(struct tg_heldmap *m, const struct sockaddr *peer, const char *name,
+                uint64_t now, bool *held)
+{
+    bool h;
+    int w = tg_heldmap_find(m, peer, name, now, &h);
+
+    if (held)
+        *held = h;
+    return w;
+}
+
+static void test_port_ignored_pending_then_held(void **state)
 {
     struct tg_heldmap *m = tg_heldmap_new(8, KEY);
     struct sockaddr_storage probe = v4("10.0.0.7", 1500), dl = v4("10.0.0.7", 1501);
+    bool held = true;
+    uint64_t t;
 
     (void)state;
     assert_non_null(m);
-    tg_heldmap_put(m, SA(probe), "boot.efi", 3, 1000);
-    /* the download, from a new port of the same address */
-    assert_int_equal(tg_heldmap_take(m, SA(dl), "boot.efi", 10), 3);
-    assert_int_equal(tg_heldmap_take(m, SA(dl), "boot.efi", 10), -1);
+    t = tg_heldmap_put(m, SA(probe), "boot.efi", 3, 1000);
+    /* the download, from a new port of the same address: pending first */
+    assert_int_equal(find(m, SA(dl), "boot.efi", 10, &held), 3);
+    assert_false(held);
+    tg_heldmap_held(m, SA(probe), "boot.efi", t + 1, 2000); /* not its token */
+    assert_int_equal(find(m, SA(dl), "boot.efi", 10, &held), 3);
+    assert_false(held);
+    tg_heldmap_held(m, SA(probe), "boot.efi", t, 2000);
+    assert_int_equal(find(m, SA(dl), "boot.efi", 1500, &held), 3);
+    assert_true(held);
+    /* the note stays until dropped or out of time */
+    assert_int_equal(find(m, SA(dl), "boot.efi", 1999, NULL), 3);
+    assert_int_equal(find(m, SA(dl), "boot.efi", 2000, NULL), -1);
+    assert_int_equal(find(m, SA(dl), "boot.efi", 10, NULL), -1);
     tg_heldmap_free(m);
 }
 
@@ -64,11 +88,11 @@ static void test_other_address_name_family(void **state)
     (void)state;
     tg_heldmap_put(m, SA(a), "boot.efi", 1, 1000);
     tg_heldmap_put(m, SA(c), "boot.efi", 2, 1000);
-    assert_int_equal(tg_heldmap_take(m, SA(b), "boot.efi", 0), -1);
-    assert_int_equal(tg_heldmap_take(m, SA(a), "Boot.efi", 0), -1);
-    assert_int_equal(tg_heldmap_take(m, SA(d), "boot.efi", 0), -1);
-    assert_int_equal(tg_heldmap_take(m, SA(c), "boot.efi", 0), 2);
-    assert_int_equal(tg_heldmap_take(m, SA(a), "boot.efi", 0), 1);
+    assert_int_equal(find(m, SA(b), "boot.efi", 0, NULL), -1);
+    assert_int_equal(find(m, SA(a), "Boot.efi", 0, NULL), -1);
+    assert_int_equal(find(m, SA(d), "boot.efi", 0, NULL), -1);
+    assert_int_equal(find(m, SA(c), "boot.efi", 0, NULL), 2);
+    assert_int_equal(find(m, SA(a), "boot.efi", 0, NULL), 1);
     tg_heldmap_free(m);
 }
 
@@ -79,11 +103,11 @@ static void test_time_is_up(void **state)
 
     (void)state;
     tg_heldmap_put(m, SA(a), "x", 1, 500);
-    assert_int_equal(tg_heldmap_take(m, SA(a), "x", 500), -1);
+    assert_int_equal(find(m, SA(a), "x", 500, NULL), -1);
     /* a stale entry is gone after the failed take, and a new note wins */
     tg_heldmap_put(m, SA(a), "x", 1, 500);
     tg_heldmap_put(m, SA(a), "x", 4, 900);
-    assert_int_equal(tg_heldmap_take(m, SA(a), "x", 600), 4);
+    assert_int_equal(find(m, SA(a), "x", 600, NULL), 4);
     tg_heldmap_free(m);
 }
 
@@ -106,7 +130,7 @@ static void test_bounded_oldest_replaced(void **state)
         struct sockaddr_storage a = v4("10.0.0.7", 1500);
 
         snprintf(name, sizeof(name), "f%d", i);
-        assert_int_equal(tg_heldmap_take(m, SA(a), name, 0), i >= N - CAP ? i : -1);
+        assert_int_equal(find(m, SA(a), name, 0, NULL), i >= N - CAP ? i : -1);
     }
     tg_heldmap_free(m);
 }
@@ -123,12 +147,12 @@ static void test_drop_by_token(void **state)
     t1 = tg_heldmap_put(m, SA(a), "x", 1, 1000);
     assert_true(t1 != 0);
     tg_heldmap_drop(m, SA(b), "x", t1);
-    assert_int_equal(tg_heldmap_take(m, SA(a), "x", 0), -1);
+    assert_int_equal(find(m, SA(a), "x", 0, NULL), -1);
     t1 = tg_heldmap_put(m, SA(a), "x", 1, 1000);
     t2 = tg_heldmap_put(m, SA(a), "x", 2, 1000);
     assert_true(t2 != t1);
     tg_heldmap_drop(m, SA(a), "x", t1);
-    assert_int_equal(tg_heldmap_take(m, SA(a), "x", 0), 2);
+    assert_int_equal(find(m, SA(a), "x", 0, NULL), 2);
     tg_heldmap_free(m);
 }
 
@@ -143,14 +167,14 @@ static void test_long_name(void **state)
     memset(name, 'a', sizeof(name) - 1);
     name[sizeof(name) - 1] = '\0';
     tg_heldmap_put(m, SA(a), name, 1, 1000);
-    assert_int_equal(tg_heldmap_take(m, SA(a), name, 0), 1);
+    assert_int_equal(find(m, SA(a), name, 0, NULL), 1);
     tg_heldmap_free(m);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_port_ignored_taken_once),
+        cmocka_unit_test(test_port_ignored_pending_then_held),
         cmocka_unit_test(test_other_address_name_family),
         cmocka_unit_test(test_time_is_up),
         cmocka_unit_test(test_bounded_oldest_replaced),
