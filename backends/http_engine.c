@@ -780,14 +780,10 @@ void hx_reopen(struct hx_stream *hs, tg_stream_cb *cb, void *arg)
         owe(hs, TG_STREAM_OPENED); /* from the loop, never inside open */
 }
 
-/* Let curl read the connection into iov while this runs: first the chunk
- * it held, then what it reads. A read with room for a whole receive
- * buffer (a window) asks each recv for no more than the room left, so no
- * chunk is split and no spill is made; a smaller one (lock-step) takes
- * whole receive buffers and leaves the tail in the spill, so later reads
- * need no recv. Between reads curl's buffer is RCV_REST, and a read that
- * filled its room pauses the transfer: while the window waits for its
- * ACKs the body stays in the socket, and TCP pushes back (invariant 2). */
+/* Let curl read the connection into iov while this runs. A chunk that
+ * does not fit leaves its rest in the spill and pauses curl (take_body),
+ * so while the window waits for its ACKs the body stays in the socket and
+ * TCP pushes back on the upstream (invariant 2). */
 static size_t pull_into(struct hx_stream *hs, const struct iovec *iov, unsigned n, size_t got,
                         size_t room)
 {
@@ -797,8 +793,9 @@ static size_t pull_into(struct hx_stream *hs, const struct iovec *iov, unsigned 
     hs->rd_room = room;
     if (hs->paused)
         resume(hs);
-    /* One pull is one recv: pull again while it brings bytes and room is
-     * left (bounded: a fast origin cannot keep one read in here). */
+    /* A pull lets curl read while the socket has bytes; pull again while
+     * one brings bytes and room is left (bounded: a fast origin cannot
+     * keep one read in here). */
     for (unsigned k = 0;
          k < PULL_MAX && !hs->paused && hs->rd_at < hs->rd_room && hs->state == HX_OPEN; k++) {
         size_t before = hs->rd_at;
