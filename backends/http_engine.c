@@ -652,8 +652,8 @@ size_t hx_rcvbuf(size_t blksize, size_t window)
      * blocks, so curl's buffer and the spill hold a part of a window, not
      * 16 KiB each. A smaller window (lock-step) still takes 16 KiB per
      * recv, and the spill serves the next reads without curl: one block
-     * per recv cut lock-step storms to less than half the aggregate and
-     * windowsize 64 to a fifth. */
+     * per recv lost 72 of 200 lock-step storm transfers to the open
+     * timeout, and at every windowsize it cut windowsize 64 to a fifth. */
     const size_t max = CURL_MAX_WRITE_SIZE;
     size_t recvs, per;
 
