@@ -162,14 +162,26 @@ time.sleep(60)' > "$T/holder.out" 2>&1 &
         sleep 0.05
     done
     [ -n "$port" ] || { fail "port holder did not start"; return 1; }
-    if gw_up "metrics_listen=127.0.0.1:$port"; then
-        stop_pid "$holder"
-        fail "gateway started although metrics port $port is taken"
-        return 1
-    fi
+    # The gateway binds its TFTP port before the metrics port, so a bound
+    # UDP port (what gw_up waits for) does not yet say it started: run it
+    # to its exit instead, which must come at once and be a failure.
+    write_config "$T/gw.ini" "127.0.0.1:$(free_port)" "metrics_listen=127.0.0.1:$port"
+    local ra=()
+    [ "$(id -u)" = 0 ] && ra=(--allow-root)
+    timeout 20 "$GW" --config "$T/gw.ini" "${ra[@]}" >> "$GW_LOG" 2>&1 < /dev/null
+    local st=$?
     stop_pid "$holder"
+    case $st in
+        0) fail "gateway started although metrics port $port is taken (exit 0)"; return 1 ;;
+        124) fail "gateway still running 20 s after start although metrics port $port is taken"; return 1 ;;
+        1) ;;
+        *) fail "exit status $st$(sigdesc "$st") (want 1)"; return 1 ;;
+    esac
     grep -qF "metrics_listen 127.0.0.1:$port: cannot listen: address already in use" "$GW_LOG" ||
         { fail "no clear start-up error: $(tail -n 2 "$GW_LOG" | tr '\n' ' ')"; return 1; }
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$GW_LOG"; then
+        fail "sanitizer report in the gateway log"; return 1
+    fi
     REASON=""
 }
 
